@@ -1,0 +1,64 @@
+//! Aggregates: state rebuilt as a left fold of its events.
+
+use serde_json::value::RawValue;
+
+use crate::envelope::SnapshotKey;
+use crate::event::{EncodeError, EventSet, Payload};
+
+/// A consistency boundary of the domain: a state type rebuilt by applying its events in
+/// order, starting from [`Default`].
+///
+/// Implemented by `#[aggregate]` on the state's impl block, from its `#[apply]` handlers.
+/// Commands are ordinary methods of the state that return events or a domain error; they
+/// are run by [`Repository::execute`](crate::Repository::execute).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an esrs aggregate",
+    note = "put `#[aggregate]` on the impl block of `{Self}` that holds its `#[apply]` handlers"
+)]
+pub trait Aggregate: Default + Send + Sync + 'static {
+    /// The category of the aggregate's streams, e.g. `"cart"`; the stream of aggregate `42`
+    /// is `"cart-42"`.
+    const NAME: &'static str;
+
+    /// Take a snapshot every this many events; `None` never snapshots.
+    const SNAPSHOT_EVERY: Option<u64> = None;
+
+    /// Identifies the snapshot layout and the fold logic; snapshots written under another
+    /// key are ignored.
+    const SNAPSHOT_KEY: SnapshotKey = SnapshotKey {
+        version: 1,
+        fingerprint: 0,
+    };
+
+    /// The aggregate's events.
+    type Event: EventSet;
+
+    /// Applies one event to the state. Applying cannot fail: an event is a fact.
+    fn apply(&mut self, event: &Self::Event);
+
+    /// Encodes the state as a snapshot; `None` when the aggregate has no snapshots.
+    fn encode_snapshot(&self) -> Option<Result<Payload, EncodeError>> {
+        None
+    }
+
+    /// Decodes a snapshot written by [`Aggregate::encode_snapshot`].
+    fn decode_snapshot(payload: &RawValue) -> Option<Result<Self, serde_json::Error>> {
+        let _ = payload;
+        None
+    }
+}
+
+/// Encodes a serializable state as a snapshot payload; used by generated code.
+pub fn encode_snapshot<A: serde::Serialize>(
+    name: &'static str,
+    state: &A,
+) -> Result<Payload, EncodeError> {
+    crate::event::encode_json(name, state)
+}
+
+/// Decodes a snapshot payload into a deserializable state; used by generated code.
+pub fn decode_snapshot<A: serde::de::DeserializeOwned>(
+    payload: &RawValue,
+) -> Result<A, serde_json::Error> {
+    serde_json::from_str(payload.get())
+}

@@ -1,0 +1,934 @@
+//! The conformance suite every [`EventStore`] passes.
+//!
+//! Written once, generic over the store, and run on [`InMemoryStore`](crate::InMemoryStore)
+//! and on the PostgreSQL store. A store implementation runs it with
+//! [`store_conformance_tests!`](crate::store_conformance_tests), giving an expression that
+//! makes a fresh, empty store with the default payload limit:
+//!
+//! ```ignore
+//! esrs_core::store_conformance_tests!(async { esrs_core::InMemoryStore::new() });
+//! ```
+//!
+//! Each check is also a public function, for stores that need their own test set-up.
+
+#![allow(missing_docs, clippy::missing_panics_doc)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use futures_util::TryStreamExt;
+
+use crate::{
+    AppendOutcome, AppendRequest, Error, EventStore, ExpectedVersion, IdempotencyKey, Metadata,
+    NewEvent, Payload, Position, RecordedEvent, Snapshot, SnapshotKey, StreamId, StreamItem,
+    Version,
+};
+
+/// A JSON payload from a `serde_json::Value`.
+pub fn payload(value: serde_json::Value) -> Payload {
+    serde_json::value::to_raw_value(&value).expect("a JSON value encodes")
+}
+
+/// A test event named `name` with payload `{"n": n}`.
+pub fn event(name: &'static str, n: u64) -> NewEvent {
+    NewEvent::new(name, 1, payload(serde_json::json!({ "n": n })))
+}
+
+/// A stream id unique to this run.
+pub fn unique_stream(prefix: &str) -> StreamId {
+    StreamId::new(format!("{prefix}-{}", uuid::Uuid::new_v4())).expect("valid stream id")
+}
+
+async fn read_stream<S: EventStore>(store: &S, stream: &StreamId) -> Vec<RecordedEvent> {
+    store
+        .read_stream(stream, 1, Version::MAX)
+        .try_collect()
+        .await
+        .expect("read_stream succeeds")
+}
+
+async fn read_all<S: EventStore>(store: &S, after: Position) -> Vec<RecordedEvent> {
+    store
+        .read_all(after)
+        .try_collect()
+        .await
+        .expect("read_all succeeds")
+}
+
+fn n_of(e: &RecordedEvent) -> u64 {
+    let v: serde_json::Value = serde_json::from_str(e.payload.get()).expect("payload is JSON");
+    v["n"].as_u64().expect("payload has n")
+}
+
+/// Appended events come back in order, with versions 1, 2, 3 …, byte-exact payloads and
+/// their metadata.
+pub async fn append_and_read_in_order<S: EventStore>(store: S) {
+    let stream = unique_stream("order");
+    let metadata = Metadata::new()
+        .with_correlation_id(uuid::Uuid::new_v4())
+        .with_causation_id(uuid::Uuid::new_v4())
+        .with_actor("alice")
+        .with("ip", "127.0.0.1")
+        .with("nested", serde_json::json!({ "a": [1, 2, 3] }));
+    let before = chrono::Utc::now() - chrono::Duration::seconds(5);
+    let outcome = store
+        .append(
+            AppendRequest::new(
+                stream.clone(),
+                ExpectedVersion::NoStream,
+                vec![event("A", 1), event("B", 2), event("C", 3)],
+            )
+            .metadata(metadata.clone()),
+        )
+        .await
+        .expect("append succeeds");
+    assert_eq!(outcome.stream, stream);
+    assert_eq!((outcome.first_version, outcome.last_version), (1, 3));
+    assert_eq!(outcome.len(), 3);
+    assert!(!outcome.deduplicated);
+    let first = outcome.first_position.expect("a first position");
+    let last = outcome.last_position.expect("a last position");
+    assert!(first < last);
+
+    let outcome = store
+        .append(AppendRequest::new(
+            stream.clone(),
+            ExpectedVersion::Exact(3),
+            vec![event("D", 4)],
+        ))
+        .await
+        .expect("second append succeeds");
+    assert_eq!((outcome.first_version, outcome.last_version), (4, 4));
+
+    let events = read_stream(&store, &stream).await;
+    assert_eq!(events.len(), 4);
+    let names: Vec<&str> = events.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["A", "B", "C", "D"]);
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e.version, i as u64 + 1);
+        assert_eq!(e.stream, stream);
+        assert_eq!(e.event_version, 1);
+        assert_eq!(n_of(e), i as u64 + 1);
+        assert!(
+            e.recorded_at >= before
+                && e.recorded_at <= chrono::Utc::now() + chrono::Duration::seconds(5)
+        );
+    }
+    assert_eq!(events[0].payload.get(), r#"{"n":1}"#);
+    assert_eq!(events[0].metadata, metadata);
+    assert_eq!(events[3].metadata, Metadata::default());
+    assert_eq!(events[0].position, first);
+    assert_eq!(events[2].position, last);
+    assert!(events.windows(2).all(|w| w[0].position < w[1].position));
+    assert_eq!(store.stream_version(&stream).await.expect("version"), 4);
+}
+
+/// `read_stream` honours its `from..=to` range; a missing stream is empty at version 0.
+pub async fn read_stream_ranges<S: EventStore>(store: S) {
+    let stream = unique_stream("range");
+    let events: Vec<_> = (1..=10).map(|n| event("E", n)).collect();
+    store
+        .append(AppendRequest::new(
+            stream.clone(),
+            ExpectedVersion::Any,
+            events,
+        ))
+        .await
+        .expect("append succeeds");
+    let part: Vec<RecordedEvent> = store
+        .read_stream(&stream, 4, 6)
+        .try_collect()
+        .await
+        .expect("read succeeds");
+    assert_eq!(
+        part.iter().map(|e| e.version).collect::<Vec<_>>(),
+        [4, 5, 6]
+    );
+    let tail: Vec<RecordedEvent> = store
+        .read_stream(&stream, 9, Version::MAX)
+        .try_collect()
+        .await
+        .expect("read succeeds");
+    assert_eq!(tail.iter().map(|e| e.version).collect::<Vec<_>>(), [9, 10]);
+    let none: Vec<RecordedEvent> = store
+        .read_stream(&stream, 11, Version::MAX)
+        .try_collect()
+        .await
+        .expect("read succeeds");
+    assert!(none.is_empty());
+
+    let missing = unique_stream("missing");
+    assert!(read_stream(&store, &missing).await.is_empty());
+    assert_eq!(store.stream_version(&missing).await.expect("version"), 0);
+}
+
+/// A long stream is read completely and in order (readers that page must not lose events).
+pub async fn long_stream_reads_completely<S: EventStore>(store: S) {
+    let stream = unique_stream("long");
+    for batch in 0..5u64 {
+        let events: Vec<_> = (0..300).map(|i| event("E", batch * 300 + i + 1)).collect();
+        store
+            .append(AppendRequest::new(
+                stream.clone(),
+                ExpectedVersion::Exact(batch * 300),
+                events,
+            ))
+            .await
+            .expect("append succeeds");
+    }
+    let events = read_stream(&store, &stream).await;
+    assert_eq!(events.len(), 1500);
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e.version, i as u64 + 1);
+        assert_eq!(n_of(e), i as u64 + 1);
+    }
+}
+
+/// A stale expected version is a typed conflict that names the actual version, and
+/// writes nothing.
+pub async fn expected_version_conflicts<S: EventStore>(store: S) {
+    let stream = unique_stream("conflict");
+    store
+        .append(AppendRequest::new(
+            stream.clone(),
+            ExpectedVersion::Exact(0),
+            vec![event("A", 1)],
+        ))
+        .await
+        .expect("Exact(0) on a new stream succeeds");
+
+    let err = store
+        .append(AppendRequest::new(
+            stream.clone(),
+            ExpectedVersion::NoStream,
+            vec![event("B", 2)],
+        ))
+        .await
+        .expect_err("NoStream on an existing stream conflicts");
+    let conflict = err.as_conflict().expect("a conflict error");
+    assert_eq!(
+        (conflict.expected, conflict.actual),
+        (ExpectedVersion::NoStream, 1)
+    );
+    assert_eq!(conflict.stream, stream);
+
+    for stale in [0, 2, 7] {
+        let err = store
+            .append(AppendRequest::new(
+                stream.clone(),
+                ExpectedVersion::Exact(stale),
+                vec![event("B", 2)],
+            ))
+            .await
+            .expect_err("a stale version conflicts");
+        match err {
+            Error::Conflict(c) => {
+                assert_eq!(c.expected, ExpectedVersion::Exact(stale));
+                assert_eq!(c.actual, 1);
+            }
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+    }
+    assert_eq!(read_stream(&store, &stream).await.len(), 1);
+
+    store
+        .append(AppendRequest::new(
+            stream.clone(),
+            ExpectedVersion::Any,
+            vec![event("C", 3)],
+        ))
+        .await
+        .expect("Any appends");
+    let versions: Vec<_> = read_stream(&store, &stream)
+        .await
+        .iter()
+        .map(|e| e.version)
+        .collect();
+    assert_eq!(versions, [1, 2]);
+}
+
+/// 16 tasks race on one stream, all expecting the same version, round after round: exactly
+/// one wins each round, the others get the conflict, and the stream has no gap and no
+/// duplicate.
+pub async fn concurrent_writers_one_winner_per_version<S: EventStore>(store: S) {
+    const TASKS: u64 = 16;
+    const ROUNDS: u64 = 10;
+    let store = Arc::new(store);
+    let stream = unique_stream("race");
+    let barrier = Arc::new(tokio::sync::Barrier::new(TASKS as usize));
+    let mut handles = Vec::new();
+    for task in 0..TASKS {
+        let store = store.clone();
+        let stream = stream.clone();
+        let barrier = barrier.clone();
+        handles.push(tokio::spawn(async move {
+            let mut wins = Vec::new();
+            let mut conflicts = 0;
+            for round in 0..ROUNDS {
+                barrier.wait().await;
+                let request = AppendRequest::new(
+                    stream.clone(),
+                    ExpectedVersion::Exact(round),
+                    vec![event("Won", task)],
+                );
+                match store.append(request).await {
+                    Ok(outcome) => {
+                        assert_eq!(outcome.last_version, round + 1);
+                        wins.push(round + 1);
+                    }
+                    Err(Error::Conflict(c)) => {
+                        assert_eq!(c.expected, ExpectedVersion::Exact(round));
+                        conflicts += 1;
+                    }
+                    Err(other) => panic!("unexpected error: {other}"),
+                }
+                barrier.wait().await;
+            }
+            (task, wins, conflicts)
+        }));
+    }
+    let mut winner_of = BTreeMap::new();
+    let mut total_conflicts = 0;
+    for h in handles {
+        let (task, wins, conflicts) = h.await.expect("task completes");
+        total_conflicts += conflicts;
+        for v in wins {
+            assert!(
+                winner_of.insert(v, task).is_none(),
+                "two winners for version {v}"
+            );
+        }
+    }
+    assert_eq!(winner_of.len() as u64, ROUNDS, "one winner per round");
+    assert_eq!(
+        total_conflicts,
+        ROUNDS * (TASKS - 1),
+        "every loser got a conflict"
+    );
+    let events = read_stream(&*store, &stream).await;
+    assert_eq!(events.len() as u64, ROUNDS);
+    for e in &events {
+        assert_eq!(
+            winner_of[&e.version],
+            n_of(e),
+            "the stored event is the winner's"
+        );
+    }
+}
+
+/// 16 tasks append with reload-and-retry to a set of streams: every acknowledged append is
+/// present, exactly once, and each stream's versions are 1..n.
+pub async fn concurrent_writers_many_streams<S: EventStore>(
+    store: S,
+    streams: usize,
+    appends_per_task: u64,
+) {
+    const TASKS: u64 = 16;
+    let store = Arc::new(store);
+    let ids: Arc<Vec<StreamId>> = Arc::new((0..streams).map(|_| unique_stream("many")).collect());
+    let mut handles = Vec::new();
+    for task in 0..TASKS {
+        let store = store.clone();
+        let ids = ids.clone();
+        handles.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut conflicts = 0u64;
+            for i in 0..appends_per_task {
+                let stream = &ids[((task * 7919 + i * 104_729) % ids.len() as u64) as usize];
+                let tag = task * 1_000_000 + i;
+                loop {
+                    let version = store.stream_version(stream).await.expect("version");
+                    let request = AppendRequest::new(
+                        stream.clone(),
+                        ExpectedVersion::Exact(version),
+                        vec![event("Tagged", tag)],
+                    );
+                    match store.append(request).await {
+                        Ok(outcome) => {
+                            acked.push((stream.clone(), outcome.last_version, tag));
+                            break;
+                        }
+                        Err(Error::Conflict(_)) => conflicts += 1,
+                        Err(other) => panic!("unexpected error: {other}"),
+                    }
+                }
+            }
+            (acked, conflicts)
+        }));
+    }
+    let mut acked = Vec::new();
+    for h in handles {
+        let (a, _conflicts) = h.await.expect("task completes");
+        acked.extend(a);
+    }
+    assert_eq!(acked.len() as u64, TASKS * appends_per_task);
+    let mut stored: HashMap<(StreamId, Version), u64> = HashMap::new();
+    let mut total = 0;
+    for id in ids.iter() {
+        let events = read_stream(&*store, id).await;
+        for (i, e) in events.iter().enumerate() {
+            assert_eq!(e.version, i as u64 + 1, "no gap and no duplicate in {id}");
+            stored.insert((id.clone(), e.version), n_of(e));
+        }
+        total += events.len();
+    }
+    assert_eq!(
+        total,
+        acked.len(),
+        "exactly the acknowledged events are stored"
+    );
+    for (stream, version, tag) in acked {
+        assert_eq!(
+            stored.get(&(stream, version)),
+            Some(&tag),
+            "acknowledged append is present"
+        );
+    }
+}
+
+/// The same idempotency key appends once; the repeat gets the original outcome, even with
+/// a stale expected version; the key used for another stream is an error.
+pub async fn idempotency_keys<S: EventStore>(store: S) {
+    let stream = unique_stream("idem");
+    let key = IdempotencyKey::new(format!("req-{}", uuid::Uuid::new_v4())).expect("valid key");
+    let first = store
+        .append(
+            AppendRequest::new(
+                stream.clone(),
+                ExpectedVersion::NoStream,
+                vec![event("A", 1), event("B", 2)],
+            )
+            .idempotency_key(key.clone()),
+        )
+        .await
+        .expect("first append succeeds");
+    assert!(!first.deduplicated);
+
+    let again = store
+        .append(
+            AppendRequest::new(
+                stream.clone(),
+                ExpectedVersion::NoStream,
+                vec![event("A", 1), event("B", 2)],
+            )
+            .idempotency_key(key.clone()),
+        )
+        .await
+        .expect("a repeat is not an error");
+    assert!(again.deduplicated);
+    assert_eq!(
+        (
+            again.first_version,
+            again.last_version,
+            again.first_position,
+            again.last_position
+        ),
+        (
+            first.first_version,
+            first.last_version,
+            first.first_position,
+            first.last_position
+        )
+    );
+    assert_eq!(
+        read_stream(&store, &stream).await.len(),
+        2,
+        "nothing appended twice"
+    );
+
+    let found = store
+        .find_idempotency_key(&key)
+        .await
+        .expect("lookup succeeds")
+        .expect("the key is known");
+    assert_eq!(
+        (found.stream.clone(), found.last_version),
+        (stream.clone(), 2)
+    );
+
+    let other = unique_stream("idem-other");
+    let err = store
+        .append(
+            AppendRequest::new(other.clone(), ExpectedVersion::Any, vec![event("C", 3)])
+                .idempotency_key(key.clone()),
+        )
+        .await
+        .expect_err("a key reused for another stream is refused");
+    match err {
+        Error::IdempotencyKeyReused {
+            key: k,
+            original_stream,
+            stream: s,
+        } => {
+            assert_eq!(
+                (k, original_stream, s),
+                (key.clone(), stream.clone(), other.clone())
+            );
+        }
+        other => panic!("expected IdempotencyKeyReused, got {other:?}"),
+    }
+    assert!(read_stream(&store, &other).await.is_empty());
+
+    let unknown =
+        IdempotencyKey::new(format!("never-{}", uuid::Uuid::new_v4())).expect("valid key");
+    assert!(
+        store
+            .find_idempotency_key(&unknown)
+            .await
+            .expect("lookup")
+            .is_none()
+    );
+}
+
+/// 20 concurrent retries of one request with one idempotency key: exactly one set of
+/// events, and every retry gets the original outcome.
+pub async fn idempotency_under_concurrent_retries<S: EventStore>(store: S) {
+    const RETRIES: usize = 20;
+    let store = Arc::new(store);
+    let stream = unique_stream("idem-race");
+    let key = IdempotencyKey::new(format!("req-{}", uuid::Uuid::new_v4())).expect("valid key");
+    let barrier = Arc::new(tokio::sync::Barrier::new(RETRIES));
+    let mut handles = Vec::new();
+    for _ in 0..RETRIES {
+        let (store, stream, key, barrier) =
+            (store.clone(), stream.clone(), key.clone(), barrier.clone());
+        handles.push(tokio::spawn(async move {
+            barrier.wait().await;
+            store
+                .append(
+                    AppendRequest::new(
+                        stream,
+                        ExpectedVersion::NoStream,
+                        vec![event("Paid", 1), event("Shipped", 2)],
+                    )
+                    .idempotency_key(key),
+                )
+                .await
+        }));
+    }
+    let mut outcomes: Vec<AppendOutcome> = Vec::new();
+    for h in handles {
+        outcomes.push(
+            h.await
+                .expect("task completes")
+                .expect("every retry succeeds"),
+        );
+    }
+    assert_eq!(
+        outcomes.iter().filter(|o| !o.deduplicated).count(),
+        1,
+        "exactly one append wrote"
+    );
+    for o in &outcomes {
+        assert_eq!((o.first_version, o.last_version), (1, 2));
+        assert_eq!(o.first_position, outcomes[0].first_position);
+    }
+    let events = read_stream(&*store, &stream).await;
+    assert_eq!(
+        events.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(),
+        ["Paid", "Shipped"]
+    );
+}
+
+/// A batch is all or nothing: an oversized event or a conflict anywhere in it writes
+/// nothing.
+pub async fn batch_atomicity<S: EventStore>(store: S) {
+    let stream = unique_stream("batch");
+    let big = "x".repeat(crate::DEFAULT_MAX_PAYLOAD_BYTES + 1);
+    let batch = vec![
+        event("A", 1),
+        event("B", 2),
+        NewEvent::new("Huge", 1, payload(serde_json::json!({ "blob": big }))),
+        event("D", 4),
+    ];
+    let err = store
+        .append(AppendRequest::new(
+            stream.clone(),
+            ExpectedVersion::Any,
+            batch,
+        ))
+        .await
+        .expect_err("an oversized event is refused");
+    assert!(
+        matches!(err, Error::PayloadTooLarge { name: "Huge", .. }),
+        "got {err:?}"
+    );
+    assert!(
+        read_stream(&store, &stream).await.is_empty(),
+        "nothing of the batch is written"
+    );
+
+    store
+        .append(AppendRequest::new(
+            stream.clone(),
+            ExpectedVersion::NoStream,
+            vec![event("A", 1)],
+        ))
+        .await
+        .expect("append succeeds");
+    let err = store
+        .append(AppendRequest::new(
+            stream.clone(),
+            ExpectedVersion::NoStream,
+            (2..=100).map(|n| event("X", n)).collect(),
+        ))
+        .await
+        .expect_err("a conflicting batch is refused");
+    assert!(err.as_conflict().is_some());
+    let batch: Vec<_> = (2..=1000).map(|n| event("Y", n)).collect();
+    let outcome = store
+        .append(AppendRequest::new(
+            stream.clone(),
+            ExpectedVersion::Exact(1),
+            batch,
+        ))
+        .await
+        .expect("a large batch appends");
+    assert_eq!((outcome.first_version, outcome.last_version), (2, 1000));
+    let events = read_stream(&store, &stream).await;
+    assert_eq!(events.len(), 1000);
+    assert!(events.iter().skip(1).all(|e| e.name == "Y"));
+}
+
+/// Payloads over the limit are refused with an error that says what to do; payloads at the
+/// limit are stored.
+pub async fn oversized_payload_refused<S: EventStore>(store: S) {
+    let stream = unique_stream("size");
+    // `{"b":"…"}` is 8 bytes around the text.
+    let exact = "y".repeat(crate::DEFAULT_MAX_PAYLOAD_BYTES - 8);
+    store
+        .append(AppendRequest::new(
+            stream.clone(),
+            ExpectedVersion::Any,
+            vec![NewEvent::new(
+                "AtLimit",
+                1,
+                payload(serde_json::json!({ "b": exact })),
+            )],
+        ))
+        .await
+        .expect("a payload at the limit is stored");
+    let over = "y".repeat(crate::DEFAULT_MAX_PAYLOAD_BYTES - 7);
+    let err = store
+        .append(AppendRequest::new(
+            stream.clone(),
+            ExpectedVersion::Any,
+            vec![NewEvent::new(
+                "OverLimit",
+                1,
+                payload(serde_json::json!({ "b": over })),
+            )],
+        ))
+        .await
+        .expect_err("one byte over is refused");
+    match &err {
+        Error::PayloadTooLarge { size, limit, .. } => {
+            assert_eq!(
+                (*size, *limit),
+                (
+                    crate::DEFAULT_MAX_PAYLOAD_BYTES + 1,
+                    crate::DEFAULT_MAX_PAYLOAD_BYTES
+                )
+            );
+        }
+        other => panic!("expected PayloadTooLarge, got {other:?}"),
+    }
+    assert!(
+        err.to_string().contains("store the blob elsewhere"),
+        "{err}"
+    );
+    assert_eq!(store.stream_version(&stream).await.expect("version"), 1);
+}
+
+/// The global log holds every event once, in increasing position order; reading after a
+/// position resumes right after it; the read ends when caught up.
+pub async fn global_log_order<S: EventStore>(store: S) {
+    let start = read_all(&store, Position::START)
+        .await
+        .last()
+        .map_or(Position::START, |e| e.position);
+    let a = unique_stream("log-a");
+    let b = unique_stream("log-b");
+    let mut expected = Vec::new();
+    for round in 0..5u64 {
+        for (stream, name) in [(&a, "A"), (&b, "B")] {
+            let events = vec![event(name, round * 2), event(name, round * 2 + 1)];
+            store
+                .append(AppendRequest::new(
+                    stream.clone(),
+                    ExpectedVersion::Any,
+                    events,
+                ))
+                .await
+                .expect("append succeeds");
+            expected.push((stream.clone(), round * 2));
+            expected.push((stream.clone(), round * 2 + 1));
+        }
+    }
+    let log = read_all(&store, start).await;
+    let ours: Vec<_> = log
+        .iter()
+        .filter(|e| e.stream == a || e.stream == b)
+        .collect();
+    assert_eq!(ours.len(), 20);
+    assert!(
+        log.windows(2).all(|w| w[0].position < w[1].position),
+        "positions increase"
+    );
+    let got: Vec<_> = ours.iter().map(|e| (e.stream.clone(), n_of(e))).collect();
+    assert_eq!(got, expected, "the log is in append order");
+
+    let middle = ours[9].position;
+    let resumed = read_all(&store, middle).await;
+    let resumed: Vec<_> = resumed
+        .iter()
+        .filter(|e| e.stream == a || e.stream == b)
+        .collect();
+    assert_eq!(resumed.len(), 10);
+    assert_eq!(resumed[0].position, ours[10].position);
+
+    let end = ours[19].position;
+    assert!(
+        read_all(&store, end)
+            .await
+            .iter()
+            .all(|e| e.stream != a && e.stream != b),
+        "nothing of ours after the last position"
+    );
+}
+
+/// Snapshots: the latest one with the asked key is returned; another key is ignored; an
+/// older one never replaces a newer; `read_stream_with_snapshot` gives the snapshot then
+/// the tail.
+pub async fn snapshots<S: EventStore>(store: S) {
+    let stream = unique_stream("snap");
+    let key = SnapshotKey::new(1, 0xfeed);
+    let other_key = SnapshotKey::new(2, 0xfeed);
+    let events: Vec<_> = (1..=6).map(|n| event("E", n)).collect();
+    store
+        .append(AppendRequest::new(
+            stream.clone(),
+            ExpectedVersion::Any,
+            events,
+        ))
+        .await
+        .expect("append succeeds");
+    assert!(
+        store
+            .load_snapshot(&stream, key)
+            .await
+            .expect("load")
+            .is_none()
+    );
+
+    let items: Vec<StreamItem> = store
+        .read_stream_with_snapshot(&stream, key)
+        .try_collect()
+        .await
+        .expect("read succeeds");
+    assert_eq!(items.len(), 6);
+    assert!(items.iter().all(|i| matches!(i, StreamItem::Event(_))));
+
+    store
+        .save_snapshot(Snapshot::new(
+            stream.clone(),
+            4,
+            key,
+            payload(serde_json::json!({ "sum": 10 })),
+        ))
+        .await
+        .expect("save succeeds");
+    store
+        .save_snapshot(Snapshot::new(
+            stream.clone(),
+            2,
+            key,
+            payload(serde_json::json!({ "sum": 3 })),
+        ))
+        .await
+        .expect("save of an older snapshot succeeds");
+    let loaded = store
+        .load_snapshot(&stream, key)
+        .await
+        .expect("load")
+        .expect("a snapshot");
+    assert_eq!((loaded.version, loaded.payload.get()), (4, r#"{"sum":10}"#));
+    assert!(
+        store
+            .load_snapshot(&stream, other_key)
+            .await
+            .expect("load")
+            .is_none()
+    );
+
+    let items: Vec<StreamItem> = store
+        .read_stream_with_snapshot(&stream, key)
+        .try_collect()
+        .await
+        .expect("read succeeds");
+    match &items[..] {
+        [
+            StreamItem::Snapshot(s),
+            StreamItem::Event(e5),
+            StreamItem::Event(e6),
+        ] => {
+            assert_eq!((s.version, e5.version, e6.version), (4, 5, 6));
+        }
+        other => panic!("expected a snapshot and two events, got {other:?}"),
+    }
+    let items: Vec<StreamItem> = store
+        .read_stream_with_snapshot(&stream, other_key)
+        .try_collect()
+        .await
+        .expect("read succeeds");
+    assert_eq!(items.len(), 6, "a snapshot of another key is not used");
+}
+
+/// Stream ids, names and metadata with quotes, backslashes, SQL, unicode and the maximum
+/// length are stored and read back byte-exact.
+pub async fn hostile_input_round_trips<S: EventStore>(store: S) {
+    let odd = [
+        "quote ' double \" back \\ slash".to_owned(),
+        "'; DROP TABLE events; --".to_owned(),
+        "ünïcødé 🦀 日本語 \u{200b}".to_owned(),
+        format!(
+            "{}{}",
+            uuid::Uuid::new_v4(),
+            "é".repeat((crate::MAX_STREAM_ID_LEN - 36) / 2)
+        ),
+    ];
+    for (i, text) in odd.iter().enumerate() {
+        let stream = if i == 3 {
+            StreamId::new(text).expect("max-length id")
+        } else {
+            StreamId::new(format!("{text}-{}", uuid::Uuid::new_v4())).expect("valid id")
+        };
+        let metadata = Metadata::new()
+            .with_actor(text.clone())
+            .with(text.clone(), text.clone());
+        let body = payload(serde_json::json!({ "text": text, "n": 1 }));
+        store
+            .append(
+                AppendRequest::new(
+                    stream.clone(),
+                    ExpectedVersion::NoStream,
+                    vec![NewEvent::new("Odd'\"\\Name", 1, body.clone())],
+                )
+                .metadata(metadata.clone()),
+            )
+            .await
+            .expect("append succeeds");
+        let events = read_stream(&store, &stream).await;
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].stream.as_str(), stream.as_str());
+        assert_eq!(events[0].name, "Odd'\"\\Name");
+        assert_eq!(events[0].metadata, metadata);
+        let back: serde_json::Value = serde_json::from_str(events[0].payload.get()).expect("JSON");
+        assert_eq!(back["text"].as_str(), Some(text.as_str()));
+    }
+}
+
+/// An append of no events writes nothing and reports the stream's version.
+pub async fn empty_append<S: EventStore>(store: S) {
+    let stream = unique_stream("empty");
+    store
+        .append(AppendRequest::new(
+            stream.clone(),
+            ExpectedVersion::Any,
+            vec![event("A", 1)],
+        ))
+        .await
+        .expect("append succeeds");
+    let outcome = store
+        .append(AppendRequest::new(
+            stream.clone(),
+            ExpectedVersion::Exact(1),
+            vec![],
+        ))
+        .await
+        .expect("an empty append succeeds");
+    assert!(outcome.is_empty());
+    assert_eq!(outcome.last_version, 1);
+    assert_eq!(outcome.first_position, None);
+    let err = store
+        .append(AppendRequest::new(
+            stream.clone(),
+            ExpectedVersion::Exact(0),
+            vec![],
+        ))
+        .await
+        .expect_err("an empty append still checks the version");
+    assert!(err.as_conflict().is_some());
+}
+
+/// A reader waiting at the head of the global log wakes when an event is appended.
+pub async fn wait_for_events_wakes<S: EventStore>(store: S) {
+    let store = Arc::new(store);
+    let head = read_all(&*store, Position::START)
+        .await
+        .last()
+        .map_or(Position::START, |e| e.position);
+    let waiter = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            store
+                .wait_for_events(head, std::time::Duration::from_secs(30))
+                .await
+                .expect("wait succeeds");
+            started.elapsed()
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    store
+        .append(AppendRequest::new(
+            unique_stream("wake"),
+            ExpectedVersion::Any,
+            vec![event("W", 1)],
+        ))
+        .await
+        .expect("append succeeds");
+    let waited = tokio::time::timeout(std::time::Duration::from_secs(10), waiter)
+        .await
+        .expect("the waiter wakes long before its timeout")
+        .expect("task completes");
+    assert!(waited < std::time::Duration::from_secs(10));
+    assert!(!read_all(&*store, head).await.is_empty());
+}
+
+/// Generates one `#[tokio::test]` per conformance check, each on a fresh store made by
+/// `$make` (an expression evaluating to a future of the store). The calling crate needs
+/// `tokio` with the `macros` and `rt-multi-thread` features.
+#[macro_export]
+macro_rules! store_conformance_tests {
+    ($make:expr) => {
+        $crate::store_conformance_tests!(@tests $make;
+            append_and_read_in_order,
+            read_stream_ranges,
+            long_stream_reads_completely,
+            expected_version_conflicts,
+            concurrent_writers_one_winner_per_version,
+            idempotency_keys,
+            idempotency_under_concurrent_retries,
+            batch_atomicity,
+            oversized_payload_refused,
+            global_log_order,
+            snapshots,
+            hostile_input_round_trips,
+            empty_append,
+            wait_for_events_wakes,
+        );
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn concurrent_writers_many_streams() {
+            $crate::conformance::concurrent_writers_many_streams($make.await, 20, 25).await;
+        }
+    };
+    (@tests $make:expr; $($check:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $check() {
+                $crate::conformance::$check($make.await).await;
+            }
+        )*
+    };
+}

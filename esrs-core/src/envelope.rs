@@ -1,0 +1,294 @@
+//! What is stored around an event: metadata, the recorded envelope, appends and snapshots.
+
+use chrono::{DateTime, Utc};
+use serde_json::value::RawValue;
+
+use crate::event::{EventSet, Payload};
+use crate::stream::{IdempotencyKey, Position, StreamId, Version};
+
+/// Who and what caused an event, stored beside its payload.
+///
+/// The time an event was recorded is set by the store and kept on [`RecordedEvent`].
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct Metadata {
+    /// Groups every event caused by one original request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<uuid::Uuid>,
+    /// The message (command or event) that directly caused this event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causation_id: Option<uuid::Uuid>,
+    /// The user or system that issued the command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// Any other fields the application records.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub custom: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Metadata {
+    /// Empty metadata.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the correlation id.
+    pub fn with_correlation_id(mut self, id: uuid::Uuid) -> Self {
+        self.correlation_id = Some(id);
+        self
+    }
+
+    /// Sets the causation id.
+    pub fn with_causation_id(mut self, id: uuid::Uuid) -> Self {
+        self.causation_id = Some(id);
+        self
+    }
+
+    /// Sets the actor.
+    pub fn with_actor(mut self, actor: impl Into<String>) -> Self {
+        self.actor = Some(actor.into());
+        self
+    }
+
+    /// Adds a custom field.
+    pub fn with(mut self, key: impl Into<String>, value: impl Into<serde_json::Value>) -> Self {
+        self.custom.insert(key.into(), value.into());
+        self
+    }
+
+    /// Whether no field is set.
+    pub fn is_empty(&self) -> bool {
+        self.correlation_id.is_none()
+            && self.causation_id.is_none()
+            && self.actor.is_none()
+            && self.custom.is_empty()
+    }
+}
+
+/// An event ready to be appended: its stored name, version and encoded payload.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct NewEvent {
+    /// The stored name.
+    pub name: &'static str,
+    /// The payload's version.
+    pub version: u32,
+    /// The JSON payload.
+    pub payload: Payload,
+}
+
+impl NewEvent {
+    /// An event with an already encoded payload.
+    pub fn new(name: &'static str, version: u32, payload: Payload) -> Self {
+        Self {
+            name,
+            version,
+            payload,
+        }
+    }
+
+    /// Encodes an event of an [`EventSet`].
+    pub fn encode<E: EventSet>(event: &E) -> Result<Self, crate::EncodeError> {
+        Ok(Self {
+            name: event.name(),
+            version: event.version(),
+            payload: event.encode()?,
+        })
+    }
+}
+
+/// A request to append events to one stream, atomically.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct AppendRequest {
+    /// The stream appended to.
+    pub stream: StreamId,
+    /// The version the stream must be at.
+    pub expected: crate::ExpectedVersion,
+    /// The events, in order; all are appended or none.
+    pub events: Vec<NewEvent>,
+    /// Metadata stored with every event of the request.
+    pub metadata: Metadata,
+    /// Makes the append idempotent: a second request with the same key appends nothing and
+    /// receives the first one's outcome.
+    pub idempotency_key: Option<IdempotencyKey>,
+}
+
+impl AppendRequest {
+    /// A request to append `events` to `stream`, which must be at `expected`.
+    pub fn new(stream: StreamId, expected: crate::ExpectedVersion, events: Vec<NewEvent>) -> Self {
+        Self {
+            stream,
+            expected,
+            events,
+            metadata: Metadata::default(),
+            idempotency_key: None,
+        }
+    }
+
+    /// Sets the metadata stored with every event.
+    pub fn metadata(mut self, metadata: Metadata) -> Self {
+        self.metadata = metadata;
+        self
+    }
+
+    /// Sets the idempotency key.
+    pub fn idempotency_key(mut self, key: IdempotencyKey) -> Self {
+        self.idempotency_key = Some(key);
+        self
+    }
+
+    /// Refuses any event whose payload is over `limit` bytes. Stores call this before
+    /// writing anything.
+    pub fn check_payload_size(&self, limit: usize) -> Result<(), crate::Error> {
+        for e in &self.events {
+            let size = e.payload.get().len();
+            if size > limit {
+                return Err(crate::Error::PayloadTooLarge {
+                    stream: self.stream.clone(),
+                    name: e.name,
+                    size,
+                    limit,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What an append did: the versions and global positions it wrote.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct AppendOutcome {
+    /// The stream appended to.
+    pub stream: StreamId,
+    /// The version of the first event written (one past the previous version when nothing
+    /// was written).
+    pub first_version: Version,
+    /// The stream's version after the append: the version of the last event written.
+    pub last_version: Version,
+    /// The global position of the first event written, if any.
+    pub first_position: Option<Position>,
+    /// The global position of the last event written, if any.
+    pub last_position: Option<Position>,
+    /// True when this outcome is the original one returned again for a repeated
+    /// idempotency key: nothing was written this time.
+    pub deduplicated: bool,
+}
+
+impl AppendOutcome {
+    /// The number of events the original append wrote.
+    pub fn len(&self) -> u64 {
+        self.last_version + 1 - self.first_version
+    }
+
+    /// Whether the original append wrote no event.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// An event as stored: the payload and everything the store recorded around it.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RecordedEvent {
+    /// Its position in the store's global log.
+    pub position: Position,
+    /// Its stream.
+    pub stream: StreamId,
+    /// Its version in the stream (1 for the first event).
+    pub version: Version,
+    /// Its stored name.
+    pub name: String,
+    /// The version of its payload.
+    pub event_version: u32,
+    /// The JSON payload.
+    pub payload: Payload,
+    /// The metadata it was appended with.
+    pub metadata: Metadata,
+    /// When the store recorded it.
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl RecordedEvent {
+    /// Assembles a recorded event; used by store implementations.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        position: Position,
+        stream: StreamId,
+        version: Version,
+        name: String,
+        event_version: u32,
+        payload: Payload,
+        metadata: Metadata,
+        recorded_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            position,
+            stream,
+            version,
+            name,
+            event_version,
+            payload,
+            metadata,
+            recorded_at,
+        }
+    }
+
+    /// Decodes the payload as an event of `E`.
+    pub fn decode<E: EventSet>(&self) -> Result<E, crate::DecodeError> {
+        E::decode(&self.name, self.event_version, &self.payload)
+    }
+
+    /// The raw JSON payload.
+    pub fn payload(&self) -> &RawValue {
+        &self.payload
+    }
+}
+
+/// Identifies the state layout and fold logic a snapshot was written by. A snapshot is only
+/// used by code with the same key; any other is ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct SnapshotKey {
+    /// The aggregate's declared snapshot version.
+    pub version: u32,
+    /// A fingerprint of the aggregate's fold (its apply code).
+    pub fingerprint: u64,
+}
+
+impl SnapshotKey {
+    /// A snapshot key.
+    pub fn new(version: u32, fingerprint: u64) -> Self {
+        Self {
+            version,
+            fingerprint,
+        }
+    }
+}
+
+/// The state of one stream at one version, stored to shorten later loads.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Snapshot {
+    /// The stream.
+    pub stream: StreamId,
+    /// The stream version the state was folded up to.
+    pub version: Version,
+    /// The layout and fold logic that wrote it.
+    pub key: SnapshotKey,
+    /// The encoded state.
+    pub payload: Payload,
+}
+
+impl Snapshot {
+    /// A snapshot of `stream` at `version`.
+    pub fn new(stream: StreamId, version: Version, key: SnapshotKey, payload: Payload) -> Self {
+        Self {
+            stream,
+            version,
+            key,
+            payload,
+        }
+    }
+}

@@ -1,0 +1,299 @@
+//! The in-memory event store.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::envelope::{AppendOutcome, AppendRequest, RecordedEvent, Snapshot, SnapshotKey};
+use crate::error::{Conflict, Error, Result};
+use crate::store::{DEFAULT_MAX_PAYLOAD_BYTES, EventStore, EventStream};
+use crate::stream::{IdempotencyKey, Position, StreamId, Version};
+
+/// How many events a reader copies out per lock.
+const READ_CHUNK: usize = 256;
+
+/// An event store held in memory: fast, fully featured, and gone when the process ends.
+///
+/// It keeps every guarantee of [`EventStore`] (it passes the same conformance suite as the
+/// PostgreSQL store), so it is the store of tests, examples and prototypes. Cloning it is
+/// cheap and the clones share the events.
+///
+/// ```
+/// # async fn demo() -> esrs_core::Result<()> {
+/// use esrs_core::{AppendRequest, EventStore, ExpectedVersion, InMemoryStore, NewEvent, StreamId};
+///
+/// let store = InMemoryStore::new();
+/// let stream = StreamId::new("cart-1").unwrap();
+/// let payload = serde_json::value::to_raw_value(&serde_json::json!({ "item": "book" })).unwrap();
+/// let event = NewEvent::new("ItemAdded", 1, payload);
+/// let outcome = store
+///     .append(AppendRequest::new(stream, ExpectedVersion::NoStream, vec![event]))
+///     .await?;
+/// assert_eq!(outcome.last_version, 1);
+/// # Ok(()) }
+/// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct InMemoryStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    state: Mutex<State>,
+    appended: tokio::sync::Notify,
+    max_payload_bytes: usize,
+}
+
+#[derive(Default)]
+struct State {
+    /// Every event, in global order.
+    log: Vec<RecordedEvent>,
+    /// For each stream, the indexes of its events in `log`, in version order.
+    streams: HashMap<StreamId, Vec<usize>>,
+    snapshots: HashMap<StreamId, Snapshot>,
+    keys: HashMap<IdempotencyKey, AppendOutcome>,
+    commits: u64,
+}
+
+impl std::fmt::Debug for InMemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.lock();
+        f.debug_struct("InMemoryStore")
+            .field("events", &state.log.len())
+            .field("streams", &state.streams.len())
+            .field("max_payload_bytes", &self.inner.max_payload_bytes)
+            .finish()
+    }
+}
+
+impl Default for InMemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl InMemoryStore {
+    /// An empty store with the default payload limit of 1 MiB.
+    pub fn new() -> Self {
+        Self::with_max_payload_bytes(DEFAULT_MAX_PAYLOAD_BYTES)
+    }
+
+    /// An empty store that refuses event payloads over `limit` bytes.
+    pub fn with_max_payload_bytes(limit: usize) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                state: Mutex::new(State::default()),
+                appended: tokio::sync::Notify::new(),
+                max_payload_bytes: limit,
+            }),
+        }
+    }
+
+    /// The number of events stored.
+    pub fn len(&self) -> usize {
+        self.lock().log.len()
+    }
+
+    /// Whether no event is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Deletes every snapshot. Snapshots are only an optimisation, so loads return the same
+    /// states afterwards, only slower.
+    pub fn clear_snapshots(&self) {
+        self.lock().snapshots.clear();
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the state half-written: every
+        // mutation below is made after all checks have passed.
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn append_now(&self, request: AppendRequest) -> Result<AppendOutcome> {
+        request.check_payload_size(self.inner.max_payload_bytes)?;
+        let mut state = self.lock();
+        if let Some(key) = &request.idempotency_key {
+            if let Some(original) = state.keys.get(key) {
+                if original.stream != request.stream {
+                    return Err(Error::IdempotencyKeyReused {
+                        key: key.clone(),
+                        original_stream: original.stream.clone(),
+                        stream: request.stream,
+                    });
+                }
+                let mut outcome = original.clone();
+                outcome.deduplicated = true;
+                return Ok(outcome);
+            }
+        }
+        let current = state
+            .streams
+            .get(&request.stream)
+            .map_or(0, |v| v.len() as Version);
+        if !request.expected.matches(current) {
+            return Err(Conflict::new(request.stream, request.expected, current).into());
+        }
+        let mut outcome = AppendOutcome {
+            stream: request.stream.clone(),
+            first_version: current + 1,
+            last_version: current,
+            first_position: None,
+            last_position: None,
+            deduplicated: false,
+        };
+        if !request.events.is_empty() {
+            state.commits += 1;
+            let commit = state.commits;
+            let now = chrono::Utc::now();
+            let start = state.log.len();
+            for (i, event) in request.events.into_iter().enumerate() {
+                let position = Position::new(commit, (start + i + 1) as u64);
+                outcome.first_position.get_or_insert(position);
+                outcome.last_position = Some(position);
+                outcome.last_version += 1;
+                state.log.push(RecordedEvent::new(
+                    position,
+                    request.stream.clone(),
+                    outcome.last_version,
+                    event.name.to_owned(),
+                    event.version,
+                    event.payload,
+                    request.metadata.clone(),
+                    now,
+                ));
+            }
+            let end = state.log.len();
+            state
+                .streams
+                .entry(request.stream)
+                .or_default()
+                .extend(start..end);
+        }
+        if let Some(key) = request.idempotency_key {
+            state.keys.insert(key, outcome.clone());
+        }
+        drop(state);
+        self.inner.appended.notify_waiters();
+        Ok(outcome)
+    }
+
+    /// Copies up to a chunk of the stream's events with versions in `from..=to`.
+    fn stream_chunk(&self, stream: &StreamId, from: Version, to: Version) -> Vec<RecordedEvent> {
+        let state = self.lock();
+        let Some(indexes) = state.streams.get(stream) else {
+            return Vec::new();
+        };
+        let start = from.max(1) - 1;
+        let end = to.min(indexes.len() as Version);
+        if start >= end {
+            return Vec::new();
+        }
+        let end = end.min(start + READ_CHUNK as Version);
+        indexes[start as usize..end as usize]
+            .iter()
+            .map(|&i| state.log[i].clone())
+            .collect()
+    }
+
+    /// Copies up to a chunk of the global log after `after`.
+    fn log_chunk(&self, after: Position) -> Vec<RecordedEvent> {
+        let state = self.lock();
+        // Positions in the log are in increasing order, and sequence numbers are the index
+        // plus one, so the start is found without a search.
+        let start = state.log.partition_point(|e| e.position <= after);
+        let end = state.log.len().min(start + READ_CHUNK);
+        state.log[start..end].to_vec()
+    }
+}
+
+impl EventStore for InMemoryStore {
+    async fn append(&self, request: AppendRequest) -> Result<AppendOutcome> {
+        self.append_now(request)
+    }
+
+    fn read_stream(&self, stream: &StreamId, from: Version, to: Version) -> EventStream<'_> {
+        let stream = stream.clone();
+        Box::pin(futures_util::stream::unfold(
+            (from.max(1), Vec::<RecordedEvent>::new().into_iter()),
+            move |(next, mut buffered)| {
+                let stream = stream.clone();
+                async move {
+                    if let Some(e) = buffered.next() {
+                        return Some((Ok(e), (next, buffered)));
+                    }
+                    let chunk = self.stream_chunk(&stream, next, to);
+                    let next = next + chunk.len() as Version;
+                    let mut chunk = chunk.into_iter();
+                    let first = chunk.next()?;
+                    Some((Ok(first), (next, chunk)))
+                }
+            },
+        ))
+    }
+
+    fn read_all(&self, after: Position) -> EventStream<'_> {
+        Box::pin(futures_util::stream::unfold(
+            (after, Vec::<RecordedEvent>::new().into_iter()),
+            move |(after, mut buffered)| async move {
+                if let Some(e) = buffered.next() {
+                    let position = e.position;
+                    return Some((Ok(e), (position, buffered)));
+                }
+                let mut chunk = self.log_chunk(after).into_iter();
+                let first = chunk.next()?;
+                let position = first.position;
+                Some((Ok(first), (position, chunk)))
+            },
+        ))
+    }
+
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<()> {
+        let mut state = self.lock();
+        match state.snapshots.get(&snapshot.stream) {
+            Some(existing)
+                if existing.key == snapshot.key && existing.version >= snapshot.version => {}
+            _ => {
+                state.snapshots.insert(snapshot.stream.clone(), snapshot);
+            }
+        }
+        Ok(())
+    }
+
+    async fn load_snapshot(&self, stream: &StreamId, key: SnapshotKey) -> Result<Option<Snapshot>> {
+        Ok(self
+            .lock()
+            .snapshots
+            .get(stream)
+            .filter(|s| s.key == key)
+            .cloned())
+    }
+
+    async fn find_idempotency_key(&self, key: &IdempotencyKey) -> Result<Option<AppendOutcome>> {
+        Ok(self.lock().keys.get(key).cloned().map(|mut o| {
+            o.deduplicated = true;
+            o
+        }))
+    }
+
+    async fn stream_version(&self, stream: &StreamId) -> Result<Version> {
+        Ok(self
+            .lock()
+            .streams
+            .get(stream)
+            .map_or(0, |v| v.len() as Version))
+    }
+
+    async fn wait_for_events(&self, after: Position, timeout: Duration) -> Result<()> {
+        let notified = self.inner.appended.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let head = self.lock().log.last().map(|e| e.position);
+        if head.is_some_and(|h| h > after) {
+            return Ok(());
+        }
+        let _ = tokio::time::timeout(timeout, notified).await;
+        Ok(())
+    }
+}

@@ -1,0 +1,166 @@
+//! The event store abstraction.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures_core::Stream;
+
+use crate::envelope::{AppendOutcome, AppendRequest, RecordedEvent, Snapshot, SnapshotKey};
+use crate::error::Result;
+use crate::stream::{IdempotencyKey, Position, StreamId, Version};
+
+/// The default limit on the size of one event's payload: 1 MiB.
+pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
+
+/// A stream of recorded events, read lazily from the store.
+pub type EventStream<'a> = Pin<Box<dyn Stream<Item = Result<RecordedEvent>> + Send + 'a>>;
+
+/// A stream of a snapshot (first, if one matched) then the events after it.
+pub type SnapshotAndEvents<'a> = Pin<Box<dyn Stream<Item = Result<StreamItem>> + Send + 'a>>;
+
+/// An item of [`EventStore::read_stream_with_snapshot`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum StreamItem {
+    /// The latest snapshot with the requested key; always the first item when present.
+    Snapshot(Snapshot),
+    /// An event after the snapshot's version.
+    Event(RecordedEvent),
+}
+
+/// Where events live: an append-only log of streams, with snapshots and idempotency keys.
+///
+/// Every implementation keeps these guarantees, and proves it by passing the conformance
+/// suite (`esrs_core::conformance`, feature `conformance`):
+///
+/// - the versions of a stream are 1, 2, 3 … with no gap and no duplicate, whatever the
+///   number of concurrent writers; a stale writer gets [`Error::Conflict`](crate::Error::Conflict);
+/// - an append is all or nothing;
+/// - an idempotency key appends at most once, and a repeat gets the original outcome;
+/// - a reader of the global log that resumes after its last position never skips an event;
+/// - payloads over the store's limit are refused with
+///   [`Error::PayloadTooLarge`](crate::Error::PayloadTooLarge).
+///
+/// The futures are `Send`, so a store is usable from a multi-threaded tokio runtime.
+pub trait EventStore: Send + Sync + 'static {
+    /// Appends the request's events atomically, after checking the expected version and
+    /// the idempotency key.
+    fn append(&self, request: AppendRequest) -> impl Future<Output = Result<AppendOutcome>> + Send;
+
+    /// Reads the events of `stream` with versions `from..=to`, in order. Use
+    /// `Version::MAX` as `to` to read to the end. A stream that does not exist is empty.
+    fn read_stream(&self, stream: &StreamId, from: Version, to: Version) -> EventStream<'_>;
+
+    /// Reads the global log after `after`, in [`Position`] order, up to the events that are
+    /// safely visible now: the stream ends when the reader has caught up, it does not wait.
+    fn read_all(&self, after: Position) -> EventStream<'_>;
+
+    /// The latest snapshot of `stream` written with `key`, then the events after it; the
+    /// whole stream when there is no such snapshot.
+    ///
+    /// The default implementation makes two reads; a store may do it in one round trip.
+    fn read_stream_with_snapshot(
+        &self,
+        stream: &StreamId,
+        key: SnapshotKey,
+    ) -> SnapshotAndEvents<'_> {
+        use futures_util::StreamExt;
+        let stream = stream.clone();
+        Box::pin(
+            futures_util::stream::once(async move {
+                let snapshot = self.load_snapshot(&stream, key).await?;
+                let from = snapshot.as_ref().map_or(1, |s| s.version + 1);
+                let head =
+                    futures_util::stream::iter(snapshot.map(|s| Ok(StreamItem::Snapshot(s))));
+                let tail = self
+                    .read_stream(&stream, from, Version::MAX)
+                    .map(|e| e.map(StreamItem::Event));
+                Ok::<_, crate::Error>(head.chain(tail))
+            })
+            .map(|r| match r {
+                Ok(s) => s.left_stream(),
+                Err(e) => futures_util::stream::once(async move { Err(e) }).right_stream(),
+            })
+            .flatten(),
+        )
+    }
+
+    /// Stores `snapshot` as the latest of its stream, unless a newer one is already there.
+    fn save_snapshot(&self, snapshot: Snapshot) -> impl Future<Output = Result<()>> + Send;
+
+    /// The latest snapshot of `stream` written with `key`, if any.
+    fn load_snapshot(
+        &self,
+        stream: &StreamId,
+        key: SnapshotKey,
+    ) -> impl Future<Output = Result<Option<Snapshot>>> + Send;
+
+    /// The outcome of the append made with `key`, if one was.
+    fn find_idempotency_key(
+        &self,
+        key: &IdempotencyKey,
+    ) -> impl Future<Output = Result<Option<AppendOutcome>>> + Send;
+
+    /// The current version of `stream` (0 when it does not exist).
+    fn stream_version(&self, stream: &StreamId) -> impl Future<Output = Result<Version>> + Send;
+
+    /// Waits until events after `after` may be readable, or `timeout` passes, whichever comes
+    /// first. Spurious wake-ups are allowed; the default implementation just sleeps.
+    fn wait_for_events(
+        &self,
+        after: Position,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<()>> + Send {
+        let _ = after;
+        async move {
+            tokio::time::sleep(timeout).await;
+            Ok(())
+        }
+    }
+}
+
+impl<S: EventStore> EventStore for std::sync::Arc<S> {
+    fn append(&self, request: AppendRequest) -> impl Future<Output = Result<AppendOutcome>> + Send {
+        (**self).append(request)
+    }
+    fn read_stream(&self, stream: &StreamId, from: Version, to: Version) -> EventStream<'_> {
+        (**self).read_stream(stream, from, to)
+    }
+    fn read_all(&self, after: Position) -> EventStream<'_> {
+        (**self).read_all(after)
+    }
+    fn read_stream_with_snapshot(
+        &self,
+        stream: &StreamId,
+        key: SnapshotKey,
+    ) -> SnapshotAndEvents<'_> {
+        (**self).read_stream_with_snapshot(stream, key)
+    }
+    fn save_snapshot(&self, snapshot: Snapshot) -> impl Future<Output = Result<()>> + Send {
+        (**self).save_snapshot(snapshot)
+    }
+    fn load_snapshot(
+        &self,
+        stream: &StreamId,
+        key: SnapshotKey,
+    ) -> impl Future<Output = Result<Option<Snapshot>>> + Send {
+        (**self).load_snapshot(stream, key)
+    }
+    fn find_idempotency_key(
+        &self,
+        key: &IdempotencyKey,
+    ) -> impl Future<Output = Result<Option<AppendOutcome>>> + Send {
+        (**self).find_idempotency_key(key)
+    }
+    fn stream_version(&self, stream: &StreamId) -> impl Future<Output = Result<Version>> + Send {
+        (**self).stream_version(stream)
+    }
+    fn wait_for_events(
+        &self,
+        after: Position,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<()>> + Send {
+        (**self).wait_for_events(after, timeout)
+    }
+}

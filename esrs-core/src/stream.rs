@@ -1,0 +1,370 @@
+//! Stream identifiers, versions, positions and expectations.
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::sync::Arc;
+
+/// The longest stream id accepted by [`StreamId::new`], in bytes.
+pub const MAX_STREAM_ID_LEN: usize = 256;
+
+/// The identifier of one event stream: the history of one aggregate instance.
+///
+/// A stream id is validated when it is made: it is not empty, at most
+/// [`MAX_STREAM_ID_LEN`] bytes long and free of control characters. Any other text,
+/// including quotes, backslashes and non-ASCII characters, is stored byte-exact.
+///
+/// Cloning is cheap: the text is shared.
+///
+/// ```
+/// use esrs_core::StreamId;
+///
+/// let id = StreamId::new("order-42").unwrap();
+/// assert_eq!(id.as_str(), "order-42");
+/// assert!(StreamId::new("").is_err());
+/// assert!(StreamId::new("a\nb").is_err());
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamId(Arc<str>);
+
+/// Why a text was refused as a [`StreamId`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StreamIdError {
+    /// The text was empty.
+    #[error("a stream id cannot be empty")]
+    Empty,
+    /// The text was longer than [`MAX_STREAM_ID_LEN`] bytes.
+    #[error("a stream id is at most {max} bytes long, this one has {len}")]
+    TooLong {
+        /// The length of the refused text, in bytes.
+        len: usize,
+        /// The longest length accepted, in bytes.
+        max: usize,
+    },
+    /// The text held a control character (such as a newline or NUL).
+    #[error("a stream id cannot contain control characters; found {found:?} at byte {at}")]
+    ControlCharacter {
+        /// The refused character.
+        found: char,
+        /// Its byte offset in the text.
+        at: usize,
+    },
+}
+
+impl StreamId {
+    /// Validates `id` and makes a stream id of it.
+    pub fn new(id: impl AsRef<str>) -> Result<Self, StreamIdError> {
+        let id = id.as_ref();
+        Self::validate(id, MAX_STREAM_ID_LEN)?;
+        Ok(Self(Arc::from(id)))
+    }
+
+    fn validate(id: &str, max: usize) -> Result<(), StreamIdError> {
+        if id.is_empty() {
+            return Err(StreamIdError::Empty);
+        }
+        if id.len() > max {
+            return Err(StreamIdError::TooLong { len: id.len(), max });
+        }
+        if let Some((at, found)) = id.char_indices().find(|(_, c)| c.is_control()) {
+            return Err(StreamIdError::ControlCharacter { found, at });
+        }
+        Ok(())
+    }
+
+    /// The stream of aggregate `id` in `category`: `"{category}-{id}"`.
+    ///
+    /// [`Repository`](crate::Repository) stores each aggregate under this name, so that
+    /// cart `42` and account `42` never share a stream.
+    pub fn in_category(category: &str, id: &StreamId) -> Self {
+        let mut s = String::with_capacity(category.len() + 1 + id.0.len());
+        s.push_str(category);
+        s.push('-');
+        s.push_str(&id.0);
+        Self(Arc::from(s))
+    }
+
+    /// Makes a stream id of text read back from a store, which was validated when it was
+    /// written.
+    #[doc(hidden)]
+    pub fn from_stored(id: impl Into<Arc<str>>) -> Self {
+        Self(id.into())
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for StreamId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Borrow<str> for StreamId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for StreamId {
+    type Err = StreamIdError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::new(s)
+    }
+}
+
+impl TryFrom<&str> for StreamId {
+    type Error = StreamIdError;
+    fn try_from(s: &str) -> Result<Self, Self::Error> {
+        Self::new(s)
+    }
+}
+
+impl TryFrom<String> for StreamId {
+    type Error = StreamIdError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::new(s)
+    }
+}
+
+impl serde::Serialize for StreamId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for StreamId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::new(s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The version of a stream: the number of events in it. The first event of a stream has
+/// version 1; a stream that does not exist yet is at version 0.
+pub type Version = u64;
+
+/// The global sequence number of an event in a store, over all streams. Sequence numbers
+/// are unique and grow with every append but may have gaps (an aborted append consumes
+/// some), and they are not commit-ordered: see [`Position`].
+pub type Sequence = u64;
+
+/// The place of an event in a store's global log, and the checkpoint of a reader of it.
+///
+/// Positions are totally ordered, and the global log is read in that order. `commit` is
+/// the store's commit-order key (for PostgreSQL the writing transaction's id; for the
+/// in-memory store the append's number) and `sequence` the event's global sequence number.
+/// A reader that keeps the last position it handled and asks for the events after it never
+/// skips an event, even one whose append committed after a later-numbered one.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+pub struct Position {
+    /// The store's commit-order key of the append that wrote the event.
+    pub commit: u64,
+    /// The event's global sequence number.
+    pub sequence: Sequence,
+}
+
+impl Position {
+    /// Before the first event: reading after it reads the whole log.
+    pub const START: Self = Self {
+        commit: 0,
+        sequence: 0,
+    };
+
+    /// A position.
+    pub const fn new(commit: u64, sequence: Sequence) -> Self {
+        Self { commit, sequence }
+    }
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.sequence, self.commit)
+    }
+}
+
+/// What the writer believes the stream's version to be, checked atomically by the store on
+/// append: the optimistic concurrency control of event sourcing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ExpectedVersion {
+    /// Append whatever the stream's version is.
+    Any,
+    /// The stream must not exist yet.
+    NoStream,
+    /// The stream must be at exactly this version (0 meaning "no stream").
+    Exact(Version),
+}
+
+impl ExpectedVersion {
+    /// Whether a stream currently at `current` satisfies this expectation.
+    pub fn matches(self, current: Version) -> bool {
+        match self {
+            Self::Any => true,
+            Self::NoStream => current == 0,
+            Self::Exact(v) => v == current,
+        }
+    }
+}
+
+impl fmt::Display for ExpectedVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Any => f.write_str("any version"),
+            Self::NoStream => f.write_str("no stream"),
+            Self::Exact(v) => write!(f, "version {v}"),
+        }
+    }
+}
+
+/// A key that makes an append idempotent: a request retried with the same key appends
+/// nothing and receives the outcome of the first append.
+///
+/// Keys are not empty and at most 256 bytes long; use a request id or a UUID.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct IdempotencyKey(Arc<str>);
+
+/// Why a text was refused as an [`IdempotencyKey`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdempotencyKeyError {
+    /// The key was empty.
+    #[error("an idempotency key cannot be empty")]
+    Empty,
+    /// The key was longer than 256 bytes.
+    #[error("an idempotency key is at most 256 bytes long, this one has {len}")]
+    TooLong {
+        /// The length of the refused key, in bytes.
+        len: usize,
+    },
+}
+
+impl IdempotencyKey {
+    /// Validates `key` and makes an idempotency key of it.
+    pub fn new(key: impl AsRef<str>) -> Result<Self, IdempotencyKeyError> {
+        let key = key.as_ref();
+        if key.is_empty() {
+            return Err(IdempotencyKeyError::Empty);
+        }
+        if key.len() > 256 {
+            return Err(IdempotencyKeyError::TooLong { len: key.len() });
+        }
+        Ok(Self(Arc::from(key)))
+    }
+
+    /// The key as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<uuid::Uuid> for IdempotencyKey {
+    fn from(id: uuid::Uuid) -> Self {
+        Self(Arc::from(id.to_string()))
+    }
+}
+
+impl TryFrom<String> for IdempotencyKey {
+    type Error = IdempotencyKeyError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::new(s)
+    }
+}
+
+impl TryFrom<&str> for IdempotencyKey {
+    type Error = IdempotencyKeyError;
+    fn try_from(s: &str) -> Result<Self, Self::Error> {
+        Self::new(s)
+    }
+}
+
+impl From<IdempotencyKey> for String {
+    fn from(k: IdempotencyKey) -> Self {
+        k.0.to_string()
+    }
+}
+
+impl fmt::Debug for IdempotencyKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for IdempotencyKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_id_validation() {
+        assert_eq!(StreamId::new(""), Err(StreamIdError::Empty));
+        let long = "x".repeat(MAX_STREAM_ID_LEN + 1);
+        assert_eq!(
+            StreamId::new(&long),
+            Err(StreamIdError::TooLong {
+                len: MAX_STREAM_ID_LEN + 1,
+                max: MAX_STREAM_ID_LEN
+            })
+        );
+        assert!(StreamId::new("x".repeat(MAX_STREAM_ID_LEN)).is_ok());
+        assert_eq!(
+            StreamId::new("ab\0"),
+            Err(StreamIdError::ControlCharacter { found: '\0', at: 2 })
+        );
+        let odd = "it's a \"quoted\" \\ stream; DROP TABLE events; -- ünïcødé 🦀";
+        assert_eq!(StreamId::new(odd).unwrap().as_str(), odd);
+        assert_eq!(
+            StreamIdError::Empty.to_string(),
+            "a stream id cannot be empty"
+        );
+    }
+
+    #[test]
+    fn expected_version_matches() {
+        assert!(ExpectedVersion::Any.matches(7));
+        assert!(ExpectedVersion::NoStream.matches(0));
+        assert!(!ExpectedVersion::NoStream.matches(1));
+        assert!(ExpectedVersion::Exact(3).matches(3));
+        assert!(!ExpectedVersion::Exact(3).matches(4));
+    }
+
+    #[test]
+    fn idempotency_key_validation() {
+        assert_eq!(IdempotencyKey::new(""), Err(IdempotencyKeyError::Empty));
+        assert!(IdempotencyKey::new("k".repeat(257)).is_err());
+        assert_eq!(IdempotencyKey::new("req-1").unwrap().as_str(), "req-1");
+    }
+}

@@ -1,0 +1,1 @@
+//! Procedural macros of esrs, re-exported by `esrs-core`.
