@@ -77,7 +77,9 @@ pub use envelope::{
 pub use error::{BoxError, Conflict, Error, Result};
 pub use event::{DecodeError, EncodeError, Event, EventSet, IntoEvents, Payload, encode_json};
 pub use memory::InMemoryStore;
-pub use repository::{Execute, ExecuteError, Executed, HistoryEntry, Loaded, Repository};
+pub use repository::{
+    CacheStats, Execute, ExecuteError, Executed, HistoryEntry, Loaded, Repository,
+};
 pub use store::{
     DEFAULT_MAX_PAYLOAD_BYTES, EventStore, EventStream, SnapshotAndEvents, StreamItem,
 };

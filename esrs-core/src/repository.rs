@@ -1,9 +1,12 @@
 //! The repository: load, decide, append, with optimistic concurrency, retries, idempotency
 //! keys and snapshots.
 
+use std::collections::{BTreeMap, HashMap};
 use std::future::{Future, IntoFuture};
 use std::marker::PhantomData;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
@@ -96,9 +99,30 @@ impl<E> ExecuteError<E> {
 /// println!("version {}", loaded.version);
 /// # Ok(()) }
 /// ```
+///
+/// # The aggregate cache
+///
+/// [`Repository::with_cache`] keeps the state and version of recently used aggregates in
+/// process, so that a command on a cached aggregate skips the load round trip: it decides on
+/// the cached state and appends expecting the cached version. The store still checks that
+/// version atomically, so correctness never depends on the cache being fresh: when another
+/// process (or another repository) has written in the meantime, the append is refused with a
+/// conflict, the entry is dropped, and the command runs again on a state loaded from the
+/// store. That stale-cache retry is free: it does not count against
+/// [`with_retries`](Repository::with_retries).
+///
+/// The cache is opt-in because it keeps up to `capacity` states in memory and clones the
+/// state once per command (the command's result carries the state by value and the cache
+/// keeps its own copy), which is why it needs `A: Clone`. It is bounded: the least recently
+/// used aggregate is evicted when it is full. Clones of a repository share its cache.
+///
+/// A cached state is the fold of the events as the commands returned them, not as they were
+/// decoded after a round trip through the store; the two agree whenever the events'
+/// encoding round-trips, which is what event sourcing assumes anyway.
 pub struct Repository<A, S> {
     store: S,
     retries: u32,
+    cache: Option<Arc<StateCache<A>>>,
     _aggregate: PhantomData<fn() -> A>,
 }
 
@@ -108,6 +132,7 @@ impl<A, S: std::fmt::Debug> std::fmt::Debug for Repository<A, S> {
             .field("aggregate", &std::any::type_name::<A>())
             .field("store", &self.store)
             .field("retries", &self.retries)
+            .field("cache", &self.cache.as_ref().map(|c| c.stats()))
             .finish()
     }
 }
@@ -117,6 +142,7 @@ impl<A, S: Clone> Clone for Repository<A, S> {
         Self {
             store: self.store.clone(),
             retries: self.retries,
+            cache: self.cache.clone(),
             _aggregate: PhantomData,
         }
     }
@@ -128,7 +154,34 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         Self {
             store,
             retries: 0,
+            cache: None,
             _aggregate: PhantomData,
+        }
+    }
+
+    /// Keeps the state and version of up to `capacity` aggregates in process, so that a
+    /// command on a cached aggregate skips the load round trip; `0` turns the cache off.
+    ///
+    /// See [the aggregate cache](Repository#the-aggregate-cache) for how it stays correct
+    /// with several writers. Replaces any cache the repository had.
+    pub fn with_cache(mut self, capacity: usize) -> Self
+    where
+        A: Clone,
+    {
+        self.cache = (capacity > 0).then(|| Arc::new(StateCache::new(capacity, A::clone)));
+        self
+    }
+
+    /// The counters of the aggregate cache; `None` when the repository has none.
+    pub fn cache_stats(&self) -> Option<CacheStats> {
+        self.cache.as_ref().map(|c| c.stats())
+    }
+
+    /// Empties the aggregate cache (the counters are kept). The next command on each
+    /// aggregate loads it from the store.
+    pub fn clear_cache(&self) {
+        if let Some(cache) = &self.cache {
+            cache.clear();
         }
     }
 
@@ -312,16 +365,37 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             }
         }
         let mut attempt = 0;
+        // After a conflict, the next attempts load from the store.
+        let mut use_cache = true;
         loop {
-            let mut loaded = self.load_stream(&stream).await?;
-            let events = command(&loaded.state)
-                .map_err(ExecuteError::Rejected)?
-                .into_events();
-            let encoded = events
+            let cached = match &self.cache {
+                Some(cache) if use_cache => cache.take(&stream),
+                _ => None,
+            };
+            let from_cache = cached.is_some();
+            let mut loaded = match cached {
+                Some(loaded) => loaded,
+                None => self.load_stream(&stream).await?,
+            };
+            let events = match command(&loaded.state) {
+                Ok(events) => events.into_events(),
+                Err(rejected) => {
+                    // The state was not touched: it is still the state at its version.
+                    self.cache_put(&stream, &loaded);
+                    return Err(ExecuteError::Rejected(rejected));
+                }
+            };
+            let encoded = match events
                 .iter()
                 .map(NewEvent::encode)
                 .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(Error::from)?;
+            {
+                Ok(encoded) => encoded,
+                Err(error) => {
+                    self.cache_put(&stream, &loaded);
+                    return Err(Error::from(error).into());
+                }
+            };
             let mut request = AppendRequest::new(
                 stream.clone(),
                 ExpectedVersion::Exact(loaded.version),
@@ -334,6 +408,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             match self.store.append(request).await {
                 Ok(outcome) if outcome.deduplicated => {
                     // A concurrent request with the same key won: answer with its outcome.
+                    // The state is not put back in the cache: it is older than the stream.
                     return self
                         .replay_outcome(
                             key.as_ref().expect("deduplicated implies a key"),
@@ -349,18 +424,37 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                     }
                     loaded.version = outcome.last_version;
                     self.maybe_snapshot(&stream, before, &loaded).await;
+                    self.cache_put(&stream, &loaded);
                     return Ok(Executed {
                         outcome,
                         events,
                         state: loaded.state,
                     });
                 }
+                Err(Error::Conflict(conflict)) if from_cache => {
+                    // The cached state was stale: another writer appended since. The entry
+                    // is already out of the cache; reload and decide again, for free.
+                    if let Some(cache) = &self.cache {
+                        cache.stale.fetch_add(1, Ordering::Relaxed);
+                    }
+                    use_cache = false;
+                    tracing::debug!(%conflict, "stale cached state, reloading");
+                }
                 Err(Error::Conflict(conflict)) if attempt < retries => {
                     attempt += 1;
+                    use_cache = false;
                     tracing::debug!(%conflict, attempt, "conflict, reloading and retrying");
                 }
+                // Any other failure drops the state: an append that failed to answer may
+                // still have been committed.
                 Err(e) => return Err(e.into()),
             }
+        }
+    }
+
+    fn cache_put(&self, stream: &StreamId, loaded: &Loaded<A>) {
+        if let Some(cache) = &self.cache {
+            cache.put(stream, loaded);
         }
     }
 
@@ -508,5 +602,152 @@ impl<E: EventSet> HistoryEntry<E> {
     /// The event's version in its stream.
     pub fn version(&self) -> Version {
         self.recorded.version
+    }
+}
+
+/// The counters of a repository's aggregate cache, from [`Repository::cache_stats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct CacheStats {
+    /// The most aggregates the cache holds.
+    pub capacity: usize,
+    /// The aggregates it holds now.
+    pub len: usize,
+    /// Commands that found their aggregate in the cache and skipped the load.
+    pub hits: u64,
+    /// Commands that loaded their aggregate from the store.
+    pub misses: u64,
+    /// Cached states found stale by the store's version check, then reloaded.
+    pub stale: u64,
+    /// Aggregates evicted to make room for others.
+    pub evictions: u64,
+}
+
+/// The bounded, least-recently-used map of aggregate states behind
+/// [`Repository::with_cache`].
+///
+/// A command takes its aggregate's entry out while it runs and puts it back after a
+/// successful append, so two commands of one process never decide on the same copy.
+struct StateCache<A> {
+    capacity: usize,
+    clone: fn(&A) -> A,
+    entries: Mutex<CacheEntries<A>>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    stale: AtomicU64,
+    evictions: AtomicU64,
+}
+
+struct CacheEntries<A> {
+    by_stream: HashMap<StreamId, CacheEntry<A>>,
+    /// Streams by last use, oldest first.
+    by_use: BTreeMap<u64, StreamId>,
+    tick: u64,
+}
+
+struct CacheEntry<A> {
+    loaded: Loaded<A>,
+    used: u64,
+}
+
+impl<A> StateCache<A> {
+    fn new(capacity: usize, clone: fn(&A) -> A) -> Self {
+        Self {
+            capacity,
+            clone,
+            entries: Mutex::new(CacheEntries {
+                by_stream: HashMap::with_capacity(capacity.min(1 << 16)),
+                by_use: BTreeMap::new(),
+                tick: 0,
+            }),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            stale: AtomicU64::new(0),
+            evictions: AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, CacheEntries<A>> {
+        // Every mutation below leaves the maps consistent before it can panic.
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes the entry of `stream` out of the cache.
+    fn take(&self, stream: &StreamId) -> Option<Loaded<A>> {
+        let taken = {
+            let mut entries = self.lock();
+            let entry = entries.by_stream.remove(stream);
+            if let Some(entry) = &entry {
+                entries.by_use.remove(&entry.used);
+            }
+            entry
+        };
+        match taken {
+            Some(entry) => {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                Some(entry.loaded)
+            }
+            None => {
+                self.misses.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    /// Puts a copy of `loaded` in the cache, unless it already holds a state of `stream` at
+    /// the same or a later version.
+    fn put(&self, stream: &StreamId, loaded: &Loaded<A>) {
+        let mut entries = self.lock();
+        let entries = &mut *entries;
+        if let Some(existing) = entries.by_stream.get_mut(stream) {
+            if existing.loaded.version >= loaded.version {
+                return;
+            }
+            existing.loaded = Loaded {
+                state: (self.clone)(&loaded.state),
+                version: loaded.version,
+            };
+            entries.by_use.remove(&existing.used);
+            entries.tick += 1;
+            existing.used = entries.tick;
+            entries.by_use.insert(entries.tick, stream.clone());
+            return;
+        }
+        if entries.by_stream.len() >= self.capacity {
+            if let Some((_, oldest)) = entries.by_use.pop_first() {
+                entries.by_stream.remove(&oldest);
+                self.evictions.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        entries.tick += 1;
+        let used = entries.tick;
+        entries.by_use.insert(used, stream.clone());
+        entries.by_stream.insert(
+            stream.clone(),
+            CacheEntry {
+                loaded: Loaded {
+                    state: (self.clone)(&loaded.state),
+                    version: loaded.version,
+                },
+                used,
+            },
+        );
+    }
+
+    fn clear(&self) {
+        let mut entries = self.lock();
+        entries.by_stream.clear();
+        entries.by_use.clear();
+    }
+
+    fn stats(&self) -> CacheStats {
+        CacheStats {
+            capacity: self.capacity,
+            len: self.lock().by_stream.len(),
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            stale: self.stale.load(Ordering::Relaxed),
+            evictions: self.evictions.load(Ordering::Relaxed),
+        }
     }
 }
