@@ -1,0 +1,514 @@
+//! The esrs benchmark program.
+//!
+//! Runs the workloads of the design (W1–W4 and a batch append) through esrs and through
+//! hand-written sqlx against an equivalent table, and through esrs on the in-memory store,
+//! then prints one table with throughput, p50 and p99 latency, peak memory and the ratio
+//! esrs / raw.
+//!
+//! Every run is a child process of this binary with its own fresh database, so that each
+//! run's peak memory is its own and no run sees another's data. A child does its set-up
+//! (W3's long stream, W4's log), resets its peak-memory mark, then measures.
+//!
+//! ```text
+//! cargo run --release -p esrs-bench -- all
+//! cargo run --release -p esrs-bench -- w1 w3 --database-url postgres://postgres@127.0.0.1:5432
+//! ```
+
+mod domain;
+mod measure;
+mod micro;
+mod proxy;
+mod raw;
+mod workloads;
+
+use std::process::ExitCode;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use esrs_core::{InMemoryStore, Repository};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, Executor};
+
+use crate::measure::Report;
+use crate::workloads::{
+    BATCH_EVENTS, BATCHES, BoxError, W1, W2, W3_LOADS, W3_LONG, W3_SHORT, W4_PER_STREAM, W4_STREAMS,
+};
+
+const USAGE: &str = "\
+usage: esrs-bench [WORKLOAD...] [--database-url URL] [--keep]
+
+WORKLOAD is one or more of:
+  all         every workload below (the default)
+  w1          one client, 5,000 commands over 100 streams
+  w2          8 concurrent clients, 20,000 commands over 1,000 streams
+  w3          load of a 10,000-event stream (without and with snapshots) and of a 10-event one
+  w4          replay of 100,000 events over 1,000 streams
+  batch       append of 1,000 events in one call
+  micro       fold, decode with upcasting and encode, against hand-written code and serde
+  roundtrips  round trips per operation, counted by a proxy in front of PostgreSQL
+
+--database-url URL  the PostgreSQL server (default: $DATABASE_URL, else
+                    postgres://postgres@127.0.0.1:5432); each run creates a fresh database
+                    esrs_bench_<pid>_<n> on it and drops it afterwards
+--keep              keep the databases
+";
+
+/// One measured run: a workload done by one implementation, in its own process.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    id: &'static str,
+    group: &'static str,
+    postgres: bool,
+}
+
+const fn run(id: &'static str, group: &'static str, postgres: bool) -> Run {
+    Run {
+        id,
+        group,
+        postgres,
+    }
+}
+
+const RUNS: &[Run] = &[
+    run("w1:raw", "w1", true),
+    run("w1:mem", "w1", false),
+    run("w1:mem-cache", "w1", false),
+    run("w2:raw", "w2", true),
+    run("w2:mem", "w2", false),
+    run("w2:mem-cache", "w2", false),
+    run("w3-long:raw", "w3", true),
+    run("w3-long:mem", "w3", false),
+    run("w3-long:mem-snap", "w3", false),
+    run("w3-short:raw", "w3", true),
+    run("w3-short:mem", "w3", false),
+    run("w3-short:mem-snap", "w3", false),
+    run("w4:raw", "w4", true),
+    run("w4:mem", "w4", false),
+    run("batch:raw", "batch", true),
+    run("batch:mem", "batch", false),
+];
+
+const GROUPS: &[&str] = &["w1", "w2", "w3", "w4", "batch", "micro", "roundtrips"];
+
+#[derive(Debug)]
+struct Options {
+    database_url: String,
+    keep: bool,
+    groups: Vec<String>,
+}
+
+fn parse(args: &[String]) -> Result<Options, String> {
+    let mut options = Options {
+        database_url: std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned()),
+        keep: false,
+        groups: Vec::new(),
+    };
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--database-url" => {
+                options.database_url = args
+                    .next()
+                    .ok_or("--database-url needs a value")?
+                    .to_owned()
+            }
+            "--keep" => options.keep = true,
+            "-h" | "--help" => return Err(String::new()),
+            "all" => options
+                .groups
+                .extend(GROUPS.iter().map(|g| (*g).to_owned())),
+            g if GROUPS.contains(&g) => options.groups.push(g.to_owned()),
+            other => return Err(format!("unknown argument `{other}`")),
+        }
+    }
+    if options.groups.is_empty() {
+        options
+            .groups
+            .extend(GROUPS.iter().map(|g| (*g).to_owned()));
+    }
+    options.groups.dedup();
+    Ok(options)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("child") {
+        return child(&args[1..]);
+    }
+    let options = match parse(&args) {
+        Ok(options) => options,
+        Err(message) => {
+            if !message.is_empty() {
+                eprintln!("esrs-bench: {message}\n");
+            }
+            eprint!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match parent(&options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("esrs-bench: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime(threads: usize) -> Result<tokio::runtime::Runtime, BoxError> {
+    Ok(if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()?
+    })
+}
+
+/// Runs the selected workloads, each in a child process, and prints the table.
+fn parent(options: &Options) -> Result<(), BoxError> {
+    let runs: Vec<Run> = RUNS
+        .iter()
+        .copied()
+        .filter(|r| options.groups.iter().any(|g| g == r.group))
+        .collect();
+    let admin = PgConnectOptions::from_str(&options.database_url)?.disable_statement_logging();
+    let rt = runtime(1)?;
+    let exe = std::env::current_exe()?;
+    let mut reports = Vec::new();
+    for (n, run) in runs.iter().enumerate() {
+        eprintln!("[esrs-bench] {} ...", run.id);
+        let database = format!("esrs_bench_{}_{n}", std::process::id());
+        if run.postgres {
+            rt.block_on(async {
+                let mut conn = admin.connect().await?;
+                conn.execute(format!("CREATE DATABASE {database}").as_str())
+                    .await?;
+                conn.close().await
+            })?;
+        }
+        let output = std::process::Command::new(&exe)
+            .args(["child", run.id, "--database-url", &options.database_url])
+            .args(["--database", &database])
+            .stderr(std::process::Stdio::inherit())
+            .output();
+        if run.postgres && !options.keep {
+            rt.block_on(async {
+                let mut conn = admin.connect().await?;
+                conn.execute(format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)").as_str())
+                    .await?;
+                conn.close().await
+            })?;
+        }
+        let output = output?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let line = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("RESULT "))
+            .ok_or_else(|| format!("run {} failed ({})", run.id, output.status))?;
+        reports.push(serde_json::from_str::<Report>(line)?);
+    }
+    if !reports.is_empty() {
+        print_table(&reports);
+    }
+    if options.groups.iter().any(|g| g == "roundtrips") {
+        rt.block_on(round_trips(&admin, options.keep))?;
+    }
+    if options.groups.iter().any(|g| g == "micro") {
+        micro::print(&micro::run()?);
+    }
+    Ok(())
+}
+
+fn print_table(reports: &[Report]) {
+    println!();
+    println!(
+        "{:<16} {:<22} {:>14} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "workload",
+        "implementation",
+        "throughput",
+        "p50 ms",
+        "p99 ms",
+        "peak MiB",
+        "conflicts",
+        "vs raw"
+    );
+    let opt =
+        |v: Option<f64>, precision: usize| v.map_or("-".to_owned(), |v| format!("{v:.precision$}"));
+    for r in reports {
+        let raw = reports
+            .iter()
+            .find(|o| o.workload == r.workload && o.implementation == "raw sqlx");
+        let ratio = match raw {
+            Some(raw) if raw.implementation != r.implementation => {
+                format!("{:.2}", r.throughput() / raw.throughput())
+            }
+            _ => "-".to_owned(),
+        };
+        println!(
+            "{:<16} {:<22} {:>8.0} {:<5} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            r.workload,
+            r.implementation,
+            r.throughput(),
+            format!("{}/s", r.unit),
+            opt(r.p50_ms, 3),
+            opt(r.p99_ms, 3),
+            opt(r.peak_mib, 1),
+            r.conflicts.map_or("-".to_owned(), |c| c.to_string()),
+            ratio,
+        );
+    }
+    let notes: Vec<_> = reports
+        .iter()
+        .filter_map(|r| {
+            r.note
+                .as_ref()
+                .map(|n| format!("  {} / {}: {n}", r.workload, r.implementation))
+        })
+        .collect();
+    if !notes.is_empty() {
+        println!("{}", notes.join("\n"));
+    }
+    println!(
+        "vs raw = throughput / raw sqlx throughput on the same workload (above 1: faster than raw)."
+    );
+}
+
+/// `child RUN --database-url URL --database NAME`: runs one workload and prints its report.
+fn child(args: &[String]) -> ExitCode {
+    let result = (|| {
+        let id = args.first().ok_or("child: no run")?.clone();
+        let mut url = None;
+        let mut database = None;
+        let mut rest = args[1..].iter();
+        while let Some(arg) = rest.next() {
+            match arg.as_str() {
+                "--database-url" => url = rest.next().cloned(),
+                "--database" => database = rest.next().cloned(),
+                other => return Err(format!("child: unknown argument `{other}`").into()),
+            }
+        }
+        let connect = match (url, database) {
+            (Some(url), Some(database)) => Some(
+                PgConnectOptions::from_str(&url)?
+                    .database(&database)
+                    .disable_statement_logging(),
+            ),
+            _ => None,
+        };
+        let threads = if id.starts_with("w2") { 2 } else { 1 };
+        let mut report = runtime(threads)?.block_on(run_child(&id, connect))?;
+        report.peak_mib = measure::peak_rss_mib();
+        Ok::<_, BoxError>(report)
+    })();
+    match result {
+        Ok(report) => match serde_json::to_string(&report) {
+            Ok(json) => {
+                println!("RESULT {json}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("esrs-bench child: {error}");
+                ExitCode::FAILURE
+            }
+        },
+        Err(error) => {
+            eprintln!("esrs-bench child: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A pool for the raw baseline: `size` connections, no liveness ping before each use (sqlx
+/// pings an idle connection before handing it out by default, one extra round trip).
+async fn raw_pool(connect: &Option<PgConnectOptions>, size: u32) -> Result<PgPool, BoxError> {
+    let connect = connect.clone().ok_or("this run needs PostgreSQL")?;
+    Ok(PgPoolOptions::new()
+        .max_connections(size)
+        .min_connections(size)
+        .test_before_acquire(false)
+        .connect_with(connect)
+        .await?)
+}
+
+/// A connection for the raw baseline.
+async fn raw_conn(connect: &Option<PgConnectOptions>) -> Result<PgConnection, BoxError> {
+    Ok(connect
+        .as_ref()
+        .ok_or("this run needs PostgreSQL")?
+        .connect()
+        .await?)
+}
+
+/// Starts measuring: what follows is the run's peak memory.
+fn measuring() {
+    if !measure::reset_peak_rss() {
+        eprintln!("[esrs-bench] cannot reset the peak-memory mark; peaks include set-up");
+    }
+}
+
+async fn run_child(id: &str, connect: Option<PgConnectOptions>) -> Result<Report, BoxError> {
+    let memory = || Arc::new(Repository::<domain::Account, _>::new(InMemoryStore::new()));
+    let long_name = "W3 load 10,000";
+    let short_name = "W3 load 10";
+    Ok(match id {
+        "w1:raw" | "w2:raw" => {
+            let spec = if id == "w1:raw" { W1 } else { W2 };
+            let pool = raw_pool(&connect, spec.clients as u32).await?;
+            raw::create_schema(&mut *pool.acquire().await?).await?;
+            measuring();
+            raw::commands(&pool, spec).await?
+        }
+        "w1:mem" | "w2:mem" => {
+            let spec = if id == "w1:mem" { W1 } else { W2 };
+            measuring();
+            workloads::commands(memory(), spec, "in-memory").await?
+        }
+        "w1:mem-cache" | "w2:mem-cache" => {
+            let spec = if id == "w1:mem-cache" { W1 } else { W2 };
+            let repo = Repository::<domain::Account, _>::new(InMemoryStore::new())
+                .with_cache(spec.streams as usize);
+            measuring();
+            workloads::commands(Arc::new(repo), spec, "in-memory + cache").await?
+        }
+        "w3-long:raw" | "w3-short:raw" => {
+            let (name, events) = if id == "w3-long:raw" {
+                (long_name, W3_LONG)
+            } else {
+                (short_name, W3_SHORT)
+            };
+            let mut conn = raw_conn(&connect).await?;
+            raw::create_schema(&mut conn).await?;
+            raw::prepare_long_stream(&mut conn, events).await?;
+            measuring();
+            raw::loads(&mut conn, name, events, W3_LOADS).await?
+        }
+        "w3-long:mem" | "w3-long:mem-snap" | "w3-short:mem" | "w3-short:mem-snap" => {
+            let (name, events) = if id.starts_with("w3-long") {
+                (long_name, W3_LONG)
+            } else {
+                (short_name, W3_SHORT)
+            };
+            let snapshot = id.ends_with("snap");
+            let store = InMemoryStore::new();
+            workloads::prepare_long_stream(&store, events, snapshot).await?;
+            measuring();
+            let implementation = if snapshot {
+                "in-memory + snapshots"
+            } else {
+                "in-memory"
+            };
+            workloads::loads(store, name, implementation, events, W3_LOADS, snapshot).await?
+        }
+        "w4:raw" => {
+            let mut conn = raw_conn(&connect).await?;
+            raw::create_schema(&mut conn).await?;
+            raw::prepare_log(&mut conn, W4_STREAMS, W4_PER_STREAM).await?;
+            measuring();
+            raw::replay(&mut conn, W4_STREAMS * W4_PER_STREAM).await?
+        }
+        "w4:mem" => {
+            let store = InMemoryStore::new();
+            workloads::prepare_log(&store, W4_STREAMS, W4_PER_STREAM).await?;
+            measuring();
+            workloads::replay(&store, "in-memory", W4_STREAMS * W4_PER_STREAM).await?
+        }
+        "batch:raw" => {
+            let mut conn = raw_conn(&connect).await?;
+            raw::create_schema(&mut conn).await?;
+            measuring();
+            raw::batches(&mut conn, BATCHES, BATCH_EVENTS).await?
+        }
+        "batch:mem" => {
+            let store = InMemoryStore::new();
+            measuring();
+            workloads::batches(&store, "in-memory", BATCHES, BATCH_EVENTS).await?
+        }
+        other => return Err(format!("unknown run `{other}`").into()),
+    })
+}
+
+/// Counts the round trips of one operation of each kind through a proxy.
+async fn round_trips(admin: &PgConnectOptions, keep: bool) -> Result<(), BoxError> {
+    let database = format!("esrs_bench_{}_roundtrips", std::process::id());
+    let mut conn = admin.connect().await?;
+    conn.execute(format!("CREATE DATABASE {database}").as_str())
+        .await?;
+    let result = round_trips_in(admin, &database).await;
+    if !keep {
+        conn.execute(format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)").as_str())
+            .await?;
+    }
+    conn.close().await?;
+    let lines = result?;
+    println!();
+    println!(
+        "Round trips per operation (client Sync/Query messages counted by a proxy, after warm-up):"
+    );
+    for (what, n) in lines {
+        println!("  {what:<64} {n:>6.2}");
+    }
+    Ok(())
+}
+
+async fn round_trips_in(
+    admin: &PgConnectOptions,
+    database: &str,
+) -> Result<Vec<(String, f64)>, BoxError> {
+    use std::net::ToSocketAddrs;
+    let upstream = (admin.get_host(), admin.get_port())
+        .to_socket_addrs()?
+        .next()
+        .ok_or("cannot resolve the PostgreSQL host")?;
+    let proxy = proxy::Proxy::start(upstream).await?;
+    let through_proxy = admin
+        .clone()
+        .host("127.0.0.1")
+        .port(proxy.addr.port())
+        .ssl_mode(sqlx::postgres::PgSslMode::Disable)
+        .database(database);
+    let mut lines = Vec::new();
+    const N: u64 = 50;
+
+    // Raw: a W1 command (load + append) on a dedicated connection, then through sqlx's pool
+    // (one checkout per query), as most programs use it.
+    let mut conn = through_proxy.connect().await?;
+    raw::create_schema(&mut conn).await?;
+    raw::round_trip_command(&mut conn, "rt").await?; // prepares the statements
+    let before = proxy.round_trips();
+    for _ in 0..N {
+        raw::round_trip_command(&mut conn, "rt").await?;
+    }
+    lines.push((
+        "raw sqlx command (load + append), dedicated connection".to_owned(),
+        (proxy.round_trips() - before) as f64 / N as f64,
+    ));
+    conn.close().await?;
+    for test_before_acquire in [false, true] {
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .test_before_acquire(test_before_acquire)
+            .connect_with(through_proxy.clone())
+            .await?;
+        let stream = format!("rt-pool-{test_before_acquire}");
+        raw::round_trip_pooled(&pool, &stream).await?;
+        let before = proxy.round_trips();
+        for _ in 0..N {
+            raw::round_trip_pooled(&pool, &stream).await?;
+        }
+        let label = if test_before_acquire {
+            "raw sqlx command, pool checkout per query (sqlx default)"
+        } else {
+            "raw sqlx command, pool checkout per query, no ping on acquire"
+        };
+        lines.push((
+            label.to_owned(),
+            (proxy.round_trips() - before) as f64 / N as f64,
+        ));
+        pool.close().await;
+    }
+    Ok(lines)
+}

@@ -1,0 +1,373 @@
+//! The workloads, and their esrs side, generic over the event store: the same code runs on
+//! PostgreSQL and on the in-memory store.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use esrs_core::{
+    AppendRequest, EventStore, ExpectedVersion, NewEvent, Position, Repository, Snapshot, StreamId,
+    Version,
+};
+use futures_util::TryStreamExt;
+use serde_json::value::RawValue;
+
+use crate::domain::{Account, AccountEvent, SnapshottedAccount, generated};
+use crate::measure::{Latencies, Report, Rng, timed};
+
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Fails with `message` unless `condition` holds: the workloads check their own results.
+pub(crate) fn ensure(condition: bool, message: impl Into<String>) -> Result<(), BoxError> {
+    if condition {
+        Ok(())
+    } else {
+        Err(message.into().into())
+    }
+}
+
+/// A command workload: W1 or W2.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Spec {
+    pub(crate) name: &'static str,
+    pub(crate) clients: u64,
+    pub(crate) commands: u64,
+    pub(crate) streams: u64,
+    /// Clients pick streams at random (W2) rather than in turn (W1).
+    pub(crate) random: bool,
+}
+
+/// W1: one client, 5,000 commands over 100 streams.
+pub(crate) const W1: Spec = Spec {
+    name: "W1",
+    clients: 1,
+    commands: 5_000,
+    streams: 100,
+    random: false,
+};
+
+/// W2: 8 concurrent clients, 20,000 commands over 1,000 streams.
+pub(crate) const W2: Spec = Spec {
+    name: "W2",
+    clients: 8,
+    commands: 20_000,
+    streams: 1_000,
+    random: true,
+};
+
+/// W3: the long stream's length, and the loads timed.
+pub(crate) const W3_LONG: u64 = 10_000;
+pub(crate) const W3_SHORT: u64 = 10;
+pub(crate) const W3_LOADS: u64 = 20;
+
+/// W4: 100,000 events over 1,000 streams.
+pub(crate) const W4_STREAMS: u64 = 1_000;
+pub(crate) const W4_PER_STREAM: u64 = 100;
+
+/// The batch append: 20 appends of 1,000 events.
+pub(crate) const BATCHES: u64 = 20;
+pub(crate) const BATCH_EVENTS: u64 = 1_000;
+
+impl Spec {
+    pub(crate) fn per_client(&self) -> u64 {
+        self.commands / self.clients
+    }
+
+    pub(crate) fn stream_for(&self, client: u64, i: u64, rng: &mut Rng) -> u64 {
+        if self.random {
+            rng.below(self.streams)
+        } else {
+            (client * self.per_client() + i) % self.streams
+        }
+    }
+}
+
+/// A report from a run's latencies.
+pub(crate) fn done(
+    workload: &str,
+    implementation: &str,
+    unit: &str,
+    operations: u64,
+    seconds: f64,
+    mut latencies: Latencies,
+) -> Report {
+    Report {
+        workload: workload.to_owned(),
+        implementation: implementation.to_owned(),
+        unit: unit.to_owned(),
+        operations,
+        seconds,
+        p50_ms: latencies.percentile_ms(50.0),
+        p99_ms: latencies.percentile_ms(99.0),
+        peak_mib: None,
+        conflicts: None,
+        note: None,
+    }
+}
+
+fn id(s: impl AsRef<str>) -> Result<StreamId, BoxError> {
+    Ok(StreamId::new(s)?)
+}
+
+/// W1 and W2 through [`Repository::execute`]: load (or cache hit), decide, append, with
+/// conflicts retried. Conflicts are counted as the command's extra invocations.
+pub(crate) async fn commands<S: EventStore>(
+    repo: Arc<Repository<Account, S>>,
+    spec: Spec,
+    implementation: &str,
+) -> Result<Report, BoxError> {
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for client in 0..spec.clients {
+        let repo = repo.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Latencies::with_capacity(spec.per_client() as usize);
+            let mut conflicts = 0;
+            let mut rng = Rng::new(client + 1);
+            for i in 0..spec.per_client() {
+                let stream = id(spec.stream_for(client, i, &mut rng).to_string())?;
+                let attempts = Arc::new(AtomicU64::new(0));
+                let counter = attempts.clone();
+                let command = move |account: &Account| {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    Ok::<_, Infallible>(account.decide())
+                };
+                timed(
+                    &mut latencies,
+                    repo.execute(&stream, command).retries(1_000),
+                )
+                .await?;
+                conflicts += attempts.load(Ordering::Relaxed) - 1;
+            }
+            Ok::<_, BoxError>((latencies, conflicts))
+        }));
+    }
+    let mut latencies = Latencies::default();
+    let mut conflicts = 0;
+    for task in tasks {
+        let (l, c) = task.await??;
+        latencies.extend(l);
+        conflicts += c;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let mut report = done(
+        spec.name,
+        implementation,
+        "cmd",
+        spec.commands,
+        seconds,
+        latencies,
+    );
+    report.conflicts = Some(conflicts);
+    if let Some(stats) = repo.cache_stats() {
+        report.note = Some(format!(
+            "cache: {} hits, {} misses, {} stale",
+            stats.hits, stats.misses, stats.stale
+        ));
+    }
+    Ok(report)
+}
+
+/// `count` generated events from the `first`-th, as esrs appends them.
+fn generated_events(first: u64, count: u64) -> Result<Vec<NewEvent>, BoxError> {
+    (first..first + count)
+        .map(|i| {
+            let (name, version, json) = generated(i);
+            Ok(NewEvent::new(name, version, RawValue::from_string(json)?))
+        })
+        .collect()
+}
+
+/// Appends `count` generated events to `stream`, 1,000 per append.
+async fn append_generated<S: EventStore>(
+    store: &S,
+    stream: &StreamId,
+    count: u64,
+) -> Result<(), BoxError> {
+    let mut written = 0;
+    while written < count {
+        let n = (count - written).min(1_000);
+        store
+            .append(AppendRequest::new(
+                stream.clone(),
+                ExpectedVersion::Exact(written),
+                generated_events(written, n)?,
+            ))
+            .await?;
+        written += n;
+    }
+    Ok(())
+}
+
+/// W3 set-up: the stream `account-long` of `events` events and, when `snapshot`, a snapshot
+/// at its last version (what the repository leaves behind with a snapshot every 100 events).
+pub(crate) async fn prepare_long_stream<S: EventStore>(
+    store: &S,
+    events: u64,
+    snapshot: bool,
+) -> Result<(), BoxError> {
+    let stream = id("account-long")?;
+    append_generated(store, &stream, events).await?;
+    if snapshot {
+        let mut state = SnapshottedAccount::default();
+        let mut version = 0;
+        let mut events = store.read_stream(&stream, 1, Version::MAX);
+        while let Some(recorded) = events.try_next().await? {
+            state.0.on(&recorded.decode::<AccountEvent>()?);
+            version = recorded.version;
+        }
+        drop(events);
+        let payload =
+            esrs_core::Aggregate::encode_snapshot(&state).ok_or("the aggregate snapshots")??;
+        store
+            .save_snapshot(Snapshot::new(
+                stream,
+                version,
+                <SnapshottedAccount as esrs_core::Aggregate>::SNAPSHOT_KEY,
+                payload,
+            ))
+            .await?;
+    }
+    Ok(())
+}
+
+/// W3: times `loads` loads of `account-long` through the repository.
+pub(crate) async fn loads<S: EventStore>(
+    store: S,
+    workload: &str,
+    implementation: &str,
+    events: u64,
+    loads: u64,
+    snapshot: bool,
+) -> Result<Report, BoxError> {
+    let long = id("long")?;
+    let mut latencies = Latencies::with_capacity(loads as usize);
+    let started;
+    if snapshot {
+        let repo = Repository::<SnapshottedAccount, _>::new(store);
+        ensure(repo.load(&long).await?.version == events, "prepared")?;
+        started = Instant::now();
+        for _ in 0..loads {
+            std::hint::black_box(timed(&mut latencies, repo.load(&long)).await?);
+        }
+    } else {
+        let repo = Repository::<Account, _>::new(store);
+        ensure(repo.load(&long).await?.version == events, "prepared")?;
+        started = Instant::now();
+        for _ in 0..loads {
+            std::hint::black_box(timed(&mut latencies, repo.load(&long)).await?);
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(done(
+        workload,
+        implementation,
+        "load",
+        loads,
+        seconds,
+        latencies,
+    ))
+}
+
+/// W4 set-up: `streams` streams of `per_stream` events each.
+pub(crate) async fn prepare_log<S: EventStore>(
+    store: &S,
+    streams: u64,
+    per_stream: u64,
+) -> Result<(), BoxError> {
+    for s in 0..streams {
+        append_generated(store, &id(format!("account-{s}"))?, per_stream).await?;
+    }
+    Ok(())
+}
+
+/// W4: the whole log read in position order, every event decoded and folded into a read
+/// model (the balance of every account).
+pub(crate) async fn replay<S: EventStore>(
+    store: &S,
+    implementation: &str,
+    expected: u64,
+) -> Result<Report, BoxError> {
+    let started = Instant::now();
+    let mut balances: HashMap<StreamId, Account> = HashMap::new();
+    let mut events = store.read_all(Position::START);
+    let mut count = 0u64;
+    while let Some(recorded) = events.try_next().await? {
+        let event = recorded.decode::<AccountEvent>()?;
+        balances.entry(recorded.stream).or_default().on(&event);
+        count += 1;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    ensure(
+        count == expected,
+        format!("replayed {count} events, expected {expected}"),
+    )?;
+    std::hint::black_box(&balances);
+    Ok(done(
+        "W4 replay",
+        implementation,
+        "event",
+        count,
+        seconds,
+        Latencies::default(),
+    ))
+}
+
+/// The events of one batch, as commands produce them: typed, encoded by esrs.
+pub(crate) fn batch_events(count: u64) -> Vec<AccountEvent> {
+    let mut account = Account::default();
+    (0..count)
+        .map(|_| {
+            let event = account.decide();
+            account.on(&event);
+            event
+        })
+        .collect()
+}
+
+/// The batch append: `batches` appends of `events` events, each in one call, to fresh
+/// streams; encoding included.
+pub(crate) async fn batches<S: EventStore>(
+    store: &S,
+    implementation: &str,
+    batches: u64,
+    events: u64,
+) -> Result<Report, BoxError> {
+    let typed = batch_events(events);
+    let append = |stream: StreamId| {
+        let encoded = typed
+            .iter()
+            .map(NewEvent::encode)
+            .collect::<Result<Vec<_>, _>>();
+        async move {
+            let outcome = store
+                .append(AppendRequest::new(
+                    stream,
+                    ExpectedVersion::NoStream,
+                    encoded?,
+                ))
+                .await?;
+            ensure(
+                outcome.last_version == events,
+                "the whole batch was written",
+            )
+        }
+    };
+    append(id("account-warmup")?).await?;
+    let mut latencies = Latencies::with_capacity(batches as usize);
+    let started = Instant::now();
+    for b in 0..batches {
+        timed(&mut latencies, append(id(format!("account-batch-{b}"))?)).await?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(done(
+        "batch 1,000",
+        implementation,
+        "event",
+        batches * events,
+        seconds,
+        latencies,
+    ))
+}
