@@ -19,28 +19,32 @@ use crate::domain::{Account, AccountEvent, decode_by_hand, encode_by_hand, gener
 use crate::measure::{Latencies, Report, Rng, timed};
 use crate::workloads::{BoxError, Spec, batch_events, done, ensure};
 
+/// The same columns, keys and indexes as the esrs PostgreSQL store's events table.
 const SCHEMA: &str = "
 CREATE TABLE raw_events (
-    position     bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    stream       text        NOT NULL,
-    version      bigint      NOT NULL,
-    name         text        NOT NULL,
-    event_version integer    NOT NULL,
-    payload      jsonb       NOT NULL,
-    metadata     jsonb       NOT NULL DEFAULT '{}',
-    recorded_at  timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (stream, version)
-)";
+    sequence bigint GENERATED ALWAYS AS IDENTITY,
+    transaction_id xid8 NOT NULL DEFAULT pg_current_xact_id(),
+    stream_id text NOT NULL,
+    version bigint NOT NULL,
+    name text NOT NULL,
+    event_version integer NOT NULL,
+    payload json NOT NULL,
+    metadata jsonb,
+    recorded_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (stream_id, version)
+);
+CREATE UNIQUE INDEX raw_events_global_order ON raw_events (transaction_id, sequence);
+";
 
 const LOAD: &str = "SELECT version, name, event_version, payload::text FROM raw_events \
-                    WHERE stream = $1 ORDER BY version";
-const APPEND: &str = "INSERT INTO raw_events (stream, version, name, event_version, payload) \
-                      VALUES ($1, $2, $3, $4, $5::jsonb)";
-const APPEND_BATCH: &str = "INSERT INTO raw_events (stream, version, name, event_version, payload) \
-     SELECT $1, v, n, ev, p::jsonb FROM UNNEST($2::bigint[], $3::text[], $4::int[], $5::text[]) \
+                    WHERE stream_id = $1 ORDER BY version";
+const APPEND: &str = "INSERT INTO raw_events (stream_id, version, name, event_version, payload) \
+                      VALUES ($1, $2, $3, $4, $5::json)";
+const APPEND_BATCH: &str = "INSERT INTO raw_events (stream_id, version, name, event_version, payload) \
+     SELECT $1, v, n, ev, p::json FROM UNNEST($2::bigint[], $3::text[], $4::int[], $5::text[]) \
      AS t(v, n, ev, p)";
-const REPLAY: &str =
-    "SELECT stream, version, name, event_version, payload::text FROM raw_events ORDER BY position";
+const REPLAY: &str = "SELECT stream_id, version, name, event_version, payload::text \
+                      FROM raw_events ORDER BY transaction_id, sequence";
 
 /// Creates the table.
 pub(crate) async fn create_schema(conn: &mut PgConnection) -> Result<(), BoxError> {
