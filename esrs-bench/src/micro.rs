@@ -111,6 +111,24 @@ pub(crate) fn run() -> Result<Vec<Line>, BoxError> {
         })),
     });
 
+    // What a store does to every row it reads before the event is decoded: check that the
+    // payload text is JSON and box it as a `RawValue`.
+    let texts: Vec<String> = stored.iter().map(|(_, _, p)| p.get().to_owned()).collect();
+    lines.push(Line {
+        case: "payload text -> RawValue",
+        esrs_ns: ns_per_event(|| {
+            for text in &texts {
+                black_box(serde_json::from_str::<Payload>(text).ok());
+            }
+        }),
+        hand_ns: ns_per_event(|| {
+            for text in &texts {
+                black_box(text.clone());
+            }
+        }),
+        serde_ns: None,
+    });
+
     lines.push(Line {
         case: "fold (apply)",
         esrs_ns: ns_per_event(|| {
