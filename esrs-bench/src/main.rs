@@ -26,6 +26,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use esrs_core::{InMemoryStore, Repository};
+use esrs_postgres::PgStore;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, Executor};
 
@@ -71,24 +72,66 @@ const fn run(id: &'static str, group: &'static str, postgres: bool) -> Run {
 
 const RUNS: &[Run] = &[
     run("w1:raw", "w1", true),
+    run("w1:esrs", "w1", true),
+    run("w1:esrs-cache", "w1", true),
     run("w1:mem", "w1", false),
     run("w1:mem-cache", "w1", false),
     run("w2:raw", "w2", true),
+    run("w2:esrs", "w2", true),
+    run("w2:esrs-cache", "w2", true),
     run("w2:mem", "w2", false),
     run("w2:mem-cache", "w2", false),
     run("w3-long:raw", "w3", true),
+    run("w3-long:esrs", "w3", true),
+    run("w3-long:esrs-snap", "w3", true),
     run("w3-long:mem", "w3", false),
     run("w3-long:mem-snap", "w3", false),
     run("w3-short:raw", "w3", true),
+    run("w3-short:esrs", "w3", true),
+    run("w3-short:esrs-snap", "w3", true),
     run("w3-short:mem", "w3", false),
     run("w3-short:mem-snap", "w3", false),
     run("w4:raw", "w4", true),
+    run("w4:esrs", "w4", true),
     run("w4:mem", "w4", false),
     run("batch:raw", "batch", true),
+    run("batch:esrs", "batch", true),
     run("batch:mem", "batch", false),
 ];
 
 const GROUPS: &[&str] = &["w1", "w2", "w3", "w4", "batch", "micro", "roundtrips"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn with_database_replaces_or_adds_the_database() {
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432", "x"),
+            "postgres://postgres@127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            with_database("postgres://u:p@h/test?sslmode=disable", "x"),
+            "postgres://u:p@h/x?sslmode=disable"
+        );
+    }
+
+    #[test]
+    fn arguments_select_groups() {
+        let args = |a: &[&str]| parse(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(args(&[]).unwrap().groups.len(), GROUPS.len());
+        assert_eq!(args(&["w1", "micro"]).unwrap().groups, ["w1", "micro"]);
+        assert!(args(&["w9"]).is_err());
+        assert_eq!(
+            args(&["--database-url", "postgres://x"])
+                .unwrap()
+                .database_url,
+            "postgres://x"
+        );
+        assert!(args(&["--database-url"]).is_err());
+    }
+}
 
 #[derive(Debug)]
 struct Options {
@@ -291,16 +334,12 @@ fn child(args: &[String]) -> ExitCode {
                 other => return Err(format!("child: unknown argument `{other}`").into()),
             }
         }
-        let connect = match (url, database) {
-            (Some(url), Some(database)) => Some(
-                PgConnectOptions::from_str(&url)?
-                    .database(&database)
-                    .disable_statement_logging(),
-            ),
+        let url = match (url, database) {
+            (Some(url), Some(database)) => Some(with_database(&url, &database)),
             _ => None,
         };
         let threads = if id.starts_with("w2") { 2 } else { 1 };
-        let mut report = runtime(threads)?.block_on(run_child(&id, connect))?;
+        let mut report = runtime(threads)?.block_on(run_child(&id, url))?;
         report.peak_mib = measure::peak_rss_mib();
         Ok::<_, BoxError>(report)
     })();
@@ -322,10 +361,30 @@ fn child(args: &[String]) -> ExitCode {
     }
 }
 
-/// A pool for the raw baseline: `size` connections, no liveness ping before each use (sqlx
-/// pings an idle connection before handing it out by default, one extra round trip).
-async fn raw_pool(connect: &Option<PgConnectOptions>, size: u32) -> Result<PgPool, BoxError> {
-    let connect = connect.clone().ok_or("this run needs PostgreSQL")?;
+/// `url` with its database replaced by `database`.
+fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[authority_start..].find('/') {
+        Some(slash) => &base[..authority_start + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{base}/{database}?{query}"),
+        None => format!("{base}/{database}"),
+    }
+}
+
+fn needs_url(url: &Option<String>) -> Result<&str, BoxError> {
+    Ok(url.as_deref().ok_or("this run needs PostgreSQL")?)
+}
+
+/// A pool for the raw baseline: one connection per client, each held for the whole run.
+async fn raw_pool(url: &Option<String>, size: u32) -> Result<PgPool, BoxError> {
+    let connect = PgConnectOptions::from_str(needs_url(url)?)?.disable_statement_logging();
     Ok(PgPoolOptions::new()
         .max_connections(size)
         .min_connections(size)
@@ -335,12 +394,18 @@ async fn raw_pool(connect: &Option<PgConnectOptions>, size: u32) -> Result<PgPoo
 }
 
 /// A connection for the raw baseline.
-async fn raw_conn(connect: &Option<PgConnectOptions>) -> Result<PgConnection, BoxError> {
-    Ok(connect
-        .as_ref()
-        .ok_or("this run needs PostgreSQL")?
+async fn raw_conn(url: &Option<String>) -> Result<PgConnection, BoxError> {
+    Ok(PgConnectOptions::from_str(needs_url(url)?)?
+        .disable_statement_logging()
         .connect()
         .await?)
+}
+
+/// The esrs PostgreSQL store as a user opens it: default options, migrated.
+async fn pg_store(url: &Option<String>) -> Result<PgStore, BoxError> {
+    let store = PgStore::connect(needs_url(url)?).await?;
+    store.migrate().await?;
+    Ok(store)
 }
 
 /// Starts measuring: what follows is the run's peak memory.
@@ -350,7 +415,7 @@ fn measuring() {
     }
 }
 
-async fn run_child(id: &str, connect: Option<PgConnectOptions>) -> Result<Report, BoxError> {
+async fn run_child(id: &str, connect: Option<String>) -> Result<Report, BoxError> {
     let memory = || Arc::new(Repository::<domain::Account, _>::new(InMemoryStore::new()));
     let long_name = "W3 load 10,000";
     let short_name = "W3 load 10";
@@ -361,6 +426,17 @@ async fn run_child(id: &str, connect: Option<PgConnectOptions>) -> Result<Report
             raw::create_schema(&mut *pool.acquire().await?).await?;
             measuring();
             raw::commands(&pool, spec).await?
+        }
+        "w1:esrs" | "w2:esrs" | "w1:esrs-cache" | "w2:esrs-cache" => {
+            let spec = if id.starts_with("w1") { W1 } else { W2 };
+            let mut repo = Repository::<domain::Account, _>::new(pg_store(&connect).await?);
+            let mut implementation = "esrs";
+            if id.ends_with("cache") {
+                repo = repo.with_cache(spec.streams as usize);
+                implementation = "esrs + cache";
+            }
+            measuring();
+            workloads::commands(Arc::new(repo), spec, implementation).await?
         }
         "w1:mem" | "w2:mem" => {
             let spec = if id == "w1:mem" { W1 } else { W2 };
@@ -386,6 +462,19 @@ async fn run_child(id: &str, connect: Option<PgConnectOptions>) -> Result<Report
             measuring();
             raw::loads(&mut conn, name, events, W3_LOADS).await?
         }
+        "w3-long:esrs" | "w3-long:esrs-snap" | "w3-short:esrs" | "w3-short:esrs-snap" => {
+            let (name, events) = if id.starts_with("w3-long") {
+                (long_name, W3_LONG)
+            } else {
+                (short_name, W3_SHORT)
+            };
+            let snapshot = id.ends_with("snap");
+            let store = pg_store(&connect).await?;
+            workloads::prepare_long_stream(&store, events, snapshot).await?;
+            measuring();
+            let implementation = if snapshot { "esrs + snapshots" } else { "esrs" };
+            workloads::loads(store, name, implementation, events, W3_LOADS, snapshot).await?
+        }
         "w3-long:mem" | "w3-long:mem-snap" | "w3-short:mem" | "w3-short:mem-snap" => {
             let (name, events) = if id.starts_with("w3-long") {
                 (long_name, W3_LONG)
@@ -410,6 +499,12 @@ async fn run_child(id: &str, connect: Option<PgConnectOptions>) -> Result<Report
             measuring();
             raw::replay(&mut conn, W4_STREAMS * W4_PER_STREAM).await?
         }
+        "w4:esrs" => {
+            let store = pg_store(&connect).await?;
+            workloads::prepare_log(&store, W4_STREAMS, W4_PER_STREAM).await?;
+            measuring();
+            workloads::replay(&store, "esrs", W4_STREAMS * W4_PER_STREAM).await?
+        }
         "w4:mem" => {
             let store = InMemoryStore::new();
             workloads::prepare_log(&store, W4_STREAMS, W4_PER_STREAM).await?;
@@ -422,6 +517,11 @@ async fn run_child(id: &str, connect: Option<PgConnectOptions>) -> Result<Report
             measuring();
             raw::batches(&mut conn, BATCHES, BATCH_EVENTS).await?
         }
+        "batch:esrs" => {
+            let store = pg_store(&connect).await?;
+            measuring();
+            workloads::batches(&store, "esrs", BATCHES, BATCH_EVENTS).await?
+        }
         "batch:mem" => {
             let store = InMemoryStore::new();
             measuring();
@@ -429,6 +529,28 @@ async fn run_child(id: &str, connect: Option<PgConnectOptions>) -> Result<Report
         }
         other => return Err(format!("unknown run `{other}`").into()),
     })
+}
+
+/// The round trips per call of `f`, after one warm-up call that prepares the statements.
+async fn count<'a>(
+    proxy: &proxy::Proxy,
+    n: u64,
+    mut f: impl FnMut(u64) -> workloads::BoxFuture<'a>,
+) -> Result<(f64, f64), BoxError> {
+    let settle = || tokio::time::sleep(std::time::Duration::from_millis(50));
+    f(0).await?;
+    // The pool pings a connection when it is returned: let that land before counting.
+    settle().await;
+    let before = proxy.round_trips();
+    for i in 1..=n {
+        f(i).await?;
+    }
+    settle().await;
+    let after = proxy.round_trips();
+    Ok((
+        (after.0 - before.0) as f64 / n as f64,
+        (after.1 - before.1) as f64 / n as f64,
+    ))
 }
 
 /// Counts the round trips of one operation of each kind through a proxy.
@@ -446,10 +568,12 @@ async fn round_trips(admin: &PgConnectOptions, keep: bool) -> Result<(), BoxErro
     let lines = result?;
     println!();
     println!(
-        "Round trips per operation (client Sync/Query messages counted by a proxy, after warm-up):"
+        "Round trips per operation, counted by a proxy (statements: Sync or Query messages; \
+         pings: sqlx pool liveness checks, a Sync alone):"
     );
-    for (what, n) in lines {
-        println!("  {what:<64} {n:>6.2}");
+    println!("  {:<64} {:>10} {:>6}", "operation", "statements", "pings");
+    for (what, (statements, pings)) in lines {
+        println!("  {what:<64} {statements:>10.2} {pings:>6.2}");
     }
     Ok(())
 }
@@ -457,7 +581,7 @@ async fn round_trips(admin: &PgConnectOptions, keep: bool) -> Result<(), BoxErro
 async fn round_trips_in(
     admin: &PgConnectOptions,
     database: &str,
-) -> Result<Vec<(String, f64)>, BoxError> {
+) -> Result<Vec<(String, (f64, f64))>, BoxError> {
     use std::net::ToSocketAddrs;
     let upstream = (admin.get_host(), admin.get_port())
         .to_socket_addrs()?
@@ -475,18 +599,16 @@ async fn round_trips_in(
 
     // Raw: a W1 command (load + append) on a dedicated connection, then through sqlx's pool
     // (one checkout per query), as most programs use it.
-    let mut conn = through_proxy.connect().await?;
-    raw::create_schema(&mut conn).await?;
-    raw::round_trip_command(&mut conn, "rt").await?; // prepares the statements
-    let before = proxy.round_trips();
-    for _ in 0..N {
-        raw::round_trip_command(&mut conn, "rt").await?;
-    }
+    let conn = tokio::sync::Mutex::new(through_proxy.connect().await?);
+    raw::create_schema(&mut *conn.lock().await).await?;
     lines.push((
         "raw sqlx command (load + append), dedicated connection".to_owned(),
-        (proxy.round_trips() - before) as f64 / N as f64,
+        count(&proxy, N, |_| {
+            Box::pin(async { raw::round_trip_command(&mut *conn.lock().await, "rt").await })
+        })
+        .await?,
     ));
-    conn.close().await?;
+    conn.into_inner().close().await?;
     for test_before_acquire in [false, true] {
         let pool = PgPoolOptions::new()
             .max_connections(1)
@@ -494,21 +616,71 @@ async fn round_trips_in(
             .connect_with(through_proxy.clone())
             .await?;
         let stream = format!("rt-pool-{test_before_acquire}");
-        raw::round_trip_pooled(&pool, &stream).await?;
-        let before = proxy.round_trips();
-        for _ in 0..N {
-            raw::round_trip_pooled(&pool, &stream).await?;
-        }
         let label = if test_before_acquire {
             "raw sqlx command, pool checkout per query (sqlx default)"
         } else {
             "raw sqlx command, pool checkout per query, no ping on acquire"
         };
-        lines.push((
-            label.to_owned(),
-            (proxy.round_trips() - before) as f64 / N as f64,
-        ));
+        let counted = count(&proxy, N, |_| {
+            Box::pin(raw::round_trip_pooled(&pool, &stream))
+        })
+        .await?;
+        lines.push((label.to_owned(), counted));
         pool.close().await;
     }
+
+    // esrs on PgStore, with a pool configured as `PgStore::connect` configures it.
+    let pool = PgPoolOptions::new()
+        .max_connections(10)
+        .test_before_acquire(false)
+        .connect_with(through_proxy.clone())
+        .await?;
+    let store = PgStore::builder().build(pool)?;
+    store.migrate().await?;
+    let repo = Repository::<domain::Account, _>::new(store.clone());
+    lines.push((
+        "esrs append of 1 event (EventStore::append)".into(),
+        count(&proxy, N, |i| {
+            Box::pin(workloads::append_one(&store, format!("rt-append-{i}")))
+        })
+        .await?,
+    ));
+    lines.push((
+        "esrs command, no cache (load + decide + append)".into(),
+        count(&proxy, N, |_| {
+            Box::pin(workloads::execute_one(&repo, "rt-command"))
+        })
+        .await?,
+    ));
+    let cached = Repository::<domain::Account, _>::new(store.clone()).with_cache(10);
+    lines.push((
+        "esrs command, cache hit (decide + append)".into(),
+        count(&proxy, N, |_| {
+            Box::pin(workloads::execute_one(&cached, "rt-cached"))
+        })
+        .await?,
+    ));
+    lines.push((
+        "esrs load of a 10-event stream".into(),
+        count(&proxy, N, |_| {
+            Box::pin(async {
+                Ok(drop(
+                    repo.load(&esrs_core::StreamId::new("rt-command")?).await?,
+                ))
+            })
+        })
+        .await?,
+    ));
+    lines.push((
+        "esrs append of 1,000 events in one call".into(),
+        count(&proxy, 5, |i| {
+            Box::pin(workloads::batches_one(
+                &store,
+                format!("rt-batch-{i}"),
+                BATCH_EVENTS,
+            ))
+        })
+        .await?,
+    ));
     Ok(lines)
 }

@@ -1,6 +1,7 @@
 //! A TCP proxy in front of PostgreSQL that counts round trips: the client's `Sync` and
 //! simple `Query` messages, each of which ends a batch of messages the client sends before
-//! it waits for the server's answer.
+//! it waits for the server's answer. A `Sync` sent alone is a liveness ping (sqlx's pool
+//! pings every connection returned to it) and is counted apart from statements.
 //!
 //! Only used to count, never to time: every connection's traffic passes through it.
 
@@ -17,7 +18,7 @@ use crate::workloads::BoxError;
 #[derive(Debug)]
 pub(crate) struct Proxy {
     pub(crate) addr: SocketAddr,
-    round_trips: Arc<AtomicU64>,
+    counters: Arc<Counters>,
     accept: tokio::task::JoinHandle<()>,
 }
 
@@ -32,8 +33,8 @@ impl Proxy {
     pub(crate) async fn start(upstream: SocketAddr) -> Result<Self, BoxError> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let round_trips = Arc::new(AtomicU64::new(0));
-        let counter = round_trips.clone();
+        let counters = Arc::new(Counters::default());
+        let counter = counters.clone();
         let accept = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let counter = counter.clone();
@@ -46,15 +47,24 @@ impl Proxy {
         });
         Ok(Self {
             addr,
-            round_trips,
+            counters,
             accept,
         })
     }
 
-    /// Round trips counted so far.
-    pub(crate) fn round_trips(&self) -> u64 {
-        self.round_trips.load(Ordering::SeqCst)
+    /// Round trips counted so far: (statements, pings).
+    pub(crate) fn round_trips(&self) -> (u64, u64) {
+        (
+            self.counters.statements.load(Ordering::SeqCst),
+            self.counters.pings.load(Ordering::SeqCst),
+        )
     }
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    statements: AtomicU64,
+    pings: AtomicU64,
 }
 
 const SSL_REQUEST: u32 = 80_877_103;
@@ -63,7 +73,7 @@ const GSSENC_REQUEST: u32 = 80_877_104;
 async fn forward(
     client: TcpStream,
     server: TcpStream,
-    counter: Arc<AtomicU64>,
+    counter: Arc<Counters>,
 ) -> Result<(), BoxError> {
     client.set_nodelay(true)?;
     server.set_nodelay(true)?;
@@ -88,6 +98,7 @@ async fn forward(
     }
     // Then typed messages: a type byte, a length that counts itself, a body.
     let mut body = Vec::new();
+    let mut since_sync = 0;
     while let Ok(kind) = client_read.read_u8().await {
         let len = client_read.read_u32().await?;
         body.resize((len as usize).saturating_sub(4), 0);
@@ -97,8 +108,18 @@ async fn forward(
         message.extend_from_slice(&len.to_be_bytes());
         message.extend_from_slice(&body);
         server_write.write_all(&message).await?;
-        if kind == b'S' || kind == b'Q' {
-            counter.fetch_add(1, Ordering::SeqCst);
+        match kind {
+            b'Q' => {
+                counter.statements.fetch_add(1, Ordering::SeqCst);
+            }
+            b'S' if since_sync == 0 => {
+                counter.pings.fetch_add(1, Ordering::SeqCst);
+            }
+            b'S' => {
+                counter.statements.fetch_add(1, Ordering::SeqCst);
+                since_sync = 0;
+            }
+            _ => since_sync += 1,
         }
     }
     back.abort();

@@ -19,6 +19,10 @@ use crate::measure::{Latencies, Report, Rng, timed};
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// A boxed future of one counted operation.
+pub(crate) type BoxFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), BoxError>> + 'a>>;
+
 /// Fails with `message` unless `condition` holds: the workloads check their own results.
 pub(crate) fn ensure(condition: bool, message: impl Into<String>) -> Result<(), BoxError> {
     if condition {
@@ -370,4 +374,47 @@ pub(crate) async fn batches<S: EventStore>(
         seconds,
         latencies,
     ))
+}
+
+/// One event appended to a new stream, for counting round trips.
+pub(crate) async fn append_one<S: EventStore>(store: &S, stream: String) -> Result<(), BoxError> {
+    let event = NewEvent::encode(&Account::default().decide())?;
+    store
+        .append(AppendRequest::new(
+            id(stream)?,
+            ExpectedVersion::NoStream,
+            vec![event],
+        ))
+        .await?;
+    Ok(())
+}
+
+/// One command through the repository, for counting round trips.
+pub(crate) async fn execute_one<S: EventStore>(
+    repo: &Repository<Account, S>,
+    stream: &str,
+) -> Result<(), BoxError> {
+    repo.execute(&id(stream)?, |a: &Account| Ok::<_, Infallible>(a.decide()))
+        .await?;
+    Ok(())
+}
+
+/// One batch appended to a new stream, for counting round trips.
+pub(crate) async fn batches_one<S: EventStore>(
+    store: &S,
+    stream: String,
+    events: u64,
+) -> Result<(), BoxError> {
+    let encoded = batch_events(events)
+        .iter()
+        .map(NewEvent::encode)
+        .collect::<Result<Vec<_>, _>>()?;
+    store
+        .append(AppendRequest::new(
+            id(stream)?,
+            ExpectedVersion::NoStream,
+            encoded,
+        ))
+        .await?;
+    Ok(())
 }
