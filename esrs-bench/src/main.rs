@@ -664,9 +664,8 @@ async fn round_trips_in(
         "esrs load of a 10-event stream".into(),
         count(&proxy, N, |_| {
             Box::pin(async {
-                Ok(drop(
-                    repo.load(&esrs_core::StreamId::new("rt-command")?).await?,
-                ))
+                let loaded = repo.load(&esrs_core::StreamId::new("rt-command")?).await?;
+                workloads::ensure(loaded.version > 0, "the stream exists")
             })
         })
         .await?,
