@@ -36,7 +36,7 @@ use crate::workloads::{
 };
 
 const USAGE: &str = "\
-usage: esrs-bench [WORKLOAD...] [--database-url URL] [--keep]
+usage: esrs-bench [WORKLOAD...] [--database-url URL] [--repeat N] [--keep]
 
 WORKLOAD is one or more of:
   all         every workload below (the default)
@@ -51,6 +51,8 @@ WORKLOAD is one or more of:
 --database-url URL  the PostgreSQL server (default: $DATABASE_URL, else
                     postgres://postgres@127.0.0.1:5432); each run creates a fresh database
                     esrs_bench_<pid>_<n> on it and drops it afterwards
+--repeat N          run every measured run N times, interleaved (default 3), and report
+                    the run with the median throughput of each workload and implementation
 --keep              keep the databases
 ";
 
@@ -79,6 +81,7 @@ const RUNS: &[Run] = &[
     run("w2:raw", "w2", true),
     run("w2:esrs", "w2", true),
     run("w2:esrs-cache", "w2", true),
+    run("w2:esrs-quiet", "w2", true),
     run("w2:mem", "w2", false),
     run("w2:mem-cache", "w2", false),
     run("w3-long:raw", "w3", true),
@@ -137,6 +140,7 @@ mod tests {
 struct Options {
     database_url: String,
     keep: bool,
+    repeat: usize,
     groups: Vec<String>,
 }
 
@@ -145,6 +149,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         database_url: std::env::var("DATABASE_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned()),
         keep: false,
+        repeat: 3,
         groups: Vec::new(),
     };
     let mut args = args.iter();
@@ -157,6 +162,13 @@ fn parse(args: &[String]) -> Result<Options, String> {
                     .to_owned()
             }
             "--keep" => options.keep = true,
+            "--repeat" => {
+                options.repeat = args
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .filter(|n| *n > 0)
+                    .ok_or("--repeat needs a positive number")?
+            }
             "-h" | "--help" => return Err(String::new()),
             "all" => options
                 .groups
@@ -221,9 +233,16 @@ fn parent(options: &Options) -> Result<(), BoxError> {
     let admin = PgConnectOptions::from_str(&options.database_url)?.disable_statement_logging();
     let rt = runtime(1)?;
     let exe = std::env::current_exe()?;
-    let mut reports = Vec::new();
-    for (n, run) in runs.iter().enumerate() {
-        eprintln!("[esrs-bench] {} ...", run.id);
+    let mut reports: Vec<Vec<Report>> = vec![Vec::new(); runs.len()];
+    let schedule =
+        (0..options.repeat).flat_map(|rep| runs.iter().enumerate().map(move |(i, r)| (rep, i, r)));
+    for (n, (rep, index, run)) in schedule.enumerate() {
+        eprintln!(
+            "[esrs-bench] {} (pass {}/{}) ...",
+            run.id,
+            rep + 1,
+            options.repeat
+        );
         let database = format!("esrs_bench_{}_{n}", std::process::id());
         if run.postgres {
             rt.block_on(async {
@@ -252,10 +271,25 @@ fn parent(options: &Options) -> Result<(), BoxError> {
             .lines()
             .find_map(|l| l.strip_prefix("RESULT "))
             .ok_or_else(|| format!("run {} failed ({})", run.id, output.status))?;
-        reports.push(serde_json::from_str::<Report>(line)?);
+        reports[index].push(serde_json::from_str::<Report>(line)?);
     }
+    let reports: Vec<Report> = reports
+        .into_iter()
+        .filter_map(|mut passes| {
+            passes.sort_by(|a, b| a.throughput().total_cmp(&b.throughput()));
+            let spread = match (passes.first(), passes.last()) {
+                (Some(low), Some(high)) if passes.len() > 1 => {
+                    Some((low.throughput(), high.throughput()))
+                }
+                _ => None,
+            };
+            let mut median = passes.get(passes.len() / 2)?.clone();
+            median.spread = spread;
+            Some(median)
+        })
+        .collect();
     if !reports.is_empty() {
-        print_table(&reports);
+        print_table(&reports, options.repeat);
     }
     if options.groups.iter().any(|g| g == "roundtrips") {
         rt.block_on(round_trips(&admin, options.keep))?;
@@ -266,13 +300,19 @@ fn parent(options: &Options) -> Result<(), BoxError> {
     Ok(())
 }
 
-fn print_table(reports: &[Report]) {
+fn print_table(reports: &[Report], repeat: usize) {
     println!();
+    if repeat > 1 {
+        println!(
+            "Median of {repeat} interleaved passes; [range] = lowest-highest throughput of the passes."
+        );
+    }
     println!(
-        "{:<16} {:<22} {:>14} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "{:<16} {:<22} {:>14} {:>19} {:>9} {:>9} {:>9} {:>9} {:>7}",
         "workload",
         "implementation",
         "throughput",
+        "range",
         "p50 ms",
         "p99 ms",
         "peak MiB",
@@ -292,11 +332,13 @@ fn print_table(reports: &[Report]) {
             _ => "-".to_owned(),
         };
         println!(
-            "{:<16} {:<22} {:>8.0} {:<5} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "{:<16} {:<22} {:>8.0} {:<5} {:>19} {:>9} {:>9} {:>9} {:>9} {:>7}",
             r.workload,
             r.implementation,
             r.throughput(),
             format!("{}/s", r.unit),
+            r.spread
+                .map_or(String::new(), |(low, high)| format!("[{low:.0}-{high:.0}]")),
             opt(r.p50_ms, 3),
             opt(r.p99_ms, 3),
             opt(r.peak_mib, 1),
@@ -437,6 +479,16 @@ async fn run_child(id: &str, connect: Option<String>) -> Result<Report, BoxError
             }
             measuring();
             workloads::commands(Arc::new(repo), spec, implementation).await?
+        }
+        "w2:esrs-quiet" => {
+            let store = PgStore::builder()
+                .notifications(false)
+                .connect(needs_url(&connect)?)
+                .await?;
+            store.migrate().await?;
+            let repo = Repository::<domain::Account, _>::new(store);
+            measuring();
+            workloads::commands(Arc::new(repo), W2, "esrs, no NOTIFY").await?
         }
         "w1:mem" | "w2:mem" => {
             let spec = if id == "w1:mem" { W1 } else { W2 };

@@ -28,6 +28,9 @@ pub(crate) struct Report {
     pub(crate) conflicts: Option<u64>,
     /// Anything worth printing under the table.
     pub(crate) note: Option<String>,
+    /// The lowest and highest throughput of the repeated passes.
+    #[serde(default)]
+    pub(crate) spread: Option<(f64, f64)>,
 }
 
 impl Report {

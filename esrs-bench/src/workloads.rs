@@ -108,6 +108,7 @@ pub(crate) fn done(
         peak_mib: None,
         conflicts: None,
         note: None,
+        spread: None,
     }
 }
 
