@@ -151,6 +151,7 @@ pub struct PgStoreOptions {
     page_size: u32,
     settle_time: Duration,
     max_connections: u32,
+    acquire_timeout: Duration,
 }
 
 impl Default for PgStoreOptions {
@@ -173,6 +174,7 @@ impl PgStoreOptions {
             page_size: DEFAULT_PAGE_SIZE,
             settle_time: DEFAULT_SETTLE_TIME,
             max_connections: 10,
+            acquire_timeout: Duration::from_secs(30),
         }
     }
 
@@ -230,6 +232,14 @@ impl PgStoreOptions {
         self
     }
 
+    /// How long [`connect`](Self::connect)'s pool tries to get a connection (30 s by
+    /// default) before an operation fails with
+    /// [`Error::Unavailable`](esrs_core::Error::Unavailable).
+    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.acquire_timeout = timeout;
+        self
+    }
+
     /// Opens a pool to `url` and builds the store on it. Run [`PgStore::migrate`] once
     /// before the first use of a new database.
     ///
@@ -241,6 +251,7 @@ impl PgStoreOptions {
         let pool = PgPoolOptions::new()
             .max_connections(self.max_connections)
             .test_before_acquire(false)
+            .acquire_timeout(self.acquire_timeout)
             .connect(url)
             .await
             .map_err(Error::from_sqlx)?;

@@ -323,10 +323,11 @@ impl<'a> Pages<'a> for SnapshotPages<'a> {
     type Item = StreamItem;
 
     fn next_page(&mut self) -> Option<Rows<'a>> {
-        if !self.first {
+        if self.events.started {
+            // The following pages are plain pages of the stream.
+            self.first = false;
             return self.events.next_page();
         }
-        self.first = false;
         self.events.started = true;
         self.events.in_page = 0;
         Some(
@@ -340,6 +341,9 @@ impl<'a> Pages<'a> for SnapshotPages<'a> {
     }
 
     fn decode(&mut self, row: &PgRow) -> Result<StreamItem, sqlx::Error> {
+        if !self.first {
+            return self.events.decode(row).map(StreamItem::Event);
+        }
         let is_snapshot: bool = row.try_get(0)?;
         if is_snapshot {
             let version: i64 = row.try_get(3)?;
