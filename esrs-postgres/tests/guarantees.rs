@@ -752,3 +752,46 @@ async fn any_version_never_conflicts() {
         .collect();
     assert_eq!(versions, (1..=160).collect::<Vec<_>>());
 }
+
+/// A reader at the head wakes on the append's notification, long before its poll; with
+/// notifications off it still wakes, by polling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_readers_wake_on_notification_or_poll() {
+    for notify in [true, false] {
+        let store = std::sync::Arc::new(
+            fresh_store_with(|o| {
+                o.notifications(notify).poll_interval(if notify {
+                    Duration::from_secs(60)
+                } else {
+                    Duration::from_millis(50)
+                })
+            })
+            .await,
+        );
+        let waiter = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let started = std::time::Instant::now();
+                store
+                    .wait_for_events(Position::START, Duration::from_secs(30))
+                    .await
+                    .expect("wait");
+                started.elapsed()
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        store
+            .append(AppendRequest::new(
+                unique_stream("wake"),
+                ExpectedVersion::Any,
+                vec![event("W", 1)],
+            ))
+            .await
+            .expect("append");
+        let waited = waiter.await.expect("task");
+        assert!(
+            waited < Duration::from_secs(5),
+            "notify {notify}: woke after {waited:?}"
+        );
+    }
+}
