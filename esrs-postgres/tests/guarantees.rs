@@ -323,7 +323,8 @@ async fn upstream() -> SocketAddr {
         .expect("an address")
 }
 
-/// A store on `schema` whose single connection goes through `proxy`.
+/// A store on `schema` whose single connection goes through `proxy`. Notifications are off:
+/// with them on, appends also share a separate `pg_notify` statement, sent after commit.
 async fn store_through(proxy: &Proxy, schema: &str) -> PgStore {
     let options = common::connect_options()
         .host("127.0.0.1")
@@ -332,12 +333,13 @@ async fn store_through(proxy: &Proxy, schema: &str) -> PgStore {
     let pool = PgPoolOptions::new()
         .max_connections(1)
         .test_before_acquire(false)
-        .acquire_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(1))
         .connect_with(options)
         .await
         .expect("connect through the proxy");
     PgStoreOptions::new()
         .schema(schema)
+        .notifications(false)
         .build(pool)
         .expect("store")
 }
@@ -753,34 +755,33 @@ async fn any_version_never_conflicts() {
     assert_eq!(versions, (1..=160).collect::<Vec<_>>());
 }
 
-/// A reader at the head wakes on the append's notification, long before its poll; with
-/// notifications off it still wakes, by polling.
+/// A reader at the head, in another process (another store with its own connections),
+/// wakes on the append's notification long before its poll; with notifications off it
+/// still wakes, by polling.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiting_readers_wake_on_notification_or_poll() {
     for notify in [true, false] {
-        let store = std::sync::Arc::new(
-            fresh_store_with(|o| {
-                o.notifications(notify).poll_interval(if notify {
-                    Duration::from_secs(60)
-                } else {
-                    Duration::from_millis(50)
-                })
+        let writer = fresh_store_with(|o| o.notifications(notify)).await;
+        let reader = PgStoreOptions::new()
+            .schema(writer.schema())
+            .notifications(notify)
+            .poll_interval(if notify {
+                Duration::from_secs(60)
+            } else {
+                Duration::from_millis(50)
             })
-            .await,
-        );
-        let waiter = {
-            let store = store.clone();
-            tokio::spawn(async move {
-                let started = std::time::Instant::now();
-                store
-                    .wait_for_events(Position::START, Duration::from_secs(30))
-                    .await
-                    .expect("wait");
-                started.elapsed()
-            })
-        };
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        store
+            .build(common::pool(2).await)
+            .expect("reader");
+        let waiter = tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            reader
+                .wait_for_events(Position::START, Duration::from_secs(30))
+                .await
+                .expect("wait");
+            started.elapsed()
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        writer
             .append(AppendRequest::new(
                 unique_stream("wake"),
                 ExpectedVersion::Any,
