@@ -65,7 +65,7 @@ mod migrations;
 mod store;
 
 pub use error::{Error, Result};
-pub use store::{DEFAULT_SCHEMA, MAX_SCHEMA_LEN, PgStore, PgStoreOptions};
+pub use store::{DEFAULT_SCHEMA, MAX_SCHEMA_LEN, PgStore, PgStoreOptions, ProjectionLock};
 
 /// Re-exported so users name the pool and connection types of the same sqlx version.
 pub use sqlx;

@@ -2,8 +2,11 @@
 
 mod append;
 mod checkpoint;
+mod lock;
 mod notify;
 mod read;
+
+pub use lock::ProjectionLock;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -95,6 +98,7 @@ struct Sql {
     read_all: String,
     events_after: String,
     events_beyond: String,
+    head_position: String,
     read_with_snapshot: String,
     stream_version: String,
     find_key: String,
@@ -115,6 +119,7 @@ impl Sql {
             read_all: fill(include_str!("store/read_all.sql")),
             events_after: fill(include_str!("store/events_after.sql")),
             events_beyond: fill(include_str!("store/events_beyond.sql")),
+            head_position: fill(include_str!("store/head_position.sql")),
             read_with_snapshot: fill(include_str!("store/read_with_snapshot.sql")),
             stream_version: fill(include_str!("store/stream_version.sql")),
             find_key: fill(include_str!("store/find_key.sql")),

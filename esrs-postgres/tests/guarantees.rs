@@ -796,3 +796,71 @@ async fn waiting_readers_wake_on_notification_or_poll() {
         );
     }
 }
+
+/// The head of the log is the last event `read_all` returns.
+#[tokio::test]
+async fn head_position_is_the_last_readable_event() {
+    let store = fresh_store().await;
+    assert_eq!(store.head_position().await.expect("head"), None);
+    for n in 0..3 {
+        store
+            .append(AppendRequest::new(
+                unique_stream("head"),
+                ExpectedVersion::NoStream,
+                vec![event("H", n), event("H", n + 1)],
+            ))
+            .await
+            .expect("append");
+    }
+    let last = read_all(&store, Position::START)
+        .await
+        .last()
+        .map(|e| e.position);
+    assert!(last.is_some());
+    assert_eq!(store.head_position().await.expect("head"), last);
+}
+
+/// One runner at a time per projection, across stores and processes.
+#[tokio::test]
+async fn projection_locks_are_exclusive() {
+    let store = fresh_store().await;
+    let other = PgStoreOptions::new()
+        .schema(store.schema())
+        .build(common::pool(1).await)
+        .expect("store");
+    let lock = store
+        .try_lock_projection("totals")
+        .await
+        .expect("lock")
+        .expect("free");
+    assert!(
+        other
+            .try_lock_projection("totals")
+            .await
+            .expect("lock")
+            .is_none()
+    );
+    let unrelated = other
+        .try_lock_projection("other")
+        .await
+        .expect("lock")
+        .expect("another projection is free");
+    lock.release().await.expect("release");
+    let again = other
+        .try_lock_projection("totals")
+        .await
+        .expect("lock")
+        .expect("free after release");
+    drop(again);
+    let mut freed = false;
+    for _ in 0..100 {
+        if let Some(lock) = store.try_lock_projection("totals").await.expect("lock") {
+            lock.release().await.expect("release");
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(freed, "dropping a lock frees it");
+    unrelated.release().await.expect("release");
+}

@@ -238,6 +238,7 @@ struct LogPages<'a> {
     caught_up: Arc<AtomicBool>,
     settle_until: Option<Instant>,
     backoff: Duration,
+    last_stream: Option<StreamId>,
 }
 
 impl<'a> LogPages<'a> {
@@ -303,8 +304,17 @@ impl<'a> Pages<'a> for LogPages<'a> {
     }
 
     fn decode(&mut self, row: &PgRow) -> Result<RecordedEvent, sqlx::Error> {
-        let stream: String = row.try_get(8)?;
-        let event = decode_event(row, 0, StreamId::from_stored(stream))?;
+        // Consecutive events of one stream share its id.
+        let stream: &str = row.try_get(8)?;
+        let stream = match &self.last_stream {
+            Some(last) if last.as_str() == stream => last.clone(),
+            _ => {
+                let id = StreamId::from_stored(stream);
+                self.last_stream = Some(id.clone());
+                id
+            }
+        };
+        let event = decode_event(row, 0, stream)?;
         self.in_page += 1;
         self.after = event.position;
         Ok(event)
@@ -395,6 +405,7 @@ impl PgStore {
                 caught_up: Arc::new(AtomicBool::new(false)),
                 settle_until: None,
                 backoff: MIN_SETTLE_BACKOFF,
+                last_stream: None,
             },
             span,
         )
