@@ -593,6 +593,34 @@ async fn migrations_are_idempotent_and_concurrent_safe() {
         .expect("usable");
 }
 
+/// Using a store before migrating it says what to do.
+#[tokio::test]
+async fn an_unmigrated_store_says_to_migrate() {
+    let store = PgStoreOptions::new()
+        .schema(common::unique_schema())
+        .build(common::pool(1).await)
+        .expect("store");
+    let err = store
+        .append(AppendRequest::new(
+            unique_stream("early"),
+            ExpectedVersion::Any,
+            vec![event("A", 1)],
+        ))
+        .await
+        .expect_err("no tables yet");
+    let Error::Store { source } = &err else {
+        panic!("expected a store error, got {err:?}");
+    };
+    assert!(
+        matches!(
+            source.downcast_ref::<esrs_postgres::Error>(),
+            Some(esrs_postgres::Error::NotMigrated(_))
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("migrate"), "{err}");
+}
+
 #[tokio::test]
 async fn schema_names_are_validated() {
     let pool = PgPoolOptions::new()

@@ -355,6 +355,12 @@ impl<'a> Pages<'a> for SnapshotPages<'a> {
             return self.events.decode(row).map(StreamItem::Event);
         }
         let is_snapshot: bool = row.try_get(0)?;
+        if is_snapshot && self.events.in_page > 0 {
+            // The snapshot must come first, or a fold would skip the events before it.
+            return Err(sqlx::Error::Protocol(
+                "the snapshot row came after events of its stream".into(),
+            ));
+        }
         if is_snapshot {
             let version: i64 = row.try_get(3)?;
             let Json(payload): Json<Payload> = row.try_get(6)?;
