@@ -1152,9 +1152,12 @@ where
         }
     }
 
-    /// Ends the task at once, like a crash: the batch in progress is not committed.
-    pub fn abort(self) {
+    /// Ends the task at once, like a crash: the batch in progress is not committed. Returns
+    /// once the task is gone and its lock released.
+    pub async fn abort(self) {
         self.task.abort();
+        // The task's outcome (cancelled, or an error it returned first) is dropped with it.
+        let _ = self.task.await;
     }
 }
 
