@@ -448,7 +448,8 @@ impl ProjectionError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Phase {
-    /// Not started, or between runs.
+    /// Not started, or done with a [`ProjectionRunner::catch_up`] or
+    /// [`ProjectionRunner::rebuild`].
     Idle,
     /// Waiting for another runner of the projection to stop.
     WaitingForLock,
@@ -799,7 +800,7 @@ where
         let result = self.run_locked(control, mode, &mut rebuild).await;
         match &result {
             Ok(()) if mode == Mode::Follow => self.set_phase(Phase::Stopped),
-            Ok(()) => {}
+            Ok(()) => self.set_phase(Phase::Idle),
             Err(e) => self.set_phase(Phase::Failed {
                 error: e.to_string(),
             }),
