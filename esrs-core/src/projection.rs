@@ -928,6 +928,11 @@ where
     /// Reads the log after the checkpoint to its end, in batches, each committed with its
     /// checkpoint. Returns early, after committing the events handled so far, when the
     /// owner asks for something.
+    ///
+    /// A batch is read before its unit of work begins, so no transaction of the runner is
+    /// open while the log is read: a store that holds readers back behind open writing
+    /// transactions (PostgreSQL's commit-safe order) is never held back by the runner
+    /// itself. Only one batch of recorded events is in memory at a time.
     async fn pass(
         &mut self,
         control: &watch::Receiver<Control>,
@@ -946,18 +951,11 @@ where
         let mut checkpoint = status.borrow().checkpoint;
         let mut events = store.read_all(checkpoint);
         let mut read = 0u64;
-        status.send_modify(|s| {
-            if s.phase != Phase::Live {
-                s.phase = Phase::CatchingUp;
-            }
-        });
+        let mut batch: Vec<RecordedEvent> = Vec::with_capacity((*batch_size).min(4096));
         loop {
-            let mut tx = None;
-            let mut last = checkpoint;
-            let mut last_at = None;
-            let (mut handled, mut skipped) = (0u64, 0u64);
             let mut end = None;
-            for _ in 0..*batch_size {
+            batch.clear();
+            while batch.len() < *batch_size {
                 if *control.borrow() != seen {
                     end = Some(PassEnd::Interrupted);
                     break;
@@ -974,43 +972,58 @@ where
                     status.send_modify(|s| s.phase = Phase::CatchingUp);
                 }
                 read += 1;
+                batch.push(record);
+            }
+
+            let mut tx = None;
+            let mut last = checkpoint;
+            let mut last_at = None;
+            let (mut handled, mut skipped) = (0u64, 0u64);
+            for record in &batch {
+                if *control.borrow() != seen {
+                    // Commit what was handled, and leave the rest for the next pass.
+                    end = Some(PassEnd::Interrupted);
+                    break;
+                }
+                if projection.handles(&record.name) {
+                    let event =
+                        <P::Event as ProjectionEvents>::decode(record).map_err(|source| {
+                            ProjectionError::Decode {
+                                projection: name.clone(),
+                                position: record.position,
+                                stream: record.stream.clone(),
+                                version: record.version,
+                                source,
+                            }
+                        })?;
+                    if tx.is_none() {
+                        tx = Some(checkpoints.begin().await.map_err(|source| {
+                            ProjectionError::Checkpoint {
+                                projection: name.clone(),
+                                source,
+                            }
+                        })?);
+                    }
+                    if let Some(tx) = tx.as_mut() {
+                        projection
+                            .handle(tx, event, record)
+                            .await
+                            .map_err(|source| ProjectionError::Handler {
+                                projection: name.clone(),
+                                position: record.position,
+                                stream: record.stream.clone(),
+                                version: record.version,
+                                source,
+                            })?;
+                    }
+                    handled += 1;
+                } else {
+                    skipped += 1;
+                }
                 last = record.position;
                 last_at = Some(record.recorded_at);
-                if !projection.handles(&record.name) {
-                    skipped += 1;
-                    continue;
-                }
-                let event = <P::Event as ProjectionEvents>::decode(&record).map_err(|source| {
-                    ProjectionError::Decode {
-                        projection: name.clone(),
-                        position: record.position,
-                        stream: record.stream.clone(),
-                        version: record.version,
-                        source,
-                    }
-                })?;
-                if tx.is_none() {
-                    tx = Some(checkpoints.begin().await.map_err(|source| {
-                        ProjectionError::Checkpoint {
-                            projection: name.clone(),
-                            source,
-                        }
-                    })?);
-                }
-                if let Some(tx) = tx.as_mut() {
-                    projection
-                        .handle(tx, event, &record)
-                        .await
-                        .map_err(|source| ProjectionError::Handler {
-                            projection: name.clone(),
-                            position: record.position,
-                            stream: record.stream.clone(),
-                            version: record.version,
-                            source,
-                        })?;
-                }
-                handled += 1;
             }
+
             if last != checkpoint {
                 let checkpoint_error = |source| ProjectionError::Checkpoint {
                     projection: name.clone(),
