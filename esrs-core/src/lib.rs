@@ -63,6 +63,7 @@ mod envelope;
 mod error;
 mod event;
 mod memory;
+pub mod projection;
 mod repository;
 mod store;
 mod stream;
@@ -77,6 +78,10 @@ pub use envelope::{
 pub use error::{BoxError, Conflict, Error, Result};
 pub use event::{DecodeError, EncodeError, Event, EventSet, IntoEvents, Payload, encode_json};
 pub use memory::InMemoryStore;
+pub use projection::{
+    CheckpointStore, ErrorPolicy, InMemoryCheckpoints, Projection, ProjectionError,
+    ProjectionEvents, ProjectionRunner, ProjectionStatus,
+};
 pub use repository::{
     CacheStats, Execute, ExecuteError, Executed, HistoryEntry, Loaded, Repository,
 };
@@ -92,7 +97,7 @@ pub use stream::{
 pub mod prelude {
     pub use crate::{
         Aggregate, Event, EventSet, EventStore, ExecuteError, ExpectedVersion, IdempotencyKey,
-        InMemoryStore, Metadata, Repository, StreamId,
+        InMemoryStore, Metadata, Projection, ProjectionRunner, Repository, StreamId,
     };
 }
 

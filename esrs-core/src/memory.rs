@@ -285,6 +285,10 @@ impl EventStore for InMemoryStore {
             .map_or(0, |v| v.len() as Version))
     }
 
+    async fn head_position(&self) -> Result<Option<Position>> {
+        Ok(self.lock().log.last().map(|e| e.position))
+    }
+
     async fn wait_for_events(&self, after: Position, timeout: Duration) -> Result<()> {
         let notified = self.inner.appended.notified();
         tokio::pin!(notified);

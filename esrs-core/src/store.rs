@@ -105,6 +105,12 @@ pub trait EventStore: Send + Sync + 'static {
     /// The current version of `stream` (0 when it does not exist).
     fn stream_version(&self, stream: &StreamId) -> impl Future<Output = Result<Version>> + Send;
 
+    /// The position of the last event in the global log, if the store can tell cheaply;
+    /// projection runners report their lag against it. The default says `None`.
+    fn head_position(&self) -> impl Future<Output = Result<Option<Position>>> + Send {
+        async { Ok(None) }
+    }
+
     /// Waits until events after `after` may be readable, or `timeout` passes, whichever comes
     /// first. Spurious wake-ups are allowed; the default implementation just sleeps.
     fn wait_for_events(
@@ -162,5 +168,8 @@ impl<S: EventStore> EventStore for std::sync::Arc<S> {
         timeout: Duration,
     ) -> impl Future<Output = Result<()>> + Send {
         (**self).wait_for_events(after, timeout)
+    }
+    fn head_position(&self) -> impl Future<Output = Result<Option<Position>>> + Send {
+        (**self).head_position()
     }
 }
