@@ -36,7 +36,7 @@ use crate::workloads::{
 };
 
 const USAGE: &str = "\
-usage: esrs-bench [WORKLOAD...] [--database-url URL] [--repeat N] [--keep]
+usage: esrs-bench [WORKLOAD...] [--database-url URL] [--repeat N] [--pg-page-size N] [--keep]
 
 WORKLOAD is one or more of:
   all         every workload below (the default)
@@ -53,6 +53,8 @@ WORKLOAD is one or more of:
                     esrs_bench_<pid>_<n> on it and drops it afterwards
 --repeat N          run every measured run N times, interleaved (default 3), and report
                     the run with the median throughput of each workload and implementation
+--pg-page-size N    the PgStore option `page_size` (rows per query of a read) for the esrs
+                    runs; the default is PgStore's own
 --keep              keep the databases
 ";
 
@@ -96,6 +98,7 @@ const RUNS: &[Run] = &[
     run("w3-short:mem-snap", "w3", false),
     run("w4:raw", "w4", true),
     run("w4:esrs", "w4", true),
+    run("w4:esrs-read-all", "w4", true),
     run("w4:mem", "w4", false),
     run("batch:raw", "batch", true),
     run("batch:esrs", "batch", true),
@@ -141,8 +144,12 @@ struct Options {
     database_url: String,
     keep: bool,
     repeat: usize,
+    page_size: Option<u32>,
     groups: Vec<String>,
 }
+
+/// How the parent passes `--pg-page-size` to its children.
+const PAGE_SIZE_ENV: &str = "ESRS_BENCH_PG_PAGE_SIZE";
 
 fn parse(args: &[String]) -> Result<Options, String> {
     let mut options = Options {
@@ -150,6 +157,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned()),
         keep: false,
         repeat: 3,
+        page_size: None,
         groups: Vec::new(),
     };
     let mut args = args.iter();
@@ -162,6 +170,14 @@ fn parse(args: &[String]) -> Result<Options, String> {
                     .to_owned()
             }
             "--keep" => options.keep = true,
+            "--pg-page-size" => {
+                options.page_size = Some(
+                    args.next()
+                        .and_then(|n| n.parse().ok())
+                        .filter(|n| *n > 0)
+                        .ok_or("--pg-page-size needs a positive number")?,
+                )
+            }
             "--repeat" => {
                 options.repeat = args
                     .next()
@@ -255,6 +271,7 @@ fn parent(options: &Options) -> Result<(), BoxError> {
         let output = std::process::Command::new(&exe)
             .args(["child", run.id, "--database-url", &options.database_url])
             .args(["--database", &database])
+            .envs(options.page_size.map(|n| (PAGE_SIZE_ENV, n.to_string())))
             .stderr(std::process::Stdio::inherit())
             .output();
         if run.postgres && !options.keep {
@@ -445,7 +462,14 @@ async fn raw_conn(url: &Option<String>) -> Result<PgConnection, BoxError> {
 
 /// The esrs PostgreSQL store as a user opens it: default options, migrated.
 async fn pg_store(url: &Option<String>) -> Result<PgStore, BoxError> {
-    let store = PgStore::connect(needs_url(url)?).await?;
+    let mut options = PgStore::builder();
+    if let Some(rows) = std::env::var(PAGE_SIZE_ENV)
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        options = options.page_size(rows);
+    }
+    let store = options.connect(needs_url(url)?).await?;
     store.migrate().await?;
     Ok(store)
 }
@@ -555,13 +579,19 @@ async fn run_child(id: &str, connect: Option<String>) -> Result<Report, BoxError
             let store = pg_store(&connect).await?;
             workloads::prepare_log(&store, W4_STREAMS, W4_PER_STREAM).await?;
             measuring();
-            workloads::replay(&store, "esrs", W4_STREAMS * W4_PER_STREAM).await?
+            workloads::project(store, "esrs projection", W4_STREAMS * W4_PER_STREAM).await?
+        }
+        "w4:esrs-read-all" => {
+            let store = pg_store(&connect).await?;
+            workloads::prepare_log(&store, W4_STREAMS, W4_PER_STREAM).await?;
+            measuring();
+            workloads::replay(&store, "esrs read_all", W4_STREAMS * W4_PER_STREAM).await?
         }
         "w4:mem" => {
             let store = InMemoryStore::new();
             workloads::prepare_log(&store, W4_STREAMS, W4_PER_STREAM).await?;
             measuring();
-            workloads::replay(&store, "in-memory", W4_STREAMS * W4_PER_STREAM).await?
+            workloads::project(store, "in-memory projection", W4_STREAMS * W4_PER_STREAM).await?
         }
         "batch:raw" => {
             let mut conn = raw_conn(&connect).await?;
