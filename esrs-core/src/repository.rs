@@ -109,7 +109,9 @@ impl<E> ExecuteError<E> {
 /// process (or another repository) has written in the meantime, the append is refused with a
 /// conflict, the entry is dropped, and the command runs again on a state loaded from the
 /// store. That stale-cache retry is free: it does not count against
-/// [`with_retries`](Repository::with_retries).
+/// [`with_retries`](Repository::with_retries). A command that rejects a cached state is
+/// checked the same way before the rejection is returned: if the stream has moved on
+/// (one cheap version query), the command runs again on the reloaded state.
 ///
 /// The cache is opt-in because it keeps up to `capacity` states in memory and clones the
 /// state once per command (the command's result carries the state by value and the cache
@@ -377,9 +379,21 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                 Some(loaded) => loaded,
                 None => self.load_stream(&stream).await?,
             };
-            let events = match command(&loaded.state) {
-                Ok(events) => events.into_events(),
+            // The command's own result type is not held across an await (it need not be
+            // `Send`): only its events or its rejection are.
+            let decided = command(&loaded.state).map(IntoEvents::into_events);
+            let events = match decided {
+                Ok(events) => events,
                 Err(rejected) => {
+                    // A rejection is only as fresh as the state it was decided on: a cached
+                    // state must still be the stream's latest for the rejection to stand.
+                    if from_cache && self.store.stream_version(&stream).await? != loaded.version {
+                        if let Some(cache) = &self.cache {
+                            cache.stale.fetch_add(1, Ordering::Relaxed);
+                        }
+                        use_cache = false;
+                        continue;
+                    }
                     // The state was not touched: it is still the state at its version.
                     self.cache_put(&stream, &loaded);
                     return Err(ExecuteError::Rejected(rejected));

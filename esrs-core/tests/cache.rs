@@ -377,3 +377,62 @@ async fn concurrent_writers_with_separate_caches_lose_no_update() {
     let hits: u64 = repos.iter().map(|r| r.cache_stats().unwrap().hits).sum();
     assert!(hits > 0, "the caches were used");
 }
+
+/// Withdraws everything, refusing when there is nothing.
+fn drain(state: &Tally) -> Result<TallyEvent, TooBig> {
+    if state.added.is_empty() {
+        Err(TooBig)
+    } else {
+        Ok(TallyEvent::Added(Added { n: 0 }))
+    }
+}
+
+#[tokio::test]
+async fn a_rejection_of_a_stale_cached_state_is_decided_again_on_the_fresh_state() {
+    let store = CountingStore::default();
+    let first = Repository::<Tally, _>::new(store.clone()).with_cache(10);
+    let second = Repository::<Tally, _>::new(store.clone()).with_cache(10);
+    let (a, b) = (id("a"), id("b"));
+
+    // `first` caches `a` at version 0 (an empty tally) through a rejected command.
+    assert!(
+        first
+            .execute(&a, drain)
+            .await
+            .unwrap_err()
+            .rejected()
+            .is_some()
+    );
+    assert_eq!(first.cache_stats().unwrap().len, 1);
+    // Another process adds to `a`: the cached empty state is now stale.
+    second.execute(&a, add(5)).await.unwrap();
+    // The cached state would reject; the fresh one accepts.
+    let done = first.execute(&a, drain).await.unwrap();
+    assert_eq!(done.version(), 2);
+    assert_eq!(done.state.added, vec![5, 0]);
+    assert_eq!(first.cache_stats().unwrap().stale, 1);
+
+    // A rejection on a cached state that is still fresh stands, without a reload.
+    assert!(
+        first
+            .execute(&b, drain)
+            .await
+            .unwrap_err()
+            .rejected()
+            .is_some()
+    );
+    let reads = store.stream_reads();
+    assert!(
+        first
+            .execute(&b, drain)
+            .await
+            .unwrap_err()
+            .rejected()
+            .is_some()
+    );
+    assert_eq!(
+        store.stream_reads(),
+        reads,
+        "the version check is not a load"
+    );
+}
