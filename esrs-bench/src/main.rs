@@ -89,6 +89,7 @@ const RUNS: &[Run] = &[
     run("w3-long:raw", "w3", true),
     run("w3-long:esrs", "w3", true),
     run("w3-long:esrs-snap", "w3", true),
+    run("w3-long:esrs-read", "w3", true),
     run("w3-long:mem", "w3", false),
     run("w3-long:mem-snap", "w3", false),
     run("w3-short:raw", "w3", true),
@@ -551,6 +552,12 @@ async fn run_child(id: &str, connect: Option<String>) -> Result<Report, BoxError
             let implementation = if snapshot { "esrs + snapshots" } else { "esrs" };
             workloads::loads(store, name, implementation, events, W3_LOADS, snapshot).await?
         }
+        "w3-long:esrs-read" => {
+            let store = pg_store(&connect).await?;
+            workloads::prepare_long_stream(&store, W3_LONG, false).await?;
+            measuring();
+            workloads::read_only(store, long_name, W3_LONG, W3_LOADS).await?
+        }
         "w3-long:mem" | "w3-long:mem-snap" | "w3-short:mem" | "w3-short:mem-snap" => {
             let (name, events) = if id.starts_with("w3-long") {
                 (long_name, W3_LONG)
@@ -719,6 +726,13 @@ async fn round_trips_in(
         .await?;
     let store = PgStore::builder().build(pool)?;
     store.migrate().await?;
+    // The same with notifications off: what remains is the caller's own round trips.
+    let quiet_pool = PgPoolOptions::new()
+        .max_connections(10)
+        .test_before_acquire(false)
+        .connect_with(through_proxy.clone())
+        .await?;
+    let quiet = PgStore::builder().notifications(false).build(quiet_pool)?;
     let repo = Repository::<domain::Account, _>::new(store.clone());
     lines.push((
         "esrs append of 1 event (EventStore::append)".into(),
@@ -739,6 +753,21 @@ async fn round_trips_in(
         "esrs command, cache hit (decide + append)".into(),
         count(&proxy, N, |_| {
             Box::pin(workloads::execute_one(&cached, "rt-cached"))
+        })
+        .await?,
+    ));
+    lines.push((
+        "esrs append of 1 event, notifications off".into(),
+        count(&proxy, N, |i| {
+            Box::pin(workloads::append_one(&quiet, format!("rt-quiet-{i}")))
+        })
+        .await?,
+    ));
+    let quiet_cached = Repository::<domain::Account, _>::new(quiet.clone()).with_cache(10);
+    lines.push((
+        "esrs command, cache hit, notifications off".into(),
+        count(&proxy, N, |_| {
+            Box::pin(workloads::execute_one(&quiet_cached, "rt-quiet-cached"))
         })
         .await?,
     ));

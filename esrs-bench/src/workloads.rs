@@ -484,3 +484,39 @@ pub(crate) async fn batches_one<S: EventStore>(
         .await?;
     Ok(())
 }
+
+/// W3 without the repository: the store's read of the stream, rows counted, not decoded.
+pub(crate) async fn read_only<S: EventStore>(
+    store: S,
+    workload: &str,
+    events: u64,
+    loads: u64,
+) -> Result<Report, BoxError> {
+    let stream = id("account-long")?;
+    let read = async || {
+        let mut rows = store.read_stream(&stream, 1, Version::MAX);
+        let mut n = 0u64;
+        while let Some(e) = rows.try_next().await? {
+            std::hint::black_box(&e);
+            n += 1;
+        }
+        ensure(n == events, "the whole stream was read")
+    };
+    for _ in 0..WARM_UP {
+        read().await?;
+    }
+    let mut latencies = Latencies::with_capacity(loads as usize);
+    let started = Instant::now();
+    for _ in 0..loads {
+        timed(&mut latencies, read()).await?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(done(
+        workload,
+        "esrs read_stream only",
+        "load",
+        loads,
+        seconds,
+        latencies,
+    ))
+}
