@@ -37,8 +37,8 @@ impl EventInfo {
         }
     }
 
-    /// The entry of event type `T` whose older versions are decoded through `P`.
-    pub const fn with_upcast_from<P: Event>(self) -> Self {
+    /// The entry of an event type whose older versions are decoded through `P`.
+    pub const fn with_upcast_from<P: ?Sized + 'static>(self) -> Self {
         Self {
             upcast_from: Some((TypeId::of::<P>, std::any::type_name::<P>)),
             ..self

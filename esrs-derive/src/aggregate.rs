@@ -6,10 +6,11 @@ use std::collections::HashMap;
 use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::parse::Parser;
+use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::visit::Visit;
 use syn::{
-    FnArg, Ident, ImplItem, ImplItemFn, Item, ItemImpl, Path, ReturnType, Type, TypePath,
+    FnArg, Ident, ImplItem, ImplItemFn, Item, ItemImpl, Path, ReturnType, Token, Type, TypePath,
     Visibility,
 };
 
@@ -111,9 +112,15 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
         return quote!(#errors #imp);
     };
 
-    let handlers = take_handlers(&mut cx, &mut imp);
+    let (handlers, marked) = take_handlers(&mut cx, &mut imp);
     let commands = find_commands(&imp);
-    check(&mut cx, &args, &handlers, &imp);
+    check(&mut cx, &args, &handlers);
+    if marked == 0 {
+        cx.error_spanned_by(
+            &imp.self_ty,
+            "an aggregate needs at least one #[apply] handler, e.g. `#[apply] fn added(&mut self, event: &ItemAdded) { … }`",
+        );
+    }
 
     let (vis, enum_ident) = match &args.event_enum {
         Some((Visibility::Inherited, ident)) => (quote!(pub), ident.clone()),
@@ -123,10 +130,14 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     if !cx.is_ok() {
         // The user's impl (without the `#[apply]` markers) and a bare event enum, so that
         // the errors above are not followed by a cascade about missing items.
-        let variants = handlers.iter().map(|h| {
-            let (variant, event) = (&h.variant, &h.event);
-            quote!(#variant(#event))
-        });
+        let mut seen = std::collections::HashSet::new();
+        let variants = handlers
+            .iter()
+            .filter(|h| seen.insert(h.variant.to_string()))
+            .map(|h| {
+                let (variant, event) = (&h.variant, &h.event);
+                quote!(#variant(#event))
+            });
         let errors = cx.into_compile_errors();
         return quote! {
             #errors
@@ -213,12 +224,10 @@ fn parse_args(cx: &mut Ctxt, tokens: TokenStream) -> Args {
                 args.event_enum = Some((vis, ident));
             }
             Some("derive") => {
-                let mut paths = Vec::new();
-                meta.parse_nested_meta(|d| {
-                    paths.push(d.path);
-                    Ok(())
-                })?;
-                args.derive = Some(paths);
+                let content;
+                syn::parenthesized!(content in meta.input);
+                let paths = Punctuated::<Path, Token![,]>::parse_terminated(&content)?;
+                args.derive = Some(paths.into_iter().collect());
             }
             _ => {}
         }
@@ -231,8 +240,9 @@ fn parse_args(cx: &mut Ctxt, tokens: TokenStream) -> Args {
 }
 
 /// Removes the `#[apply]` markers from the impl block and returns the checked handlers.
-fn take_handlers(cx: &mut Ctxt, imp: &mut ItemImpl) -> Vec<Handler> {
+fn take_handlers(cx: &mut Ctxt, imp: &mut ItemImpl) -> (Vec<Handler>, usize) {
     let mut handlers = Vec::new();
+    let mut marked = 0;
     for item in &mut imp.items {
         let attrs = match item {
             ImplItem::Fn(f) => &mut f.attrs,
@@ -250,6 +260,7 @@ fn take_handlers(cx: &mut Ctxt, imp: &mut ItemImpl) -> Vec<Handler> {
         let Some(first) = markers.first() else {
             continue;
         };
+        marked += 1;
         if !matches!(first.meta, syn::Meta::Path(_)) {
             cx.error_spanned_by(&first.meta, "#[apply] takes no arguments: write `#[apply]`");
         }
@@ -275,7 +286,7 @@ fn take_handlers(cx: &mut Ctxt, imp: &mut ItemImpl) -> Vec<Handler> {
             ),
         }
     }
-    handlers
+    (handlers, marked)
 }
 
 const SIGNATURE: &str = "`fn name(&mut self, event: &SomeEvent)`";
@@ -391,7 +402,7 @@ fn check_handler(cx: &mut Ctxt, f: &ImplItemFn) -> Option<Handler> {
     })
 }
 
-fn check(cx: &mut Ctxt, args: &Args, handlers: &[Handler], imp: &ItemImpl) {
+fn check(cx: &mut Ctxt, args: &Args, handlers: &[Handler]) {
     if !args.name_given {
         cx.error_at(
             Span::call_site(),
@@ -402,12 +413,6 @@ fn check(cx: &mut Ctxt, args: &Args, handlers: &[Handler], imp: &ItemImpl) {
         cx.error_at(
             *span,
             "`snapshot_version` has no effect without `snapshot_every = N`: add it, or remove `snapshot_version`",
-        );
-    }
-    if handlers.is_empty() {
-        cx.error_spanned_by(
-            &imp.self_ty,
-            "an aggregate needs at least one #[apply] handler, e.g. `#[apply] fn added(&mut self, event: &ItemAdded) { … }`",
         );
     }
     let mut seen: HashMap<String, &Handler> = HashMap::new();
@@ -431,7 +436,7 @@ fn check(cx: &mut Ctxt, args: &Args, handlers: &[Handler], imp: &ItemImpl) {
             cx.error_spanned_by(
                 &handler.event,
                 format!(
-                    "the event types `{}` and `{}` would both be the variant `{variant}` of the event enum; rename one of the types",
+                    "the event types `{}` and `{}` would both be the variant `{variant}` of the event enum: import one under another name (`use … as Other{variant};`) or rename it",
                     attr::path_text(&first.event.path),
                     attr::path_text(&handler.event.path),
                 ),
@@ -579,7 +584,7 @@ impl Generated<'_> {
         let encode = self.handlers.iter().map(|h| {
             let (variant, event) = (&h.variant, &h.event);
             let call = quote_spanned! {event.span()=>
-                #private::encode_event::<#event>(event)
+                #private::encode_event(<#event as ::esrs_core::Event>::NAME, event)
             };
             quote!(Self::#variant(event) => #call)
         });
@@ -695,8 +700,9 @@ impl Generated<'_> {
         let snapshots = self.args.snapshot_every.map(|(every, span)| {
             let version = self.args.snapshot_version.map_or(1, |(v, _)| v);
             let fingerprint = self.fingerprint();
-            let encode = quote_spanned!(span=> #private::encode_snapshot_state::<Self>(self));
-            let decode = quote_spanned!(span=> #private::decode_snapshot_state::<Self>(payload));
+            let codec = quote_spanned!(span=> #private::snapshot_codec::<Self>());
+            let encode = quote!((#codec.encode)(self));
+            let decode = quote!((#codec.decode)(payload));
             quote! {
                 const SNAPSHOT_EVERY: ::core::option::Option<u64> =
                     ::core::option::Option::Some(#every);
@@ -741,9 +747,6 @@ impl Generated<'_> {
         let mut checks = TokenStream::new();
         for (j, later) in self.handlers.iter().enumerate() {
             let event = &later.event;
-            checks.extend(quote_spanned! {event.span()=>
-                const _: () = #private::assert_event::<#event>();
-            });
             for earlier in &self.handlers[..j] {
                 let first = &earlier.event;
                 let message = format!(

@@ -262,7 +262,7 @@ fn expand(input: &EventInput<'_>) -> TokenStream {
     } else {
         let previous = input.upcast_from.as_ref().map(|prev| {
             quote_spanned! {prev.span()=>
-                known.extend(<#prev as ::esrs_core::Event>::known_versions());
+                ::core::iter::Extend::extend(&mut known, <#prev as ::esrs_core::Event>::known_versions());
             }
         });
         let mut steps: Vec<(u32, u32)> = input.upcasts.iter().map(|u| (u.from, u.to)).collect();
@@ -300,7 +300,10 @@ fn expand(input: &EventInput<'_>) -> TokenStream {
     });
     let previous_step = input.upcast_from.as_ref().map(|prev| {
         let call = quote_spanned! {prev.span()=>
-            #private::decode_previous::<#prev, Self>(version, payload)
+            ::core::result::Result::map(
+                <#prev as ::esrs_core::Event>::decode(version, payload),
+                <#prev as #private::UpcastInto<Self>>::upcast_into,
+            )
         };
         quote! {
             if version < #version {
