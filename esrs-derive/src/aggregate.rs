@@ -767,7 +767,7 @@ impl Generated<'_> {
                         <#first as ::esrs_core::Event>::NAME,
                         <#event as ::esrs_core::Event>::NAME,
                     ) {
-                        ::core::panic!(#message)
+                        ::core::panic!("{}", #message)
                     };
                 });
             }

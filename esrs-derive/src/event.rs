@@ -340,10 +340,10 @@ fn expand(input: &EventInput<'_>) -> TokenStream {
         );
         quote_spanned! {prev.span()=>
             const _: () = if <#prev as ::esrs_core::Event>::VERSION >= #version {
-                ::core::panic!(#lower)
+                ::core::panic!("{}", #lower)
             };
             const _: () = if !#private::str_eq(<#prev as ::esrs_core::Event>::NAME, #name) {
-                ::core::panic!(#same_name)
+                ::core::panic!("{}", #same_name)
             };
         }
     });

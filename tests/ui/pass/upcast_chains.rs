@@ -61,7 +61,23 @@ pub struct Counted {
     pub unit: String,
 }
 
+// Stored names are any text without whitespace or control characters, braces included.
+#[derive(Event, Deserialize)]
+#[event(name = "odd{name}", version = 1)]
+pub struct OddV1;
+
+#[derive(Event, Deserialize)]
+#[event(name = "odd{name}", version = 2, upcast_from = OddV1)]
+pub struct Odd;
+
+impl From<OddV1> for Odd {
+    fn from(_: OddV1) -> Self {
+        Self
+    }
+}
+
 fn main() {
+    assert_eq!(<Odd as Event>::known_versions(), [1, 2]);
     assert_eq!(<Priced as Event>::known_versions(), [1, 2, 3, 4]);
     assert_eq!(<Counted as Event>::known_versions(), [1, 2, 3]);
 }
