@@ -272,28 +272,44 @@ pub(super) fn find_commands(imp: &ItemImpl) -> Vec<Command> {
         let ReturnType::Type(_, ty) = &sig.output else {
             continue;
         };
-        let Type::Path(TypePath { qself: None, path }) = &**ty else {
-            continue;
-        };
-        let Some(last) = path.segments.last() else {
-            continue;
-        };
-        if last.ident != "Result" {
-            continue;
-        }
-        let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
-            continue;
-        };
-        let Some(syn::GenericArgument::Type(ok)) = args.args.first() else {
+        let Some(ok) = generic_argument(ty, "Result") else {
             continue;
         };
         let mut nameable = Nameable(true);
         nameable.visit_type(ok);
-        if nameable.0 {
-            commands.push(Command { ok: ok.clone() });
+        if !nameable.0 {
+            continue;
+        }
+        commands.push(Command { ok: ok.clone() });
+        // `Vec<E>` and `Option<E>` of an event type are accepted for the aggregate's own
+        // events only: probe the element too.
+        if let Some(element) =
+            generic_argument(ok, "Vec").or_else(|| generic_argument(ok, "Option"))
+        {
+            commands.push(Command {
+                ok: element.clone(),
+            });
         }
     }
     commands
+}
+
+/// The first type argument of `ty` when `ty` is a path ending in `name<…>`.
+fn generic_argument<'a>(ty: &'a Type, name: &str) -> Option<&'a Type> {
+    let Type::Path(TypePath { qself: None, path }) = ty else {
+        return None;
+    };
+    let last = path.segments.last()?;
+    if last.ident != name {
+        return None;
+    }
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    match args.args.first()? {
+        syn::GenericArgument::Type(ty) => Some(ty),
+        _ => None,
+    }
 }
 
 /// Whether a type can be named outside its impl block: no `Self`, `impl Trait`, `_` or
