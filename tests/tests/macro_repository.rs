@@ -290,3 +290,27 @@ fn the_catalog_knows_the_cart_and_its_events() {
     assert_eq!(removed, [1, 2]);
     esrs_core::check_catalog().unwrap();
 }
+
+/// A state whose handler is written exactly as in the macro crate's pinned-fingerprint test.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Pinned {
+    items: Vec<String>,
+}
+
+#[aggregate(name = "pinned", snapshot_every = 10)]
+impl Pinned {
+    #[apply]
+    fn added(&mut self, e: &ItemAdded) {
+        self.items.push(e.item.clone())
+    }
+}
+
+#[test]
+fn the_fold_fingerprint_is_stable_across_releases() {
+    // Changing this number invalidates every stored snapshot of every user: only do it
+    // on purpose.
+    assert_eq!(
+        Pinned::SNAPSHOT_KEY,
+        SnapshotKey::new(1, 17_343_898_703_721_969_883)
+    );
+}

@@ -157,3 +157,67 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
         #expanded
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expand_str(args: &str, item: &str) -> String {
+        expand(args.parse().unwrap(), item.parse().unwrap()).to_string()
+    }
+
+    const CART: &str = "impl Cart {
+        #[apply]
+        fn added(&mut self, e: &ItemAdded) { self.items.push(e.item.clone()) }
+    }";
+
+    #[test]
+    fn the_fold_fingerprint_is_pinned() {
+        // Snapshots written by one release must be used by the next when the fold did not
+        // change: the canonical text and hash of a handler are part of the storage format.
+        let out = expand_str("name = \"cart\", snapshot_every = 10", CART);
+        assert!(
+            out.contains("snapshot_key (1u32 , 17343898703721969883u64)"),
+            "{out}"
+        );
+        let changed = expand_str(
+            "name = \"cart\", snapshot_every = 10",
+            &CART.replace("push(e.item.clone())", "insert(0, e.item.clone())"),
+        );
+        assert!(!changed.contains("17343898703721969883u64"), "{changed}");
+    }
+
+    #[test]
+    fn bad_input_gives_errors_and_keeps_the_item() {
+        let inputs = [
+            ("", "struct Cart;"),
+            ("name", CART),
+            ("name = ", CART),
+            ("name = 3", CART),
+            ("= \"cart\"", CART),
+            ("name = \"cart\", snapshot_every = -1", CART),
+            (
+                "name = \"cart\", snapshot_every = 99999999999999999999999",
+                CART,
+            ),
+            ("name = \"cart\", event_enum = 3", CART),
+            ("name = \"cart\", derive(1)", CART),
+            (
+                "name = \"cart\"",
+                "impl Cart { #[apply] fn f(&mut self, e: &[u8]) {} }",
+            ),
+            ("name = \"cart\"", "impl Cart { #[apply] fn f(e: &X) {} }"),
+            ("name = \"cart\"", "impl<'a> Cart<'a> {}"),
+            ("name = \"cart\"", "impl (A, B) {}"),
+            ("name = \"cart\"", "fn cart() {}"),
+            ("name = \"cart\"", "not rust at all"),
+        ];
+        for (args, item) in inputs {
+            let out = expand_str(args, item);
+            assert!(out.contains("compile_error"), "{args:?} {item:?}: {out}");
+        }
+        let out = expand_str("name = \"\"", CART);
+        assert!(out.contains("impl Cart"), "the user's impl is kept: {out}");
+        assert!(!out.contains("# [apply]"), "the markers are removed: {out}");
+    }
+}
