@@ -5,6 +5,10 @@
 //! no list kept by hand). Tools list the program's events with [`catalog`]; a start-up check
 //! or a test calls [`check_catalog`] to find a stored name claimed by two unrelated types, or
 //! a stream category claimed by two aggregates, anywhere in the program.
+//!
+//! The catalog holds what the linker kept: the types of every crate whose code the program
+//! uses. A library crate that the program depends on but never calls into may be left out
+//! of the binary, and its events with it.
 
 use std::any::TypeId;
 use std::collections::{BTreeMap, HashSet};
