@@ -1,1 +1,11 @@
-//! PostgreSQL event store for esrs.
+#![doc = include_str!("../README.md")]
+
+mod error;
+mod migrations;
+mod store;
+
+pub use error::{Error, Result};
+pub use store::{DEFAULT_SCHEMA, MAX_SCHEMA_LEN, PgStore, PgStoreOptions, ProjectionLock};
+
+/// Re-exported so users name the pool and connection types of the same sqlx version.
+pub use sqlx;
