@@ -66,6 +66,7 @@ mod memory;
 mod repository;
 mod store;
 mod stream;
+pub mod testing;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -88,6 +89,7 @@ pub use stream::{
 
 /// The names most programs need: `use esrs_core::prelude::*;`.
 pub mod prelude {
+    pub use crate::testing::AggregateTestExt;
     pub use crate::{
         Aggregate, Event, EventSet, EventStore, ExecuteError, ExpectedVersion, IdempotencyKey,
         InMemoryStore, Metadata, Repository, StreamId,
