@@ -45,32 +45,34 @@ free_port() {
 }
 
 start_throwaway_postgres() {
-    local initdb pg_ctl
-    if ! initdb=$(find_pg_bin initdb) || ! pg_ctl=$(find_pg_bin pg_ctl); then
+    local initdb bindir
+    if ! initdb=$(find_pg_bin initdb) || [ ! -x "$(dirname "$(readlink -f "$initdb")")/pg_ctl" ]; then
         log "no PostgreSQL server answers on 127.0.0.1:5432, DATABASE_URL is not set, and no"
         log "PostgreSQL binaries (initdb, pg_ctl) were found on PATH or under /usr/lib/postgresql/*/bin."
         log "Install them, e.g. 'apt-get install postgresql' on Debian/Ubuntu or 'brew install postgresql' on macOS,"
         log "or point DATABASE_URL at a server: DATABASE_URL=postgres://user@host:5432/db $0"
         exit 1
     fi
-    local dir port run_as=()
+    bindir=$(dirname "$(readlink -f "$initdb")")
+    local dir port
     dir=$(mktemp -d -t esrs-pg.XXXXXX)
     port=$(free_port)
+    as_pg=""
     if [ "$(id -u)" = 0 ]; then
         # initdb refuses to run as root: run the cluster as an unprivileged user.
         local user=postgres
         id "$user" >/dev/null 2>&1 || user=nobody
         chown "$user" "$dir"
-        run_as=(runuser -u "$user" --)
+        as_pg="runuser -u $user --"
     fi
     log "starting a throwaway PostgreSQL cluster in $dir on port $port"
-    "${run_as[@]}" "$initdb" -D "$dir/data" -U postgres --auth=trust --no-sync >"$dir/initdb.log" 2>&1 \
+    $as_pg "$bindir/initdb" -D "$dir/data" -U postgres --auth=trust --no-sync >"$dir/initdb.log" 2>&1 \
         || { cat "$dir/initdb.log" >&2; exit 1; }
-    "${run_as[@]}" "$pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
+    cleanup_steps+=("$as_pg '$bindir/pg_ctl' -D '$dir/data' -m immediate stop >/dev/null 2>&1; rm -rf '$dir'")
+    $as_pg "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
         -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" start >/dev/null \
         || { cat "$dir/server.log" >&2; exit 1; }
-    cleanup_steps+=("'${run_as[*]:-env}' '$pg_ctl' -D '$dir/data' -m immediate stop >/dev/null 2>&1; rm -rf '$dir'")
-    "${run_as[@]}" "$(dirname "$pg_ctl")/createdb" -h 127.0.0.1 -p "$port" -U postgres test
+    "$bindir/psql" -q -h 127.0.0.1 -p "$port" -U postgres -d postgres -c 'CREATE DATABASE test' >/dev/null
     export DATABASE_URL="postgres://postgres@127.0.0.1:$port/test"
 }
 

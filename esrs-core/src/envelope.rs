@@ -259,7 +259,7 @@ pub struct SnapshotKey {
 
 impl SnapshotKey {
     /// A snapshot key.
-    pub fn new(version: u32, fingerprint: u64) -> Self {
+    pub const fn new(version: u32, fingerprint: u64) -> Self {
         Self {
             version,
             fingerprint,

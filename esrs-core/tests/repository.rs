@@ -1,0 +1,638 @@
+//! Repository behaviour over the in-memory store: commands, conflicts and retries,
+//! idempotency keys, snapshots, time travel and decode errors.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use esrs_core::prelude::*;
+use esrs_core::{
+    AppendOutcome, AppendRequest, DecodeError, EncodeError, Error, NewEvent, Payload, Position,
+    RecordedEvent, Snapshot, SnapshotKey, StreamItem, Version,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Added {
+    by: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum CounterEvent {
+    Added(Added),
+    Reset,
+}
+
+impl EventSet for CounterEvent {
+    const NAMES: &'static [&'static str] = &["Added", "Reset"];
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Added(_) => "Added",
+            Self::Reset => "Reset",
+        }
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn encode(&self) -> Result<Payload, EncodeError> {
+        match self {
+            Self::Added(e) => esrs_core::encode_json("Added", e),
+            Self::Reset => esrs_core::encode_json("Reset", &()),
+        }
+    }
+    fn decode(name: &str, version: u32, payload: &RawValue) -> Result<Self, DecodeError> {
+        match (name, version) {
+            ("Added", 1) => Ok(Self::Added(DecodeError::parse("Added", 1, payload)?)),
+            ("Reset", 1) => Ok(Self::Reset),
+            ("Added", v) => Err(DecodeError::UnknownVersion {
+                name: "Added",
+                version: v,
+                known: vec![1],
+            }),
+            _ => Err(DecodeError::UnknownName {
+                name: name.to_owned(),
+                known: Self::NAMES.to_vec(),
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+struct Counter {
+    total: u64,
+    applied: u64,
+}
+
+#[derive(Debug, PartialEq, thiserror::Error)]
+enum CounterError {
+    #[error("the counter would exceed {0}")]
+    TooBig(u64),
+}
+
+impl Counter {
+    fn add(&self, by: u64) -> Result<CounterEvent, CounterError> {
+        if self.total + by > 1_000_000 {
+            return Err(CounterError::TooBig(1_000_000));
+        }
+        Ok(CounterEvent::Added(Added { by }))
+    }
+}
+
+impl Aggregate for Counter {
+    const NAME: &'static str = "counter";
+    type Event = CounterEvent;
+    fn apply(&mut self, event: &CounterEvent) {
+        self.applied += 1;
+        match event {
+            CounterEvent::Added(e) => self.total += e.by,
+            CounterEvent::Reset => self.total = 0,
+        }
+    }
+}
+
+/// The same aggregate, snapshotting every 10 events.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+struct SnappedCounter(Counter);
+
+impl Aggregate for SnappedCounter {
+    const NAME: &'static str = "counter";
+    const SNAPSHOT_EVERY: Option<u64> = Some(10);
+    const SNAPSHOT_KEY: SnapshotKey = SnapshotKey::new(1, 42);
+    type Event = CounterEvent;
+    fn apply(&mut self, event: &CounterEvent) {
+        self.0.apply(event)
+    }
+    fn encode_snapshot(&self) -> Option<Result<Payload, EncodeError>> {
+        Some(esrs_core::encode_snapshot("counter", self))
+    }
+    fn decode_snapshot(payload: &RawValue) -> Option<Result<Self, serde_json::Error>> {
+        Some(esrs_core::decode_snapshot(payload))
+    }
+}
+
+fn id(s: &str) -> StreamId {
+    StreamId::new(s).unwrap()
+}
+
+#[tokio::test]
+async fn execute_appends_and_load_folds() {
+    let repo = Repository::<Counter, _>::new(InMemoryStore::new());
+    let alice = id("alice");
+    let done = repo.execute(&alice, |c| c.add(5)).await.unwrap();
+    assert_eq!(done.version(), 1);
+    assert_eq!(done.events, [CounterEvent::Added(Added { by: 5 })]);
+    assert_eq!(done.state.total, 5);
+    repo.execute(&alice, |c| c.add(7)).await.unwrap();
+    let loaded = repo.load(&alice).await.unwrap();
+    assert_eq!((loaded.total, loaded.version), (12, 2));
+
+    // The aggregate lives in its category's stream.
+    let stream = repo.stream_of(&alice);
+    assert_eq!(stream.as_str(), "counter-alice");
+    assert_eq!(repo.store().stream_version(&stream).await.unwrap(), 2);
+
+    // A new aggregate is the default state at version 0.
+    let fresh = repo.load(&id("nobody")).await.unwrap();
+    assert_eq!(
+        (fresh.state.clone(), fresh.version),
+        (Counter::default(), 0)
+    );
+}
+
+#[tokio::test]
+async fn commands_can_return_several_events_or_none() {
+    let repo = Repository::<Counter, _>::new(InMemoryStore::new());
+    let bob = id("bob");
+    let done = repo
+        .execute(&bob, |_| {
+            Ok::<_, CounterError>(vec![
+                CounterEvent::Added(Added { by: 1 }),
+                CounterEvent::Reset,
+                CounterEvent::Added(Added { by: 3 }),
+            ])
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (done.outcome.first_version, done.outcome.last_version),
+        (1, 3)
+    );
+    assert_eq!(done.state.total, 3);
+    let nothing = repo
+        .execute(&bob, |_| Ok::<_, CounterError>(()))
+        .await
+        .unwrap();
+    assert!(nothing.outcome.is_empty());
+    assert_eq!(repo.load(&bob).await.unwrap().version, 3);
+}
+
+#[tokio::test]
+async fn a_rejected_command_writes_nothing() {
+    let repo = Repository::<Counter, _>::new(InMemoryStore::new());
+    let carol = id("carol");
+    let err = repo
+        .execute(&carol, |c| c.add(2_000_000))
+        .await
+        .unwrap_err();
+    assert_eq!(err.rejected(), Some(&CounterError::TooBig(1_000_000)));
+    assert!(!err.is_conflict());
+    assert_eq!(
+        err.to_string(),
+        "command rejected: the counter would exceed 1000000"
+    );
+    assert!(repo.store().is_empty());
+}
+
+/// A store that lets another writer append to the stream right before some of our appends.
+struct RacingStore {
+    inner: InMemoryStore,
+    races_left: AtomicUsize,
+}
+
+impl EventStore for RacingStore {
+    async fn append(&self, request: AppendRequest) -> esrs_core::Result<AppendOutcome> {
+        if self.races_left.load(Ordering::SeqCst) > 0 {
+            self.races_left.fetch_sub(1, Ordering::SeqCst);
+            let rival = CounterEvent::Added(Added { by: 100 });
+            self.inner
+                .append(AppendRequest::new(
+                    request.stream.clone(),
+                    ExpectedVersion::Any,
+                    vec![NewEvent::encode(&rival).unwrap()],
+                ))
+                .await?;
+        }
+        self.inner.append(request).await
+    }
+    fn read_stream(
+        &self,
+        stream: &StreamId,
+        from: Version,
+        to: Version,
+    ) -> esrs_core::EventStream<'_> {
+        self.inner.read_stream(stream, from, to)
+    }
+    fn read_all(&self, after: Position) -> esrs_core::EventStream<'_> {
+        self.inner.read_all(after)
+    }
+    async fn save_snapshot(&self, snapshot: Snapshot) -> esrs_core::Result<()> {
+        self.inner.save_snapshot(snapshot).await
+    }
+    async fn load_snapshot(
+        &self,
+        stream: &StreamId,
+        key: SnapshotKey,
+    ) -> esrs_core::Result<Option<Snapshot>> {
+        self.inner.load_snapshot(stream, key).await
+    }
+    async fn find_idempotency_key(
+        &self,
+        key: &IdempotencyKey,
+    ) -> esrs_core::Result<Option<AppendOutcome>> {
+        self.inner.find_idempotency_key(key).await
+    }
+    async fn stream_version(&self, stream: &StreamId) -> esrs_core::Result<Version> {
+        self.inner.stream_version(stream).await
+    }
+}
+
+#[tokio::test]
+async fn a_conflict_is_a_typed_error_without_retries() {
+    let store = RacingStore {
+        inner: InMemoryStore::new(),
+        races_left: AtomicUsize::new(1),
+    };
+    let repo = Repository::<Counter, _>::new(store);
+    let dave = id("dave");
+    let err = repo.execute(&dave, |c| c.add(1)).await.unwrap_err();
+    assert!(err.is_conflict());
+    match err {
+        ExecuteError::Store(Error::Conflict(c)) => {
+            assert_eq!((c.expected, c.actual), (ExpectedVersion::Exact(0), 1));
+            assert_eq!(c.stream.as_str(), "counter-dave");
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert_eq!(
+        repo.load(&dave).await.unwrap().total,
+        100,
+        "only the rival's event is stored"
+    );
+}
+
+#[tokio::test]
+async fn retries_reload_and_decide_again_a_bounded_number_of_times() {
+    let store = RacingStore {
+        inner: InMemoryStore::new(),
+        races_left: AtomicUsize::new(2),
+    };
+    let repo = Repository::<Counter, _>::new(store);
+    let erin = id("erin");
+    let runs = AtomicUsize::new(0);
+    let seen = std::sync::Mutex::new(Vec::new());
+    let done = repo
+        .execute(&erin, |c| {
+            runs.fetch_add(1, Ordering::SeqCst);
+            seen.lock().unwrap().push(c.total);
+            c.add(1)
+        })
+        .retries(2)
+        .await
+        .unwrap();
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        3,
+        "the command ran once per attempt"
+    );
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [0, 100, 200],
+        "each attempt saw the reloaded state"
+    );
+    assert_eq!((done.state.total, done.version()), (201, 3));
+
+    // Out of retries: the conflict surfaces.
+    repo.store().races_left.store(3, Ordering::SeqCst);
+    let err = repo
+        .execute(&erin, |c| c.add(1))
+        .retries(2)
+        .await
+        .unwrap_err();
+    assert!(err.is_conflict());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_commands_with_retries_lose_no_update() {
+    let repo = Arc::new(Repository::<Counter, _>::new(InMemoryStore::new()).with_retries(100));
+    let frank = id("frank");
+    let mut tasks = Vec::new();
+    for t in 0..16u64 {
+        let (repo, frank) = (repo.clone(), frank.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..10 {
+                repo.execute(&frank, |c| c.add(t + 1)).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let loaded = repo.load(&frank).await.unwrap();
+    assert_eq!(loaded.version, 160);
+    assert_eq!(loaded.total, (1..=16).sum::<u64>() * 10);
+}
+
+#[tokio::test]
+async fn an_idempotency_key_runs_the_command_once() {
+    let repo = Repository::<Counter, _>::new(InMemoryStore::new());
+    let gina = id("gina");
+    let runs = AtomicUsize::new(0);
+    let first = repo
+        .execute(&gina, |c| {
+            runs.fetch_add(1, Ordering::SeqCst);
+            c.add(10)
+        })
+        .idempotency_key(IdempotencyKey::new("click-1").unwrap())
+        .await
+        .unwrap();
+    repo.execute(&gina, |c| c.add(1)).await.unwrap();
+    let again = repo
+        .execute(&gina, |c| {
+            runs.fetch_add(1, Ordering::SeqCst);
+            c.add(10)
+        })
+        .idempotency_key(IdempotencyKey::new("click-1").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1,
+        "the repeat did not run the command"
+    );
+    assert!(again.outcome.deduplicated && !first.outcome.deduplicated);
+    assert_eq!(
+        (again.outcome.first_version, again.outcome.last_version),
+        (1, 1)
+    );
+    assert_eq!(
+        again.events, first.events,
+        "the repeat returns the original events"
+    );
+    assert_eq!(again.state.total, 10, "and the state right after them");
+    assert_eq!(
+        repo.load(&gina).await.unwrap().total,
+        11,
+        "nothing appended twice"
+    );
+
+    let err = repo
+        .execute(&id("hank"), |c| c.add(10))
+        .idempotency_key(IdempotencyKey::new("click-1").unwrap())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ExecuteError::Store(Error::IdempotencyKeyReused { original_stream, .. }) if original_stream.as_str() == "counter-gina"),
+        "got {err:?}"
+    );
+    assert_eq!(repo.load(&id("hank")).await.unwrap().version, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_retries_of_one_key_append_once() {
+    let repo = Arc::new(Repository::<Counter, _>::new(InMemoryStore::new()).with_retries(5));
+    let ivy = id("ivy");
+    let barrier = Arc::new(tokio::sync::Barrier::new(20));
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let (repo, ivy, barrier) = (repo.clone(), ivy.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            repo.execute(&ivy, |c| c.add(7))
+                .idempotency_key(IdempotencyKey::new("pay-9").unwrap())
+                .await
+                .unwrap()
+        }));
+    }
+    let mut written = 0;
+    for t in tasks {
+        let done = t.await.unwrap();
+        written += usize::from(!done.outcome.deduplicated);
+        assert_eq!((done.outcome.last_version, done.state.total), (1, 7));
+    }
+    assert_eq!(written, 1);
+    assert_eq!(repo.load(&ivy).await.unwrap().version, 1);
+}
+
+#[tokio::test]
+async fn snapshots_every_n_events_and_are_only_an_optimisation() {
+    let store = InMemoryStore::new();
+    let repo = Repository::<SnappedCounter, _>::new(store.clone());
+    let jay = id("jay");
+    for i in 0..25 {
+        repo.execute(&jay, |c| c.0.add(i)).await.unwrap();
+    }
+    let stream = repo.stream_of(&jay);
+    let snapshot = store
+        .load_snapshot(&stream, SnappedCounter::SNAPSHOT_KEY)
+        .await
+        .unwrap()
+        .expect("a snapshot");
+    assert_eq!(snapshot.version, 20);
+
+    // The load uses the snapshot plus five events.
+    let items: Vec<StreamItem> = futures_util::TryStreamExt::try_collect(
+        store.read_stream_with_snapshot(&stream, SnappedCounter::SNAPSHOT_KEY),
+    )
+    .await
+    .unwrap();
+    assert_eq!(items.len(), 6);
+    let with_snapshot = repo.load(&jay).await.unwrap();
+    assert_eq!(with_snapshot.version, 25);
+    assert_eq!(with_snapshot.state.0.total, (0..25).sum::<u64>());
+    // `applied` counts apply calls since the snapshot's state: it was saved after 20.
+    assert_eq!(with_snapshot.state.0.applied, 25);
+
+    // Deleting snapshots changes no result.
+    store.clear_snapshots();
+    assert_eq!(repo.load(&jay).await.unwrap(), with_snapshot);
+
+    // A snapshot that does not decode is ignored (and logged), never an error.
+    store
+        .save_snapshot(Snapshot::new(
+            stream.clone(),
+            25,
+            SnappedCounter::SNAPSHOT_KEY,
+            esrs_core::conformance::payload(serde_json::json!({"garbage": true})),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(repo.load(&jay).await.unwrap(), with_snapshot);
+
+    // A snapshot of another key (another fold) is not used: this one lies about the total.
+    let lie = SnappedCounter(Counter {
+        total: 999,
+        applied: 25,
+    });
+    store
+        .save_snapshot(Snapshot::new(
+            stream.clone(),
+            25,
+            SnapshotKey::new(1, 7),
+            esrs_core::encode_snapshot("counter", &lie).unwrap(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(repo.load(&jay).await.unwrap(), with_snapshot);
+}
+
+#[tokio::test]
+async fn load_at_a_version_and_as_of_a_time() {
+    let repo = Repository::<Counter, _>::new(InMemoryStore::new());
+    let kim = id("kim");
+    for by in [100, 200, 300] {
+        repo.execute(&kim, |c| c.add(by)).await.unwrap();
+    }
+    let middle = chrono::Utc::now();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    repo.execute(&kim, |c| c.add(400)).await.unwrap();
+
+    let at2 = repo.load_at(&kim, 2).await.unwrap();
+    assert_eq!((at2.total, at2.version), (300, 2));
+    assert_eq!(repo.load_at(&kim, 0).await.unwrap().total, 0);
+    assert_eq!(repo.load_at(&kim, 99).await.unwrap().version, 4);
+    let then = repo.load_as_of(&kim, middle).await.unwrap();
+    assert_eq!((then.total, then.version), (600, 3));
+    let before = repo
+        .load_as_of(&kim, middle - chrono::Duration::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(before.version, 0);
+
+    let history = repo.history(&kim).await.unwrap();
+    assert_eq!(history.len(), 4);
+    assert_eq!(history[3].event, CounterEvent::Added(Added { by: 400 }));
+    assert_eq!(history[3].version(), 4);
+}
+
+#[tokio::test]
+async fn metadata_is_stored_with_every_event_of_a_command() {
+    let repo = Repository::<Counter, _>::new(InMemoryStore::new());
+    let lee = id("lee");
+    let correlation = uuid::Uuid::new_v4();
+    repo.execute(&lee, |_| {
+        Ok::<_, CounterError>(vec![CounterEvent::Reset, CounterEvent::Reset])
+    })
+    .metadata(
+        Metadata::new()
+            .with_actor("admin")
+            .with_correlation_id(correlation)
+            .with("reason", "audit"),
+    )
+    .await
+    .unwrap();
+    let history = repo.history(&lee).await.unwrap();
+    for entry in &history {
+        assert_eq!(entry.recorded.metadata.actor.as_deref(), Some("admin"));
+        assert_eq!(entry.recorded.metadata.correlation_id, Some(correlation));
+        assert_eq!(entry.recorded.metadata.custom["reason"], "audit");
+    }
+}
+
+async fn raw_append(
+    store: &InMemoryStore,
+    stream: &StreamId,
+    name: &'static str,
+    version: u32,
+    json: &str,
+) {
+    let payload = RawValue::from_string(json.to_owned()).unwrap();
+    store
+        .append(AppendRequest::new(
+            stream.clone(),
+            ExpectedVersion::Any,
+            vec![NewEvent::new(name, version, payload)],
+        ))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn bad_stored_events_are_typed_errors_and_other_streams_stay_readable() {
+    let store = InMemoryStore::new();
+    let repo = Repository::<Counter, _>::new(store.clone());
+    let cases: [(&str, &'static str, u32, &str); 3] = [
+        ("unknown", "Teleported", 1, "{}"),
+        ("future", "Added", 9, r#"{"by":1}"#),
+        ("malformed", "Added", 1, r#"{"by":"many"}"#),
+    ];
+    for (name, event, version, json) in cases {
+        raw_append(&store, &repo.stream_of(&id(name)), event, version, json).await;
+    }
+    repo.execute(&id("fine"), |c| c.add(1)).await.unwrap();
+
+    let err = repo.load(&id("unknown")).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Decode { version: 1, source: DecodeError::UnknownName { name, .. }, .. } if name == "Teleported"),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "cannot decode event at version 1 of stream `counter-unknown`: unknown event name `Teleported`; this program knows [\"Added\", \"Reset\"]"
+    );
+    let err = repo.load(&id("future")).await.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::Decode {
+                source: DecodeError::UnknownVersion { version: 9, .. },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let err = repo.load(&id("malformed")).await.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::Decode {
+                source: DecodeError::Malformed { .. },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    // Commands on a broken stream fail the same way and write nothing.
+    let err = repo
+        .execute(&id("unknown"), |c| c.add(1))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ExecuteError::Store(Error::Decode { .. })));
+    assert_eq!(store.len(), 4);
+
+    assert_eq!(repo.load(&id("fine")).await.unwrap().total, 1);
+}
+
+#[tokio::test]
+async fn an_oversized_event_is_refused_with_advice() {
+    let repo = Repository::<Counter, _>::new(InMemoryStore::with_max_payload_bytes(16));
+    let err = repo
+        .execute(&id("max"), |_| {
+            Ok::<_, CounterError>(CounterEvent::Added(Added {
+                by: 123_456_789_012,
+            }))
+        })
+        .await
+        .unwrap_err();
+    match &err {
+        ExecuteError::Store(Error::PayloadTooLarge {
+            name, size, limit, ..
+        }) => {
+            assert_eq!((*name, *size, *limit), ("Added", 19, 16));
+        }
+        other => panic!("expected PayloadTooLarge, got {other:?}"),
+    }
+    assert_eq!(
+        err.to_string(),
+        "event `Added` for stream `counter-max` is 19 bytes, over the limit of 16; keep events small: store the blob elsewhere and keep a reference to it in the event"
+    );
+    assert!(repo.store().is_empty());
+}
+
+#[test]
+fn recorded_events_decode_into_the_event_set() {
+    let payload = RawValue::from_string(r#"{"by":3}"#.to_owned()).unwrap();
+    let recorded = RecordedEvent::new(
+        Position::new(1, 1),
+        id("counter-x"),
+        1,
+        "Added".to_owned(),
+        1,
+        payload,
+        Metadata::default(),
+        chrono::Utc::now(),
+    );
+    assert_eq!(
+        recorded.decode::<CounterEvent>().unwrap(),
+        CounterEvent::Added(Added { by: 3 })
+    );
+}
