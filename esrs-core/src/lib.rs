@@ -59,10 +59,12 @@
 //! ```
 
 mod aggregate;
+mod catalog;
 mod envelope;
 mod error;
 mod event;
 mod memory;
+mod private;
 mod repository;
 mod store;
 mod stream;
@@ -72,10 +74,14 @@ pub mod testing;
 pub mod conformance;
 
 pub use aggregate::{Aggregate, decode_snapshot, encode_snapshot};
+pub use catalog::{
+    AggregateInfo, Catalog, CatalogConflict, CatalogError, EventInfo, catalog, check_catalog,
+};
 pub use envelope::{
     AppendOutcome, AppendRequest, Metadata, NewEvent, RecordedEvent, Snapshot, SnapshotKey,
 };
 pub use error::{BoxError, Conflict, Error, Result};
+pub use esrs_derive::{Event, aggregate};
 pub use event::{DecodeError, EncodeError, Event, EventSet, IntoEvents, Payload, encode_json};
 pub use memory::InMemoryStore;
 pub use repository::{Execute, ExecuteError, Executed, HistoryEntry, Loaded, Repository};
@@ -94,6 +100,7 @@ pub mod prelude {
         Aggregate, Event, EventSet, EventStore, ExecuteError, ExpectedVersion, IdempotencyKey,
         InMemoryStore, Metadata, Repository, StreamId,
     };
+    pub use esrs_derive::aggregate;
 }
 
 /// Items used by the code that esrs's macros generate. Not a public API.
@@ -102,4 +109,6 @@ pub mod __private {
     pub use serde;
     pub use serde_json;
     pub use serde_json::value::RawValue;
+
+    pub use crate::private::*;
 }
