@@ -3,19 +3,18 @@
 
 use chrono::{DateTime, Utc};
 use esrs_core::prelude::*;
-use esrs_core::{DecodeError, HistoryEntry, Version};
+use esrs_core::{HistoryEntry, Version};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 
 /// Money was paid into the account, in whole currency units.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Event, Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Deposited {
     /// The amount, in whole currency units.
     pub amount: u64,
 }
 
 /// Money was taken out of the account, in whole currency units.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Event, Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Withdrawn {
     /// The amount, in whole currency units.
     pub amount: u64,
@@ -44,16 +43,19 @@ pub enum AccountError {
     ZeroAmount,
 }
 
+#[aggregate(name = "account")]
 impl Account {
     /// The balance, in whole currency units.
     pub fn balance(&self) -> u64 {
         self.balance
     }
 
+    #[apply]
     fn deposited(&mut self, e: &Deposited) {
         self.balance += e.amount;
     }
 
+    #[apply]
     fn withdrawn(&mut self, e: &Withdrawn) {
         self.balance -= e.amount;
     }
@@ -144,51 +146,4 @@ pub fn statement(history: &[HistoryEntry<AccountEvent>]) -> Vec<StatementLine> {
             }
         })
         .collect()
-}
-
-// ---------------------------------------------------------------------------------------
-// What `#[derive(Event)]` and `#[aggregate(name = "account")]` write for the types above.
-// ---------------------------------------------------------------------------------------
-
-/// Every event of an [`Account`].
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum AccountEvent {
-    /// See [`Deposited`].
-    Deposited(Deposited),
-    /// See [`Withdrawn`].
-    Withdrawn(Withdrawn),
-}
-
-impl Event for Deposited {
-    const NAME: &'static str = "Deposited";
-    const VERSION: u32 = 1;
-    fn decode(version: u32, payload: &RawValue) -> Result<Self, DecodeError> {
-        crate::decode_current(version, payload)
-    }
-}
-
-impl Event for Withdrawn {
-    const NAME: &'static str = "Withdrawn";
-    const VERSION: u32 = 1;
-    fn decode(version: u32, payload: &RawValue) -> Result<Self, DecodeError> {
-        crate::decode_current(version, payload)
-    }
-}
-
-crate::event_enum!(AccountEvent {
-    Deposited(Deposited),
-    Withdrawn(Withdrawn)
-});
-
-impl Aggregate for Account {
-    const NAME: &'static str = "account";
-    type Event = AccountEvent;
-
-    fn apply(&mut self, event: &AccountEvent) {
-        match event {
-            AccountEvent::Deposited(e) => self.deposited(e),
-            AccountEvent::Withdrawn(e) => self.withdrawn(e),
-        }
-    }
 }

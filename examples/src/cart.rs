@@ -3,15 +3,13 @@
 //! keep loading.
 
 use esrs_core::prelude::*;
-use esrs_core::{DecodeError, EncodeError, Payload, SnapshotKey};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 
 /// The most items a cart holds.
 pub const MAX_ITEMS: usize = 20;
 
 /// An item was put in the cart.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Event, Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ItemAdded {
     /// The item.
     pub item: String,
@@ -21,7 +19,8 @@ pub struct ItemAdded {
 ///
 /// This is version 2 of the event: version 1 had no reason. Rows stored as version 1 still
 /// load, through [`ItemRemovedV1`] and its `From` conversion.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Event, Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[event(version = 2, upcast_from = ItemRemovedV1)]
 pub struct ItemRemoved {
     /// The item.
     pub item: String,
@@ -30,7 +29,8 @@ pub struct ItemRemoved {
 }
 
 /// Version 1 of [`ItemRemoved`], as rows written before the reason existed store it.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Event, Debug, Clone, PartialEq, Deserialize)]
+#[event(name = "ItemRemoved", version = 1)]
 pub struct ItemRemovedV1 {
     /// The item.
     pub item: String,
@@ -47,7 +47,8 @@ impl From<ItemRemovedV1> for ItemRemoved {
 
 /// The cart was checked out. Stored as `CartCheckedOut`, a name that survives a rename of
 /// the Rust type.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Event, Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[event(name = "CartCheckedOut")]
 pub struct CheckedOut;
 
 /// A shopping cart: the items in it and whether it was checked out.
@@ -75,6 +76,9 @@ pub enum CartError {
     Empty,
 }
 
+// `#[aggregate]` generates the event enum `CartEvent` from the `#[apply]` handlers, the
+// `Aggregate` impl with the fold, and the snapshot codec.
+#[aggregate(name = "cart", snapshot_every = 3)]
 impl Cart {
     /// The items in the cart, in the order they were added.
     pub fn items(&self) -> &[String] {
@@ -88,16 +92,19 @@ impl Cart {
 
     // The fold: one handler per event. Handlers cannot fail: an event is a fact.
 
+    #[apply]
     fn added(&mut self, e: &ItemAdded) {
         self.items.push(e.item.clone());
     }
 
+    #[apply]
     fn removed(&mut self, e: &ItemRemoved) {
         if let Some(at) = self.items.iter().position(|i| *i == e.item) {
             self.items.remove(at);
         }
     }
 
+    #[apply]
     fn checked_out(&mut self, _: &CheckedOut) {
         self.checked_out = true;
     }
@@ -138,90 +145,5 @@ impl Cart {
             return Err(CartError::Empty);
         }
         Ok(vec![CheckedOut.into()])
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// What `#[derive(Event)]` and `#[aggregate(name = "cart", snapshot_every = 3)]` write for
-// the types above: stored names and versions, the upcast of ItemRemoved v1, the event enum,
-// the dispatch of the fold and the snapshot codec.
-// ---------------------------------------------------------------------------------------
-
-/// Every event of a [`Cart`].
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum CartEvent {
-    /// See [`ItemAdded`].
-    ItemAdded(ItemAdded),
-    /// See [`ItemRemoved`].
-    ItemRemoved(ItemRemoved),
-    /// See [`CheckedOut`].
-    CheckedOut(CheckedOut),
-}
-
-impl Event for ItemAdded {
-    const NAME: &'static str = "ItemAdded";
-    const VERSION: u32 = 1;
-    fn decode(version: u32, payload: &RawValue) -> Result<Self, DecodeError> {
-        crate::decode_current(version, payload)
-    }
-}
-
-impl Event for ItemRemovedV1 {
-    const NAME: &'static str = "ItemRemoved";
-    const VERSION: u32 = 1;
-    fn decode(version: u32, payload: &RawValue) -> Result<Self, DecodeError> {
-        crate::decode_current(version, payload)
-    }
-}
-
-impl Event for ItemRemoved {
-    const NAME: &'static str = "ItemRemoved";
-    const VERSION: u32 = 2;
-    fn known_versions() -> Vec<u32> {
-        vec![1, 2]
-    }
-    fn decode(version: u32, payload: &RawValue) -> Result<Self, DecodeError> {
-        match version {
-            1 => ItemRemovedV1::decode(1, payload).map(Self::from),
-            _ => crate::decode_current(version, payload),
-        }
-    }
-}
-
-impl Event for CheckedOut {
-    const NAME: &'static str = "CartCheckedOut";
-    const VERSION: u32 = 1;
-    fn decode(version: u32, payload: &RawValue) -> Result<Self, DecodeError> {
-        crate::decode_current(version, payload)
-    }
-}
-
-crate::event_enum!(CartEvent {
-    ItemAdded(ItemAdded),
-    ItemRemoved(ItemRemoved),
-    CheckedOut(CheckedOut)
-});
-
-impl Aggregate for Cart {
-    const NAME: &'static str = "cart";
-    const SNAPSHOT_EVERY: Option<u64> = Some(3);
-    const SNAPSHOT_KEY: SnapshotKey = SnapshotKey::new(1, 1);
-    type Event = CartEvent;
-
-    fn apply(&mut self, event: &CartEvent) {
-        match event {
-            CartEvent::ItemAdded(e) => self.added(e),
-            CartEvent::ItemRemoved(e) => self.removed(e),
-            CartEvent::CheckedOut(e) => self.checked_out(e),
-        }
-    }
-
-    fn encode_snapshot(&self) -> Option<Result<Payload, EncodeError>> {
-        Some(esrs_core::encode_snapshot(Self::NAME, self))
-    }
-
-    fn decode_snapshot(payload: &RawValue) -> Option<Result<Self, serde_json::Error>> {
-        Some(esrs_core::decode_snapshot(payload))
     }
 }

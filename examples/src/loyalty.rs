@@ -4,20 +4,19 @@
 use std::convert::Infallible;
 
 use esrs_core::prelude::*;
-use esrs_core::{DecodeError, Position, RecordedEvent};
+use esrs_core::{Position, RecordedEvent};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 
 /// A customer placed an order. Stored in the customer's `orders-…` stream.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Event, Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OrderPlaced {
     /// What the order cost, in whole currency units.
     pub total: u64,
 }
 
 /// Loyalty points were added to a customer's account. Stored in its `loyalty-…` stream.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Event, Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PointsAdded {
     /// The points added.
     pub points: u64,
@@ -45,6 +44,7 @@ pub enum OrderError {
     Free,
 }
 
+#[aggregate(name = "orders")]
 impl Orders {
     /// How many orders were placed.
     pub fn placed(&self) -> u64 {
@@ -56,6 +56,7 @@ impl Orders {
         self.spent
     }
 
+    #[apply]
     fn order_placed(&mut self, e: &OrderPlaced) {
         self.placed += 1;
         self.spent += e.total;
@@ -76,12 +77,14 @@ pub struct Loyalty {
     points: u64,
 }
 
+#[aggregate(name = "loyalty")]
 impl Loyalty {
     /// The points earned.
     pub fn points(&self) -> u64 {
         self.points
     }
 
+    #[apply]
     fn points_added(&mut self, e: &PointsAdded) {
         self.points += e.points;
     }
@@ -181,69 +184,5 @@ impl<S: EventStore> LoyaltyPolicy<S> {
             return Ok(None);
         };
         Ok(points_for(&order).map(|award| (customer, award)))
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// What `#[derive(Event)]`, `#[aggregate(name = "orders")]` and `#[aggregate(name =
-// "loyalty")]` write for the types above.
-// ---------------------------------------------------------------------------------------
-
-/// Every event of [`Orders`].
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum OrdersEvent {
-    /// See [`OrderPlaced`].
-    OrderPlaced(OrderPlaced),
-}
-
-/// Every event of a [`Loyalty`] account.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum LoyaltyEvent {
-    /// See [`PointsAdded`].
-    PointsAdded(PointsAdded),
-}
-
-impl Event for OrderPlaced {
-    const NAME: &'static str = "OrderPlaced";
-    const VERSION: u32 = 1;
-    fn decode(version: u32, payload: &RawValue) -> Result<Self, DecodeError> {
-        crate::decode_current(version, payload)
-    }
-}
-
-impl Event for PointsAdded {
-    const NAME: &'static str = "PointsAdded";
-    const VERSION: u32 = 1;
-    fn decode(version: u32, payload: &RawValue) -> Result<Self, DecodeError> {
-        crate::decode_current(version, payload)
-    }
-}
-
-crate::event_enum!(OrdersEvent {
-    OrderPlaced(OrderPlaced)
-});
-crate::event_enum!(LoyaltyEvent {
-    PointsAdded(PointsAdded)
-});
-
-impl Aggregate for Orders {
-    const NAME: &'static str = "orders";
-    type Event = OrdersEvent;
-    fn apply(&mut self, event: &OrdersEvent) {
-        match event {
-            OrdersEvent::OrderPlaced(e) => self.order_placed(e),
-        }
-    }
-}
-
-impl Aggregate for Loyalty {
-    const NAME: &'static str = "loyalty";
-    type Event = LoyaltyEvent;
-    fn apply(&mut self, event: &LoyaltyEvent) {
-        match event {
-            LoyaltyEvent::PointsAdded(e) => self.points_added(e),
-        }
     }
 }
