@@ -34,52 +34,31 @@
 //! [`PolicyTest`] (an event in, follow-up commands or events out) and [`ProjectionTest`]
 //! (events in, read-model state out) have the same shape.
 //!
-//! A complete example, with the event set and aggregate written by hand (the
-//! `#[derive(Event)]` and `#[aggregate]` macros write them for you):
+//! A complete example:
 //!
 //! ```
 //! use esrs_core::prelude::*;
-//! # use esrs_core::{DecodeError, EncodeError, Payload};
-//! # use serde::{Deserialize, Serialize};
-//! # use serde_json::value::RawValue;
-//! # #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-//! # struct Deposited { amount: u64 }
-//! # #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-//! # struct Withdrawn { amount: u64 }
-//! # #[derive(Debug, Clone, PartialEq)]
-//! # enum AccountEvent { Deposited(Deposited), Withdrawn(Withdrawn) }
-//! # impl From<Deposited> for AccountEvent { fn from(e: Deposited) -> Self { Self::Deposited(e) } }
-//! # impl From<Withdrawn> for AccountEvent { fn from(e: Withdrawn) -> Self { Self::Withdrawn(e) } }
-//! # impl esrs_core::IntoEvents<AccountEvent> for Withdrawn {
-//! #     fn into_events(self) -> Vec<AccountEvent> { vec![self.into()] }
-//! # }
-//! # impl EventSet for AccountEvent {
-//! #     const NAMES: &'static [&'static str] = &["Deposited", "Withdrawn"];
-//! #     fn name(&self) -> &'static str {
-//! #         match self { Self::Deposited(_) => "Deposited", Self::Withdrawn(_) => "Withdrawn" }
-//! #     }
-//! #     fn version(&self) -> u32 { 1 }
-//! #     fn encode(&self) -> Result<Payload, EncodeError> {
-//! #         match self {
-//! #             Self::Deposited(e) => esrs_core::encode_json("Deposited", e),
-//! #             Self::Withdrawn(e) => esrs_core::encode_json("Withdrawn", e),
-//! #         }
-//! #     }
-//! #     fn decode(name: &str, version: u32, payload: &RawValue) -> Result<Self, DecodeError> {
-//! #         match name {
-//! #             "Deposited" => Ok(Self::Deposited(DecodeError::parse("Deposited", version, payload)?)),
-//! #             "Withdrawn" => Ok(Self::Withdrawn(DecodeError::parse("Withdrawn", version, payload)?)),
-//! #             _ => Err(DecodeError::UnknownName { name: name.to_owned(), known: Self::NAMES.to_vec() }),
-//! #         }
-//! #     }
-//! # }
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+//! struct Deposited { amount: u64 }
+//!
+//! #[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+//! struct Withdrawn { amount: u64 }
+//!
 //! #[derive(Debug, Default)]
 //! struct Account { balance: u64 }
 //!
 //! #[derive(Debug, PartialEq)]
 //! enum AccountError { Overdraft { balance: u64 } }
 //!
+//! #[aggregate(name = "account")]
 //! impl Account {
+//!     #[apply]
+//!     fn deposited(&mut self, e: &Deposited) { self.balance += e.amount }
+//!     #[apply]
+//!     fn withdrawn(&mut self, e: &Withdrawn) { self.balance -= e.amount }
+//!
 //!     fn withdraw(&self, amount: u64) -> Result<Withdrawn, AccountError> {
 //!         if amount > self.balance {
 //!             return Err(AccountError::Overdraft { balance: self.balance });
@@ -87,16 +66,6 @@
 //!         Ok(Withdrawn { amount })
 //!     }
 //! }
-//! # impl Aggregate for Account {
-//! #     const NAME: &'static str = "account";
-//! #     type Event = AccountEvent;
-//! #     fn apply(&mut self, event: &AccountEvent) {
-//! #         match event {
-//! #             AccountEvent::Deposited(e) => self.balance += e.amount,
-//! #             AccountEvent::Withdrawn(e) => self.balance -= e.amount,
-//! #         }
-//! #     }
-//! # }
 //!
 //! Account::given([Deposited { amount: 300 }])
 //!     .when(|account| account.withdraw(100))

@@ -14,3 +14,8 @@ pub mod bank;
 pub mod cart;
 pub mod loyalty;
 pub mod tour;
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+mod readme {}
