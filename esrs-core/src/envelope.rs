@@ -177,6 +177,25 @@ pub struct AppendOutcome {
 }
 
 impl AppendOutcome {
+    /// An outcome; used by store implementations.
+    pub fn new(
+        stream: StreamId,
+        first_version: Version,
+        last_version: Version,
+        first_position: Option<Position>,
+        last_position: Option<Position>,
+        deduplicated: bool,
+    ) -> Self {
+        Self {
+            stream,
+            first_version,
+            last_version,
+            first_position,
+            last_position,
+            deduplicated,
+        }
+    }
+
     /// The number of events the original append wrote.
     pub fn len(&self) -> u64 {
         self.last_version + 1 - self.first_version

@@ -1,0 +1,121 @@
+//! The store's schema, embedded in the crate and applied by [`PgStore::migrate`].
+//!
+//! esrs keeps its tables in its own schema and records the migrations it applied in its own
+//! table there (`<schema>.migrations`), so they never collide with an application's own
+//! migration tool.
+
+use crate::error::{Error, Result};
+use crate::store::PgStore;
+
+/// One step of the schema, applied once.
+struct Migration {
+    version: i32,
+    description: &'static str,
+    sql: &'static str,
+}
+
+/// Every migration, in order. Released migrations are never edited: a change is a new one.
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    description: "events, snapshots, idempotency keys, checkpoints and the append function",
+    sql: include_str!("migrations/0001_initial.sql"),
+}];
+
+/// The newest schema version this code applies.
+pub(crate) const LATEST_VERSION: i32 = 1;
+
+impl PgStore {
+    /// Creates or upgrades the store's schema: one call, safe to repeat and to run from
+    /// several processes at once.
+    ///
+    /// The migrations run in one transaction under an advisory lock tied to the schema
+    /// name, so concurrent callers apply each step exactly once and a failed step leaves
+    /// nothing behind. The versions applied are recorded in `<schema>.migrations`.
+    pub async fn migrate(&self) -> Result<()> {
+        let schema = self.schema();
+        let mut tx = self.pool().begin().await.map_err(Error::from_sqlx)?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('esrs migrate ' || $1, 0))")
+            .bind(schema)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::from_sqlx)?;
+        sqlx::raw_sql(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {schema};
+             CREATE TABLE IF NOT EXISTS {schema}.migrations (
+                 version integer PRIMARY KEY,
+                 description text NOT NULL,
+                 applied_at timestamptz NOT NULL DEFAULT now()
+             );"
+        ))
+        .execute(&mut *tx)
+        .await
+        .map_err(Error::from_sqlx)?;
+        let applied: Vec<i32> =
+            sqlx::query_scalar(&format!("SELECT version FROM {schema}.migrations"))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(Error::from_sqlx)?;
+        if let Some(newer) = applied
+            .iter()
+            .copied()
+            .filter(|v| *v > LATEST_VERSION)
+            .max()
+        {
+            tracing::warn!(
+                schema,
+                database_version = newer,
+                code_version = LATEST_VERSION,
+                "the esrs schema is newer than this program; leaving it as it is"
+            );
+        }
+        for migration in MIGRATIONS {
+            if applied.contains(&migration.version) {
+                continue;
+            }
+            let sql = migration.sql.replace("{schema}", schema);
+            sqlx::raw_sql(&sql)
+                .execute(&mut *tx)
+                .await
+                .map_err(|source| Error::Migration {
+                    version: migration.version,
+                    source,
+                })?;
+            sqlx::query(&format!(
+                "INSERT INTO {schema}.migrations (version, description) VALUES ($1, $2)"
+            ))
+            .bind(migration.version)
+            .bind(migration.description)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::from_sqlx)?;
+            tracing::info!(
+                schema,
+                version = migration.version,
+                "applied esrs migration"
+            );
+        }
+        tx.commit().await.map_err(Error::from_sqlx)?;
+        Ok(())
+    }
+
+    /// The schema version applied in the database: 0 before [`PgStore::migrate`] ran.
+    pub async fn schema_version(&self) -> Result<i32> {
+        let schema = self.schema();
+        let exists: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = $1 AND tablename = 'migrations')",
+        )
+        .bind(schema)
+        .fetch_one(self.pool())
+        .await
+        .map_err(Error::from_sqlx)?;
+        if !exists {
+            return Ok(0);
+        }
+        let version: Option<i32> =
+            sqlx::query_scalar(&format!("SELECT max(version) FROM {schema}.migrations"))
+                .fetch_one(self.pool())
+                .await
+                .map_err(Error::from_sqlx)?;
+        Ok(version.unwrap_or(0))
+    }
+}

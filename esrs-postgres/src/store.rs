@@ -1,0 +1,419 @@
+//! [`PgStore`]: its options, its SQL and the [`EventStore`] implementation.
+
+mod append;
+mod checkpoint;
+mod notify;
+mod read;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use esrs_core::{
+    AppendOutcome, AppendRequest, EventStore, EventStream, IdempotencyKey, Position, Snapshot,
+    SnapshotAndEvents, SnapshotKey, StreamId, Version,
+};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+
+use crate::error::{Error, Result};
+
+/// The schema esrs uses when none is configured.
+pub const DEFAULT_SCHEMA: &str = "esrs";
+
+/// The longest schema name accepted, in bytes: PostgreSQL's identifier limit (63) minus the
+/// `_events` suffix of the notification channel.
+pub const MAX_SCHEMA_LEN: usize = 56;
+
+/// How many rows one query of a read returns at most; reads page through longer results.
+const DEFAULT_PAGE_SIZE: u32 = 1000;
+
+/// How long a read of the global log waits for older open transactions.
+const DEFAULT_SETTLE_TIME: Duration = Duration::from_secs(1);
+
+/// How often a waiting reader checks the log when no notification arrives.
+const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(500);
+
+/// A PostgreSQL event store.
+///
+/// `PgStore` keeps every guarantee of [`EventStore`] and passes the same conformance suite as
+/// [`InMemoryStore`](esrs_core::InMemoryStore):
+///
+/// - **One round trip per append**, whatever the batch size: the events travel as arrays to
+///   one call of the schema's `append` function, which checks the idempotency key and the
+///   expected version and inserts the batch in the same transaction.
+/// - **No gap, no duplicate**: the primary key `(stream_id, version)` makes two writers of the
+///   same version collide; the loser gets [`Error::Conflict`](esrs_core::Error::Conflict)
+///   (with [`ExpectedVersion::Any`](esrs_core::ExpectedVersion::Any) the store retries for
+///   it). Stream positions are never written with `ON CONFLICT DO NOTHING`.
+/// - **Idempotency keys** are recorded in the append's transaction; a concurrent or later
+///   repeat gets the original outcome.
+/// - **Append-only history**: triggers refuse `UPDATE`, `DELETE` and `TRUNCATE` of events.
+/// - **Gap-free global reads**: [`read_all`](EventStore::read_all) returns events in
+///   `(transaction id, sequence)` order and only from transactions older than the oldest
+///   one still running, so a reader never skips an event that commits late. The price: a
+///   transaction that stays open (anywhere in the cluster, once it has written) holds back
+///   global readers until it ends. Keep write transactions short.
+/// - **Notifications**: each append notifies the channel `<schema>_events`, and
+///   [`wait_for_events`](EventStore::wait_for_events) wakes within milliseconds; it polls
+///   when notifications are off or the listening connection is down.
+///
+/// Cloning is cheap; clones share the pool and the notification listener.
+#[derive(Clone)]
+pub struct PgStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: PgPool,
+    schema: String,
+    max_payload_bytes: usize,
+    notify: bool,
+    poll_interval: Duration,
+    page_size: u32,
+    settle_time: Duration,
+    sql: Sql,
+    notifier: notify::Notifier,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("schema", &self.inner.schema)
+            .field("max_payload_bytes", &self.inner.max_payload_bytes)
+            .field("notify", &self.inner.notify)
+            .field("poll_interval", &self.inner.poll_interval)
+            .field("page_size", &self.inner.page_size)
+            .field("settle_time", &self.inner.settle_time)
+            .field("pool", &self.inner.pool)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The statements of a store, with its schema name filled in.
+struct Sql {
+    append: String,
+    read_stream: String,
+    read_all: String,
+    events_after: String,
+    events_beyond: String,
+    read_with_snapshot: String,
+    stream_version: String,
+    find_key: String,
+    save_snapshot: String,
+    load_snapshot: String,
+    load_checkpoint: String,
+    save_checkpoint: String,
+    move_checkpoint: String,
+    delete_checkpoint: String,
+}
+
+impl Sql {
+    fn new(schema: &str) -> Self {
+        let fill = |sql: &str| sql.replace("{schema}", schema);
+        Self {
+            append: fill(include_str!("store/append.sql")),
+            read_stream: fill(include_str!("store/read_stream.sql")),
+            read_all: fill(include_str!("store/read_all.sql")),
+            events_after: fill(include_str!("store/events_after.sql")),
+            events_beyond: fill(include_str!("store/events_beyond.sql")),
+            read_with_snapshot: fill(include_str!("store/read_with_snapshot.sql")),
+            stream_version: fill(include_str!("store/stream_version.sql")),
+            find_key: fill(include_str!("store/find_key.sql")),
+            save_snapshot: fill(include_str!("store/save_snapshot.sql")),
+            load_snapshot: fill(include_str!("store/load_snapshot.sql")),
+            load_checkpoint: fill(include_str!("store/load_checkpoint.sql")),
+            save_checkpoint: fill(include_str!("store/save_checkpoint.sql")),
+            move_checkpoint: fill(include_str!("store/move_checkpoint.sql")),
+            delete_checkpoint: fill(include_str!("store/delete_checkpoint.sql")),
+        }
+    }
+}
+
+/// How to build a [`PgStore`]: schema name, payload limit, notifications, paging.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), esrs_postgres::Error> {
+/// use esrs_postgres::PgStoreOptions;
+///
+/// let store = PgStoreOptions::new()
+///     .schema("billing_events")
+///     .max_payload_bytes(64 * 1024)
+///     .connect("postgres://postgres@localhost/app")
+///     .await?;
+/// store.migrate().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct PgStoreOptions {
+    schema: String,
+    max_payload_bytes: usize,
+    notify: bool,
+    poll_interval: Duration,
+    page_size: u32,
+    settle_time: Duration,
+    max_connections: u32,
+}
+
+impl Default for PgStoreOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PgStoreOptions {
+    /// The defaults: schema `esrs`, payloads up to
+    /// [`DEFAULT_MAX_PAYLOAD_BYTES`](esrs_core::DEFAULT_MAX_PAYLOAD_BYTES), notifications on,
+    /// polling every 500 ms when no notification arrives, pages of 1,000 rows, and (for
+    /// [`connect`](Self::connect)) a pool of 10 connections.
+    pub fn new() -> Self {
+        Self {
+            schema: DEFAULT_SCHEMA.to_owned(),
+            max_payload_bytes: esrs_core::DEFAULT_MAX_PAYLOAD_BYTES,
+            notify: true,
+            poll_interval: DEFAULT_POLL_INTERVAL,
+            page_size: DEFAULT_PAGE_SIZE,
+            settle_time: DEFAULT_SETTLE_TIME,
+            max_connections: 10,
+        }
+    }
+
+    /// The schema holding esrs's tables: lowercase ASCII letters, digits and underscores,
+    /// not starting with a digit, at most [`MAX_SCHEMA_LEN`] bytes. It is checked when the
+    /// store is built.
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = schema.into();
+        self
+    }
+
+    /// Refuses event payloads over `limit` bytes, before anything is sent to the database.
+    pub fn max_payload_bytes(mut self, limit: usize) -> Self {
+        self.max_payload_bytes = limit;
+        self
+    }
+
+    /// Whether appends notify waiting readers through `LISTEN`/`NOTIFY` (on by default).
+    ///
+    /// PostgreSQL serialises the commits of notifying transactions, so a write-heavy
+    /// system whose readers can live with polling may turn this off.
+    pub fn notifications(mut self, on: bool) -> Self {
+        self.notify = on;
+        self
+    }
+
+    /// How often [`wait_for_events`](EventStore::wait_for_events) checks the log when no
+    /// notification arrives.
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+
+    /// How many rows one query of a read returns at most (at least 1).
+    pub fn page_size(mut self, rows: u32) -> Self {
+        self.page_size = rows.max(1);
+        self
+    }
+
+    /// How long [`read_all`](EventStore::read_all) waits, at the head of the log, for
+    /// transactions that are older than committed events and still open (1 s by default).
+    ///
+    /// The global log is read in commit-safe order: an event is returned only once every
+    /// older transaction has ended, so that none is skipped. When the read reaches events
+    /// held back this way, it waits up to this long for the older transactions to end, then
+    /// ends; the held-back events come with a later read. Zero ends the read at once.
+    pub fn settle_time(mut self, time: Duration) -> Self {
+        self.settle_time = time;
+        self
+    }
+
+    /// The size of the pool [`connect`](Self::connect) opens.
+    pub fn max_connections(mut self, connections: u32) -> Self {
+        self.max_connections = connections.max(1);
+        self
+    }
+
+    /// Opens a pool to `url` and builds the store on it. Run [`PgStore::migrate`] once
+    /// before the first use of a new database.
+    ///
+    /// The pool does not ping a connection before handing it out, so an append is one
+    /// round trip; a connection that broke while idle surfaces as
+    /// [`Error::Unavailable`](esrs_core::Error::Unavailable) on its next use.
+    pub async fn connect(self, url: &str) -> Result<PgStore> {
+        validate_schema(&self.schema)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(self.max_connections)
+            .test_before_acquire(false)
+            .connect(url)
+            .await
+            .map_err(Error::from_sqlx)?;
+        self.build(pool)
+    }
+
+    /// Builds the store on an existing pool.
+    pub fn build(self, pool: PgPool) -> Result<PgStore> {
+        validate_schema(&self.schema)?;
+        Ok(self.build_unchecked(pool))
+    }
+
+    fn build_unchecked(self, pool: PgPool) -> PgStore {
+        PgStore {
+            inner: Arc::new(Inner {
+                pool,
+                sql: Sql::new(&self.schema),
+                notifier: notify::Notifier::new(),
+                schema: self.schema,
+                max_payload_bytes: self.max_payload_bytes,
+                notify: self.notify,
+                poll_interval: self.poll_interval,
+                page_size: self.page_size,
+                settle_time: self.settle_time,
+            }),
+        }
+    }
+}
+
+/// Checks that `schema` can be written into SQL as is.
+fn validate_schema(schema: &str) -> Result<()> {
+    let refuse = |reason| {
+        Err(Error::InvalidSchema {
+            name: schema.to_owned(),
+            reason,
+        })
+    };
+    if schema.is_empty() {
+        return refuse("it is empty");
+    }
+    if schema.len() > MAX_SCHEMA_LEN {
+        return refuse("it is longer than 56 bytes");
+    }
+    if !schema
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        return refuse("only lowercase ASCII letters, digits and underscores are allowed");
+    }
+    if schema.as_bytes()[0].is_ascii_digit() {
+        return refuse("it cannot start with a digit");
+    }
+    if schema.starts_with("pg_") {
+        return refuse("names starting with `pg_` are reserved by PostgreSQL");
+    }
+    Ok(())
+}
+
+impl PgStore {
+    /// Connects to `url` with the default [`PgStoreOptions`].
+    pub async fn connect(url: &str) -> Result<Self> {
+        PgStoreOptions::new().connect(url).await
+    }
+
+    /// A store with the default [`PgStoreOptions`] on an existing pool.
+    pub fn from_pool(pool: PgPool) -> Self {
+        // The default schema name is valid.
+        PgStoreOptions::new().build_unchecked(pool)
+    }
+
+    /// Options to build a store with.
+    pub fn builder() -> PgStoreOptions {
+        PgStoreOptions::new()
+    }
+
+    /// The pool the store uses.
+    pub fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+
+    /// The schema holding the store's tables.
+    pub fn schema(&self) -> &str {
+        &self.inner.schema
+    }
+
+    /// The largest event payload accepted, in bytes.
+    pub fn max_payload_bytes(&self) -> usize {
+        self.inner.max_payload_bytes
+    }
+
+    /// The channel appends notify: `<schema>_events`.
+    pub fn notification_channel(&self) -> String {
+        format!("{}_events", self.inner.schema)
+    }
+
+    fn sql(&self) -> &Sql {
+        &self.inner.sql
+    }
+}
+
+impl EventStore for PgStore {
+    async fn append(&self, request: AppendRequest) -> esrs_core::Result<AppendOutcome> {
+        self.append_batch(request).await
+    }
+
+    fn read_stream(&self, stream: &StreamId, from: Version, to: Version) -> EventStream<'_> {
+        self.read_stream_pages(stream, from, to)
+    }
+
+    fn read_all(&self, after: Position) -> EventStream<'_> {
+        self.read_all_pages(after)
+    }
+
+    fn read_stream_with_snapshot(
+        &self,
+        stream: &StreamId,
+        key: SnapshotKey,
+    ) -> SnapshotAndEvents<'_> {
+        self.read_with_snapshot_pages(stream, key)
+    }
+
+    async fn save_snapshot(&self, snapshot: Snapshot) -> esrs_core::Result<()> {
+        self.store_snapshot(snapshot).await
+    }
+
+    async fn load_snapshot(
+        &self,
+        stream: &StreamId,
+        key: SnapshotKey,
+    ) -> esrs_core::Result<Option<Snapshot>> {
+        self.fetch_snapshot(stream, key).await
+    }
+
+    async fn find_idempotency_key(
+        &self,
+        key: &IdempotencyKey,
+    ) -> esrs_core::Result<Option<AppendOutcome>> {
+        self.fetch_key(key).await
+    }
+
+    async fn stream_version(&self, stream: &StreamId) -> esrs_core::Result<Version> {
+        self.fetch_stream_version(stream).await
+    }
+
+    async fn wait_for_events(&self, after: Position, timeout: Duration) -> esrs_core::Result<()> {
+        self.wait(after, timeout).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_names() {
+        assert!(validate_schema("esrs").is_ok());
+        assert!(validate_schema("app_events_2").is_ok());
+        assert!(validate_schema(&"s".repeat(MAX_SCHEMA_LEN)).is_ok());
+        for bad in [
+            "",
+            "Esrs",
+            "9lives",
+            "a-b",
+            "a b",
+            "x\"; DROP TABLE events; --",
+            "pg_catalog",
+            "ünï",
+        ] {
+            assert!(
+                matches!(validate_schema(bad), Err(Error::InvalidSchema { .. })),
+                "{bad:?} accepted"
+            );
+        }
+        assert!(validate_schema(&"s".repeat(MAX_SCHEMA_LEN + 1)).is_err());
+    }
+}

@@ -1,0 +1,330 @@
+//! Appending: one call of the schema's `append` function, one round trip, per attempt.
+
+use std::time::Instant;
+
+use esrs_core::{
+    AppendOutcome, AppendRequest, Conflict, EncodeError, Error, ExpectedVersion, IdempotencyKey,
+    Position, StreamId,
+};
+use sqlx::postgres::{PgConnection, PgRow};
+use sqlx::{Executor, Postgres, Row};
+use tracing::Instrument;
+
+use super::PgStore;
+use super::read::{Xid8, signed, unsigned};
+use crate::error::{to_core, unique_violation};
+
+/// The unique constraint an append collides on when another request took its key.
+const KEY_CONSTRAINT: &str = "idempotency_keys_key";
+
+/// How many times an append with [`ExpectedVersion::Any`] is retried after losing a race
+/// for the stream's next version. Each lost race means another append committed, so the
+/// log makes progress; the bound only stops a pathological livelock.
+const ANY_RETRIES: u32 = 100;
+
+/// The request as statement parameters, built once and reused by retries.
+struct Params<'r> {
+    expected: Option<i64>,
+    names: Vec<&'r str>,
+    versions: Vec<i32>,
+    payloads: Vec<&'r str>,
+    metadata: Option<String>,
+    key: Option<&'r str>,
+}
+
+impl<'r> Params<'r> {
+    fn new(request: &'r AppendRequest) -> esrs_core::Result<Self> {
+        let expected = match request.expected {
+            ExpectedVersion::Any => None,
+            ExpectedVersion::NoStream => Some(0),
+            ExpectedVersion::Exact(version) => Some(signed(version)),
+            other => {
+                return Err(Error::Store {
+                    source: format!("unsupported expected version: {other}").into(),
+                });
+            }
+        };
+        let mut names = Vec::with_capacity(request.events.len());
+        let mut versions = Vec::with_capacity(request.events.len());
+        let mut payloads = Vec::with_capacity(request.events.len());
+        for event in &request.events {
+            names.push(event.name);
+            versions.push(i32::try_from(event.version).map_err(|_| {
+                Error::Store {
+                    source: format!(
+                        "event `{}` has version {}, over the largest storable version {}",
+                        event.name,
+                        event.version,
+                        i32::MAX
+                    )
+                    .into(),
+                }
+            })?);
+            payloads.push(event.payload.get());
+        }
+        let metadata = if request.metadata.is_empty() {
+            None
+        } else {
+            Some(serde_json::to_string(&request.metadata).map_err(|source| {
+                Error::Encode(EncodeError::Json {
+                    name: "metadata",
+                    source,
+                })
+            })?)
+        };
+        Ok(Self {
+            expected,
+            names,
+            versions,
+            payloads,
+            metadata,
+            key: request.idempotency_key.as_ref().map(IdempotencyKey::as_str),
+        })
+    }
+}
+
+/// What one call of the append function did.
+enum Attempt {
+    /// The append is decided: written, deduplicated, or refused.
+    Decided(esrs_core::Result<AppendOutcome>),
+    /// A concurrent transaction committed the same stream version (`on_key` false) or the
+    /// same idempotency key (`on_key` true) first; nothing was written.
+    LostRace { on_key: bool },
+}
+
+impl PgStore {
+    pub(super) async fn append_batch(
+        &self,
+        request: AppendRequest,
+    ) -> esrs_core::Result<AppendOutcome> {
+        let span = tracing::debug_span!(
+            "esrs.pg.append",
+            stream = %request.stream,
+            events = request.events.len(),
+            expected = %request.expected,
+        );
+        async {
+            let started = Instant::now();
+            let result = self.append_retrying(&request).await;
+            tracing::debug!(
+                elapsed_us = started.elapsed().as_micros() as u64,
+                ok = result.is_ok(),
+                deduplicated = result.as_ref().is_ok_and(|o| o.deduplicated),
+                "append complete"
+            );
+            result
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn append_retrying(&self, request: &AppendRequest) -> esrs_core::Result<AppendOutcome> {
+        request.check_payload_size(self.max_payload_bytes())?;
+        let params = Params::new(request)?;
+        let mut races = 0;
+        loop {
+            match self.call_append(self.pool(), request, &params).await? {
+                Attempt::Decided(result) => return result,
+                Attempt::LostRace { on_key } => {
+                    if let Some(result) = self.after_lost_race(request, on_key).await? {
+                        return result;
+                    }
+                    races += 1;
+                    if races >= ANY_RETRIES {
+                        return Err(Error::Retryable {
+                            source: format!(
+                                "lost {races} races for the next version of stream `{}`",
+                                request.stream
+                            )
+                            .into(),
+                        });
+                    }
+                    tracing::debug!(races, "lost a race for the stream's next version, retrying");
+                }
+            }
+        }
+    }
+
+    /// Appends `request` inside the caller's transaction (or on the caller's connection),
+    /// so that other writes (an inline projection, an outbox row) commit or roll back with
+    /// the events.
+    ///
+    /// The round trip is the same as [`append`](esrs_core::EventStore::append)'s. Readers of
+    /// the global log see the events only when the caller's transaction commits, and are
+    /// held back while it is open: keep it short. If a concurrent transaction wins the race
+    /// for the stream's next version or for the idempotency key, PostgreSQL aborts the
+    /// caller's transaction; the error (a [`Conflict`](esrs_core::Error::Conflict), also for
+    /// [`ExpectedVersion::Any`]) or the original outcome of the key (`deduplicated`) is
+    /// returned, and the caller must roll back.
+    pub async fn append_in(
+        &self,
+        conn: &mut PgConnection,
+        request: AppendRequest,
+    ) -> esrs_core::Result<AppendOutcome> {
+        let span = tracing::debug_span!(
+            "esrs.pg.append",
+            stream = %request.stream,
+            events = request.events.len(),
+            expected = %request.expected,
+            in_transaction = true,
+        );
+        async {
+            request.check_payload_size(self.max_payload_bytes())?;
+            let params = Params::new(&request)?;
+            match self.call_append(conn, &request, &params).await? {
+                Attempt::Decided(result) => result,
+                Attempt::LostRace { on_key } => match self.after_lost_race(&request, on_key).await?
+                {
+                    Some(result) => result,
+                    None => Err(Conflict::new(
+                        request.stream.clone(),
+                        request.expected,
+                        self.fetch_stream_version(&request.stream).await?,
+                    )
+                    .into()),
+                },
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn call_append<'e, E>(
+        &self,
+        executor: E,
+        request: &AppendRequest,
+        params: &Params<'_>,
+    ) -> esrs_core::Result<Attempt>
+    where
+        E: Executor<'e, Database = Postgres>,
+    {
+        let row = sqlx::query(&self.sql().append)
+            .bind(request.stream.as_str())
+            .bind(params.expected)
+            .bind(params.names.as_slice())
+            .bind(params.versions.as_slice())
+            .bind(params.payloads.as_slice())
+            .bind(params.metadata.as_deref())
+            .bind(params.key)
+            .bind(self.inner.notify)
+            .fetch_one(executor)
+            .await;
+        match row {
+            Ok(row) => decode_outcome(&row, request)
+                .map(Attempt::Decided)
+                .map_err(to_core),
+            Err(error) => match unique_violation(&error) {
+                Some(constraint) => Ok(Attempt::LostRace {
+                    on_key: constraint == KEY_CONSTRAINT,
+                }),
+                None => Err(to_core(error)),
+            },
+        }
+    }
+
+    /// Decides an append that lost a race: the key's original outcome if a concurrent
+    /// request with the same key won, a conflict if the expected version is now stale, or
+    /// `None` to try again.
+    async fn after_lost_race(
+        &self,
+        request: &AppendRequest,
+        on_key: bool,
+    ) -> esrs_core::Result<Option<esrs_core::Result<AppendOutcome>>> {
+        if let Some(key) = &request.idempotency_key {
+            if let Some(original) = self.fetch_key(key).await? {
+                return Ok(Some(deduplicated(request, original)));
+            }
+        }
+        if on_key || request.expected == ExpectedVersion::Any {
+            return Ok(None);
+        }
+        let actual = self.fetch_stream_version(&request.stream).await?;
+        Ok(Some(Err(Conflict::new(
+            request.stream.clone(),
+            request.expected,
+            actual,
+        )
+        .into())))
+    }
+
+    pub(super) async fn fetch_key(
+        &self,
+        key: &IdempotencyKey,
+    ) -> esrs_core::Result<Option<AppendOutcome>> {
+        let row = sqlx::query(&self.sql().find_key)
+            .bind(key.as_str())
+            .fetch_optional(self.pool())
+            .await
+            .map_err(to_core)?;
+        row.map(|row| outcome_from_row(&row, 0, true))
+            .transpose()
+            .map_err(to_core)
+    }
+}
+
+/// The original outcome of a key, for `request`: the same stream, or the key was reused.
+fn deduplicated(
+    request: &AppendRequest,
+    original: AppendOutcome,
+) -> esrs_core::Result<AppendOutcome> {
+    if original.stream != request.stream {
+        let Some(key) = request.idempotency_key.clone() else {
+            return Err(Error::Store {
+                source: "a deduplicated outcome for a request without an idempotency key".into(),
+            });
+        };
+        return Err(Error::IdempotencyKeyReused {
+            key,
+            original_stream: original.stream,
+            stream: request.stream.clone(),
+        });
+    }
+    Ok(original)
+}
+
+/// Reads an outcome from columns starting at `base`: stream, first version, last version,
+/// transaction id, first sequence, last sequence.
+fn outcome_from_row(
+    row: &PgRow,
+    base: usize,
+    deduplicated: bool,
+) -> Result<AppendOutcome, sqlx::Error> {
+    let stream: String = row.try_get(base)?;
+    let first_version: i64 = row.try_get(base + 1)?;
+    let last_version: i64 = row.try_get(base + 2)?;
+    let transaction: Option<Xid8> = row.try_get(base + 3)?;
+    let first_sequence: Option<i64> = row.try_get(base + 4)?;
+    let last_sequence: Option<i64> = row.try_get(base + 5)?;
+    let position = |sequence: Option<i64>| {
+        transaction
+            .zip(sequence)
+            .map(|(t, s)| Position::new(t.0, unsigned(s)))
+    };
+    Ok(AppendOutcome::new(
+        StreamId::from_stored(stream),
+        unsigned(first_version),
+        unsigned(last_version),
+        position(first_sequence),
+        position(last_sequence),
+        deduplicated,
+    ))
+}
+
+/// Turns the append function's row into the append's result.
+fn decode_outcome(
+    row: &PgRow,
+    request: &AppendRequest,
+) -> Result<esrs_core::Result<AppendOutcome>, sqlx::Error> {
+    let kind: &str = row.try_get(0)?;
+    Ok(match kind {
+        "appended" => Ok(outcome_from_row(row, 1, false)?),
+        "deduplicated" => deduplicated(request, outcome_from_row(row, 1, true)?),
+        "conflict" => {
+            let actual: i64 = row.try_get(3)?;
+            Err(Conflict::new(request.stream.clone(), request.expected, unsigned(actual)).into())
+        }
+        other => Err(Error::Store {
+            source: format!("unexpected result `{other}` from the append function").into(),
+        }),
+    })
+}

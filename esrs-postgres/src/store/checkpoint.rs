@@ -1,0 +1,123 @@
+//! Checkpoints of projections: where each one is in the global log.
+//!
+//! A projection that writes its read model in the same database saves its checkpoint in the
+//! transaction that writes the model (the `_in` methods), so the two commit together and a
+//! restart resumes exactly after the last event applied.
+
+use esrs_core::Position;
+use sqlx::postgres::PgConnection;
+use sqlx::{Executor, Postgres, Row};
+
+use super::PgStore;
+use super::read::{signed, unsigned};
+use crate::error::to_core;
+
+impl PgStore {
+    /// The checkpoint of `projection`, if it has one.
+    pub async fn load_checkpoint(&self, projection: &str) -> esrs_core::Result<Option<Position>> {
+        self.load_checkpoint_with(self.pool(), projection).await
+    }
+
+    /// The checkpoint of `projection` as seen by the caller's transaction.
+    pub async fn load_checkpoint_in(
+        &self,
+        conn: &mut PgConnection,
+        projection: &str,
+    ) -> esrs_core::Result<Option<Position>> {
+        self.load_checkpoint_with(conn, projection).await
+    }
+
+    /// Sets the checkpoint of `projection` to `position`, wherever it was.
+    pub async fn save_checkpoint(
+        &self,
+        projection: &str,
+        position: Position,
+    ) -> esrs_core::Result<()> {
+        self.save_checkpoint_with(self.pool(), projection, position)
+            .await
+    }
+
+    /// Sets the checkpoint of `projection` to `position` in the caller's transaction.
+    pub async fn save_checkpoint_in(
+        &self,
+        conn: &mut PgConnection,
+        projection: &str,
+        position: Position,
+    ) -> esrs_core::Result<()> {
+        self.save_checkpoint_with(conn, projection, position).await
+    }
+
+    /// Moves the checkpoint of `projection` from `from` to `to` in the caller's
+    /// transaction, only if it is at `from` (a projection without a checkpoint is at
+    /// [`Position::START`]). Returns whether it moved; `false` means another runner moved
+    /// it, and nothing was written.
+    pub async fn move_checkpoint_in(
+        &self,
+        conn: &mut PgConnection,
+        projection: &str,
+        from: Position,
+        to: Position,
+    ) -> esrs_core::Result<bool> {
+        let done = sqlx::query(&self.sql().move_checkpoint)
+            .bind(projection)
+            .bind(signed(from.commit))
+            .bind(signed(from.sequence))
+            .bind(signed(to.commit))
+            .bind(signed(to.sequence))
+            .execute(conn)
+            .await
+            .map_err(to_core)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Deletes the checkpoint of `projection`: its next run starts from the beginning.
+    pub async fn delete_checkpoint(&self, projection: &str) -> esrs_core::Result<()> {
+        sqlx::query(&self.sql().delete_checkpoint)
+            .bind(projection)
+            .execute(self.pool())
+            .await
+            .map_err(to_core)?;
+        Ok(())
+    }
+
+    async fn load_checkpoint_with<'e, E>(
+        &self,
+        executor: E,
+        projection: &str,
+    ) -> esrs_core::Result<Option<Position>>
+    where
+        E: Executor<'e, Database = Postgres>,
+    {
+        let row = sqlx::query(&self.sql().load_checkpoint)
+            .bind(projection)
+            .fetch_optional(executor)
+            .await
+            .map_err(to_core)?;
+        row.map(|row| {
+            let commit: i64 = row.try_get(0)?;
+            let sequence: i64 = row.try_get(1)?;
+            Ok(Position::new(unsigned(commit), unsigned(sequence)))
+        })
+        .transpose()
+        .map_err(to_core)
+    }
+
+    async fn save_checkpoint_with<'e, E>(
+        &self,
+        executor: E,
+        projection: &str,
+        position: Position,
+    ) -> esrs_core::Result<()>
+    where
+        E: Executor<'e, Database = Postgres>,
+    {
+        sqlx::query(&self.sql().save_checkpoint)
+            .bind(projection)
+            .bind(signed(position.commit))
+            .bind(signed(position.sequence))
+            .execute(executor)
+            .await
+            .map_err(to_core)?;
+        Ok(())
+    }
+}

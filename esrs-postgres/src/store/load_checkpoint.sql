@@ -1,0 +1,1 @@
+SELECT commit, sequence FROM {schema}.checkpoints WHERE projection = $1

@@ -1,0 +1,136 @@
+//! Waking readers at the head of the log: one `LISTEN` connection per store, shared by every
+//! waiter, with polling as the fallback.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use esrs_core::Position;
+use sqlx::postgres::{PgListener, PgPoolOptions};
+use tokio::sync::{Mutex, watch};
+use tokio::time::Instant;
+
+use super::PgStore;
+
+/// How long a store waits before trying to listen again after it could not.
+const RELISTEN_AFTER: Duration = Duration::from_secs(5);
+
+/// The shared listener of a store.
+pub(super) struct Notifier {
+    /// Bumped on every notification, and whenever notifications may have been missed.
+    generation: Arc<watch::Sender<u64>>,
+    state: Mutex<ListenState>,
+}
+
+#[derive(Default)]
+struct ListenState {
+    task: Option<tokio::task::JoinHandle<()>>,
+    failed_at: Option<Instant>,
+}
+
+impl Notifier {
+    pub(super) fn new() -> Self {
+        Self {
+            generation: Arc::new(watch::Sender::new(0)),
+            state: Mutex::new(ListenState::default()),
+        }
+    }
+}
+
+impl Drop for Notifier {
+    fn drop(&mut self) {
+        if let Some(task) = self.state.get_mut().task.take() {
+            task.abort();
+        }
+    }
+}
+
+impl PgStore {
+    /// Waits until events after `after` are readable by `read_all`, a notification
+    /// arrives, or `timeout` passes.
+    pub(super) async fn wait(&self, after: Position, timeout: Duration) -> esrs_core::Result<()> {
+        let deadline = Instant::now() + timeout;
+        let listening = self.inner.notify && self.ensure_listening().await;
+        // Subscribed before the check, so a commit between the check and the wait wakes it.
+        let mut notified = self.inner.notifier.generation.subscribe();
+        loop {
+            if self.has_events_after(after).await? {
+                return Ok(());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(());
+            }
+            let poll = deadline.min(now + self.inner.poll_interval);
+            if listening {
+                tokio::select! {
+                    changed = notified.changed() => {
+                        if changed.is_ok() {
+                            return Ok(());
+                        }
+                        tokio::time::sleep_until(poll).await;
+                    }
+                    () = tokio::time::sleep_until(poll) => {}
+                }
+            } else {
+                tokio::time::sleep_until(poll).await;
+            }
+        }
+    }
+
+    /// Starts the store's listener if it is not running; whether it runs.
+    async fn ensure_listening(&self) -> bool {
+        let mut state = self.inner.notifier.state.lock().await;
+        if state.task.as_ref().is_some_and(|t| !t.is_finished()) {
+            return true;
+        }
+        if state
+            .failed_at
+            .is_some_and(|at| at.elapsed() < RELISTEN_AFTER)
+        {
+            return false;
+        }
+        match self.start_listener().await {
+            Ok(task) => {
+                state.task = Some(task);
+                state.failed_at = None;
+                true
+            }
+            Err(error) => {
+                tracing::warn!(%error, schema = self.schema(), "cannot listen for new events; polling instead");
+                state.task = None;
+                state.failed_at = Some(Instant::now());
+                false
+            }
+        }
+    }
+
+    async fn start_listener(&self) -> Result<tokio::task::JoinHandle<()>, sqlx::Error> {
+        // A connection of its own, so the listener never takes one from the store's pool.
+        let options = (*self.pool().connect_options()).clone();
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_lazy_with(options);
+        let mut listener = PgListener::connect_with(&pool).await?;
+        listener.listen(&self.notification_channel()).await?;
+        let generation = self.inner.notifier.generation.clone();
+        let schema = self.schema().to_owned();
+        Ok(tokio::spawn(async move {
+            loop {
+                match listener.try_recv().await {
+                    // A notification, or a lost connection that was re-established (and
+                    // notifications may have been missed meanwhile): wake the waiters.
+                    Ok(_) => generation.send_modify(|g| *g = g.wrapping_add(1)),
+                    Err(error) => {
+                        tracing::warn!(%error, schema, "lost the notification listener; polling until it restarts");
+                        generation.send_modify(|g| *g = g.wrapping_add(1));
+                        break;
+                    }
+                }
+            }
+            pool.close().await;
+        }))
+    }
+}

@@ -1,0 +1,486 @@
+//! Reads: a stream, a snapshot and its tail, the global log. Each read pages through its
+//! result with keyset pagination, one query per page, and decodes rows as they arrive, so a
+//! replay never holds more than a page's rows in flight.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use esrs_core::{
+    Metadata, Payload, Position, RecordedEvent, Snapshot, SnapshotKey, StreamId, StreamItem,
+    Version,
+};
+use futures_core::Stream;
+use futures_core::stream::BoxStream;
+use futures_util::StreamExt;
+use sqlx::postgres::{PgArgumentBuffer, PgRow, PgTypeInfo, PgValueFormat, PgValueRef};
+use sqlx::types::Json;
+use sqlx::{Postgres, Row};
+use tracing::Instrument;
+
+use super::PgStore;
+use crate::error::to_core;
+
+/// A PostgreSQL `xid8`: a transaction id with its epoch, which never wraps around.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Xid8(pub(crate) u64);
+
+impl sqlx::Type<Postgres> for Xid8 {
+    fn type_info() -> PgTypeInfo {
+        // The built-in type `xid8` has a fixed OID.
+        PgTypeInfo::with_oid(sqlx::postgres::types::Oid(5069))
+    }
+}
+
+impl<'r> sqlx::Decode<'r, Postgres> for Xid8 {
+    fn decode(value: PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        match value.format() {
+            PgValueFormat::Binary => {
+                let bytes: [u8; 8] = value.as_bytes()?.try_into()?;
+                Ok(Self(u64::from_be_bytes(bytes)))
+            }
+            PgValueFormat::Text => Ok(Self(value.as_str()?.parse()?)),
+        }
+    }
+}
+
+impl sqlx::Encode<'_, Postgres> for Xid8 {
+    fn encode_by_ref(
+        &self,
+        buf: &mut PgArgumentBuffer,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        buf.extend_from_slice(&self.0.to_be_bytes());
+        Ok(sqlx::encode::IsNull::No)
+    }
+}
+
+/// A stored integer that must be non-negative, as the store's `u64` types.
+pub(crate) fn unsigned(value: i64) -> u64 {
+    // Versions and sequence numbers are at least 1 by the schema's constraints.
+    value.max(0).unsigned_abs()
+}
+
+/// A `u64` of the API as a bound parameter; values beyond `i64::MAX` cannot be stored, so
+/// they clamp to a bound that behaves the same in every comparison the store makes.
+pub(crate) fn signed(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// A snapshot fingerprint as stored: the same 64 bits, as a `bigint`.
+fn fingerprint(value: u64) -> i64 {
+    i64::from_ne_bytes(value.to_ne_bytes())
+}
+
+/// Decodes the event whose columns start at `base`: sequence, transaction id, version,
+/// name, event version, payload, metadata, recorded time.
+fn decode_event(row: &PgRow, base: usize, stream: StreamId) -> Result<RecordedEvent, sqlx::Error> {
+    let sequence: i64 = row.try_get(base)?;
+    let transaction: Xid8 = row.try_get(base + 1)?;
+    let version: i64 = row.try_get(base + 2)?;
+    let name: String = row.try_get(base + 3)?;
+    let event_version: i32 = row.try_get(base + 4)?;
+    let Json(payload): Json<Payload> = row.try_get(base + 5)?;
+    let metadata: Option<Json<Metadata>> = row.try_get(base + 6)?;
+    let recorded_at: DateTime<Utc> = row.try_get(base + 7)?;
+    let event_version = u32::try_from(event_version).map_err(|e| sqlx::Error::ColumnDecode {
+        index: "event_version".into(),
+        source: Box::new(e),
+    })?;
+    Ok(RecordedEvent::new(
+        Position::new(transaction.0, unsigned(sequence)),
+        stream,
+        unsigned(version),
+        name,
+        event_version,
+        payload,
+        metadata.map(|Json(m)| m).unwrap_or_default(),
+        recorded_at,
+    ))
+}
+
+/// The first and the longest pause of a read waiting for an older transaction.
+const MIN_SETTLE_BACKOFF: Duration = Duration::from_millis(1);
+const MAX_SETTLE_BACKOFF: Duration = Duration::from_millis(25);
+
+type Rows<'a> = BoxStream<'a, Result<PgRow, sqlx::Error>>;
+
+/// A read that runs as a series of page queries.
+trait Pages<'a>: Send + 'a {
+    type Item: Send + 'a;
+    /// The query of the next page, or `None` when the read is complete.
+    fn next_page(&mut self) -> Option<Rows<'a>>;
+    /// Decodes one row and moves the cursor past it.
+    fn decode(&mut self, row: &PgRow) -> Result<Self::Item, sqlx::Error>;
+}
+
+struct Pager<'a, P: Pages<'a>> {
+    pages: P,
+    rows: Option<Rows<'a>>,
+    done: bool,
+    span: tracing::Span,
+    started: Instant,
+    count: u64,
+}
+
+/// Streams the items of `pages`, one page query at a time.
+fn paged<'a, P: Pages<'a>>(
+    pages: P,
+    span: tracing::Span,
+) -> Pin<Box<dyn Stream<Item = esrs_core::Result<P::Item>> + Send + 'a>> {
+    let pager = Pager {
+        pages,
+        rows: None,
+        done: false,
+        span,
+        started: Instant::now(),
+        count: 0,
+    };
+    Box::pin(futures_util::stream::unfold(pager, |mut pager| {
+        let span = pager.span.clone();
+        async move {
+            loop {
+                if pager.done {
+                    return None;
+                }
+                let rows = match &mut pager.rows {
+                    Some(rows) => rows,
+                    None => match pager.pages.next_page() {
+                        Some(rows) => pager.rows.insert(rows),
+                        None => {
+                            pager.done = true;
+                            let elapsed = pager.started.elapsed();
+                            tracing::debug!(
+                                events = pager.count,
+                                elapsed_us = elapsed.as_micros() as u64,
+                                "read complete"
+                            );
+                            return None;
+                        }
+                    },
+                };
+                match rows.next().await {
+                    Some(Ok(row)) => {
+                        let item = pager.pages.decode(&row).map_err(to_core);
+                        match item {
+                            Ok(_) => pager.count += 1,
+                            Err(_) => {
+                                pager.done = true;
+                                pager.rows = None;
+                            }
+                        }
+                        return Some((item, pager));
+                    }
+                    Some(Err(error)) => {
+                        pager.done = true;
+                        pager.rows = None;
+                        return Some((Err(to_core(error)), pager));
+                    }
+                    // The page is complete: release its connection before the next one.
+                    None => pager.rows = None,
+                }
+            }
+        }
+        .instrument(span)
+    }))
+}
+
+/// The events of one stream with versions `next..=to`.
+struct StreamPages<'a> {
+    store: &'a PgStore,
+    stream: StreamId,
+    next: i64,
+    to: i64,
+    in_page: u32,
+    started: bool,
+}
+
+impl<'a> Pages<'a> for StreamPages<'a> {
+    type Item = RecordedEvent;
+
+    fn next_page(&mut self) -> Option<Rows<'a>> {
+        let page_size = self.store.inner.page_size;
+        if (self.started && self.in_page < page_size) || self.next > self.to {
+            return None;
+        }
+        self.started = true;
+        self.in_page = 0;
+        Some(
+            sqlx::query(&self.store.sql().read_stream)
+                .bind(self.stream.as_str().to_owned())
+                .bind(self.next)
+                .bind(self.to)
+                .bind(i64::from(page_size))
+                .fetch(self.store.pool()),
+        )
+    }
+
+    fn decode(&mut self, row: &PgRow) -> Result<RecordedEvent, sqlx::Error> {
+        let event = decode_event(row, 0, self.stream.clone())?;
+        self.in_page += 1;
+        self.next = signed(event.version).saturating_add(1);
+        Ok(event)
+    }
+}
+
+/// The global log after a position, up to the oldest running transaction.
+///
+/// When a page comes back short, the read has reached the oldest running transaction. If
+/// committed events lie beyond it (an older transaction is still open), the read waits for
+/// it, with a short backoff and up to the store's settle time, then reads on; otherwise, or
+/// when the time is up, it ends.
+struct LogPages<'a> {
+    store: &'a PgStore,
+    after: Position,
+    in_page: u32,
+    started: bool,
+    caught_up: Arc<AtomicBool>,
+    settle_until: Option<Instant>,
+    backoff: Duration,
+}
+
+impl<'a> LogPages<'a> {
+    fn page(&self) -> Rows<'a> {
+        sqlx::query(&self.store.sql().read_all)
+            .bind(Xid8(self.after.commit))
+            .bind(signed(self.after.sequence))
+            .bind(i64::from(self.store.inner.page_size))
+            .fetch(self.store.pool())
+    }
+}
+
+impl<'a> Pages<'a> for LogPages<'a> {
+    type Item = RecordedEvent;
+
+    fn next_page(&mut self) -> Option<Rows<'a>> {
+        let page_size = self.store.inner.page_size;
+        let short = self.started && self.in_page < page_size;
+        self.started = true;
+        self.in_page = 0;
+        if !short {
+            return Some(self.page());
+        }
+        if self.caught_up.load(Ordering::Relaxed) {
+            return None;
+        }
+        let now = Instant::now();
+        let until = *self
+            .settle_until
+            .get_or_insert(now + self.store.inner.settle_time);
+        if now >= until {
+            return None;
+        }
+        let pause = self.backoff.min(until - now);
+        self.backoff = (self.backoff * 2).min(MAX_SETTLE_BACKOFF);
+        let store = self.store;
+        let after = self.after;
+        let caught_up = self.caught_up.clone();
+        let next = self.page();
+        Some(
+            futures_util::stream::once(async move {
+                let held_back: Result<bool, sqlx::Error> =
+                    sqlx::query_scalar(&store.sql().events_beyond)
+                        .bind(Xid8(after.commit))
+                        .bind(signed(after.sequence))
+                        .fetch_one(store.pool())
+                        .await;
+                match held_back {
+                    Ok(true) => {
+                        tokio::time::sleep(pause).await;
+                        next
+                    }
+                    Ok(false) => {
+                        caught_up.store(true, Ordering::Relaxed);
+                        futures_util::stream::empty().boxed()
+                    }
+                    Err(error) => futures_util::stream::once(async move { Err(error) }).boxed(),
+                }
+            })
+            .flatten()
+            .boxed(),
+        )
+    }
+
+    fn decode(&mut self, row: &PgRow) -> Result<RecordedEvent, sqlx::Error> {
+        let stream: String = row.try_get(8)?;
+        let event = decode_event(row, 0, StreamId::from_stored(stream))?;
+        self.in_page += 1;
+        self.after = event.position;
+        Ok(event)
+    }
+}
+
+/// A stream's snapshot and the first page of events after it, then the following pages.
+struct SnapshotPages<'a> {
+    store: &'a PgStore,
+    key: SnapshotKey,
+    events: StreamPages<'a>,
+    first: bool,
+}
+
+impl<'a> Pages<'a> for SnapshotPages<'a> {
+    type Item = StreamItem;
+
+    fn next_page(&mut self) -> Option<Rows<'a>> {
+        if !self.first {
+            return self.events.next_page();
+        }
+        self.first = false;
+        self.events.started = true;
+        self.events.in_page = 0;
+        Some(
+            sqlx::query(&self.store.sql().read_with_snapshot)
+                .bind(self.events.stream.as_str().to_owned())
+                .bind(i64::from(self.key.version))
+                .bind(fingerprint(self.key.fingerprint))
+                .bind(i64::from(self.store.inner.page_size))
+                .fetch(self.store.pool()),
+        )
+    }
+
+    fn decode(&mut self, row: &PgRow) -> Result<StreamItem, sqlx::Error> {
+        let is_snapshot: bool = row.try_get(0)?;
+        if is_snapshot {
+            let version: i64 = row.try_get(3)?;
+            let Json(payload): Json<Payload> = row.try_get(6)?;
+            self.events.next = version.saturating_add(1);
+            return Ok(StreamItem::Snapshot(Snapshot::new(
+                self.events.stream.clone(),
+                unsigned(version),
+                self.key,
+                payload,
+            )));
+        }
+        let event = decode_event(row, 1, self.events.stream.clone())?;
+        self.events.in_page += 1;
+        self.events.next = signed(event.version).saturating_add(1);
+        Ok(StreamItem::Event(event))
+    }
+}
+
+impl PgStore {
+    pub(super) fn read_stream_pages(
+        &self,
+        stream: &StreamId,
+        from: Version,
+        to: Version,
+    ) -> esrs_core::EventStream<'_> {
+        let span = tracing::debug_span!("esrs.pg.read_stream", stream = %stream, from, to);
+        paged(
+            StreamPages {
+                store: self,
+                stream: stream.clone(),
+                next: signed(from.max(1)),
+                to: signed(to),
+                in_page: 0,
+                started: false,
+            },
+            span,
+        )
+    }
+
+    pub(super) fn read_all_pages(&self, after: Position) -> esrs_core::EventStream<'_> {
+        let span = tracing::debug_span!("esrs.pg.read_all", after = %after);
+        paged(
+            LogPages {
+                store: self,
+                after,
+                in_page: 0,
+                started: false,
+                caught_up: Arc::new(AtomicBool::new(false)),
+                settle_until: None,
+                backoff: MIN_SETTLE_BACKOFF,
+            },
+            span,
+        )
+    }
+
+    pub(super) fn read_with_snapshot_pages(
+        &self,
+        stream: &StreamId,
+        key: SnapshotKey,
+    ) -> esrs_core::SnapshotAndEvents<'_> {
+        let span = tracing::debug_span!(
+            "esrs.pg.load",
+            stream = %stream,
+            snapshot_version = key.version,
+        );
+        paged(
+            SnapshotPages {
+                store: self,
+                key,
+                events: StreamPages {
+                    store: self,
+                    stream: stream.clone(),
+                    next: 1,
+                    to: i64::MAX,
+                    in_page: 0,
+                    started: false,
+                },
+                first: true,
+            },
+            span,
+        )
+    }
+
+    pub(super) async fn fetch_snapshot(
+        &self,
+        stream: &StreamId,
+        key: SnapshotKey,
+    ) -> esrs_core::Result<Option<Snapshot>> {
+        let row = sqlx::query(&self.sql().load_snapshot)
+            .bind(stream.as_str())
+            .bind(i64::from(key.version))
+            .bind(fingerprint(key.fingerprint))
+            .fetch_optional(self.pool())
+            .await
+            .map_err(to_core)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let version: i64 = row.try_get(0).map_err(to_core)?;
+        let Json(payload): Json<Payload> = row.try_get(1).map_err(to_core)?;
+        Ok(Some(Snapshot::new(
+            stream.clone(),
+            unsigned(version),
+            key,
+            payload,
+        )))
+    }
+
+    pub(super) async fn store_snapshot(&self, snapshot: Snapshot) -> esrs_core::Result<()> {
+        sqlx::query(&self.sql().save_snapshot)
+            .bind(snapshot.stream.as_str())
+            .bind(signed(snapshot.version))
+            .bind(i64::from(snapshot.key.version))
+            .bind(fingerprint(snapshot.key.fingerprint))
+            .bind(snapshot.payload.get())
+            .execute(self.pool())
+            .await
+            .map_err(to_core)?;
+        Ok(())
+    }
+
+    pub(super) async fn fetch_stream_version(
+        &self,
+        stream: &StreamId,
+    ) -> esrs_core::Result<Version> {
+        let version: i64 = sqlx::query_scalar(&self.sql().stream_version)
+            .bind(stream.as_str())
+            .fetch_one(self.pool())
+            .await
+            .map_err(to_core)?;
+        Ok(unsigned(version))
+    }
+
+    /// Whether events after `after` are readable by [`read_all`](esrs_core::EventStore::read_all) now.
+    pub(super) async fn has_events_after(&self, after: Position) -> esrs_core::Result<bool> {
+        sqlx::query_scalar(&self.sql().events_after)
+            .bind(Xid8(after.commit))
+            .bind(signed(after.sequence))
+            .fetch_one(self.pool())
+            .await
+            .map_err(to_core)
+    }
+}

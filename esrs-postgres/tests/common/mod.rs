@@ -1,0 +1,160 @@
+//! Test support: a fresh, migrated store in a schema of its own, dropped when the test ends.
+
+#![allow(dead_code, unreachable_pub)]
+
+pub mod proxy;
+
+use std::ops::Deref;
+use std::time::Duration;
+
+use esrs_core::{
+    AppendOutcome, AppendRequest, EventStore, EventStream, IdempotencyKey, Position, Snapshot,
+    SnapshotAndEvents, SnapshotKey, StreamId, Version,
+};
+use esrs_postgres::sqlx::PgPool;
+use esrs_postgres::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use esrs_postgres::{PgStore, PgStoreOptions};
+
+/// The test database: `DATABASE_URL`, else the local server.
+pub fn database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+pub fn connect_options() -> PgConnectOptions {
+    database_url().parse().expect("DATABASE_URL parses")
+}
+
+/// A small pool on the test database.
+pub async fn pool(max_connections: u32) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .test_before_acquire(false)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(connect_options())
+        .await
+        .expect("the test database is reachable (set DATABASE_URL)")
+}
+
+/// A schema name no other test uses.
+pub fn unique_schema() -> String {
+    format!(
+        "esrs_t_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..16]
+    )
+}
+
+/// A migrated store in a fresh schema, with the default options.
+pub async fn fresh_store() -> TestStore {
+    fresh_store_with(|o| o).await
+}
+
+/// A migrated store in a fresh schema, with options adjusted by `configure`.
+pub async fn fresh_store_with(
+    configure: impl FnOnce(PgStoreOptions) -> PgStoreOptions,
+) -> TestStore {
+    let schema = unique_schema();
+    // Other tests of the cluster hold the global-log horizon back for moments; reads wait
+    // longer for them than the default so that their results are complete.
+    let store = configure(
+        PgStore::builder()
+            .schema(&schema)
+            .settle_time(Duration::from_secs(5)),
+    )
+    .build(pool(8).await)
+    .expect("valid options");
+    store.migrate().await.expect("migrations apply");
+    TestStore { store }
+}
+
+/// A [`PgStore`] whose schema is dropped when it is.
+#[derive(Debug)]
+pub struct TestStore {
+    pub store: PgStore,
+}
+
+impl Deref for TestStore {
+    type Target = PgStore;
+    fn deref(&self) -> &PgStore {
+        &self.store
+    }
+}
+
+impl Drop for TestStore {
+    fn drop(&mut self) {
+        let schema = self.store.schema().to_owned();
+        // Drop runs inside the test's runtime; the clean-up gets a thread and runtime of its own.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(async move {
+                use esrs_postgres::sqlx::{Connection, Executor};
+                if let Ok(mut conn) =
+                    esrs_postgres::sqlx::PgConnection::connect_with(&connect_options()).await
+                {
+                    let _ = conn
+                        .execute(&*format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                        .await;
+                    let _ = conn.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+impl EventStore for TestStore {
+    fn append(
+        &self,
+        request: AppendRequest,
+    ) -> impl Future<Output = esrs_core::Result<AppendOutcome>> + Send {
+        self.store.append(request)
+    }
+    fn read_stream(&self, stream: &StreamId, from: Version, to: Version) -> EventStream<'_> {
+        self.store.read_stream(stream, from, to)
+    }
+    fn read_all(&self, after: Position) -> EventStream<'_> {
+        self.store.read_all(after)
+    }
+    fn read_stream_with_snapshot(
+        &self,
+        stream: &StreamId,
+        key: SnapshotKey,
+    ) -> SnapshotAndEvents<'_> {
+        self.store.read_stream_with_snapshot(stream, key)
+    }
+    fn save_snapshot(
+        &self,
+        snapshot: Snapshot,
+    ) -> impl Future<Output = esrs_core::Result<()>> + Send {
+        self.store.save_snapshot(snapshot)
+    }
+    fn load_snapshot(
+        &self,
+        stream: &StreamId,
+        key: SnapshotKey,
+    ) -> impl Future<Output = esrs_core::Result<Option<Snapshot>>> + Send {
+        self.store.load_snapshot(stream, key)
+    }
+    fn find_idempotency_key(
+        &self,
+        key: &IdempotencyKey,
+    ) -> impl Future<Output = esrs_core::Result<Option<AppendOutcome>>> + Send {
+        self.store.find_idempotency_key(key)
+    }
+    fn stream_version(
+        &self,
+        stream: &StreamId,
+    ) -> impl Future<Output = esrs_core::Result<Version>> + Send {
+        self.store.stream_version(stream)
+    }
+    fn wait_for_events(
+        &self,
+        after: Position,
+        timeout: Duration,
+    ) -> impl Future<Output = esrs_core::Result<()>> + Send {
+        self.store.wait_for_events(after, timeout)
+    }
+}

@@ -1,0 +1,115 @@
+//! A TCP proxy between a client and PostgreSQL that records the client's protocol messages,
+//! to count statements and round trips, and that can cut every connection.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+#[derive(Default)]
+struct Shared {
+    /// The type bytes of the client's messages since the last reset.
+    messages: Vec<u8>,
+    /// Aborts the connections' tasks.
+    tasks: Vec<tokio::task::AbortHandle>,
+}
+
+/// A running proxy.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    shared: Arc<Mutex<Shared>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.cut();
+    }
+}
+
+impl Proxy {
+    /// Listens on a free local port and forwards to `upstream`.
+    pub async fn start(upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let accept = {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                while let Ok((client, _)) = listener.accept().await {
+                    let Ok(server) = TcpStream::connect(upstream).await else {
+                        continue;
+                    };
+                    let (mut client_read, mut client_write) = client.into_split();
+                    let (mut server_read, mut server_write) = server.into_split();
+                    let down = tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+                    });
+                    let recorder = shared.clone();
+                    let up = tokio::spawn(async move {
+                        let _ =
+                            forward_client(&mut client_read, &mut server_write, &recorder).await;
+                    });
+                    let mut s = shared.lock().unwrap();
+                    s.tasks.push(down.abort_handle());
+                    s.tasks.push(up.abort_handle());
+                }
+            })
+        };
+        Self {
+            addr,
+            shared,
+            accept,
+        }
+    }
+
+    /// Forgets the messages recorded so far.
+    pub fn reset(&self) {
+        self.shared.lock().unwrap().messages.clear();
+    }
+
+    /// The client's message types since the last reset, e.g. `"BES"`.
+    pub fn messages(&self) -> String {
+        String::from_utf8_lossy(&self.shared.lock().unwrap().messages).into_owned()
+    }
+
+    /// Cuts every connection, as a crashed server or network would.
+    pub fn cut(&self) {
+        for task in self.shared.lock().unwrap().tasks.drain(..) {
+            task.abort();
+        }
+    }
+}
+
+/// Copies the client's bytes to the server, recording each message's type byte.
+async fn forward_client(
+    from: &mut tokio::net::tcp::OwnedReadHalf,
+    to: &mut tokio::net::tcp::OwnedWriteHalf,
+    shared: &Mutex<Shared>,
+) -> std::io::Result<()> {
+    // Startup-phase messages have no type byte: a length, then a code. SSL and GSS
+    // encryption requests are answered with one byte and followed by another untyped one.
+    loop {
+        let len = from.read_u32().await?;
+        let mut body = vec![0; len as usize - 4];
+        from.read_exact(&mut body).await?;
+        to.write_u32(len).await?;
+        to.write_all(&body).await?;
+        let code = u32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+        if code != 80_877_103 && code != 80_877_104 {
+            break;
+        }
+    }
+    loop {
+        let kind = from.read_u8().await?;
+        let len = from.read_u32().await?;
+        let mut body = vec![0; len as usize - 4];
+        from.read_exact(&mut body).await?;
+        shared.lock().unwrap().messages.push(kind);
+        to.write_u8(kind).await?;
+        to.write_u32(len).await?;
+        to.write_all(&body).await?;
+    }
+}
