@@ -87,3 +87,24 @@ async fn the_policy_awards_each_order_once() {
         Some("loyalty-policy")
     );
 }
+
+#[tokio::test]
+async fn the_loyalty_example_prints_each_award_once() {
+    let mut out = Vec::new();
+    esrs_examples::loyalty::run(InMemoryStore::new(), "", &mut out)
+        .await
+        .unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert_eq!(
+        out.lines().skip(4).collect::<Vec<_>>(),
+        [
+            "the policy added 3 award(s)",
+            "ada has 23 point(s)",
+            "bob has 12 point(s)",
+            "run again from the start of the log: 0 new award(s)",
+            "ada still has 23 point(s)",
+            "bob still has 12 point(s)",
+        ],
+        "{out}"
+    );
+}

@@ -1,46 +1,25 @@
 //! The loyalty policy: orders earn a point per 10 spent, exactly once.
 //!
 //! ```sh
-//! cargo run -p esrs-examples --bin loyalty
+//! cargo run -p esrs-examples --bin loyalty                        # in memory
+//! DATABASE_URL=postgres://… cargo run -p esrs-examples --bin loyalty  # PostgreSQL
 //! ```
 
-use esrs_core::prelude::*;
-use esrs_examples::loyalty::{Loyalty, LoyaltyPolicy, Orders};
+use esrs_core::InMemoryStore;
+use esrs_examples::loyalty;
+use esrs_examples::tour::BoxError;
+use esrs_postgres::PgStore;
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let store = InMemoryStore::new();
-    let orders = Repository::<Orders, _>::new(store.clone());
-    let loyalty = Repository::<Loyalty, _>::new(store.clone());
-    let ada = StreamId::new("ada")?;
-    let bob = StreamId::new("bob")?;
-
-    for (customer, total) in [(&ada, 200), (&bob, 120), (&ada, 35), (&ada, 5)] {
-        orders
-            .execute(customer, |orders| orders.place(total))
-            .await?;
-        println!("{customer} placed an order of {total}");
+async fn main() -> Result<(), BoxError> {
+    let mut out = std::io::stdout();
+    match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.is_empty() => {
+            let store = PgStore::connect(&url).await?;
+            store.migrate().await?;
+            let suffix = format!("-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+            loyalty::run(store, &suffix, &mut out).await
+        }
+        _ => loyalty::run(InMemoryStore::new(), "", &mut out).await,
     }
-
-    let mut policy = LoyaltyPolicy::new(store.clone());
-    let added = policy.run().await?;
-    println!(
-        "the policy added {added} award(s), up to position {}",
-        policy.position()
-    );
-    for customer in [&ada, &bob] {
-        let account = loyalty.load(customer).await?;
-        println!("{customer} has {} point(s)", account.points());
-    }
-
-    // A restart that lost the policy's position reads every order again: the idempotency
-    // keys keep it from adding any award twice.
-    policy.rewind();
-    let added = policy.run().await?;
-    println!("run again from the start: {added} new award(s)");
-    for customer in [&ada, &bob] {
-        let account = loyalty.load(customer).await?;
-        println!("{customer} still has {} point(s)", account.points());
-    }
-    Ok(())
 }
