@@ -15,6 +15,10 @@ pub mod cart;
 pub mod loyalty;
 pub mod tour;
 
+/// What an example can fail with: a store error, a refused command, or an error writing its
+/// output.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// The README's examples, compiled and run as doc tests.
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]

@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use esrs_core::prelude::*;
 use esrs_core::{Position, RecordedEvent};
 
-use crate::tour::BoxError;
+use crate::BoxError;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 

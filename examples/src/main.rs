@@ -9,7 +9,8 @@
 //! under ids with a random suffix so that every run starts from empty streams.
 
 use esrs_core::InMemoryStore;
-use esrs_examples::tour::{self, BoxError, Ids};
+use esrs_examples::BoxError;
+use esrs_examples::tour::{self, Ids};
 use esrs_postgres::PgStore;
 
 #[tokio::main]

@@ -16,8 +16,7 @@ use futures_util::StreamExt;
 use crate::bank::{self, Account};
 use crate::cart::Cart;
 
-/// What the tour can fail with: a store error, or an error writing its output.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub use crate::BoxError;
 
 /// The aggregate ids the tour uses.
 #[derive(Debug, Clone)]

@@ -6,8 +6,7 @@
 //! ```
 
 use esrs_core::InMemoryStore;
-use esrs_examples::loyalty;
-use esrs_examples::tour::BoxError;
+use esrs_examples::{BoxError, loyalty};
 use esrs_postgres::PgStore;
 
 #[tokio::main]
