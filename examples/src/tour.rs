@@ -61,11 +61,17 @@ macro_rules! say {
 /// Runs the tour on `store`, writing what happens to `out`.
 ///
 /// The conflict scene blocks a worker thread for a moment to make its race repeatable, so
-/// the tour needs tokio's multi-thread runtime.
+/// the tour needs tokio's multi-thread runtime; on another it returns an error at once.
 pub async fn run<S>(store: S, ids: &Ids, out: &mut dyn Write) -> Result<(), BoxError>
 where
     S: EventStore + Clone,
 {
+    let flavor = tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor());
+    if flavor.ok() != Some(tokio::runtime::RuntimeFlavor::MultiThread) {
+        return Err("the tour runs on tokio's multi-thread runtime \
+             (`#[tokio::main]`, or `#[tokio::test(flavor = \"multi_thread\")]`)"
+            .into());
+    }
     shopping_cart(store.clone(), ids, out).await?;
     say!(out);
     bank_account(store, ids, out).await?;
@@ -294,6 +300,7 @@ where
     let teller_a = Repository::<Account, _>::new(store.clone()).with_retries(3);
     let teller_b = Repository::<Account, _>::new(store.clone());
     let mut attempts = Vec::new();
+    let mut teller_b_failed = None;
     let done = teller_a
         .execute(id, |account| {
             attempts.push(account.balance());
@@ -302,13 +309,17 @@ where
                     .execute(id, |account| account.deposit(100))
                     .metadata(by("bob", "refund"));
                 let handle = tokio::runtime::Handle::current();
-                tokio::task::block_in_place(|| handle.block_on(deposit.into_future()))
-                    .expect("teller B's deposit");
+                let deposited =
+                    tokio::task::block_in_place(|| handle.block_on(deposit.into_future()));
+                teller_b_failed = deposited.err();
             }
             account.withdraw(100)
         })
         .metadata(by("alice", "groceries"))
         .await?;
+    if let Some(error) = teller_b_failed {
+        return Err(error.into());
+    }
     say!(
         out,
         "  teller A decides withdraw(100) by alice (groceries) on a balance of {}",

@@ -58,3 +58,16 @@ async fn the_tour_walks_through_the_cart_and_the_bank_account() {
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn the_tour_says_which_runtime_it_needs() {
+    let mut out = Vec::new();
+    let error = tour::run(InMemoryStore::new(), &Ids::fixed(), &mut out)
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("multi-thread runtime"),
+        "{error}"
+    );
+    assert!(out.is_empty());
+}
