@@ -136,6 +136,21 @@ impl Cart {
         })
     }
 
+    /// Takes every item out of the cart. Idempotent: emptying an empty cart does nothing.
+    pub fn empty(&self) -> Result<Vec<ItemRemoved>, CartError> {
+        if self.checked_out {
+            return Err(CartError::AlreadyCheckedOut);
+        }
+        Ok(self
+            .items
+            .iter()
+            .map(|item| ItemRemoved {
+                item: item.clone(),
+                reason: Some("emptied".into()),
+            })
+            .collect())
+    }
+
     /// Checks the cart out.
     pub fn check_out(&self) -> Result<Vec<CartEvent>, CartError> {
         if self.checked_out {

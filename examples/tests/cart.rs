@@ -41,6 +41,17 @@ fn removing_an_item_records_why() {
 }
 
 #[test]
+fn emptying_the_cart_is_idempotent() {
+    Cart::given([added("book"), added("pen")])
+        .when(|cart| cart.empty())
+        .then_idempotent()
+        .and_state(|cart| cart.items().is_empty());
+    Cart::given_nothing()
+        .when(|cart| cart.empty())
+        .then_nothing();
+}
+
+#[test]
 fn checking_out_needs_items_and_happens_once() {
     Cart::given([added("book")])
         .when(|cart| cart.check_out())
