@@ -5,6 +5,10 @@
 //! no list kept by hand). Tools list the program's events with [`catalog`]; a start-up check
 //! or a test calls [`check_catalog`] to find a stored name claimed by two unrelated types, or
 //! a stream category claimed by two aggregates, anywhere in the program.
+//!
+//! The catalog holds what the linker kept: the types of every crate whose code the program
+//! uses. A library crate that the program depends on but never calls into may be left out
+//! of the binary, and its events with it.
 
 use std::any::TypeId;
 use std::collections::{BTreeMap, HashSet};
@@ -21,7 +25,14 @@ pub struct EventInfo {
     rust_type: fn() -> &'static str,
     type_id: fn() -> TypeId,
     known_versions: fn() -> Vec<u32>,
-    upcast_from: Option<(fn() -> TypeId, fn() -> &'static str)>,
+    upcast_from: Option<TypeRef>,
+}
+
+/// A type known by its id and name, both computed on demand.
+#[derive(Clone, Copy)]
+struct TypeRef {
+    id: fn() -> TypeId,
+    name: fn() -> &'static str,
 }
 
 impl EventInfo {
@@ -37,10 +48,13 @@ impl EventInfo {
         }
     }
 
-    /// The entry of event type `T` whose older versions are decoded through `P`.
-    pub const fn with_upcast_from<P: Event>(self) -> Self {
+    /// The entry of an event type whose older versions are decoded through `P`.
+    pub const fn with_upcast_from<P: ?Sized + 'static>(self) -> Self {
         Self {
-            upcast_from: Some((TypeId::of::<P>, std::any::type_name::<P>)),
+            upcast_from: Some(TypeRef {
+                id: TypeId::of::<P>,
+                name: std::any::type_name::<P>,
+            }),
             ..self
         }
     }
@@ -75,7 +89,7 @@ impl EventInfo {
 
     /// The Rust type of the previous version (`#[event(upcast_from = …)]`), if any.
     pub fn upcast_from(&self) -> Option<&'static str> {
-        self.upcast_from.map(|(_, name)| name())
+        self.upcast_from.map(|t| (t.name)())
     }
 
     fn type_id(&self) -> TypeId {
@@ -224,7 +238,7 @@ impl Catalog {
             }
             let older: HashSet<TypeId> = types
                 .iter()
-                .filter_map(|e| e.upcast_from.map(|(id, _)| id()))
+                .filter_map(|e| e.upcast_from.map(|t| (t.id)()))
                 .collect();
             let heads = types
                 .iter()

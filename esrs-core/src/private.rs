@@ -47,32 +47,35 @@ pub fn parse_event<T: Event + DecodableEvent>(
     DecodeError::parse(T::NAME, version, payload)
 }
 
-/// Encodes the payload of event `T`.
-pub fn encode_event<T: Event + EncodableEvent>(event: &T) -> Result<Payload, EncodeError> {
-    crate::event::encode_json(T::NAME, event)
+/// Encodes the payload of an event stored under `name`.
+pub fn encode_event<T: EncodableEvent>(
+    name: &'static str,
+    event: &T,
+) -> Result<Payload, EncodeError> {
+    crate::event::encode_json(name, event)
 }
 
-/// Encodes the state of aggregate `A` as a snapshot.
-pub fn encode_snapshot_state<A: Aggregate + SnapshotState>(
-    state: &A,
-) -> Option<Result<Payload, EncodeError>> {
-    Some(crate::aggregate::encode_snapshot(A::NAME, state))
+/// How the state of aggregate `A` is written to and read from snapshots.
+pub struct SnapshotCodec<A> {
+    /// Encodes the state.
+    pub encode: fn(&A) -> Option<Result<Payload, EncodeError>>,
+    /// Decodes the state.
+    pub decode: fn(&RawValue) -> Option<Result<A, serde_json::Error>>,
 }
 
-/// Decodes a snapshot of aggregate `A`.
-pub fn decode_snapshot_state<A: Aggregate + SnapshotState>(
-    payload: &RawValue,
-) -> Option<Result<A, serde_json::Error>> {
-    Some(crate::aggregate::decode_snapshot(payload))
+impl<A> std::fmt::Debug for SnapshotCodec<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SnapshotCodec")
+    }
 }
 
-/// Decodes `payload`, stored at `version`, as the previous version `P` of an event and
-/// converts it into the current version `T`.
-pub fn decode_previous<P, T>(version: u32, payload: &RawValue) -> Result<T, DecodeError>
-where
-    P: Event + UpcastInto<T>,
-{
-    P::decode(version, payload).map(UpcastInto::upcast_into)
+/// The JSON snapshot codec of aggregate `A`. Both generated snapshot methods call this one
+/// function, so a state that is not serializable is reported once.
+pub fn snapshot_codec<A: Aggregate + SnapshotState>() -> SnapshotCodec<A> {
+    SnapshotCodec {
+        encode: |state| Some(crate::aggregate::encode_snapshot(A::NAME, state)),
+        decode: |payload| Some(crate::aggregate::decode_snapshot(payload)),
+    }
 }
 
 /// Runs a payload-level upcaster on a payload stored at `from`, giving the payload of a
@@ -139,9 +142,6 @@ impl<T: serde::Serialize + ?Sized> EncodableEvent for T {}
 )]
 pub trait SnapshotState: serde::Serialize + serde::de::DeserializeOwned {}
 impl<T: serde::Serialize + serde::de::DeserializeOwned> SnapshotState for T {}
-
-/// Asserts a type is an event.
-pub const fn assert_event<T: Event>() {}
 
 /// Probes the success type `T` of a command of an aggregate whose event enum is `E`: when
 /// `T` is an event type, it must be one of the aggregate's events.
