@@ -36,7 +36,7 @@
 //!
 //! A complete example:
 //!
-//! ```
+//! ```standalone_crate
 //! use esrs_core::prelude::*;
 //! use serde::{Deserialize, Serialize};
 //!
