@@ -51,6 +51,7 @@ mod private;
 mod repository;
 mod store;
 mod stream;
+pub mod testing;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -77,6 +78,7 @@ pub use stream::{
 
 /// The names most programs need: `use esrs_core::prelude::*;`.
 pub mod prelude {
+    pub use crate::testing::AggregateTestExt;
     pub use crate::{
         Aggregate, Event, EventSet, EventStore, ExecuteError, ExpectedVersion, IdempotencyKey,
         InMemoryStore, Metadata, Repository, StreamId,
