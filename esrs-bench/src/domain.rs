@@ -1,25 +1,27 @@
 //! The benchmark's domain: a bank account with two events, one of them at version 2 with
-//! an upcaster from version 1, and the same decoding written by hand for the raw baseline.
+//! an upcaster from version 1, written with esrs's macros; and the same decoding written by
+//! hand for the raw baseline.
 
-use esrs_core::{Aggregate, DecodeError, EncodeError, EventSet, Payload, SnapshotKey};
+use esrs_core::{Event, aggregate};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 
 /// Money paid in.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Event, Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Deposited {
     pub(crate) amount: i64,
 }
 
 /// Money paid out; version 2 added the reason.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Event, Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[event(version = 2, upcast_from = WithdrawnV1)]
 pub(crate) struct Withdrawn {
     pub(crate) amount: i64,
     pub(crate) reason: Option<String>,
 }
 
 /// Version 1 of [`Withdrawn`], still found in old streams.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Event, Debug, Clone, PartialEq, Deserialize)]
+#[event(name = "Withdrawn", version = 1)]
 pub(crate) struct WithdrawnV1 {
     pub(crate) amount: i64,
 }
@@ -33,70 +35,6 @@ impl From<WithdrawnV1> for Withdrawn {
     }
 }
 
-/// The account's events.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum AccountEvent {
-    Deposited(Deposited),
-    Withdrawn(Withdrawn),
-}
-
-impl EventSet for AccountEvent {
-    const NAMES: &'static [&'static str] = &["Deposited", "Withdrawn"];
-
-    fn name(&self) -> &'static str {
-        match self {
-            Self::Deposited(_) => "Deposited",
-            Self::Withdrawn(_) => "Withdrawn",
-        }
-    }
-
-    fn version(&self) -> u32 {
-        match self {
-            Self::Deposited(_) => 1,
-            Self::Withdrawn(_) => 2,
-        }
-    }
-
-    fn encode(&self) -> Result<Payload, EncodeError> {
-        match self {
-            Self::Deposited(e) => esrs_core::encode_json("Deposited", e),
-            Self::Withdrawn(e) => esrs_core::encode_json("Withdrawn", e),
-        }
-    }
-
-    fn decode(name: &str, version: u32, payload: &RawValue) -> Result<Self, DecodeError> {
-        match (name, version) {
-            ("Deposited", 1) => Ok(Self::Deposited(DecodeError::parse(
-                "Deposited",
-                1,
-                payload,
-            )?)),
-            ("Withdrawn", 2) => Ok(Self::Withdrawn(DecodeError::parse(
-                "Withdrawn",
-                2,
-                payload,
-            )?)),
-            ("Withdrawn", 1) => Ok(Self::Withdrawn(
-                DecodeError::parse::<WithdrawnV1>("Withdrawn", 1, payload)?.into(),
-            )),
-            ("Deposited", v) => Err(DecodeError::UnknownVersion {
-                name: "Deposited",
-                version: v,
-                known: vec![1],
-            }),
-            ("Withdrawn", v) => Err(DecodeError::UnknownVersion {
-                name: "Withdrawn",
-                version: v,
-                known: vec![1, 2],
-            }),
-            _ => Err(DecodeError::UnknownName {
-                name: name.to_owned(),
-                known: Self::NAMES.to_vec(),
-            }),
-        }
-    }
-}
-
 /// The account: what commands decide on.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Account {
@@ -104,8 +42,24 @@ pub(crate) struct Account {
     pub(crate) operations: u64,
 }
 
+// Generates `AccountEvent { Deposited(Deposited), Withdrawn(Withdrawn) }` and the fold.
+#[aggregate(name = "account")]
 impl Account {
-    /// Applies one event: the fold, shared by esrs and the raw baseline.
+    #[apply]
+    fn deposited(&mut self, e: &Deposited) {
+        self.balance += e.amount;
+        self.operations += 1;
+    }
+
+    #[apply]
+    fn withdrawn(&mut self, e: &Withdrawn) {
+        self.balance -= e.amount;
+        self.operations += 1;
+    }
+}
+
+impl Account {
+    /// Applies one event, as the raw baseline folds: a hand-written match.
     #[inline]
     pub(crate) fn on(&mut self, event: &AccountEvent) {
         match event {
@@ -128,31 +82,22 @@ impl Account {
     }
 }
 
-impl Aggregate for Account {
-    const NAME: &'static str = "account";
-    type Event = AccountEvent;
-    fn apply(&mut self, event: &AccountEvent) {
-        self.on(event);
-    }
-}
-
 /// The same account with a snapshot every 100 events.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct SnapshottedAccount(pub(crate) Account);
 
-impl Aggregate for SnapshottedAccount {
-    const NAME: &'static str = "account";
-    const SNAPSHOT_EVERY: Option<u64> = Some(100);
-    const SNAPSHOT_KEY: SnapshotKey = SnapshotKey::new(1, 0x5eed);
-    type Event = AccountEvent;
-    fn apply(&mut self, event: &AccountEvent) {
-        self.0.on(event);
+#[aggregate(name = "account", snapshot_every = 100, event_enum = SnapshottedAccountEvent)]
+impl SnapshottedAccount {
+    #[apply]
+    fn deposited(&mut self, e: &Deposited) {
+        self.0.balance += e.amount;
+        self.0.operations += 1;
     }
-    fn encode_snapshot(&self) -> Option<Result<Payload, EncodeError>> {
-        Some(esrs_core::encode_snapshot("account", &self.0))
-    }
-    fn decode_snapshot(payload: &RawValue) -> Option<Result<Self, serde_json::Error>> {
-        Some(esrs_core::decode_snapshot(payload).map(Self))
+
+    #[apply]
+    fn withdrawn(&mut self, e: &Withdrawn) {
+        self.0.balance -= e.amount;
+        self.0.operations += 1;
     }
 }
 
@@ -204,6 +149,8 @@ pub(crate) fn generated(i: u64) -> (&'static str, u32, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use esrs_core::{Aggregate, EventSet};
+    use serde_json::value::RawValue;
 
     #[test]
     fn esrs_and_hand_written_decoding_agree_on_every_generated_event() {
@@ -212,7 +159,10 @@ mod tests {
         for i in 0..40 {
             let (name, version, json) = generated(i);
             let raw = RawValue::from_string(json.clone()).unwrap();
-            by_esrs.on(&AccountEvent::decode(name, version, &raw).unwrap());
+            Aggregate::apply(
+                &mut by_esrs,
+                &AccountEvent::decode(name, version, &raw).unwrap(),
+            );
             by_hand.on(&decode_by_hand(name, version as i32, &json).unwrap());
         }
         assert_eq!(by_esrs, by_hand);
