@@ -76,23 +76,27 @@ const fn run(id: &'static str, group: &'static str, postgres: bool) -> Run {
 
 const RUNS: &[Run] = &[
     run("w1:raw", "w1", true),
+    run("w1:raw-pool", "w1", true),
     run("w1:esrs", "w1", true),
     run("w1:esrs-cache", "w1", true),
     run("w1:mem", "w1", false),
     run("w1:mem-cache", "w1", false),
     run("w2:raw", "w2", true),
+    run("w2:raw-pool", "w2", true),
     run("w2:esrs", "w2", true),
     run("w2:esrs-cache", "w2", true),
     run("w2:esrs-quiet", "w2", true),
     run("w2:mem", "w2", false),
     run("w2:mem-cache", "w2", false),
     run("w3-long:raw", "w3", true),
+    run("w3-long:raw-pool", "w3", true),
     run("w3-long:esrs", "w3", true),
     run("w3-long:esrs-snap", "w3", true),
     run("w3-long:esrs-read", "w3", true),
     run("w3-long:mem", "w3", false),
     run("w3-long:mem-snap", "w3", false),
     run("w3-short:raw", "w3", true),
+    run("w3-short:raw-pool", "w3", true),
     run("w3-short:esrs", "w3", true),
     run("w3-short:esrs-snap", "w3", true),
     run("w3-short:mem", "w3", false),
@@ -492,7 +496,37 @@ async fn run_child(id: &str, connect: Option<String>) -> Result<Report, BoxError
             let pool = raw_pool(&connect, spec.clients as u32).await?;
             raw::create_schema(&mut *pool.acquire().await?).await?;
             measuring();
-            raw::commands(&pool, spec).await?
+            raw::commands(&pool, spec, false).await?
+        }
+        "w1:raw-pool" | "w2:raw-pool" => {
+            let spec = if id == "w1:raw-pool" { W1 } else { W2 };
+            // Configured as `PgStore::connect` configures its pool.
+            let pool = PgPoolOptions::new()
+                .max_connections(10)
+                .test_before_acquire(false)
+                .connect_with(PgConnectOptions::from_str(needs_url(&connect)?)?)
+                .await?;
+            raw::create_schema(&mut *pool.acquire().await?).await?;
+            measuring();
+            raw::commands(&pool, spec, true).await?
+        }
+        "w3-long:raw-pool" | "w3-short:raw-pool" => {
+            let (name, events) = if id == "w3-long:raw-pool" {
+                (long_name, W3_LONG)
+            } else {
+                (short_name, W3_SHORT)
+            };
+            let pool = PgPoolOptions::new()
+                .max_connections(10)
+                .test_before_acquire(false)
+                .connect_with(PgConnectOptions::from_str(needs_url(&connect)?)?)
+                .await?;
+            let mut conn = pool.acquire().await?;
+            raw::create_schema(&mut conn).await?;
+            raw::prepare_long_stream(&mut conn, events).await?;
+            drop(conn);
+            measuring();
+            raw::loads_pooled(&pool, name, events, W3_LOADS).await?
         }
         "w1:esrs" | "w2:esrs" | "w1:esrs-cache" | "w2:esrs-cache" => {
             let spec = if id.starts_with("w1") { W1 } else { W2 };

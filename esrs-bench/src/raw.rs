@@ -131,21 +131,41 @@ async fn append_generated(
     Ok(())
 }
 
+/// Load, decide, append with a pool checkout per query, as most programs use sqlx.
+async fn command_pooled(pool: &PgPool, stream: &str) -> Result<u64, BoxError> {
+    let mut conflicts = 0;
+    loop {
+        let (account, version) = load(&mut *pool.acquire().await?, stream).await?;
+        if append(&mut *pool.acquire().await?, stream, version, &account).await? {
+            return Ok(conflicts);
+        }
+        conflicts += 1;
+    }
+}
+
 /// W1 and W2: `spec.clients` clients share `spec.commands` commands over `spec.streams`
-/// streams.
-pub(crate) async fn commands(pool: &PgPool, spec: Spec) -> Result<Report, BoxError> {
+/// streams. With `pooled`, every query checks a connection out of the pool (and sqlx pings
+/// it when it is returned); otherwise each client holds one connection.
+pub(crate) async fn commands(pool: &PgPool, spec: Spec, pooled: bool) -> Result<Report, BoxError> {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for client in 0..spec.clients {
         let pool = pool.clone();
         tasks.push(tokio::spawn(async move {
-            let mut conn = pool.acquire().await?;
+            let mut conn = if pooled {
+                None
+            } else {
+                Some(pool.acquire().await?)
+            };
             let mut latencies = Latencies::with_capacity(spec.per_client() as usize);
             let mut conflicts = 0;
             let mut rng = Rng::new(client + 1);
             for i in 0..spec.per_client() {
                 let stream = format!("account-{}", spec.stream_for(client, i, &mut rng));
-                conflicts += timed(&mut latencies, command(&mut conn, &stream)).await?;
+                conflicts += match &mut conn {
+                    Some(conn) => timed(&mut latencies, command(conn, &stream)).await?,
+                    None => timed(&mut latencies, command_pooled(&pool, &stream)).await?,
+                };
             }
             Ok::<_, BoxError>((latencies, conflicts))
         }));
@@ -158,9 +178,10 @@ pub(crate) async fn commands(pool: &PgPool, spec: Spec) -> Result<Report, BoxErr
         conflicts += c;
     }
     let seconds = started.elapsed().as_secs_f64();
+    let implementation = if pooled { "raw sqlx, pool" } else { "raw sqlx" };
     let mut report = done(
         spec.name,
-        "raw sqlx",
+        implementation,
         "cmd",
         spec.commands,
         seconds,
@@ -204,6 +225,37 @@ pub(crate) async fn loads(
     }
     let seconds = started.elapsed().as_secs_f64();
     Ok(done(name, "raw sqlx", "load", loads, seconds, latencies))
+}
+
+/// W3 with a pool checkout per load, as most programs use sqlx.
+pub(crate) async fn loads_pooled(
+    pool: &PgPool,
+    name: &str,
+    events: u64,
+    loads: u64,
+) -> Result<Report, BoxError> {
+    for _ in 0..WARM_UP {
+        let (_, version) = load(&mut *pool.acquire().await?, "account-long").await?;
+        ensure(version as u64 == events, "the stream was prepared")?;
+    }
+    let mut latencies = Latencies::with_capacity(loads as usize);
+    let started = Instant::now();
+    for _ in 0..loads {
+        let loaded = timed(&mut latencies, async {
+            load(&mut *pool.acquire().await?, "account-long").await
+        })
+        .await?;
+        std::hint::black_box(loaded);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(done(
+        name,
+        "raw sqlx, pool",
+        "load",
+        loads,
+        seconds,
+        latencies,
+    ))
 }
 
 /// W4 set-up: `streams` streams of `per_stream` events each.
