@@ -92,6 +92,27 @@ pub(crate) fn run() -> Result<Vec<Line>, BoxError> {
         serde_ns: None,
     });
 
+    let old: Vec<Payload> = (0..N)
+        .map(|i| {
+            let json = format!(r#"{{"amount":{}}}"#, 1 + i % 5);
+            Ok::<_, BoxError>(RawValue::from_string(json)?)
+        })
+        .collect::<Result<_, _>>()?;
+    lines.push(Line {
+        case: "decode old version only (upcast)",
+        esrs_ns: ns_per_event(|| {
+            for payload in &old {
+                black_box(AccountEvent::decode("Withdrawn", 1, payload).ok());
+            }
+        }),
+        hand_ns: ns_per_event(|| {
+            for payload in &old {
+                black_box(decode_by_hand("Withdrawn", 1, payload.get()).ok());
+            }
+        }),
+        serde_ns: None,
+    });
+
     lines.push(Line {
         case: "decode current version only",
         esrs_ns: ns_per_event(|| {
@@ -178,12 +199,12 @@ pub(crate) fn print(lines: &[Line]) {
     println!();
     println!("Micro-benchmarks ({N} events per case, best of {REPS}), ns per event:");
     println!(
-        "{:<30} {:>10} {:>14} {:>12} {:>11}",
+        "{:<34} {:>10} {:>14} {:>12} {:>11}",
         "case", "esrs", "hand-written", "plain serde", "esrs/hand"
     );
     for l in lines {
         println!(
-            "{:<30} {:>10.1} {:>14.1} {:>12} {:>11.2}",
+            "{:<34} {:>10.1} {:>14.1} {:>12} {:>11.2}",
             l.case,
             l.esrs_ns,
             l.hand_ns,
