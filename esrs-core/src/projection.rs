@@ -210,6 +210,15 @@ pub trait CheckpointStore: Send + Sync + 'static {
         &self,
         projection: &str,
     ) -> impl Future<Output = Result<Option<Self::Lock>, CheckpointError>> + Send;
+
+    /// Gives the right back, so that another runner can take it at once. The default drops
+    /// the lock.
+    fn unlock(&self, lock: Self::Lock) -> impl Future<Output = Result<(), CheckpointError>> + Send {
+        async move {
+            drop(lock);
+            Ok(())
+        }
+    }
 }
 
 /// Checkpoints held in memory, shared by clones; for tests, prototypes and read models
@@ -814,9 +823,23 @@ where
         mode: Mode,
         rebuild: &mut bool,
     ) -> Result<(), ProjectionError> {
-        let Some(_lock) = self.lock(control).await? else {
+        let Some(lock) = self.lock(control).await? else {
             return Ok(());
         };
+        let result = self.run_loop(control, mode, rebuild).await;
+        if let Err(e) = self.checkpoints.unlock(lock).await {
+            // The lock goes with its connection or process anyway.
+            tracing::warn!(projection = %self.name, error = %e, "failed to release the projection lock");
+        }
+        result
+    }
+
+    async fn run_loop(
+        &mut self,
+        control: &mut watch::Receiver<Control>,
+        mode: Mode,
+        rebuild: &mut bool,
+    ) -> Result<(), ProjectionError> {
         let mut seen = *control.borrow_and_update();
         let mut attempt = 0;
         let mut empty_passes = 0u32;

@@ -1,1 +1,3 @@
 //! Runnable examples of esrs.
+
+pub mod leaderboard;

@@ -1,0 +1,193 @@
+//! Projections over PostgreSQL: checkpoints in the store's schema, read models written in
+//! the checkpoint's transaction, and at most one runner of a projection across processes.
+//!
+//! See [`PgCheckpoints`].
+
+use esrs_core::projection::CheckpointError;
+use esrs_core::{CheckpointStore, Position};
+use sqlx::postgres::PgConnection;
+use sqlx::{Connection, Postgres};
+
+use crate::PgStore;
+
+/// The transaction a [`PgCheckpoints`] projection handler writes in; the checkpoint is
+/// saved and committed in it.
+pub type PgTransaction = sqlx::Transaction<'static, Postgres>;
+
+/// Projection checkpoints in the `checkpoints` table of a [`PgStore`]'s schema, saved in
+/// the transaction handed to the projection's handlers.
+///
+/// [`PgCheckpoints`] is the [`CheckpointStore`] of a [`PgStore`]. Its unit of work is a
+/// [`PgTransaction`]: a projection implementing `Projection<PgTransaction>` writes its read
+/// model through the transaction it is handed, and the runner saves the checkpoint and
+/// commits in that same transaction, so each event's effect happens exactly once, even
+/// across crashes. A projection that writes elsewhere (a cache, a search index, another
+/// database) runs with the same checkpoints and gets at-least-once delivery; it makes its
+/// handler idempotent with the event's position.
+///
+/// A runner holds a PostgreSQL advisory lock on a dedicated connection while it runs, so a
+/// second runner of the same projection, in any process, gets
+/// [`ProjectionError::AlreadyRunning`](esrs_core::ProjectionError::AlreadyRunning) or
+/// waits ([`ProjectionRunner::wait_for_lock`](esrs_core::ProjectionRunner::wait_for_lock)).
+/// Should that connection drop, the checkpoint itself is compare-and-set: a runner that
+/// lost the lock to another one fails on its next commit instead of applying events twice.
+///
+/// ```no_run
+/// use esrs_core::{BoxError, Projection, ProjectionRunner, RecordedEvent};
+/// use esrs_postgres::{PgCheckpoints, PgStore, PgTransaction};
+///
+/// /// Counts events per stream in a table.
+/// #[derive(Debug)]
+/// struct EventCounts;
+///
+/// impl Projection<PgTransaction> for EventCounts {
+///     type Event = serde_json::Value;
+///     fn name(&self) -> &str { "event_counts" }
+///     async fn handle(&mut self, tx: &mut PgTransaction, _event: serde_json::Value, envelope: &RecordedEvent) -> Result<(), BoxError> {
+///         sqlx::query(
+///             "INSERT INTO event_counts (stream, events) VALUES ($1, 1)
+///              ON CONFLICT (stream) DO UPDATE SET events = event_counts.events + 1",
+///         )
+///         .bind(envelope.stream.as_str())
+///         .execute(&mut **tx)
+///         .await?;
+///         Ok(())
+///     }
+///     async fn reset(&mut self, tx: &mut PgTransaction) -> Result<(), BoxError> {
+///         sqlx::query("DELETE FROM event_counts").execute(&mut **tx).await?;
+///         Ok(())
+///     }
+/// }
+///
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = PgStore::connect("postgres://postgres@localhost/app").await?;
+/// store.migrate().await?;
+/// let running = ProjectionRunner::new(store.clone(), PgCheckpoints::new(&store), EventCounts).spawn();
+/// // …
+/// running.stop().await?;
+/// # Ok(()) }
+/// ```
+///
+/// Cloning is cheap: clones share the store's pool.
+#[derive(Debug, Clone)]
+pub struct PgCheckpoints {
+    store: PgStore,
+}
+
+impl PgCheckpoints {
+    /// The checkpoints of `store`, in its schema and through its pool.
+    pub fn new(store: &PgStore) -> Self {
+        Self {
+            store: store.clone(),
+        }
+    }
+
+    /// The store the checkpoints belong to.
+    pub fn store(&self) -> &PgStore {
+        &self.store
+    }
+
+    /// The advisory lock's key text for `projection`: unique per schema and projection.
+    fn lock_key(&self, projection: &str) -> String {
+        format!("esrs projection {}.{projection}", self.store.schema())
+    }
+}
+
+fn store_error(error: impl std::error::Error + Send + Sync + 'static) -> CheckpointError {
+    CheckpointError::Store(Box::new(error))
+}
+
+/// The right to run one projection: a PostgreSQL advisory lock held by a connection of its
+/// own. Dropping it closes the connection, which releases the lock.
+#[derive(Debug)]
+pub struct PgProjectionLock {
+    conn: PgConnection,
+    key: String,
+}
+
+impl PgProjectionLock {
+    /// Releases the lock and closes its connection.
+    pub async fn release(mut self) -> Result<(), CheckpointError> {
+        sqlx::query(include_str!("projection/unlock.sql"))
+            .bind(&self.key)
+            .execute(&mut self.conn)
+            .await
+            .map_err(store_error)?;
+        self.conn.close().await.map_err(store_error)
+    }
+}
+
+impl CheckpointStore for PgCheckpoints {
+    type Tx = PgTransaction;
+    type Lock = PgProjectionLock;
+
+    async fn load(&self, projection: &str) -> Result<Position, CheckpointError> {
+        Ok(self
+            .store
+            .load_checkpoint(projection)
+            .await
+            .map_err(store_error)?
+            .unwrap_or(Position::START))
+    }
+
+    async fn begin(&self) -> Result<PgTransaction, CheckpointError> {
+        self.store.pool().begin().await.map_err(store_error)
+    }
+
+    async fn save(
+        &self,
+        tx: &mut PgTransaction,
+        projection: &str,
+        from: Position,
+        to: Position,
+    ) -> Result<(), CheckpointError> {
+        let moved = self
+            .store
+            .move_checkpoint_in(tx, projection, from, to)
+            .await
+            .map_err(store_error)?;
+        if moved {
+            return Ok(());
+        }
+        let actual = self
+            .store
+            .load_checkpoint_in(tx, projection)
+            .await
+            .map_err(store_error)?;
+        Err(CheckpointError::Moved {
+            expected: from,
+            actual,
+        })
+    }
+
+    async fn commit(&self, tx: PgTransaction) -> Result<(), CheckpointError> {
+        tx.commit().await.map_err(store_error)
+    }
+
+    async fn try_lock(
+        &self,
+        projection: &str,
+    ) -> Result<Option<PgProjectionLock>, CheckpointError> {
+        // A connection of its own, outside the pool: the lock lives as long as the session,
+        // and a pooled connection would carry it back into the pool.
+        let mut conn = self
+            .store
+            .pool()
+            .acquire()
+            .await
+            .map_err(store_error)?
+            .detach();
+        let key = self.lock_key(projection);
+        let locked: bool = sqlx::query_scalar(include_str!("projection/try_lock.sql"))
+            .bind(&key)
+            .fetch_one(&mut conn)
+            .await
+            .map_err(store_error)?;
+        if locked {
+            Ok(Some(PgProjectionLock { conn, key }))
+        } else {
+            conn.close().await.map_err(store_error)?;
+            Ok(None)
+        }
+    }
+}
