@@ -1,14 +1,22 @@
 //! Projections over PostgreSQL: checkpoints in the store's schema, read models written in
-//! the checkpoint's transaction, and at most one runner of a projection across processes.
+//! the checkpoint's transaction, at most one runner of a projection across processes, and
+//! inline projections written in the append's transaction.
 //!
 //! See [`PgCheckpoints`].
 
+use chrono::{DateTime, Utc};
 use esrs_core::projection::CheckpointError;
-use esrs_core::{CheckpointStore, Position};
-use sqlx::postgres::PgConnection;
-use sqlx::{Connection, Postgres};
+use esrs_core::{
+    AppendOutcome, AppendRequest, CheckpointStore, Metadata, Position, Projection, ProjectionError,
+    ProjectionEvents, RecordedEvent, StreamId,
+};
+use serde_json::value::RawValue;
+use sqlx::postgres::{PgConnection, PgRow};
+use sqlx::types::Json;
+use sqlx::{Connection, Postgres, Row};
 
 use crate::PgStore;
+use crate::error::to_core;
 
 /// The transaction a [`PgCheckpoints`] projection handler writes in; the checkpoint is
 /// saved and committed in it.
@@ -190,4 +198,117 @@ impl CheckpointStore for PgCheckpoints {
             Ok(None)
         }
     }
+}
+
+impl PgStore {
+    /// Appends `request` and applies its events to an inline projection, in one
+    /// transaction: the read model changes exactly when the events are committed, and a
+    /// reader of it never sees the log ahead of or behind it.
+    ///
+    /// If the projection's handler fails, or an event it handles does not decode, nothing
+    /// is appended and the error is returned. A repeated idempotency key returns the
+    /// original outcome and applies nothing again. Conflicts come back as
+    /// [`ProjectionError::Store`] with [`esrs_core::Error::Conflict`].
+    ///
+    /// An inline projection keeps no checkpoint: it must not also be run by a
+    /// [`ProjectionRunner`](esrs_core::ProjectionRunner) while appends go on, or events
+    /// would be applied twice. To rebuild it, stop the writers, run
+    /// [`ProjectionRunner::rebuild`](esrs_core::ProjectionRunner::rebuild) once, and go on
+    /// appending with this method.
+    pub async fn append_inline<P>(
+        &self,
+        request: AppendRequest,
+        projection: &mut P,
+    ) -> Result<AppendOutcome, ProjectionError>
+    where
+        P: Projection<PgTransaction>,
+    {
+        let name = projection.name().to_owned();
+        let store_error = |source: sqlx::Error| ProjectionError::Store {
+            projection: name.clone(),
+            source: to_core(source),
+        };
+        let mut tx = self.pool().begin().await.map_err(store_error)?;
+        let stream = request.stream.clone();
+        let outcome =
+            self.append_in(&mut tx, request)
+                .await
+                .map_err(|source| ProjectionError::Store {
+                    projection: name.clone(),
+                    source,
+                })?;
+        if outcome.deduplicated {
+            // The original append applied its events; this transaction wrote nothing.
+            return Ok(outcome);
+        }
+        let sql = include_str!("projection/written_events.sql").replace("{schema}", self.schema());
+        let rows = sqlx::query(&sql)
+            .bind(stream.as_str())
+            .bind(signed(outcome.first_version))
+            .bind(signed(outcome.last_version))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        for row in rows {
+            let record = written_event(&row, &stream).map_err(store_error)?;
+            if !projection.handles(&record.name) {
+                continue;
+            }
+            let event = <P::Event as ProjectionEvents>::decode(&record).map_err(|source| {
+                ProjectionError::Decode {
+                    projection: name.clone(),
+                    position: record.position,
+                    stream: record.stream.clone(),
+                    version: record.version,
+                    source,
+                }
+            })?;
+            projection
+                .handle(&mut tx, event, &record)
+                .await
+                .map_err(|source| ProjectionError::Handler {
+                    projection: name.clone(),
+                    position: record.position,
+                    stream: record.stream.clone(),
+                    version: record.version,
+                    source,
+                })?;
+        }
+        tx.commit().await.map_err(store_error)?;
+        Ok(outcome)
+    }
+}
+
+fn signed(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn unsigned(value: i64) -> u64 {
+    value.max(0).unsigned_abs()
+}
+
+/// A row of `written_events.sql` as a recorded event.
+fn written_event(row: &PgRow, stream: &StreamId) -> Result<RecordedEvent, sqlx::Error> {
+    let sequence: i64 = row.try_get(0)?;
+    let commit: i64 = row.try_get(1)?;
+    let version: i64 = row.try_get(2)?;
+    let name: String = row.try_get(3)?;
+    let event_version: i32 = row.try_get(4)?;
+    let payload: String = row.try_get(5)?;
+    let metadata: Option<Json<Metadata>> = row.try_get(6)?;
+    let recorded_at: DateTime<Utc> = row.try_get(7)?;
+    let payload = RawValue::from_string(payload).map_err(|e| sqlx::Error::ColumnDecode {
+        index: "payload".to_owned(),
+        source: Box::new(e),
+    })?;
+    Ok(RecordedEvent::new(
+        Position::new(unsigned(commit), unsigned(sequence)),
+        stream.clone(),
+        unsigned(version),
+        name,
+        event_version.max(0).unsigned_abs(),
+        payload,
+        metadata.map(|Json(m)| m).unwrap_or_default(),
+        recorded_at,
+    ))
 }

@@ -76,23 +76,26 @@ pub fn player_stream(player: &StreamId) -> StreamId {
     StreamId::in_category("player", player)
 }
 
+/// The append that records that `player` scored `points`.
+pub fn score(player: &StreamId, points: i64) -> Result<AppendRequest, EncodeError> {
+    let event = LeaderboardEvent::PlayerScored(PlayerScored {
+        player: player.as_str().to_owned(),
+        points,
+    });
+    Ok(AppendRequest::new(
+        player_stream(player),
+        ExpectedVersion::Any,
+        vec![NewEvent::encode(&event)?],
+    ))
+}
+
 /// Records that `player` scored `points`.
 pub async fn record_score<S: EventStore>(
     store: &S,
     player: &StreamId,
     points: i64,
 ) -> esrs_core::Result<AppendOutcome> {
-    let event = LeaderboardEvent::PlayerScored(PlayerScored {
-        player: player.as_str().to_owned(),
-        points,
-    });
-    store
-        .append(AppendRequest::new(
-            player_stream(player),
-            ExpectedVersion::Any,
-            vec![NewEvent::encode(&event)?],
-        ))
-        .await
+    store.append(score(player, points)?).await
 }
 
 /// One line of a ranking.

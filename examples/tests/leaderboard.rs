@@ -11,13 +11,13 @@ use std::time::Duration;
 
 use esrs_core::projection::Phase;
 use esrs_core::{
-    BoxError, EventStore, Position, Projection, ProjectionError, ProjectionRunner, RecordedEvent,
-    StreamId,
+    BoxError, EventStore, IdempotencyKey, Position, Projection, ProjectionError, ProjectionRunner,
+    RecordedEvent, StreamId,
 };
 use esrs_examples::leaderboard::{
-    LeaderboardEvent, PgLeaderboard, Ranked, RedisLeaderboard, player_stream, record_score,
+    LeaderboardEvent, PgLeaderboard, Ranked, RedisLeaderboard, player_stream, record_score, score,
 };
-use esrs_postgres::{PgCheckpoints, PgStore, PgStoreOptions};
+use esrs_postgres::{PgCheckpoints, PgStore, PgStoreOptions, PgTransaction};
 
 fn database_url() -> String {
     std::env::var("DATABASE_URL")
@@ -384,5 +384,92 @@ async fn checkpoints_are_compare_and_set() {
         .unwrap();
     drop(tx);
     assert_eq!(checkpoints.load("p").await.unwrap(), Position::new(7, 3));
+    fx.cleanup(&[]).await;
+}
+
+/// Fails on every event.
+#[derive(Debug)]
+struct Refusing(PgLeaderboard);
+
+impl Projection<PgTransaction> for Refusing {
+    type Event = LeaderboardEvent;
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    async fn handle(
+        &mut self,
+        tx: &mut PgTransaction,
+        event: LeaderboardEvent,
+        envelope: &RecordedEvent,
+    ) -> Result<(), BoxError> {
+        // The write happens, then the failure rolls it back with the append.
+        self.0.handle(tx, event, envelope).await?;
+        Err("refused".into())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inline_projection_commits_with_the_append() {
+    let fx = Fixture::new().await;
+    let mut inline = fx.table("inline").await;
+    for i in 0..60 {
+        let player = StreamId::new(format!("p{}", i % 7)).unwrap();
+        let outcome = fx
+            .store
+            .append_inline(score(&player, i % 9 - 2).unwrap(), &mut inline)
+            .await
+            .unwrap();
+        // The read model is up to date as soon as the append returns.
+        let applied = inline.events_applied(fx.store.pool()).await.unwrap();
+        assert_eq!(applied[player.as_str()], outcome.last_version);
+    }
+    fx.assert_each_applied_once(&inline).await;
+    let ranking = fx.ranking(&inline).await;
+    assert_eq!(ranking, fx.fresh_rebuild().await);
+
+    // A failing handler: neither the event nor the read model change.
+    let player = StreamId::new("p1").unwrap();
+    let version = fx
+        .store
+        .stream_version(&player_stream(&player))
+        .await
+        .unwrap();
+    let mut refusing = Refusing(inline.clone());
+    let err = fx
+        .store
+        .append_inline(score(&player, 1000).unwrap(), &mut refusing)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ProjectionError::Handler { ref projection, .. } if projection == "inline")
+    );
+    assert_eq!(
+        fx.store
+            .stream_version(&player_stream(&player))
+            .await
+            .unwrap(),
+        version
+    );
+    assert_eq!(fx.ranking(&inline).await, ranking);
+
+    // A repeated idempotency key applies nothing again.
+    let key = IdempotencyKey::new(uuid::Uuid::new_v4().to_string()).unwrap();
+    let first = fx
+        .store
+        .append_inline(
+            score(&player, 7).unwrap().idempotency_key(key.clone()),
+            &mut inline,
+        )
+        .await
+        .unwrap();
+    let again = fx
+        .store
+        .append_inline(score(&player, 7).unwrap().idempotency_key(key), &mut inline)
+        .await
+        .unwrap();
+    assert!(!first.deduplicated && again.deduplicated);
+    assert_eq!(again.last_version, first.last_version);
+    fx.assert_each_applied_once(&inline).await;
+    assert_eq!(fx.ranking(&inline).await, fx.fresh_rebuild().await);
     fx.cleanup(&[]).await;
 }
