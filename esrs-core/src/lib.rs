@@ -8,41 +8,21 @@
 //!
 //! ```
 //! use esrs_core::prelude::*;
-//! use esrs_core::{DecodeError, EncodeError, Payload};
 //! use serde::{Deserialize, Serialize};
-//! use serde_json::value::RawValue;
 //!
-//! #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+//! #[derive(Event, Debug, Clone, PartialEq, Serialize, Deserialize)]
 //! struct Deposited { amount: u64 }
-//!
-//! #[derive(Debug, Clone, PartialEq)]
-//! enum AccountEvent { Deposited(Deposited) }
-//!
-//! impl EventSet for AccountEvent {
-//!     const NAMES: &'static [&'static str] = &["Deposited"];
-//!     fn name(&self) -> &'static str { "Deposited" }
-//!     fn version(&self) -> u32 { 1 }
-//!     fn encode(&self) -> Result<Payload, EncodeError> {
-//!         let AccountEvent::Deposited(e) = self;
-//!         esrs_core::encode_json("Deposited", e)
-//!     }
-//!     fn decode(name: &str, version: u32, payload: &RawValue) -> Result<Self, DecodeError> {
-//!         match (name, version) {
-//!             ("Deposited", 1) => Ok(AccountEvent::Deposited(DecodeError::parse("Deposited", 1, payload)?)),
-//!             ("Deposited", v) => Err(DecodeError::UnknownVersion { name: "Deposited", version: v, known: vec![1] }),
-//!             _ => Err(DecodeError::UnknownName { name: name.to_owned(), known: Self::NAMES.to_vec() }),
-//!         }
-//!     }
-//! }
 //!
 //! #[derive(Debug, Default)]
 //! struct Account { balance: u64 }
 //!
-//! impl Aggregate for Account {
-//!     const NAME: &'static str = "account";
-//!     type Event = AccountEvent;
-//!     fn apply(&mut self, event: &AccountEvent) {
-//!         match event { AccountEvent::Deposited(e) => self.balance += e.amount }
+//! #[aggregate(name = "account")]
+//! impl Account {
+//!     #[apply]
+//!     fn deposited(&mut self, e: &Deposited) { self.balance += e.amount }
+//!
+//!     fn deposit(&self, amount: u64) -> Result<Deposited, std::convert::Infallible> {
+//!         Ok(Deposited { amount })
 //!     }
 //! }
 //!
@@ -51,18 +31,23 @@
 //! let accounts = Repository::<Account, _>::new(InMemoryStore::new());
 //! let id = StreamId::new("alice")?;
 //! accounts
-//!     .execute(&id, |_account| Ok::<_, std::convert::Infallible>(AccountEvent::Deposited(Deposited { amount: 300 })))
+//!     .execute(&id, |account| account.deposit(300))
 //!     .await?;
 //! let account = accounts.load(&id).await?;
 //! assert_eq!((account.balance, account.version), (300, 1));
 //! # Ok(()) }
 //! ```
 
+// Lets the macros' generated code (`::esrs_core::…`) compile inside this crate's own tests.
+extern crate self as esrs_core;
+
 mod aggregate;
+mod catalog;
 mod envelope;
 mod error;
 mod event;
 mod memory;
+mod private;
 pub mod projection;
 mod repository;
 mod store;
@@ -72,10 +57,14 @@ mod stream;
 pub mod conformance;
 
 pub use aggregate::{Aggregate, decode_snapshot, encode_snapshot};
+pub use catalog::{
+    AggregateInfo, Catalog, CatalogConflict, CatalogError, EventInfo, catalog, check_catalog,
+};
 pub use envelope::{
     AppendOutcome, AppendRequest, Metadata, NewEvent, RecordedEvent, Snapshot, SnapshotKey,
 };
 pub use error::{BoxError, Conflict, Error, Result};
+pub use esrs_derive::{Event, aggregate};
 pub use event::{DecodeError, EncodeError, Event, EventSet, IntoEvents, Payload, encode_json};
 pub use memory::InMemoryStore;
 pub use projection::{
@@ -97,6 +86,7 @@ pub mod prelude {
         Aggregate, Event, EventSet, EventStore, ExecuteError, ExpectedVersion, IdempotencyKey,
         InMemoryStore, Metadata, Projection, ProjectionRunner, Repository, StreamId,
     };
+    pub use esrs_derive::aggregate;
 }
 
 /// Items used by the code that esrs's macros generate. Not a public API.
@@ -105,4 +95,6 @@ pub mod __private {
     pub use serde;
     pub use serde_json;
     pub use serde_json::value::RawValue;
+
+    pub use crate::private::*;
 }

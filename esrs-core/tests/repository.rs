@@ -6,56 +6,19 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use esrs_core::prelude::*;
 use esrs_core::{
-    AppendOutcome, AppendRequest, DecodeError, EncodeError, Error, NewEvent, Payload, Position,
-    RecordedEvent, Snapshot, SnapshotKey, StreamItem, Version,
+    AppendOutcome, AppendRequest, DecodeError, Error, NewEvent, Position, RecordedEvent, Snapshot,
+    SnapshotKey, StreamItem, Version,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Event, Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Added {
     by: u64,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-enum CounterEvent {
-    Added(Added),
-    Reset,
-}
-
-impl EventSet for CounterEvent {
-    const NAMES: &'static [&'static str] = &["Added", "Reset"];
-    fn name(&self) -> &'static str {
-        match self {
-            Self::Added(_) => "Added",
-            Self::Reset => "Reset",
-        }
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn encode(&self) -> Result<Payload, EncodeError> {
-        match self {
-            Self::Added(e) => esrs_core::encode_json("Added", e),
-            Self::Reset => esrs_core::encode_json("Reset", &()),
-        }
-    }
-    fn decode(name: &str, version: u32, payload: &RawValue) -> Result<Self, DecodeError> {
-        match (name, version) {
-            ("Added", 1) => Ok(Self::Added(DecodeError::parse("Added", 1, payload)?)),
-            ("Reset", 1) => Ok(Self::Reset),
-            ("Added", v) => Err(DecodeError::UnknownVersion {
-                name: "Added",
-                version: v,
-                known: vec![1],
-            }),
-            _ => Err(DecodeError::UnknownName {
-                name: name.to_owned(),
-                known: Self::NAMES.to_vec(),
-            }),
-        }
-    }
-}
+#[derive(Event, Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Reset;
 
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 struct Counter {
@@ -69,24 +32,25 @@ enum CounterError {
     TooBig(u64),
 }
 
+#[aggregate(name = "counter")]
 impl Counter {
-    fn add(&self, by: u64) -> Result<CounterEvent, CounterError> {
+    #[apply]
+    fn added(&mut self, e: &Added) {
+        self.applied += 1;
+        self.total += e.by;
+    }
+
+    #[apply]
+    fn reset(&mut self, _: &Reset) {
+        self.applied += 1;
+        self.total = 0;
+    }
+
+    fn add(&self, by: u64) -> Result<Added, CounterError> {
         if self.total + by > 1_000_000 {
             return Err(CounterError::TooBig(1_000_000));
         }
-        Ok(CounterEvent::Added(Added { by }))
-    }
-}
-
-impl Aggregate for Counter {
-    const NAME: &'static str = "counter";
-    type Event = CounterEvent;
-    fn apply(&mut self, event: &CounterEvent) {
-        self.applied += 1;
-        match event {
-            CounterEvent::Added(e) => self.total += e.by,
-            CounterEvent::Reset => self.total = 0,
-        }
+        Ok(Added { by })
     }
 }
 
@@ -94,19 +58,18 @@ impl Aggregate for Counter {
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 struct SnappedCounter(Counter);
 
-impl Aggregate for SnappedCounter {
-    const NAME: &'static str = "counter";
-    const SNAPSHOT_EVERY: Option<u64> = Some(10);
-    const SNAPSHOT_KEY: SnapshotKey = SnapshotKey::new(1, 42);
-    type Event = CounterEvent;
-    fn apply(&mut self, event: &CounterEvent) {
-        self.0.apply(event)
+#[aggregate(name = "counter", snapshot_every = 10, event_enum = SnappedCounterEvent)]
+impl SnappedCounter {
+    #[apply]
+    fn added(&mut self, e: &Added) {
+        self.0.applied += 1;
+        self.0.total += e.by;
     }
-    fn encode_snapshot(&self) -> Option<Result<Payload, EncodeError>> {
-        Some(esrs_core::encode_snapshot("counter", self))
-    }
-    fn decode_snapshot(payload: &RawValue) -> Option<Result<Self, serde_json::Error>> {
-        Some(esrs_core::decode_snapshot(payload))
+
+    #[apply]
+    fn reset(&mut self, _: &Reset) {
+        self.0.applied += 1;
+        self.0.total = 0;
     }
 }
 
@@ -147,7 +110,7 @@ async fn commands_can_return_several_events_or_none() {
         .execute(&bob, |_| {
             Ok::<_, CounterError>(vec![
                 CounterEvent::Added(Added { by: 1 }),
-                CounterEvent::Reset,
+                CounterEvent::Reset(Reset),
                 CounterEvent::Added(Added { by: 3 }),
             ])
         })
@@ -193,7 +156,7 @@ impl EventStore for RacingStore {
     async fn append(&self, request: AppendRequest) -> esrs_core::Result<AppendOutcome> {
         if self.races_left.load(Ordering::SeqCst) > 0 {
             self.races_left.fetch_sub(1, Ordering::SeqCst);
-            let rival = CounterEvent::Added(Added { by: 100 });
+            let rival = CounterEvent::from(Added { by: 100 });
             self.inner
                 .append(AppendRequest::new(
                     request.stream.clone(),
@@ -500,7 +463,7 @@ async fn metadata_is_stored_with_every_event_of_a_command() {
     let lee = id("lee");
     let correlation = uuid::Uuid::new_v4();
     repo.execute(&lee, |_| {
-        Ok::<_, CounterError>(vec![CounterEvent::Reset, CounterEvent::Reset])
+        Ok::<_, CounterError>(vec![CounterEvent::Reset(Reset), CounterEvent::Reset(Reset)])
     })
     .metadata(
         Metadata::new()

@@ -35,6 +35,11 @@ pub enum Error {
         source: sqlx::Error,
     },
 
+    /// The store's tables or functions are missing or older than this program: run
+    /// [`PgStore::migrate`](crate::PgStore::migrate).
+    #[error("the esrs schema is missing or outdated; run `PgStore::migrate()`")]
+    NotMigrated(#[source] sqlx::Error),
+
     /// Any other database error.
     #[error("PostgreSQL error")]
     Database(#[source] sqlx::Error),
@@ -104,6 +109,15 @@ pub(crate) fn to_core(error: sqlx::Error) -> esrs_core::Error {
     if is_unavailable(&error) {
         return esrs_core::Error::Unavailable {
             source: Box::new(error),
+        };
+    }
+    // 3F000: no such schema; 42P01: no such table; 42883: no such function.
+    if matches!(
+        sqlstate(&error).as_deref(),
+        Some("3F000" | "42P01" | "42883")
+    ) {
+        return esrs_core::Error::Store {
+            source: Box::new(Error::NotMigrated(error)),
         };
     }
     match sqlstate(&error).as_deref() {

@@ -11,12 +11,12 @@ use esrs_core::{
     ProjectionEvents, RecordedEvent, StreamId,
 };
 use serde_json::value::RawValue;
-use sqlx::postgres::{PgConnection, PgRow};
+use sqlx::postgres::PgRow;
 use sqlx::types::Json;
-use sqlx::{Connection, Postgres, Row};
+use sqlx::{Postgres, Row};
 
-use crate::PgStore;
 use crate::error::to_core;
+use crate::{PgStore, ProjectionLock};
 
 /// The transaction a [`PgCheckpoints`] projection handler writes in; the checkpoint is
 /// saved and committed in it.
@@ -94,40 +94,15 @@ impl PgCheckpoints {
     pub fn store(&self) -> &PgStore {
         &self.store
     }
-
-    /// The advisory lock's key text for `projection`: unique per schema and projection.
-    fn lock_key(&self, projection: &str) -> String {
-        format!("esrs projection {}.{projection}", self.store.schema())
-    }
 }
 
 fn store_error(error: impl std::error::Error + Send + Sync + 'static) -> CheckpointError {
     CheckpointError::Store(Box::new(error))
 }
 
-/// The right to run one projection: a PostgreSQL advisory lock held by a connection of its
-/// own. Dropping it closes the connection, which releases the lock.
-#[derive(Debug)]
-pub struct PgProjectionLock {
-    conn: PgConnection,
-    key: String,
-}
-
-impl PgProjectionLock {
-    /// Releases the lock and closes its connection.
-    pub async fn release(mut self) -> Result<(), CheckpointError> {
-        sqlx::query(include_str!("projection/unlock.sql"))
-            .bind(&self.key)
-            .execute(&mut self.conn)
-            .await
-            .map_err(store_error)?;
-        self.conn.close().await.map_err(store_error)
-    }
-}
-
 impl CheckpointStore for PgCheckpoints {
     type Tx = PgTransaction;
-    type Lock = PgProjectionLock;
+    type Lock = ProjectionLock;
 
     async fn load(&self, projection: &str) -> Result<Position, CheckpointError> {
         Ok(self
@@ -172,31 +147,15 @@ impl CheckpointStore for PgCheckpoints {
         tx.commit().await.map_err(store_error)
     }
 
-    async fn try_lock(
-        &self,
-        projection: &str,
-    ) -> Result<Option<PgProjectionLock>, CheckpointError> {
-        // A connection of its own, outside the pool: the lock lives as long as the session,
-        // and a pooled connection would carry it back into the pool.
-        let mut conn = self
-            .store
-            .pool()
-            .acquire()
+    async fn try_lock(&self, projection: &str) -> Result<Option<ProjectionLock>, CheckpointError> {
+        self.store
+            .try_lock_projection(projection)
             .await
-            .map_err(store_error)?
-            .detach();
-        let key = self.lock_key(projection);
-        let locked: bool = sqlx::query_scalar(include_str!("projection/try_lock.sql"))
-            .bind(&key)
-            .fetch_one(&mut conn)
-            .await
-            .map_err(store_error)?;
-        if locked {
-            Ok(Some(PgProjectionLock { conn, key }))
-        } else {
-            conn.close().await.map_err(store_error)?;
-            Ok(None)
-        }
+            .map_err(store_error)
+    }
+
+    async fn unlock(&self, lock: ProjectionLock) -> Result<(), CheckpointError> {
+        lock.release().await.map_err(store_error)
     }
 }
 

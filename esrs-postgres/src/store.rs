@@ -2,8 +2,11 @@
 
 mod append;
 mod checkpoint;
+mod lock;
 mod notify;
 mod read;
+
+pub use lock::ProjectionLock;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,9 +55,9 @@ const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(500);
 ///   one still running, so a reader never skips an event that commits late. The price: a
 ///   transaction that stays open (anywhere in the cluster, once it has written) holds back
 ///   global readers until it ends. Keep write transactions short.
-/// - **Notifications**: each append notifies the channel `<schema>_events`, and
-///   [`wait_for_events`](EventStore::wait_for_events) wakes within milliseconds; it polls
-///   when notifications are off or the listening connection is down.
+/// - **Notifications**: appends notify the channel `<schema>_events` after they commit,
+///   and [`wait_for_events`](EventStore::wait_for_events) wakes within milliseconds; it
+///   polls when notifications are off or the listening connection is down.
 ///
 /// Cloning is cheap; clones share the pool and the notification listener.
 #[derive(Clone)]
@@ -95,6 +98,7 @@ struct Sql {
     read_all: String,
     events_after: String,
     events_beyond: String,
+    head_position: String,
     read_with_snapshot: String,
     stream_version: String,
     find_key: String,
@@ -115,6 +119,7 @@ impl Sql {
             read_all: fill(include_str!("store/read_all.sql")),
             events_after: fill(include_str!("store/events_after.sql")),
             events_beyond: fill(include_str!("store/events_beyond.sql")),
+            head_position: fill(include_str!("store/head_position.sql")),
             read_with_snapshot: fill(include_str!("store/read_with_snapshot.sql")),
             stream_version: fill(include_str!("store/stream_version.sql")),
             find_key: fill(include_str!("store/find_key.sql")),
@@ -151,6 +156,7 @@ pub struct PgStoreOptions {
     page_size: u32,
     settle_time: Duration,
     max_connections: u32,
+    acquire_timeout: Duration,
 }
 
 impl Default for PgStoreOptions {
@@ -173,6 +179,7 @@ impl PgStoreOptions {
             page_size: DEFAULT_PAGE_SIZE,
             settle_time: DEFAULT_SETTLE_TIME,
             max_connections: 10,
+            acquire_timeout: Duration::from_secs(30),
         }
     }
 
@@ -192,8 +199,10 @@ impl PgStoreOptions {
 
     /// Whether appends notify waiting readers through `LISTEN`/`NOTIFY` (on by default).
     ///
-    /// PostgreSQL serialises the commits of notifying transactions, so a write-heavy
-    /// system whose readers can live with polling may turn this off.
+    /// [`append`](EventStore::append) notifies after its commit, from a separate statement
+    /// that concurrent appends share, so notifications cost appends neither latency nor
+    /// throughput; readers in the same process are woken without the database. With
+    /// notifications off, readers in other processes find new events by polling.
     pub fn notifications(mut self, on: bool) -> Self {
         self.notify = on;
         self
@@ -230,6 +239,14 @@ impl PgStoreOptions {
         self
     }
 
+    /// How long [`connect`](Self::connect)'s pool tries to get a connection (30 s by
+    /// default) before an operation fails with
+    /// [`Error::Unavailable`](esrs_core::Error::Unavailable).
+    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.acquire_timeout = timeout;
+        self
+    }
+
     /// Opens a pool to `url` and builds the store on it. Run [`PgStore::migrate`] once
     /// before the first use of a new database.
     ///
@@ -241,6 +258,7 @@ impl PgStoreOptions {
         let pool = PgPoolOptions::new()
             .max_connections(self.max_connections)
             .test_before_acquire(false)
+            .acquire_timeout(self.acquire_timeout)
             .connect(url)
             .await
             .map_err(Error::from_sqlx)?;
@@ -387,6 +405,10 @@ impl EventStore for PgStore {
 
     async fn wait_for_events(&self, after: Position, timeout: Duration) -> esrs_core::Result<()> {
         self.wait(after, timeout).await
+    }
+
+    async fn head_position(&self) -> esrs_core::Result<Option<Position>> {
+        PgStore::head_position(self).await
     }
 }
 

@@ -11,16 +11,15 @@
 use std::collections::HashMap;
 
 use esrs_core::{
-    AppendOutcome, AppendRequest, BoxError, DecodeError, EncodeError, EventSet, EventStore,
-    ExpectedVersion, NewEvent, Payload, Projection, RecordedEvent, StreamId,
+    Aggregate, AppendOutcome, AppendRequest, BoxError, EncodeError, Event, EventStore,
+    ExpectedVersion, NewEvent, Projection, RecordedEvent, StreamId, aggregate,
 };
 use esrs_postgres::PgTransaction;
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use sqlx::PgPool;
 
 /// A player scored points in a game (negative points are penalties).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Event, Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlayerScored {
     /// The player.
     pub player: String,
@@ -28,57 +27,32 @@ pub struct PlayerScored {
     pub points: i64,
 }
 
-/// The events of the leaderboard.
-#[derive(Debug, Clone, PartialEq)]
-pub enum LeaderboardEvent {
-    /// A player scored.
-    PlayerScored(PlayerScored),
+/// A player: the aggregate whose stream holds the player's scores.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Player {
+    /// The player's total.
+    pub score: i64,
+    /// How many times the player scored.
+    pub games: u64,
 }
 
-impl EventSet for LeaderboardEvent {
-    const NAMES: &'static [&'static str] = &["PlayerScored"];
-
-    fn name(&self) -> &'static str {
-        "PlayerScored"
-    }
-
-    fn version(&self) -> u32 {
-        1
-    }
-
-    fn encode(&self) -> Result<Payload, EncodeError> {
-        let Self::PlayerScored(e) = self;
-        esrs_core::encode_json("PlayerScored", e)
-    }
-
-    fn decode(name: &str, version: u32, payload: &RawValue) -> Result<Self, DecodeError> {
-        match (name, version) {
-            ("PlayerScored", 1) => Ok(Self::PlayerScored(DecodeError::parse(
-                "PlayerScored",
-                1,
-                payload,
-            )?)),
-            ("PlayerScored", v) => Err(DecodeError::UnknownVersion {
-                name: "PlayerScored",
-                version: v,
-                known: vec![1],
-            }),
-            _ => Err(DecodeError::UnknownName {
-                name: name.to_owned(),
-                known: Self::NAMES.to_vec(),
-            }),
-        }
+#[aggregate(name = "player")]
+impl Player {
+    #[apply]
+    fn scored(&mut self, e: &PlayerScored) {
+        self.score += e.points;
+        self.games += 1;
     }
 }
 
-/// The stream of a player's scores.
+/// The stream of a player's scores (the one a `Repository<Player>` uses).
 pub fn player_stream(player: &StreamId) -> StreamId {
-    StreamId::in_category("player", player)
+    StreamId::in_category(<Player as Aggregate>::NAME, player)
 }
 
 /// The append that records that `player` scored `points`.
 pub fn score(player: &StreamId, points: i64) -> Result<AppendRequest, EncodeError> {
-    let event = LeaderboardEvent::PlayerScored(PlayerScored {
+    let event = PlayerEvent::from(PlayerScored {
         player: player.as_str().to_owned(),
         points,
     });
@@ -193,7 +167,7 @@ impl PgLeaderboard {
 }
 
 impl Projection<PgTransaction> for PgLeaderboard {
-    type Event = LeaderboardEvent;
+    type Event = PlayerEvent;
 
     fn name(&self) -> &str {
         &self.name
@@ -202,10 +176,10 @@ impl Projection<PgTransaction> for PgLeaderboard {
     async fn handle(
         &mut self,
         tx: &mut PgTransaction,
-        event: LeaderboardEvent,
+        event: PlayerEvent,
         _envelope: &RecordedEvent,
     ) -> Result<(), BoxError> {
-        let LeaderboardEvent::PlayerScored(e) = event;
+        let PlayerEvent::PlayerScored(e) = event;
         sqlx::query(&format!(
             "INSERT INTO {t} (player, score, events) VALUES ($1, $2, 1)
              ON CONFLICT (player) DO UPDATE
@@ -310,7 +284,7 @@ impl RedisLeaderboard {
 }
 
 impl<Tx: Send> Projection<Tx> for RedisLeaderboard {
-    type Event = LeaderboardEvent;
+    type Event = PlayerEvent;
 
     fn name(&self) -> &str {
         &self.name
@@ -319,10 +293,10 @@ impl<Tx: Send> Projection<Tx> for RedisLeaderboard {
     async fn handle(
         &mut self,
         _tx: &mut Tx,
-        event: LeaderboardEvent,
+        event: PlayerEvent,
         envelope: &RecordedEvent,
     ) -> Result<(), BoxError> {
-        let LeaderboardEvent::PlayerScored(e) = event;
+        let PlayerEvent::PlayerScored(e) = event;
         let _applied: i64 = self
             .script
             .key(&self.scores_key)

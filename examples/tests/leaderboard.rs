@@ -15,7 +15,7 @@ use esrs_core::{
     RecordedEvent, StreamId,
 };
 use esrs_examples::leaderboard::{
-    LeaderboardEvent, PgLeaderboard, Ranked, RedisLeaderboard, player_stream, record_score, score,
+    PgLeaderboard, PlayerEvent, Ranked, RedisLeaderboard, player_stream, record_score, score,
 };
 use esrs_postgres::{PgCheckpoints, PgStore, PgStoreOptions, PgTransaction};
 
@@ -136,15 +136,15 @@ impl<P> Gated<P> {
     }
 }
 
-impl<Tx: Send, P: Projection<Tx, Event = LeaderboardEvent>> Projection<Tx> for Gated<P> {
-    type Event = LeaderboardEvent;
+impl<Tx: Send, P: Projection<Tx, Event = PlayerEvent>> Projection<Tx> for Gated<P> {
+    type Event = PlayerEvent;
     fn name(&self) -> &str {
         self.inner.name()
     }
     async fn handle(
         &mut self,
         tx: &mut Tx,
-        event: LeaderboardEvent,
+        event: PlayerEvent,
         envelope: &RecordedEvent,
     ) -> Result<(), BoxError> {
         let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
@@ -392,14 +392,14 @@ async fn checkpoints_are_compare_and_set() {
 struct Refusing(PgLeaderboard);
 
 impl Projection<PgTransaction> for Refusing {
-    type Event = LeaderboardEvent;
+    type Event = PlayerEvent;
     fn name(&self) -> &str {
         self.0.name()
     }
     async fn handle(
         &mut self,
         tx: &mut PgTransaction,
-        event: LeaderboardEvent,
+        event: PlayerEvent,
         envelope: &RecordedEvent,
     ) -> Result<(), BoxError> {
         // The write happens, then the failure rolls it back with the append.

@@ -123,8 +123,20 @@ impl PgStore {
         let params = Params::new(request)?;
         let mut races = 0;
         loop {
-            match self.call_append(self.pool(), request, &params).await? {
-                Attempt::Decided(result) => return result,
+            // The notification is sent after the commit, outside the append's transaction.
+            match self
+                .call_append(self.pool(), request, &params, false)
+                .await?
+            {
+                Attempt::Decided(result) => {
+                    if result
+                        .as_ref()
+                        .is_ok_and(|o| !o.deduplicated && !o.is_empty())
+                    {
+                        self.announce_append();
+                    }
+                    return result;
+                }
                 Attempt::LostRace { on_key } => {
                     if let Some(result) = self.after_lost_race(request, on_key).await? {
                         return result;
@@ -149,6 +161,10 @@ impl PgStore {
     /// so that other writes (an inline projection, an outbox row) commit or roll back with
     /// the events.
     ///
+    /// With notifications on, the transaction notifies waiting readers when it commits;
+    /// PostgreSQL serialises the commits of notifying transactions, which
+    /// [`append`](esrs_core::EventStore::append) avoids by notifying after its commit.
+    ///
     /// The round trip is the same as [`append`](esrs_core::EventStore::append)'s. Readers of
     /// the global log see the events only when the caller's transaction commits, and are
     /// held back while it is open: keep it short. If a concurrent transaction wins the race
@@ -171,7 +187,11 @@ impl PgStore {
         async {
             request.check_payload_size(self.max_payload_bytes())?;
             let params = Params::new(&request)?;
-            match self.call_append(conn, &request, &params).await? {
+            // Notified at the caller's commit, from inside its transaction.
+            match self
+                .call_append(conn, &request, &params, self.inner.notify)
+                .await?
+            {
                 Attempt::Decided(result) => result,
                 Attempt::LostRace { on_key } => match self.after_lost_race(&request, on_key).await?
                 {
@@ -194,6 +214,7 @@ impl PgStore {
         executor: E,
         request: &AppendRequest,
         params: &Params<'_>,
+        notify_in_transaction: bool,
     ) -> esrs_core::Result<Attempt>
     where
         E: Executor<'e, Database = Postgres>,
@@ -206,7 +227,7 @@ impl PgStore {
             .bind(params.payloads.as_slice())
             .bind(params.metadata.as_deref())
             .bind(params.key)
-            .bind(self.inner.notify)
+            .bind(notify_in_transaction)
             .fetch_one(executor)
             .await;
         match row {

@@ -2,6 +2,7 @@
 //! waiter, with polling as the fallback.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use esrs_core::Position;
@@ -14,11 +15,19 @@ use super::PgStore;
 /// How long a store waits before trying to listen again after it could not.
 const RELISTEN_AFTER: Duration = Duration::from_secs(5);
 
-/// The shared listener of a store.
+/// Sends the store's notification; one statement that writes nothing, so its commit is
+/// quick (PostgreSQL serialises the commits of notifying transactions).
+const NOTIFY: &str = "SELECT pg_notify($1, '')";
+
+/// The shared listener of a store, and the sender of its notifications.
 pub(super) struct Notifier {
     /// Bumped on every notification, and whenever notifications may have been missed.
     generation: Arc<watch::Sender<u64>>,
     state: Mutex<ListenState>,
+    /// An append committed and readers elsewhere have not been notified yet.
+    pending: AtomicBool,
+    /// A task is sending notifications.
+    sending: AtomicBool,
 }
 
 #[derive(Default)]
@@ -32,6 +41,8 @@ impl Notifier {
         Self {
             generation: Arc::new(watch::Sender::new(0)),
             state: Mutex::new(ListenState::default()),
+            pending: AtomicBool::new(false),
+            sending: AtomicBool::new(false),
         }
     }
 }
@@ -45,6 +56,60 @@ impl Drop for Notifier {
 }
 
 impl PgStore {
+    /// Tells readers that an append committed: this process's waiters at once, others
+    /// through `NOTIFY`.
+    ///
+    /// Notifications are sent by one task per store, one at a time, outside the appends'
+    /// transactions: appends that commit while one is in flight share the next one, so
+    /// a busy writer sends far fewer notifications than it commits appends, and the
+    /// appends' commits never wait on the notification queue.
+    pub(super) fn announce_append(&self) {
+        let notifier = &self.inner.notifier;
+        notifier.generation.send_modify(|g| *g = g.wrapping_add(1));
+        if !self.inner.notify {
+            return;
+        }
+        notifier.pending.store(true, Ordering::SeqCst);
+        if notifier
+            .sending
+            .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            notifier.sending.store(false, Ordering::SeqCst);
+            return;
+        };
+        let store = self.clone();
+        runtime.spawn(async move {
+            let notifier = &store.inner.notifier;
+            let channel = store.notification_channel();
+            loop {
+                while notifier.pending.swap(false, Ordering::SeqCst) {
+                    if let Err(error) = sqlx::query(NOTIFY)
+                        .bind(&channel)
+                        .execute(store.pool())
+                        .await
+                    {
+                        tracing::warn!(%error, channel, "cannot notify readers of new events; they will poll");
+                    }
+                }
+                notifier.sending.store(false, Ordering::SeqCst);
+                // An append that set `pending` after the loop's last check and saw
+                // `sending` still set relies on this task: take the work back if so.
+                if !notifier.pending.load(Ordering::SeqCst)
+                    || notifier
+                        .sending
+                        .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+                        .is_err()
+                {
+                    break;
+                }
+            }
+        });
+    }
+
     /// Waits until events after `after` are readable by `read_all`, a notification
     /// arrives, or `timeout` passes.
     pub(super) async fn wait(&self, after: Position, timeout: Duration) -> esrs_core::Result<()> {

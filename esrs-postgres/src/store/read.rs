@@ -238,6 +238,7 @@ struct LogPages<'a> {
     caught_up: Arc<AtomicBool>,
     settle_until: Option<Instant>,
     backoff: Duration,
+    last_stream: Option<StreamId>,
 }
 
 impl<'a> LogPages<'a> {
@@ -303,8 +304,17 @@ impl<'a> Pages<'a> for LogPages<'a> {
     }
 
     fn decode(&mut self, row: &PgRow) -> Result<RecordedEvent, sqlx::Error> {
-        let stream: String = row.try_get(8)?;
-        let event = decode_event(row, 0, StreamId::from_stored(stream))?;
+        // Consecutive events of one stream share its id.
+        let stream: &str = row.try_get(8)?;
+        let stream = match &self.last_stream {
+            Some(last) if last.as_str() == stream => last.clone(),
+            _ => {
+                let id = StreamId::from_stored(stream);
+                self.last_stream = Some(id.clone());
+                id
+            }
+        };
+        let event = decode_event(row, 0, stream)?;
         self.in_page += 1;
         self.after = event.position;
         Ok(event)
@@ -323,10 +333,11 @@ impl<'a> Pages<'a> for SnapshotPages<'a> {
     type Item = StreamItem;
 
     fn next_page(&mut self) -> Option<Rows<'a>> {
-        if !self.first {
+        if self.events.started {
+            // The following pages are plain pages of the stream.
+            self.first = false;
             return self.events.next_page();
         }
-        self.first = false;
         self.events.started = true;
         self.events.in_page = 0;
         Some(
@@ -340,7 +351,16 @@ impl<'a> Pages<'a> for SnapshotPages<'a> {
     }
 
     fn decode(&mut self, row: &PgRow) -> Result<StreamItem, sqlx::Error> {
+        if !self.first {
+            return self.events.decode(row).map(StreamItem::Event);
+        }
         let is_snapshot: bool = row.try_get(0)?;
+        if is_snapshot && self.events.in_page > 0 {
+            // The snapshot must come first, or a fold would skip the events before it.
+            return Err(sqlx::Error::Protocol(
+                "the snapshot row came after events of its stream".into(),
+            ));
+        }
         if is_snapshot {
             let version: i64 = row.try_get(3)?;
             let Json(payload): Json<Payload> = row.try_get(6)?;
@@ -391,6 +411,7 @@ impl PgStore {
                 caught_up: Arc::new(AtomicBool::new(false)),
                 settle_until: None,
                 backoff: MIN_SETTLE_BACKOFF,
+                last_stream: None,
             },
             span,
         )

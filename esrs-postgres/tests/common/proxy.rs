@@ -75,8 +75,9 @@ impl Proxy {
         String::from_utf8_lossy(&self.shared.lock().unwrap().messages).into_owned()
     }
 
-    /// Cuts every connection, as a crashed server or network would.
+    /// Cuts every connection and refuses new ones, as a crashed server or network would.
     pub fn cut(&self) {
+        self.accept.abort();
         for task in self.shared.lock().unwrap().tasks.drain(..) {
             task.abort();
         }

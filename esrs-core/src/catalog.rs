@@ -1,0 +1,316 @@
+//! The program's catalog of event types and aggregates, registered by the macros.
+//!
+//! Every `#[derive(Event)]` registers its type and every `#[aggregate]` its aggregate at
+//! link time (through the [`inventory`] crate, so registration needs no code at start-up and
+//! no list kept by hand). Tools list the program's events with [`catalog`]; a start-up check
+//! or a test calls [`check_catalog`] to find a stored name claimed by two unrelated types, or
+//! a stream category claimed by two aggregates, anywhere in the program.
+//!
+//! The catalog holds what the linker kept: the types of every crate whose code the program
+//! uses. A library crate that the program depends on but never calls into may be left out
+//! of the binary, and its events with it.
+
+use std::any::TypeId;
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+
+use crate::aggregate::Aggregate;
+use crate::event::{Event, EventSet};
+
+/// One event type of the program, as registered by `#[derive(Event)]`.
+#[derive(Clone, Copy)]
+pub struct EventInfo {
+    name: &'static str,
+    version: u32,
+    rust_type: fn() -> &'static str,
+    type_id: fn() -> TypeId,
+    known_versions: fn() -> Vec<u32>,
+    upcast_from: Option<TypeRef>,
+}
+
+/// A type known by its id and name, both computed on demand.
+#[derive(Clone, Copy)]
+struct TypeRef {
+    id: fn() -> TypeId,
+    name: fn() -> &'static str,
+}
+
+impl EventInfo {
+    /// The entry of event type `T`.
+    pub const fn of<T: Event>() -> Self {
+        Self {
+            name: T::NAME,
+            version: T::VERSION,
+            rust_type: std::any::type_name::<T>,
+            type_id: TypeId::of::<T>,
+            known_versions: T::known_versions,
+            upcast_from: None,
+        }
+    }
+
+    /// The entry of an event type whose older versions are decoded through `P`.
+    pub const fn with_upcast_from<P: ?Sized + 'static>(self) -> Self {
+        Self {
+            upcast_from: Some(TypeRef {
+                id: TypeId::of::<P>,
+                name: std::any::type_name::<P>,
+            }),
+            ..self
+        }
+    }
+
+    /// The stored name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The version events of this type are written at.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// The Rust type, e.g. `my_app::cart::ItemAdded`.
+    pub fn rust_type(&self) -> &'static str {
+        (self.rust_type)()
+    }
+
+    /// Every stored version this type can decode, ascending, ending with
+    /// [`EventInfo::version`].
+    pub fn known_versions(&self) -> Vec<u32> {
+        (self.known_versions)()
+    }
+
+    /// The stored versions older than [`EventInfo::version`] that this type still decodes.
+    pub fn older_versions(&self) -> Vec<u32> {
+        let mut known = self.known_versions();
+        known.retain(|v| *v < self.version);
+        known
+    }
+
+    /// The Rust type of the previous version (`#[event(upcast_from = …)]`), if any.
+    pub fn upcast_from(&self) -> Option<&'static str> {
+        self.upcast_from.map(|t| (t.name)())
+    }
+
+    fn type_id(&self) -> TypeId {
+        (self.type_id)()
+    }
+}
+
+impl fmt::Debug for EventInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventInfo")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field("rust_type", &self.rust_type())
+            .field("known_versions", &self.known_versions())
+            .field("upcast_from", &self.upcast_from())
+            .finish()
+    }
+}
+
+/// One aggregate of the program, as registered by `#[aggregate]`.
+#[derive(Clone, Copy)]
+pub struct AggregateInfo {
+    name: &'static str,
+    rust_type: fn() -> &'static str,
+    events: &'static [&'static str],
+}
+
+impl AggregateInfo {
+    /// The entry of aggregate `A`.
+    pub const fn of<A: Aggregate>() -> Self {
+        Self {
+            name: A::NAME,
+            rust_type: std::any::type_name::<A>,
+            events: <A::Event as EventSet>::NAMES,
+        }
+    }
+
+    /// The aggregate's stream category.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The Rust type of the aggregate's state.
+    pub fn rust_type(&self) -> &'static str {
+        (self.rust_type)()
+    }
+
+    /// The stored names of the aggregate's events.
+    pub fn events(&self) -> &'static [&'static str] {
+        self.events
+    }
+}
+
+impl fmt::Debug for AggregateInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AggregateInfo")
+            .field("name", &self.name)
+            .field("rust_type", &self.rust_type())
+            .field("events", &self.events)
+            .finish()
+    }
+}
+
+inventory::collect!(EventInfo);
+inventory::collect!(AggregateInfo);
+
+/// Every event type and aggregate of the program, sorted by stored name.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    events: Vec<EventInfo>,
+    aggregates: Vec<AggregateInfo>,
+}
+
+/// The catalog of the running program: every type with `#[derive(Event)]` and every
+/// `#[aggregate]` linked into it.
+///
+/// ```
+/// use esrs_core::prelude::*;
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+/// #[event(name = "Opened", version = 2)]
+/// struct Opened { at: u64 }
+///
+/// let catalog = esrs_core::catalog();
+/// let opened = catalog.events_named("Opened").next().unwrap();
+/// assert_eq!(opened.version(), 2);
+/// assert!(opened.rust_type().ends_with("Opened"));
+/// ```
+pub fn catalog() -> Catalog {
+    let mut events: Vec<EventInfo> = inventory::iter::<EventInfo>.into_iter().copied().collect();
+    events.sort_by(|a, b| {
+        (a.name, a.version, a.rust_type()).cmp(&(b.name, b.version, b.rust_type()))
+    });
+    let mut aggregates: Vec<AggregateInfo> = inventory::iter::<AggregateInfo>
+        .into_iter()
+        .copied()
+        .collect();
+    aggregates.sort_by(|a, b| (a.name, a.rust_type()).cmp(&(b.name, b.rust_type())));
+    Catalog { events, aggregates }
+}
+
+/// Checks the program's catalog: see [`Catalog::check`].
+///
+/// Call it at start-up or in a test:
+///
+/// ```
+/// esrs_core::check_catalog().expect("stored names are unique");
+/// ```
+pub fn check_catalog() -> Result<(), CatalogError> {
+    catalog().check()
+}
+
+impl Catalog {
+    /// Every event type, sorted by stored name, then version.
+    pub fn events(&self) -> &[EventInfo] {
+        &self.events
+    }
+
+    /// Every aggregate, sorted by stream category.
+    pub fn aggregates(&self) -> &[AggregateInfo] {
+        &self.aggregates
+    }
+
+    /// The event types stored under `name`: one type, or the versions of one event linked by
+    /// `upcast_from`.
+    pub fn events_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a EventInfo> + 'a {
+        self.events.iter().filter(move |e| e.name == name)
+    }
+
+    /// Finds every stored name claimed by unrelated types and every stream category
+    /// claimed by two aggregates.
+    ///
+    /// Types sharing a stored name are fine when they are the versions of one event, linked
+    /// by `#[event(upcast_from = …)]` into a single chain: exactly one of them (the current
+    /// version) is not the `upcast_from` of another.
+    pub fn check(&self) -> Result<(), CatalogError> {
+        let mut conflicts = Vec::new();
+        let mut by_name: BTreeMap<&'static str, Vec<&EventInfo>> = BTreeMap::new();
+        for event in &self.events {
+            by_name.entry(event.name).or_default().push(event);
+        }
+        for (name, types) in by_name {
+            if types.len() < 2 {
+                continue;
+            }
+            let older: HashSet<TypeId> = types
+                .iter()
+                .filter_map(|e| e.upcast_from.map(|t| (t.id)()))
+                .collect();
+            let heads = types
+                .iter()
+                .filter(|e| !older.contains(&e.type_id()))
+                .count();
+            if heads > 1 {
+                conflicts.push(CatalogConflict::EventName {
+                    name,
+                    types: types.iter().map(|e| e.rust_type()).collect(),
+                });
+            }
+        }
+        let mut by_category: BTreeMap<&'static str, Vec<&'static str>> = BTreeMap::new();
+        for aggregate in &self.aggregates {
+            by_category
+                .entry(aggregate.name)
+                .or_default()
+                .push(aggregate.rust_type());
+        }
+        for (name, types) in by_category {
+            if types.len() > 1 {
+                conflicts.push(CatalogConflict::AggregateName { name, types });
+            }
+        }
+        if conflicts.is_empty() {
+            Ok(())
+        } else {
+            Err(CatalogError { conflicts })
+        }
+    }
+}
+
+/// The catalog holds names claimed twice; see [`Catalog::check`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", display_conflicts(.conflicts))]
+#[non_exhaustive]
+pub struct CatalogError {
+    /// Every conflict found, sorted by name.
+    pub conflicts: Vec<CatalogConflict>,
+}
+
+fn display_conflicts(conflicts: &[CatalogConflict]) -> String {
+    conflicts
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// One name claimed twice.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CatalogConflict {
+    /// Unrelated event types are stored under one name: stored events of that name would be
+    /// decoded as whichever type the reading aggregate knows.
+    #[error(
+        "the stored event name `{name}` is used by unrelated types {types:?}; give each its own #[event(name = \"…\")], or link the versions of one event with #[event(upcast_from = …)]"
+    )]
+    EventName {
+        /// The stored name.
+        name: &'static str,
+        /// The Rust types that claim it.
+        types: Vec<&'static str>,
+    },
+    /// Two aggregates write to one stream category, so their streams would mix.
+    #[error(
+        "the aggregate name `{name}` is used by {types:?}; give each its own #[aggregate(name = \"…\")]"
+    )]
+    AggregateName {
+        /// The stream category.
+        name: &'static str,
+        /// The Rust types that claim it.
+        types: Vec<&'static str>,
+    },
+}

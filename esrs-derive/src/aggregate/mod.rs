@@ -1,0 +1,223 @@
+//! `#[aggregate]`: parse the attribute and the impl block's `#[apply]` handlers
+//! (`parse`), check them together (`check`), then expand the event enum, its conversions,
+//! the `Aggregate` impl and the compile-time checks (`expand`).
+
+mod check;
+mod expand;
+mod parse;
+
+use proc_macro2::{Span, TokenStream};
+use quote::{ToTokens, format_ident, quote};
+use syn::{Ident, Item, Path, Type, TypePath, Visibility};
+
+use crate::ctxt::Ctxt;
+
+const KEYS: &[&str] = &[
+    "name",
+    "snapshot_every",
+    "snapshot_version",
+    "event_enum",
+    "derive",
+];
+
+/// The parsed `#[aggregate(...)]` arguments.
+#[derive(Default)]
+struct Args {
+    name: Option<String>,
+    /// Whether a `name` key was written (perhaps with a refused value).
+    name_given: bool,
+    snapshot_every: Option<(u64, Span)>,
+    snapshot_version: Option<(u32, Span)>,
+    event_enum: Option<(Visibility, Ident)>,
+    derive: Option<Vec<Path>>,
+}
+
+/// One `#[apply]` handler.
+struct Handler {
+    method: Ident,
+    event: TypePath,
+    variant: Ident,
+    code: String,
+}
+
+/// A `&self` method returning `Result<T, _>` whose `T` is checked to be one of the
+/// aggregate's events when it is an event type at all.
+struct Command {
+    ok: Type,
+}
+
+/// Expands `#[aggregate]`.
+pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
+    let mut cx = Ctxt::default();
+    let args = parse::parse_args(&mut cx, args);
+    let item: Item = match syn::parse2(item.clone()) {
+        Ok(item) => item,
+        Err(e) => {
+            cx.syn_error(e);
+            let errors = cx.into_compile_errors();
+            return quote!(#errors #item);
+        }
+    };
+    let mut imp = match item {
+        Item::Impl(imp) if imp.trait_.is_none() => imp,
+        Item::Impl(imp) => {
+            if let Some((_, path, _)) = &imp.trait_ {
+                cx.error_spanned_by(
+                    path,
+                    "#[aggregate] goes on the inherent impl block of the state type (`impl Cart { … }`), not on a trait impl",
+                );
+            }
+            let errors = cx.into_compile_errors();
+            return quote!(#errors #imp);
+        }
+        other => {
+            let at: TokenStream = match &other {
+                Item::Struct(s) => s.ident.to_token_stream(),
+                Item::Enum(e) => e.ident.to_token_stream(),
+                Item::Fn(f) => f.sig.ident.to_token_stream(),
+                Item::Trait(t) => t.ident.to_token_stream(),
+                _ => other.to_token_stream(),
+            };
+            cx.error_spanned_by(
+                at,
+                "#[aggregate] goes on the inherent impl block of the state type, holding its #[apply] handlers: `#[aggregate(name = \"cart\")] impl Cart { … }`",
+            );
+            let errors = cx.into_compile_errors();
+            return quote!(#errors #other);
+        }
+    };
+
+    if !imp.generics.params.is_empty() {
+        cx.error_spanned_by(
+            &imp.generics,
+            "an aggregate cannot be generic: its stream category and events are fixed; use #[aggregate] on a concrete type",
+        );
+    }
+    let self_ident = match &*imp.self_ty {
+        Type::Path(TypePath { qself: None, path }) => path.segments.last().map(|s| s.ident.clone()),
+        _ => None,
+    };
+    let Some(self_ident) = self_ident else {
+        cx.error_spanned_by(
+            &imp.self_ty,
+            "#[aggregate] goes on the impl block of a named state type: `impl Cart { … }`",
+        );
+        let errors = cx.into_compile_errors();
+        return quote!(#errors #imp);
+    };
+
+    let (handlers, marked) = parse::take_handlers(&mut cx, &mut imp);
+    let commands = parse::find_commands(&imp);
+    check::check(&mut cx, &args, &handlers);
+    if marked == 0 {
+        cx.error_spanned_by(
+            &imp.self_ty,
+            "an aggregate needs at least one #[apply] handler, e.g. `#[apply] fn added(&mut self, event: &ItemAdded) { … }`",
+        );
+    }
+
+    let (vis, enum_ident) = match &args.event_enum {
+        Some((Visibility::Inherited, ident)) => (quote!(pub), ident.clone()),
+        Some((vis, ident)) => (vis.to_token_stream(), ident.clone()),
+        None => (quote!(pub), format_ident!("{}Event", self_ident)),
+    };
+    if !cx.is_ok() {
+        // The user's impl (without the `#[apply]` markers) and a bare event enum, so that
+        // the errors above are not followed by a cascade about missing items.
+        let mut seen = std::collections::HashSet::new();
+        let variants = handlers
+            .iter()
+            .filter(|h| seen.insert(h.variant.to_string()))
+            .map(|h| {
+                let (variant, event) = (&h.variant, &h.event);
+                quote!(#variant(#event))
+            });
+        let errors = cx.into_compile_errors();
+        return quote! {
+            #errors
+            #imp
+            #[allow(dead_code, missing_docs)]
+            #vis enum #enum_ident { #(#variants),* }
+        };
+    }
+    let name = args.name.clone().unwrap_or_default();
+    let generated = expand::Generated {
+        args: &args,
+        name: &name,
+        self_ty: &imp.self_ty,
+        self_text: self_ident.to_string(),
+        vis,
+        enum_ident,
+        handlers: &handlers,
+        commands: &commands,
+    };
+    let expanded = generated.expand();
+    quote! {
+        #imp
+        #expanded
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expand_str(args: &str, item: &str) -> String {
+        expand(args.parse().unwrap(), item.parse().unwrap()).to_string()
+    }
+
+    const CART: &str = "impl Cart {
+        #[apply]
+        fn added(&mut self, e: &ItemAdded) { self.items.push(e.item.clone()) }
+    }";
+
+    #[test]
+    fn the_fold_fingerprint_is_pinned() {
+        // Snapshots written by one release must be used by the next when the fold did not
+        // change: the canonical text and hash of a handler are part of the storage format.
+        let out = expand_str("name = \"cart\", snapshot_every = 10", CART);
+        assert!(
+            out.contains("snapshot_key (1u32 , 17343898703721969883u64)"),
+            "{out}"
+        );
+        let changed = expand_str(
+            "name = \"cart\", snapshot_every = 10",
+            &CART.replace("push(e.item.clone())", "insert(0, e.item.clone())"),
+        );
+        assert!(!changed.contains("17343898703721969883u64"), "{changed}");
+    }
+
+    #[test]
+    fn bad_input_gives_errors_and_keeps_the_item() {
+        let inputs = [
+            ("", "struct Cart;"),
+            ("name", CART),
+            ("name = ", CART),
+            ("name = 3", CART),
+            ("= \"cart\"", CART),
+            ("name = \"cart\", snapshot_every = -1", CART),
+            (
+                "name = \"cart\", snapshot_every = 99999999999999999999999",
+                CART,
+            ),
+            ("name = \"cart\", event_enum = 3", CART),
+            ("name = \"cart\", derive(1)", CART),
+            (
+                "name = \"cart\"",
+                "impl Cart { #[apply] fn f(&mut self, e: &[u8]) {} }",
+            ),
+            ("name = \"cart\"", "impl Cart { #[apply] fn f(e: &X) {} }"),
+            ("name = \"cart\"", "impl<'a> Cart<'a> {}"),
+            ("name = \"cart\"", "impl (A, B) {}"),
+            ("name = \"cart\"", "fn cart() {}"),
+            ("name = \"cart\"", "not rust at all"),
+        ];
+        for (args, item) in inputs {
+            let out = expand_str(args, item);
+            assert!(out.contains("compile_error"), "{args:?} {item:?}: {out}");
+        }
+        let out = expand_str("name = \"\"", CART);
+        assert!(out.contains("impl Cart"), "the user's impl is kept: {out}");
+        assert!(!out.contains("# [apply]"), "the markers are removed: {out}");
+    }
+}

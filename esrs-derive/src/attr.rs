@@ -1,0 +1,161 @@
+//! Parsing helpers shared by the attributes of both macros.
+
+use std::collections::HashSet;
+
+use proc_macro2::Span;
+use syn::meta::ParseNestedMeta;
+use syn::{Expr, ExprLit, Lit, Token};
+
+use crate::ctxt::Ctxt;
+
+/// Tracks the keys of one attribute so that a repeated key is reported.
+pub(crate) struct Keys {
+    attribute: &'static str,
+    expected: &'static [&'static str],
+    repeatable: &'static [&'static str],
+    seen: HashSet<String>,
+}
+
+impl Keys {
+    pub(crate) fn new(attribute: &'static str, expected: &'static [&'static str]) -> Self {
+        Self {
+            attribute,
+            expected,
+            repeatable: &[],
+            seen: HashSet::new(),
+        }
+    }
+
+    /// Allows `keys` to be written more than once.
+    pub(crate) fn repeatable(mut self, keys: &'static [&'static str]) -> Self {
+        self.repeatable = keys;
+        self
+    }
+
+    /// The key of `meta` if it is known and seen for the first time; otherwise records an
+    /// error, skips the key's value and returns `None`.
+    pub(crate) fn accept(
+        &mut self,
+        cx: &mut Ctxt,
+        meta: &ParseNestedMeta<'_>,
+    ) -> syn::Result<Option<String>> {
+        let key = meta
+            .path
+            .get_ident()
+            .map(ToString::to_string)
+            .unwrap_or_else(|| path_text(&meta.path));
+        if !self.expected.contains(&key.as_str()) {
+            cx.error_spanned_by(
+                &meta.path,
+                format!(
+                    "unknown key `{key}` in #[{}(...)]; expected {}",
+                    self.attribute,
+                    one_of(self.expected)
+                ),
+            );
+            skip_value(meta)?;
+            return Ok(None);
+        }
+        if !self.seen.insert(key.clone()) && !self.repeatable.contains(&key.as_str()) {
+            cx.error_spanned_by(
+                &meta.path,
+                format!(
+                    "duplicate key `{key}` in #[{}(...)]; write it once",
+                    self.attribute
+                ),
+            );
+            skip_value(meta)?;
+            return Ok(None);
+        }
+        Ok(Some(key))
+    }
+}
+
+fn one_of(keys: &[&str]) -> String {
+    let quoted: Vec<String> = keys.iter().map(|k| format!("`{k}`")).collect();
+    match quoted.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("one of {} or {last}", rest.join(", ")),
+        None => String::from("no keys"),
+    }
+}
+
+/// The text of a path, as written.
+pub(crate) fn path_text(path: &syn::Path) -> String {
+    let mut text = String::new();
+    if path.leading_colon.is_some() {
+        text.push_str("::");
+    }
+    for (i, segment) in path.segments.iter().enumerate() {
+        if i > 0 {
+            text.push_str("::");
+        }
+        text.push_str(&segment.ident.to_string());
+    }
+    text
+}
+
+/// Skips the value of a key: `= tokens` or `(tokens)`, up to the next top-level comma.
+pub(crate) fn skip_value(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
+    while !meta.input.is_empty() && !meta.input.peek(Token![,]) {
+        meta.input.parse::<proc_macro2::TokenTree>()?;
+    }
+    Ok(())
+}
+
+/// Parses `= "text"`.
+pub(crate) fn string_value(
+    cx: &mut Ctxt,
+    meta: &ParseNestedMeta<'_>,
+    example: &str,
+) -> syn::Result<Option<(String, Span)>> {
+    let expr: Expr = meta.value()?.parse()?;
+    match &expr {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) => Ok(Some((s.value(), s.span()))),
+        _ => {
+            cx.error_spanned_by(
+                &expr,
+                format!("expected a string literal, e.g. `{example}`"),
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// Parses `= N` with an integer literal that fits `T`.
+pub(crate) fn int_value<T>(
+    cx: &mut Ctxt,
+    meta: &ParseNestedMeta<'_>,
+    example: &str,
+) -> syn::Result<Option<(T, Span)>>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    let expr: Expr = meta.value()?.parse()?;
+    match &expr {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(i), ..
+        }) => match i.base10_parse::<T>() {
+            Ok(value) => Ok(Some((value, i.span()))),
+            Err(e) => {
+                cx.error_spanned_by(i, format!("{e}; expected e.g. `{example}`"));
+                Ok(None)
+            }
+        },
+        _ => {
+            cx.error_spanned_by(
+                &expr,
+                format!("expected an integer literal, e.g. `{example}`"),
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// Characters a stored name or category must not contain.
+pub(crate) fn bad_name_char(name: &str) -> Option<char> {
+    name.chars().find(|c| c.is_control() || c.is_whitespace())
+}

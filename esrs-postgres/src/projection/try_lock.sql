@@ -1,2 +1,0 @@
--- A session-level advisory lock, held until released or the connection ends.
-SELECT pg_try_advisory_lock(hashtextextended($1, 0))

@@ -1,0 +1,71 @@
+//! The exclusive right to run one projection, held as a session advisory lock.
+
+use esrs_core::Position;
+use sqlx::Connection;
+use sqlx::postgres::PgConnection;
+
+use super::PgStore;
+use super::read::Xid8;
+use crate::error::to_core;
+
+/// The exclusive right to run one projection against a store's schema, across processes.
+///
+/// Held on a connection of its own (not one of the pool's) as a PostgreSQL session advisory
+/// lock; it is released by [`ProjectionLock::release`], or when the lock is dropped (the
+/// connection closes) or the process dies.
+#[derive(Debug)]
+pub struct ProjectionLock {
+    conn: PgConnection,
+    key: i64,
+}
+
+impl ProjectionLock {
+    /// Releases the lock and closes its connection.
+    pub async fn release(mut self) -> esrs_core::Result<()> {
+        sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(self.key)
+            .execute(&mut self.conn)
+            .await
+            .map_err(to_core)?;
+        self.conn.close().await.map_err(to_core)
+    }
+}
+
+impl PgStore {
+    /// Takes the exclusive right to run `projection`, or returns `None` if another runner
+    /// (in this process or another) holds it.
+    pub async fn try_lock_projection(
+        &self,
+        projection: &str,
+    ) -> esrs_core::Result<Option<ProjectionLock>> {
+        let mut conn = PgConnection::connect_with(&self.pool().connect_options())
+            .await
+            .map_err(to_core)?;
+        let key: i64 = sqlx::query_scalar("SELECT hashtextextended($1, 0)")
+            .bind(format!("esrs projection {}.{projection}", self.schema()))
+            .fetch_one(&mut conn)
+            .await
+            .map_err(to_core)?;
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(key)
+            .fetch_one(&mut conn)
+            .await
+            .map_err(to_core)?;
+        if locked {
+            Ok(Some(ProjectionLock { conn, key }))
+        } else {
+            conn.close().await.map_err(to_core)?;
+            Ok(None)
+        }
+    }
+
+    /// The position of the last event [`read_all`](esrs_core::EventStore::read_all) can
+    /// return now, if any: the head a projection measures its lag against.
+    pub async fn head_position(&self) -> esrs_core::Result<Option<Position>> {
+        let row: Option<(Xid8, i64)> = sqlx::query_as(&self.sql().head_position)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(to_core)?;
+        Ok(row.map(|(commit, sequence)| Position::new(commit.0, super::read::unsigned(sequence))))
+    }
+}

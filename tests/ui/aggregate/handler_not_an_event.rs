@@ -1,0 +1,32 @@
+use esrs_core::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+struct ItemAdded {
+    item: String,
+}
+
+#[derive(Default)]
+struct Cart {
+    items: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct ItemViewed {
+    item: String,
+}
+
+#[aggregate(name = "cart")]
+impl Cart {
+    #[apply]
+    fn added(&mut self, e: &ItemAdded) {
+        self.items.push(e.item.clone());
+    }
+
+    #[apply]
+    fn viewed(&mut self, e: &ItemViewed) {
+        let _ = e;
+    }
+}
+
+fn main() {}

@@ -1,0 +1,23 @@
+use esrs_core::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+struct ItemAdded {
+    item: String,
+}
+
+#[derive(Default)]
+struct Cart {
+    items: Vec<String>,
+}
+
+#[aggregate(name = "cart")]
+impl Cart {
+    #[apply]
+    fn added(&mut self, e: &ItemAdded, also: &ItemAdded) {
+        self.items.push(e.item.clone());
+        self.items.push(also.item.clone());
+    }
+}
+
+fn main() {}

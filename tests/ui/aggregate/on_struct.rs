@@ -1,0 +1,19 @@
+use esrs_core::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+struct ItemAdded {
+    item: String,
+}
+
+#[derive(Default)]
+struct Cart {
+    items: Vec<String>,
+}
+
+#[aggregate(name = "basket")]
+struct Basket {
+    items: Vec<String>,
+}
+
+fn main() {}

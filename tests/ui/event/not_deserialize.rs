@@ -1,0 +1,9 @@
+use esrs_core::prelude::*;
+use serde::Serialize;
+
+#[derive(Event, Serialize)]
+struct ItemAdded {
+    item: String,
+}
+
+fn main() {}

@@ -1,0 +1,16 @@
+use esrs_core::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Event, Deserialize)]
+#[event(name = "ItemAdded", version = 1)]
+struct ItemAddedV1 {
+    item: String,
+}
+
+#[derive(Event, Serialize, Deserialize)]
+#[event(version = 2, upcast_from = ItemAddedV1)]
+struct ItemAdded {
+    item: String,
+}
+
+fn main() {}
