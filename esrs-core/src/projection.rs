@@ -853,6 +853,7 @@ where
                 *rebuild = true;
             }
             seen = now;
+            // One pass, then, when following, the wait for new events; true when done.
             let step = async {
                 if !loaded {
                     let checkpoint = self
@@ -867,33 +868,36 @@ where
                     self.reset().await?;
                     *rebuild = false;
                 }
-                self.pass(control, seen, &mut attempt).await
-            };
-            match step.await {
-                Ok(PassEnd::Interrupted) => {}
-                Ok(PassEnd::CaughtUp { read }) => {
-                    attempt = 0;
-                    if mode == Mode::CatchUp {
-                        return Ok(());
-                    }
-                    self.set_phase(Phase::Live);
-                    empty_passes = if read == 0 { empty_passes + 1 } else { 0 };
-                    if empty_passes > 1 {
-                        // The store said events might be readable, but none were: do not
-                        // spin on it.
-                        let idle = Duration::from_millis(1 << (empty_passes - 2).min(6))
-                            .min(MAX_IDLE_PAUSE);
-                        if pause(control, idle).await {
-                            return Ok(());
-                        }
-                    }
-                    let checkpoint = self.status.borrow().checkpoint;
-                    let wait = self.store.wait_for_events(checkpoint, self.poll_interval);
-                    tokio::select! {
-                        waited = wait => waited.map_err(|e| self.store_error(e))?,
-                        _ = control.changed() => {}
+                let PassEnd::CaughtUp { read } = self.pass(control, seen, &mut attempt).await?
+                else {
+                    return Ok(false);
+                };
+                attempt = 0;
+                if mode == Mode::CatchUp {
+                    return Ok(true);
+                }
+                self.set_phase(Phase::Live);
+                empty_passes = if read == 0 { empty_passes + 1 } else { 0 };
+                if empty_passes > 1 {
+                    // The store said events might be readable, but none were: do not spin
+                    // on it.
+                    let idle =
+                        Duration::from_millis(1 << (empty_passes - 2).min(6)).min(MAX_IDLE_PAUSE);
+                    if pause(control, idle).await {
+                        return Ok(false);
                     }
                 }
+                let checkpoint = self.status.borrow().checkpoint;
+                let wait = self.store.wait_for_events(checkpoint, self.poll_interval);
+                tokio::select! {
+                    waited = wait => waited.map_err(|e| self.store_error(e))?,
+                    _ = control.changed() => {}
+                }
+                Ok::<_, ProjectionError>(false)
+            };
+            match step.await {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
                 Err(e) if e.is_batch_failure() => {
                     attempt += 1;
                     let Some(delay) = self.error_policy.delay(attempt) else {
