@@ -258,6 +258,9 @@ async fn eight_concurrent_writers_while_live_equals_a_fresh_rebuild() {
     pg_running.stop().await.unwrap();
     rd_running.stop().await.unwrap();
 
+    // The runner measures its lag against the store's head.
+    assert_eq!(status.head, Some(head));
+    assert_eq!(status.events_behind(), Some(0));
     assert_eq!(
         status.handled,
         50 + 8 * 40,
