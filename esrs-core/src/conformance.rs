@@ -665,7 +665,22 @@ pub async fn global_log_order<S: EventStore>(store: S) {
             expected.push((stream.clone(), round * 2 + 1));
         }
     }
-    let log = read_all(&store, start).await;
+    // A store may hold events back while older writes (of anyone) are still in flight, so
+    // the reader follows the log from where it stopped until ours are all visible.
+    let mut log = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let after = log.last().map_or(start, |e: &RecordedEvent| e.position);
+        log.extend(read_all(&store, after).await);
+        let seen = log
+            .iter()
+            .filter(|e| e.stream == a || e.stream == b)
+            .count();
+        if seen >= 20 || std::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let ours: Vec<_> = log
         .iter()
         .filter(|e| e.stream == a || e.stream == b)
@@ -893,7 +908,14 @@ pub async fn wait_for_events_wakes<S: EventStore>(store: S) {
         .expect("the waiter wakes long before its timeout")
         .expect("task completes");
     assert!(waited < std::time::Duration::from_secs(10));
-    assert!(!read_all(&*store, head).await.is_empty());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while read_all(&*store, head).await.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the appended event becomes readable"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 /// Generates one `#[tokio::test]` per conformance check, each on a fresh store made by

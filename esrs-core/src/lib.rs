@@ -52,6 +52,7 @@ pub mod projection;
 mod repository;
 mod store;
 mod stream;
+pub mod testing;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -82,6 +83,7 @@ pub use stream::{
 
 /// The names most programs need: `use esrs_core::prelude::*;`.
 pub mod prelude {
+    pub use crate::testing::AggregateTestExt;
     pub use crate::{
         Aggregate, Event, EventSet, EventStore, ExecuteError, ExpectedVersion, IdempotencyKey,
         InMemoryStore, Metadata, Projection, ProjectionRunner, Repository, StreamId,

@@ -1,3 +1,28 @@
-//! Runnable examples of esrs.
+//! Runnable examples of esrs, the programs a newcomer reads first.
+//!
+//! - [`cart`]: a shopping cart with snapshots, idempotency keys and an upcast event;
+//! - [`bank`]: a bank account that refuses overdrafts and explains its balance from its
+//!   history, as of any earlier version or time;
+//! - [`loyalty`]: a policy that turns every order into loyalty points, exactly once;
+//! - [`leaderboard`]: scores projected into a ranked PostgreSQL table and a Redis sorted set
+//!   (`cargo run -p esrs-examples --bin leaderboard`);
+//! - [`tour`]: the main example (`cargo run -p esrs-examples`), a walk through the cart and
+//!   the bank account against a real store.
+//!
+//! The domain code lives in this library so that the programs in `src/bin` and `src/main.rs`
+//! and the tests in `tests/` share it.
 
+pub mod bank;
+pub mod cart;
 pub mod leaderboard;
+pub mod loyalty;
+pub mod tour;
+
+/// What an example can fail with: a store error, a refused command, or an error writing its
+/// output.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+mod readme {}
