@@ -658,8 +658,9 @@ where
     }
 
     /// Sets how many events are read between two checkpoint commits (at least 1). Larger
-    /// batches write fewer checkpoints; after a crash, an external read model gets up to
-    /// one batch again.
+    /// batches write fewer checkpoints; but a batch's recorded events are held in memory
+    /// while it is handled, a transactional read model keeps one transaction open for the
+    /// whole batch, and after a crash an external read model gets up to one batch again.
     pub fn batch_size(mut self, events: usize) -> Self {
         self.batch_size = events.max(1);
         self
