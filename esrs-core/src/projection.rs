@@ -841,7 +841,9 @@ where
         mode: Mode,
         rebuild: &mut bool,
     ) -> Result<(), ProjectionError> {
-        let mut seen = *control.borrow_and_update();
+        // From the channel's initial value, so that a rebuild requested before the runner
+        // got here (while it waited for its lock, say) is not lost.
+        let mut seen = Control::default();
         let mut attempt = 0;
         let mut empty_passes = 0u32;
         let mut loaded = false;

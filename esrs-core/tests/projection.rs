@@ -875,3 +875,41 @@ async fn store_failures_follow_the_error_policy() {
     models.model().assert_each_applied_once();
     assert_eq!(models.model(), expected_model(&inner).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_requested_while_waiting_for_the_lock_is_done() {
+    let store = InMemoryStore::new();
+    seed(&store, 30, 3).await;
+    let checkpoints = InMemoryCheckpoints::new();
+    let projection = ExternalScores::default();
+    let model = projection.model.clone();
+    let mut first = ProjectionRunner::new(store.clone(), checkpoints.clone(), projection);
+    first.catch_up().await.unwrap();
+    let first = first.spawn();
+    first.wait_caught_up().await.unwrap();
+
+    let second = ExternalScores {
+        model: model.clone(),
+        hooks: Hooks::default(),
+    };
+    let calls = second.hooks.calls.clone();
+    let waiting = ProjectionRunner::new(store.clone(), checkpoints.clone(), second)
+        .wait_for_lock(Duration::from_millis(5))
+        .spawn();
+    waiting.request_rebuild();
+    first.stop().await.unwrap();
+    let mut status = waiting.subscribe();
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        status.wait_for(|s| s.rebuilds == 1 && s.is_caught_up()),
+    )
+    .await
+    .expect("the rebuild is done")
+    .unwrap();
+    waiting.stop().await.unwrap();
+    // The whole log was handled again, into an emptied read model.
+    assert_eq!(calls.load(Ordering::SeqCst), 24);
+    let model = model.lock().unwrap().clone();
+    model.assert_each_applied_once();
+    assert_eq!(model, fresh_rebuild(&store).await);
+}
