@@ -26,6 +26,24 @@
 //! fails (or an event it handles that does not decode) stops the runner or is retried,
 //! as the [`ErrorPolicy`] says; it is never skipped.
 //!
+//! # Running
+//!
+//! - [`ProjectionRunner::catch_up`] handles what is in the log now and returns;
+//!   [`ProjectionRunner::rebuild`] first empties the read model ([`Projection::reset`]) and
+//!   its checkpoint, in one unit of work.
+//! - [`ProjectionRunner::spawn`] catches up, then follows the log: it waits for new events
+//!   with [`EventStore::wait_for_events`] (a notification, or a poll every
+//!   [`poll_interval`](ProjectionRunner::poll_interval)). The [`RunningProjection`] handle
+//!   stops it cleanly, asks for a rebuild, waits for a position, and reports a
+//!   [`ProjectionStatus`]: its checkpoint, the store's head, and the lag in events and time.
+//! - Replay streams: one batch of recorded events is in memory at a time, each handled event
+//!   is decoded once, and the checkpoint is written once per batch.
+//! - A runner holds its checkpoint store's lock ([`CheckpointStore::try_lock`]) while it
+//!   runs, so a second runner of the same projection fails with
+//!   [`ProjectionError::AlreadyRunning`] or waits
+//!   ([`ProjectionRunner::wait_for_lock`]). Checkpoints are compare-and-set besides: a
+//!   runner whose checkpoint was moved by another fails instead of applying events twice.
+//!
 //! ```
 //! use esrs_core::projection::{InMemoryCheckpoints, Projection, ProjectionRunner};
 //! use esrs_core::{BoxError, EventStore, RecordedEvent};
