@@ -26,6 +26,24 @@
 //! fails (or an event it handles that does not decode) stops the runner or is retried,
 //! as the [`ErrorPolicy`] says; it is never skipped.
 //!
+//! # Running
+//!
+//! - [`ProjectionRunner::catch_up`] handles what is in the log now and returns;
+//!   [`ProjectionRunner::rebuild`] first empties the read model ([`Projection::reset`]) and
+//!   its checkpoint, in one unit of work.
+//! - [`ProjectionRunner::spawn`] catches up, then follows the log: it waits for new events
+//!   with [`EventStore::wait_for_events`] (a notification, or a poll every
+//!   [`poll_interval`](ProjectionRunner::poll_interval)). The [`RunningProjection`] handle
+//!   stops it cleanly, asks for a rebuild, waits for a position, and reports a
+//!   [`ProjectionStatus`]: its checkpoint, the store's head, and the lag in events and time.
+//! - Replay streams: one batch of recorded events is in memory at a time, each handled event
+//!   is decoded once, and the checkpoint is written once per batch.
+//! - A runner holds its checkpoint store's lock ([`CheckpointStore::try_lock`]) while it
+//!   runs, so a second runner of the same projection fails with
+//!   [`ProjectionError::AlreadyRunning`] or waits
+//!   ([`ProjectionRunner::wait_for_lock`]). Checkpoints are compare-and-set besides: a
+//!   runner whose checkpoint was moved by another fails instead of applying events twice.
+//!
 //! ```
 //! use esrs_core::projection::{InMemoryCheckpoints, Projection, ProjectionRunner};
 //! use esrs_core::{BoxError, EventStore, RecordedEvent};
@@ -210,6 +228,15 @@ pub trait CheckpointStore: Send + Sync + 'static {
         &self,
         projection: &str,
     ) -> impl Future<Output = Result<Option<Self::Lock>, CheckpointError>> + Send;
+
+    /// Gives the right back, so that another runner can take it at once. The default drops
+    /// the lock.
+    fn unlock(&self, lock: Self::Lock) -> impl Future<Output = Result<(), CheckpointError>> + Send {
+        async move {
+            drop(lock);
+            Ok(())
+        }
+    }
 }
 
 /// Checkpoints held in memory, shared by clones; for tests, prototypes and read models
@@ -649,8 +676,9 @@ where
     }
 
     /// Sets how many events are read between two checkpoint commits (at least 1). Larger
-    /// batches write fewer checkpoints; after a crash, an external read model gets up to
-    /// one batch again.
+    /// batches write fewer checkpoints; but a batch's recorded events are held in memory
+    /// while it is handled, a transactional read model keeps one transaction open for the
+    /// whole batch, and after a crash an external read model gets up to one batch again.
     pub fn batch_size(mut self, events: usize) -> Self {
         self.batch_size = events.max(1);
         self
@@ -814,10 +842,26 @@ where
         mode: Mode,
         rebuild: &mut bool,
     ) -> Result<(), ProjectionError> {
-        let Some(_lock) = self.lock(control).await? else {
+        let Some(lock) = self.lock(control).await? else {
             return Ok(());
         };
-        let mut seen = *control.borrow_and_update();
+        let result = self.run_loop(control, mode, rebuild).await;
+        if let Err(e) = self.checkpoints.unlock(lock).await {
+            // The lock goes with its connection or process anyway.
+            tracing::warn!(projection = %self.name, error = %e, "failed to release the projection lock");
+        }
+        result
+    }
+
+    async fn run_loop(
+        &mut self,
+        control: &mut watch::Receiver<Control>,
+        mode: Mode,
+        rebuild: &mut bool,
+    ) -> Result<(), ProjectionError> {
+        // From the channel's initial value, so that a rebuild requested before the runner
+        // got here (while it waited for its lock, say) is not lost.
+        let mut seen = Control::default();
         let mut attempt = 0;
         let mut empty_passes = 0u32;
         let mut loaded = false;
@@ -830,6 +874,7 @@ where
                 *rebuild = true;
             }
             seen = now;
+            // One pass, then, when following, the wait for new events; true when done.
             let step = async {
                 if !loaded {
                     let checkpoint = self
@@ -844,33 +889,36 @@ where
                     self.reset().await?;
                     *rebuild = false;
                 }
-                self.pass(control, seen, &mut attempt).await
-            };
-            match step.await {
-                Ok(PassEnd::Interrupted) => {}
-                Ok(PassEnd::CaughtUp { read }) => {
-                    attempt = 0;
-                    if mode == Mode::CatchUp {
-                        return Ok(());
-                    }
-                    self.set_phase(Phase::Live);
-                    empty_passes = if read == 0 { empty_passes + 1 } else { 0 };
-                    if empty_passes > 1 {
-                        // The store said events might be readable, but none were: do not
-                        // spin on it.
-                        let idle = Duration::from_millis(1 << (empty_passes - 2).min(6))
-                            .min(MAX_IDLE_PAUSE);
-                        if pause(control, idle).await {
-                            return Ok(());
-                        }
-                    }
-                    let checkpoint = self.status.borrow().checkpoint;
-                    let wait = self.store.wait_for_events(checkpoint, self.poll_interval);
-                    tokio::select! {
-                        waited = wait => waited.map_err(|e| self.store_error(e))?,
-                        _ = control.changed() => {}
+                let PassEnd::CaughtUp { read } = self.pass(control, seen, &mut attempt).await?
+                else {
+                    return Ok(false);
+                };
+                attempt = 0;
+                if mode == Mode::CatchUp {
+                    return Ok(true);
+                }
+                self.set_phase(Phase::Live);
+                empty_passes = if read == 0 { empty_passes + 1 } else { 0 };
+                if empty_passes > 1 {
+                    // The store said events might be readable, but none were: do not spin
+                    // on it.
+                    let idle =
+                        Duration::from_millis(1 << (empty_passes - 2).min(6)).min(MAX_IDLE_PAUSE);
+                    if pause(control, idle).await {
+                        return Ok(false);
                     }
                 }
+                let checkpoint = self.status.borrow().checkpoint;
+                let wait = self.store.wait_for_events(checkpoint, self.poll_interval);
+                tokio::select! {
+                    waited = wait => waited.map_err(|e| self.store_error(e))?,
+                    _ = control.changed() => {}
+                }
+                Ok::<_, ProjectionError>(false)
+            };
+            match step.await {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
                 Err(e) if e.is_batch_failure() => {
                     attempt += 1;
                     let Some(delay) = self.error_policy.delay(attempt) else {

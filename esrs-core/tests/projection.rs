@@ -762,3 +762,154 @@ async fn a_projection_can_read_a_set_of_stored_names() {
     assert_eq!(seen.get("Scored"), None);
     assert_eq!(runner.status().skipped, 60);
 }
+
+/// A store whose global reads and waits fail a given number of times first.
+#[derive(Debug, Clone)]
+struct FlakyStore {
+    inner: InMemoryStore,
+    read_failures: Arc<AtomicU64>,
+    wait_failures: Arc<AtomicU64>,
+}
+
+fn take_one(counter: &AtomicU64) -> bool {
+    counter
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+}
+
+fn unavailable() -> esrs_core::Error {
+    esrs_core::Error::Unavailable {
+        source: "connection reset".into(),
+    }
+}
+
+impl EventStore for FlakyStore {
+    async fn append(&self, request: AppendRequest) -> esrs_core::Result<esrs_core::AppendOutcome> {
+        self.inner.append(request).await
+    }
+    fn read_stream(
+        &self,
+        stream: &StreamId,
+        from: esrs_core::Version,
+        to: esrs_core::Version,
+    ) -> esrs_core::EventStream<'_> {
+        self.inner.read_stream(stream, from, to)
+    }
+    fn read_all(&self, after: Position) -> esrs_core::EventStream<'_> {
+        use futures_util::StreamExt;
+        if take_one(&self.read_failures) {
+            // A few events, then the connection drops.
+            return Box::pin(
+                self.inner
+                    .read_all(after)
+                    .take(3)
+                    .chain(futures_util::stream::once(async { Err(unavailable()) })),
+            );
+        }
+        self.inner.read_all(after)
+    }
+    async fn save_snapshot(&self, snapshot: esrs_core::Snapshot) -> esrs_core::Result<()> {
+        self.inner.save_snapshot(snapshot).await
+    }
+    async fn load_snapshot(
+        &self,
+        stream: &StreamId,
+        key: esrs_core::SnapshotKey,
+    ) -> esrs_core::Result<Option<esrs_core::Snapshot>> {
+        self.inner.load_snapshot(stream, key).await
+    }
+    async fn find_idempotency_key(
+        &self,
+        key: &esrs_core::IdempotencyKey,
+    ) -> esrs_core::Result<Option<esrs_core::AppendOutcome>> {
+        self.inner.find_idempotency_key(key).await
+    }
+    async fn stream_version(&self, stream: &StreamId) -> esrs_core::Result<esrs_core::Version> {
+        self.inner.stream_version(stream).await
+    }
+    async fn wait_for_events(&self, after: Position, timeout: Duration) -> esrs_core::Result<()> {
+        if take_one(&self.wait_failures) {
+            return Err(unavailable());
+        }
+        self.inner.wait_for_events(after, timeout).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_failures_follow_the_error_policy() {
+    let inner = InMemoryStore::new();
+    seed(&inner, 40, 3).await;
+    let store = FlakyStore {
+        inner: inner.clone(),
+        read_failures: Arc::new(AtomicU64::new(1)),
+        wait_failures: Arc::new(AtomicU64::new(0)),
+    };
+
+    // Stop: the read error ends the runner; the events read before it are not committed.
+    let models = ModelStore::default();
+    let mut runner = ProjectionRunner::new(store.clone(), models.clone(), TxScores::default());
+    assert!(matches!(
+        runner.catch_up().await,
+        Err(ProjectionError::Store {
+            source: esrs_core::Error::Unavailable { .. },
+            ..
+        })
+    ));
+    assert_eq!(models.checkpoint("scores"), None);
+
+    // Retry: a failed read and a failed wait are retried, and the live runner goes on.
+    store.read_failures.store(1, Ordering::SeqCst);
+    store.wait_failures.store(1, Ordering::SeqCst);
+    let running = ProjectionRunner::new(store.clone(), models.clone(), TxScores::default())
+        .error_policy(ErrorPolicy::Retry {
+            max: 2,
+            backoff: Duration::from_millis(1),
+        })
+        .spawn();
+    running.wait_caught_up().await.unwrap();
+    let head = append(&inner, "late", vec![scored(4)]).await;
+    running.wait_for(head).await.unwrap();
+    running.stop().await.unwrap();
+    assert_eq!(store.read_failures.load(Ordering::SeqCst), 0);
+    assert_eq!(store.wait_failures.load(Ordering::SeqCst), 0);
+    models.model().assert_each_applied_once();
+    assert_eq!(models.model(), expected_model(&inner).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_requested_while_waiting_for_the_lock_is_done() {
+    let store = InMemoryStore::new();
+    seed(&store, 30, 3).await;
+    let checkpoints = InMemoryCheckpoints::new();
+    let projection = ExternalScores::default();
+    let model = projection.model.clone();
+    let mut first = ProjectionRunner::new(store.clone(), checkpoints.clone(), projection);
+    first.catch_up().await.unwrap();
+    let first = first.spawn();
+    first.wait_caught_up().await.unwrap();
+
+    let second = ExternalScores {
+        model: model.clone(),
+        hooks: Hooks::default(),
+    };
+    let calls = second.hooks.calls.clone();
+    let waiting = ProjectionRunner::new(store.clone(), checkpoints.clone(), second)
+        .wait_for_lock(Duration::from_millis(5))
+        .spawn();
+    waiting.request_rebuild();
+    first.stop().await.unwrap();
+    let mut status = waiting.subscribe();
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        status.wait_for(|s| s.rebuilds == 1 && s.is_caught_up()),
+    )
+    .await
+    .expect("the rebuild is done")
+    .unwrap();
+    waiting.stop().await.unwrap();
+    // The whole log was handled again, into an emptied read model.
+    assert_eq!(calls.load(Ordering::SeqCst), 24);
+    let model = model.lock().unwrap().clone();
+    model.assert_each_applied_once();
+    assert_eq!(model, fresh_rebuild(&store).await);
+}

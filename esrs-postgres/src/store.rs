@@ -406,6 +406,10 @@ impl EventStore for PgStore {
     async fn wait_for_events(&self, after: Position, timeout: Duration) -> esrs_core::Result<()> {
         self.wait(after, timeout).await
     }
+
+    async fn head_position(&self) -> esrs_core::Result<Option<Position>> {
+        PgStore::head_position(self).await
+    }
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 //! - [`bank`]: a bank account that refuses overdrafts and explains its balance from its
 //!   history, as of any earlier version or time;
 //! - [`loyalty`]: a policy that turns every order into loyalty points, exactly once;
+//! - [`leaderboard`]: scores projected into a ranked PostgreSQL table and a Redis sorted set
+//!   (`cargo run -p esrs-examples --bin leaderboard`);
 //! - [`tour`]: the main example (`cargo run -p esrs-examples`), a walk through the cart and
 //!   the bank account against a real store.
 //!
@@ -12,6 +14,7 @@
 
 pub mod bank;
 pub mod cart;
+pub mod leaderboard;
 pub mod loyalty;
 pub mod tour;
 

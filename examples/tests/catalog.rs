@@ -10,7 +10,10 @@ fn the_examples_catalog_is_consistent() {
     let catalog = esrs_core::catalog();
 
     let aggregates: Vec<_> = catalog.aggregates().iter().map(|a| a.name()).collect();
-    assert_eq!(aggregates, ["account", "cart", "loyalty", "orders"]);
+    assert_eq!(
+        aggregates,
+        ["account", "cart", "loyalty", "orders", "player"]
+    );
 
     let events: Vec<_> = catalog
         .events()
@@ -26,6 +29,7 @@ fn the_examples_catalog_is_consistent() {
             ("ItemRemoved", 1),
             ("ItemRemoved", 2),
             ("OrderPlaced", 1),
+            ("PlayerScored", 1),
             ("PointsAdded", 1),
             ("Withdrawn", 1),
         ]

@@ -157,4 +157,7 @@ impl EventStore for TestStore {
     ) -> impl Future<Output = esrs_core::Result<()>> + Send {
         self.store.wait_for_events(after, timeout)
     }
+    fn head_position(&self) -> impl Future<Output = esrs_core::Result<Option<Position>>> + Send {
+        EventStore::head_position(&self.store)
+    }
 }

@@ -1,0 +1,273 @@
+//! Projections over PostgreSQL: checkpoints in the store's schema, read models written in
+//! the checkpoint's transaction, at most one runner of a projection across processes, and
+//! inline projections written in the append's transaction.
+//!
+//! See [`PgCheckpoints`].
+
+use chrono::{DateTime, Utc};
+use esrs_core::projection::CheckpointError;
+use esrs_core::{
+    AppendOutcome, AppendRequest, CheckpointStore, Metadata, Position, Projection, ProjectionError,
+    ProjectionEvents, RecordedEvent, StreamId,
+};
+use serde_json::value::RawValue;
+use sqlx::postgres::PgRow;
+use sqlx::types::Json;
+use sqlx::{Postgres, Row};
+
+use crate::error::to_core;
+use crate::{PgStore, ProjectionLock};
+
+/// The transaction a [`PgCheckpoints`] projection handler writes in; the checkpoint is
+/// saved and committed in it.
+pub type PgTransaction = sqlx::Transaction<'static, Postgres>;
+
+/// Projection checkpoints in the `checkpoints` table of a [`PgStore`]'s schema, saved in
+/// the transaction handed to the projection's handlers.
+///
+/// [`PgCheckpoints`] is the [`CheckpointStore`] of a [`PgStore`]. Its unit of work is a
+/// [`PgTransaction`]: a projection implementing `Projection<PgTransaction>` writes its read
+/// model through the transaction it is handed, and the runner saves the checkpoint and
+/// commits in that same transaction, so each event's effect happens exactly once, even
+/// across crashes. A projection that writes elsewhere (a cache, a search index, another
+/// database) runs with the same checkpoints and gets at-least-once delivery; it makes its
+/// handler idempotent with the event's position.
+///
+/// A runner holds a PostgreSQL advisory lock on a dedicated connection while it runs, so a
+/// second runner of the same projection, in any process, gets
+/// [`ProjectionError::AlreadyRunning`](esrs_core::ProjectionError::AlreadyRunning) or
+/// waits ([`ProjectionRunner::wait_for_lock`](esrs_core::ProjectionRunner::wait_for_lock)).
+/// Should that connection drop, the checkpoint itself is compare-and-set: a runner that
+/// lost the lock to another one fails on its next commit instead of applying events twice.
+///
+/// ```no_run
+/// use esrs_core::{BoxError, Projection, ProjectionRunner, RecordedEvent};
+/// use esrs_postgres::{PgCheckpoints, PgStore, PgTransaction};
+///
+/// /// Counts events per stream in a table.
+/// #[derive(Debug)]
+/// struct EventCounts;
+///
+/// impl Projection<PgTransaction> for EventCounts {
+///     type Event = serde_json::Value;
+///     fn name(&self) -> &str { "event_counts" }
+///     async fn handle(&mut self, tx: &mut PgTransaction, _event: serde_json::Value, envelope: &RecordedEvent) -> Result<(), BoxError> {
+///         sqlx::query(
+///             "INSERT INTO event_counts (stream, events) VALUES ($1, 1)
+///              ON CONFLICT (stream) DO UPDATE SET events = event_counts.events + 1",
+///         )
+///         .bind(envelope.stream.as_str())
+///         .execute(&mut **tx)
+///         .await?;
+///         Ok(())
+///     }
+///     async fn reset(&mut self, tx: &mut PgTransaction) -> Result<(), BoxError> {
+///         sqlx::query("DELETE FROM event_counts").execute(&mut **tx).await?;
+///         Ok(())
+///     }
+/// }
+///
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = PgStore::connect("postgres://postgres@localhost/app").await?;
+/// store.migrate().await?;
+/// let running = ProjectionRunner::new(store.clone(), PgCheckpoints::new(&store), EventCounts).spawn();
+/// // …
+/// running.stop().await?;
+/// # Ok(()) }
+/// ```
+///
+/// Cloning is cheap: clones share the store's pool.
+#[derive(Debug, Clone)]
+pub struct PgCheckpoints {
+    store: PgStore,
+}
+
+impl PgCheckpoints {
+    /// The checkpoints of `store`, in its schema and through its pool.
+    pub fn new(store: &PgStore) -> Self {
+        Self {
+            store: store.clone(),
+        }
+    }
+
+    /// The store the checkpoints belong to.
+    pub fn store(&self) -> &PgStore {
+        &self.store
+    }
+}
+
+fn store_error(error: impl std::error::Error + Send + Sync + 'static) -> CheckpointError {
+    CheckpointError::Store(Box::new(error))
+}
+
+impl CheckpointStore for PgCheckpoints {
+    type Tx = PgTransaction;
+    type Lock = ProjectionLock;
+
+    async fn load(&self, projection: &str) -> Result<Position, CheckpointError> {
+        Ok(self
+            .store
+            .load_checkpoint(projection)
+            .await
+            .map_err(store_error)?
+            .unwrap_or(Position::START))
+    }
+
+    async fn begin(&self) -> Result<PgTransaction, CheckpointError> {
+        self.store.pool().begin().await.map_err(store_error)
+    }
+
+    async fn save(
+        &self,
+        tx: &mut PgTransaction,
+        projection: &str,
+        from: Position,
+        to: Position,
+    ) -> Result<(), CheckpointError> {
+        let moved = self
+            .store
+            .move_checkpoint_in(tx, projection, from, to)
+            .await
+            .map_err(store_error)?;
+        if moved {
+            return Ok(());
+        }
+        let actual = self
+            .store
+            .load_checkpoint_in(tx, projection)
+            .await
+            .map_err(store_error)?;
+        Err(CheckpointError::Moved {
+            expected: from,
+            actual,
+        })
+    }
+
+    async fn commit(&self, tx: PgTransaction) -> Result<(), CheckpointError> {
+        tx.commit().await.map_err(store_error)
+    }
+
+    async fn try_lock(&self, projection: &str) -> Result<Option<ProjectionLock>, CheckpointError> {
+        self.store
+            .try_lock_projection(projection)
+            .await
+            .map_err(store_error)
+    }
+
+    async fn unlock(&self, lock: ProjectionLock) -> Result<(), CheckpointError> {
+        lock.release().await.map_err(store_error)
+    }
+}
+
+impl PgStore {
+    /// Appends `request` and applies its events to an inline projection, in one
+    /// transaction: the read model changes exactly when the events are committed, and a
+    /// reader of it never sees the log ahead of or behind it.
+    ///
+    /// If the projection's handler fails, or an event it handles does not decode, nothing
+    /// is appended and the error is returned. A repeated idempotency key returns the
+    /// original outcome and applies nothing again. Conflicts come back as
+    /// [`ProjectionError::Store`] with [`esrs_core::Error::Conflict`].
+    ///
+    /// An inline projection keeps no checkpoint: it must not also be run by a
+    /// [`ProjectionRunner`](esrs_core::ProjectionRunner) while appends go on, or events
+    /// would be applied twice. To rebuild it, stop the writers, run
+    /// [`ProjectionRunner::rebuild`](esrs_core::ProjectionRunner::rebuild) once, and go on
+    /// appending with this method.
+    pub async fn append_inline<P>(
+        &self,
+        request: AppendRequest,
+        projection: &mut P,
+    ) -> Result<AppendOutcome, ProjectionError>
+    where
+        P: Projection<PgTransaction>,
+    {
+        let name = projection.name().to_owned();
+        let store_error = |source: sqlx::Error| ProjectionError::Store {
+            projection: name.clone(),
+            source: to_core(source),
+        };
+        let mut tx = self.pool().begin().await.map_err(store_error)?;
+        let stream = request.stream.clone();
+        let outcome =
+            self.append_in(&mut tx, request)
+                .await
+                .map_err(|source| ProjectionError::Store {
+                    projection: name.clone(),
+                    source,
+                })?;
+        if outcome.deduplicated {
+            // The original append applied its events; this transaction wrote nothing.
+            return Ok(outcome);
+        }
+        let sql = include_str!("projection/written_events.sql").replace("{schema}", self.schema());
+        let rows = sqlx::query(&sql)
+            .bind(stream.as_str())
+            .bind(signed(outcome.first_version))
+            .bind(signed(outcome.last_version))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        for row in rows {
+            let record = written_event(&row, &stream).map_err(store_error)?;
+            if !projection.handles(&record.name) {
+                continue;
+            }
+            let event = <P::Event as ProjectionEvents>::decode(&record).map_err(|source| {
+                ProjectionError::Decode {
+                    projection: name.clone(),
+                    position: record.position,
+                    stream: record.stream.clone(),
+                    version: record.version,
+                    source,
+                }
+            })?;
+            projection
+                .handle(&mut tx, event, &record)
+                .await
+                .map_err(|source| ProjectionError::Handler {
+                    projection: name.clone(),
+                    position: record.position,
+                    stream: record.stream.clone(),
+                    version: record.version,
+                    source,
+                })?;
+        }
+        tx.commit().await.map_err(store_error)?;
+        Ok(outcome)
+    }
+}
+
+fn signed(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn unsigned(value: i64) -> u64 {
+    value.max(0).unsigned_abs()
+}
+
+/// A row of `written_events.sql` as a recorded event.
+fn written_event(row: &PgRow, stream: &StreamId) -> Result<RecordedEvent, sqlx::Error> {
+    let sequence: i64 = row.try_get(0)?;
+    let commit: i64 = row.try_get(1)?;
+    let version: i64 = row.try_get(2)?;
+    let name: String = row.try_get(3)?;
+    let event_version: i32 = row.try_get(4)?;
+    let payload: String = row.try_get(5)?;
+    let metadata: Option<Json<Metadata>> = row.try_get(6)?;
+    let recorded_at: DateTime<Utc> = row.try_get(7)?;
+    let payload = RawValue::from_string(payload).map_err(|e| sqlx::Error::ColumnDecode {
+        index: "payload".to_owned(),
+        source: Box::new(e),
+    })?;
+    Ok(RecordedEvent::new(
+        Position::new(unsigned(commit), unsigned(sequence)),
+        stream.clone(),
+        unsigned(version),
+        name,
+        event_version.max(0).unsigned_abs(),
+        payload,
+        metadata.map(|Json(m)| m).unwrap_or_default(),
+        recorded_at,
+    ))
+}
