@@ -41,6 +41,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         record_score(&store, &StreamId::new(player)?, points).await?;
     }
 
+    println!(
+        "Recorded 5 scores in schema `{SCHEMA}`; the rankings add up every run's scores, \
+         since the events of earlier runs stay in the log."
+    );
+
     // Each run of the example catches both read models up from their checkpoints.
     let checkpoints = PgCheckpoints::new(&store);
     let mut in_postgres = ProjectionRunner::new(store.clone(), checkpoints.clone(), table);
