@@ -35,6 +35,9 @@ const DEFAULT_SETTLE_TIME: Duration = Duration::from_secs(1);
 /// How often a waiting reader checks the log when no notification arrives.
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(500);
 
+/// The shortest time between two notifications of one store.
+const DEFAULT_NOTIFY_INTERVAL: Duration = Duration::from_millis(5);
+
 /// A PostgreSQL event store.
 ///
 /// `PgStore` keeps every guarantee of [`EventStore`] and passes the same conformance suite as
@@ -55,7 +58,8 @@ const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(500);
 ///   one still running, so a reader never skips an event that commits late. The price: a
 ///   transaction that stays open (anywhere in the cluster, once it has written) holds back
 ///   global readers until it ends. Keep write transactions short.
-/// - **Notifications**: appends notify the channel `<schema>_events` after they commit,
+/// - **Notifications**: appends notify the channel `<schema>_events` after they commit, at
+///   most once per [`notify_interval`](PgStoreOptions::notify_interval) (5 ms) per store,
 ///   and [`wait_for_events`](EventStore::wait_for_events) wakes within milliseconds; it
 ///   polls when notifications are off or the listening connection is down.
 ///
@@ -70,6 +74,7 @@ struct Inner {
     schema: String,
     max_payload_bytes: usize,
     notify: bool,
+    notify_interval: Duration,
     poll_interval: Duration,
     page_size: u32,
     settle_time: Duration,
@@ -83,6 +88,7 @@ impl std::fmt::Debug for PgStore {
             .field("schema", &self.inner.schema)
             .field("max_payload_bytes", &self.inner.max_payload_bytes)
             .field("notify", &self.inner.notify)
+            .field("notify_interval", &self.inner.notify_interval)
             .field("poll_interval", &self.inner.poll_interval)
             .field("page_size", &self.inner.page_size)
             .field("settle_time", &self.inner.settle_time)
@@ -152,6 +158,7 @@ pub struct PgStoreOptions {
     schema: String,
     max_payload_bytes: usize,
     notify: bool,
+    notify_interval: Duration,
     poll_interval: Duration,
     page_size: u32,
     settle_time: Duration,
@@ -175,6 +182,7 @@ impl PgStoreOptions {
             schema: DEFAULT_SCHEMA.to_owned(),
             max_payload_bytes: esrs_core::DEFAULT_MAX_PAYLOAD_BYTES,
             notify: true,
+            notify_interval: DEFAULT_NOTIFY_INTERVAL,
             poll_interval: DEFAULT_POLL_INTERVAL,
             page_size: DEFAULT_PAGE_SIZE,
             settle_time: DEFAULT_SETTLE_TIME,
@@ -200,11 +208,25 @@ impl PgStoreOptions {
     /// Whether appends notify waiting readers through `LISTEN`/`NOTIFY` (on by default).
     ///
     /// [`append`](EventStore::append) notifies after its commit, from a separate statement
-    /// that concurrent appends share, so notifications cost appends neither latency nor
-    /// throughput; readers in the same process are woken without the database. With
-    /// notifications off, readers in other processes find new events by polling.
+    /// that appends share (see [`notify_interval`](Self::notify_interval)), so
+    /// notifications cost appends no latency; readers in the same process are woken
+    /// without the database. With notifications off, readers in other processes find new
+    /// events by polling.
     pub fn notifications(mut self, on: bool) -> Self {
         self.notify = on;
+        self
+    }
+
+    /// The shortest time between two notifications the store sends (5 ms by default).
+    ///
+    /// A store has at most one notification in flight and starts at most one per
+    /// interval; it covers every append committed since the previous one. The interval is
+    /// thus the bound on how much later than at once readers in other processes are woken
+    /// (plus a round trip), and a busy writer sends at most one notification per interval
+    /// instead of one per append. Readers in the same process are woken at once, whatever
+    /// the interval. Zero sends the next notification as soon as the previous one is done.
+    pub fn notify_interval(mut self, interval: Duration) -> Self {
+        self.notify_interval = interval;
         self
     }
 
@@ -280,6 +302,7 @@ impl PgStoreOptions {
                 schema: self.schema,
                 max_payload_bytes: self.max_payload_bytes,
                 notify: self.notify,
+                notify_interval: self.notify_interval,
                 poll_interval: self.poll_interval,
                 page_size: self.page_size,
                 settle_time: self.settle_time,

@@ -825,6 +825,66 @@ async fn waiting_readers_wake_on_notification_or_poll() {
     }
 }
 
+/// A burst of appends shares its notifications: the first append's goes out at once, the
+/// appends committed within the notification interval after it share the next one.
+#[tokio::test]
+async fn notifications_are_coalesced() {
+    let store = fresh_store().await;
+    let proxy = Proxy::start(upstream().await).await;
+    let options = common::connect_options()
+        .host("127.0.0.1")
+        .port(proxy.addr.port())
+        .ssl_mode(PgSslMode::Disable);
+    // One connection, so that the warm-up prepares every statement the burst sends.
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .test_before_acquire(false)
+        .connect_with(options)
+        .await
+        .expect("connect through the proxy");
+    let interval = Duration::from_secs(1);
+    let through = PgStoreOptions::new()
+        .schema(store.schema())
+        .notify_interval(interval)
+        .build(pool)
+        .expect("store");
+    let stream = unique_stream("coalesce");
+    let append = |version: u64| {
+        through.append(AppendRequest::new(
+            stream.clone(),
+            ExpectedVersion::Exact(version),
+            vec![event("C", version)],
+        ))
+    };
+    append(0).await.expect("warm-up");
+    // The warm-up's notification and its interval pass.
+    tokio::time::sleep(interval + Duration::from_millis(300)).await;
+
+    proxy.reset();
+    let started = std::time::Instant::now();
+    for version in 1..=20 {
+        append(version).await.expect("append");
+    }
+    let elapsed = started.elapsed();
+    // One notification at once, then at most one per interval (on a busy machine the burst
+    // may outlast an interval).
+    let allowed = 1 + (elapsed.as_millis() / interval.as_millis()) as usize;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let messages = proxy.messages();
+    let during = messages.matches('E').count() - 20;
+    assert!(
+        (1..=allowed).contains(&during),
+        "{during} notifications for 20 appends in {elapsed:?}: {messages}"
+    );
+    // The appends since the last notification share one more, an interval after it.
+    tokio::time::sleep(interval).await;
+    let total = proxy.messages().matches('E').count() - 20;
+    assert!(
+        total == during + 1 && total <= allowed + 1,
+        "{total} notifications in all, {during} during the burst of {elapsed:?}"
+    );
+}
+
 /// The head of the log is the last event `read_all` returns.
 #[tokio::test]
 async fn head_position_is_the_last_readable_event() {
