@@ -26,8 +26,9 @@ pub const DEFAULT_SCHEMA: &str = "esrs";
 /// `_events` suffix of the notification channel.
 pub const MAX_SCHEMA_LEN: usize = 56;
 
-/// How many rows one query of a read returns at most; reads page through longer results.
-const DEFAULT_PAGE_SIZE: u32 = 1000;
+/// How many rows one query of a read of the global log returns at most; the read pages
+/// through longer results.
+const DEFAULT_PAGE_SIZE: u32 = 5000;
 
 /// How long a read of the global log waits for older open transactions.
 const DEFAULT_SETTLE_TIME: Duration = Duration::from_secs(1);
@@ -175,7 +176,7 @@ impl Default for PgStoreOptions {
 impl PgStoreOptions {
     /// The defaults: schema `esrs`, payloads up to
     /// [`DEFAULT_MAX_PAYLOAD_BYTES`](esrs_core::DEFAULT_MAX_PAYLOAD_BYTES), notifications on,
-    /// polling every 500 ms when no notification arrives, pages of 1,000 rows, and (for
+    /// polling every 500 ms when no notification arrives, pages of 5,000 rows, and (for
     /// [`connect`](Self::connect)) a pool of 10 connections.
     pub fn new() -> Self {
         Self {
@@ -237,7 +238,18 @@ impl PgStoreOptions {
         self
     }
 
-    /// How many rows one query of a read returns at most (at least 1).
+    /// How many rows one query of a read of the global log
+    /// ([`read_all`](EventStore::read_all)) returns at most (at least 1; 5,000 by default).
+    ///
+    /// Every page is a query of its own that sees the transactions committed when it
+    /// starts, so smaller pages let a long replay see new commits sooner and keep each
+    /// query short, at the price of a round trip per page. The rows of a page are decoded
+    /// as they arrive, so the page size does not change a read's memory. A page is an
+    /// index scan when PostgreSQL has statistics of the events table (autovacuum gathers
+    /// them; run `ANALYZE` after a bulk import): without them the planner may sort the rest
+    /// of the log for each large page. A stream read
+    /// ([`read_stream`](EventStore::read_stream), with or without a snapshot) is one query
+    /// whatever its length.
     pub fn page_size(mut self, rows: u32) -> Self {
         self.page_size = rows.max(1);
         self

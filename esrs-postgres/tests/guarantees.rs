@@ -695,8 +695,9 @@ async fn checkpoints() {
     assert_eq!(store.load_checkpoint("p").await.expect("load"), None);
 }
 
-/// Reads page through long results without losing or repeating events, also after a
-/// snapshot.
+/// Reads of the global log page through long results without losing or repeating events;
+/// stream reads (one query each) return every event, also after a snapshot, whatever the
+/// page size.
 #[tokio::test]
 async fn reads_page_through_long_results() {
     let store = fresh_store_with(|o| o.page_size(7)).await;
