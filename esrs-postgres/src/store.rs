@@ -44,9 +44,12 @@ const DEFAULT_NOTIFY_INTERVAL: Duration = Duration::from_millis(5);
 /// `PgStore` keeps every guarantee of [`EventStore`] and passes the same conformance suite as
 /// [`InMemoryStore`](esrs_core::InMemoryStore):
 ///
-/// - **One round trip per append**, whatever the batch size: the events travel as arrays to
-///   one call of the schema's `append` function, which checks the idempotency key and the
-///   expected version and inserts the batch in the same transaction.
+/// - **One round trip per append**, whatever the batch size: the events travel as arrays in
+///   one statement. An append that expects a version and has no idempotency key is one
+///   plain `INSERT`, whose expected-version check is the primary key and the presence of
+///   the expected version; other appends call the schema's `append` function, which checks
+///   the idempotency key and the expected version and inserts the batch in the same
+///   transaction.
 /// - **No gap, no duplicate**: the primary key `(stream_id, version)` makes two writers of the
 ///   same version collide; the loser gets [`Error::Conflict`](esrs_core::Error::Conflict)
 ///   (with [`ExpectedVersion::Any`](esrs_core::ExpectedVersion::Any) the store retries for
@@ -101,6 +104,7 @@ impl std::fmt::Debug for PgStore {
 /// The statements of a store, with its schema name filled in.
 struct Sql {
     append: String,
+    append_expected: String,
     read_stream: String,
     read_all: String,
     events_after: String,
@@ -122,6 +126,7 @@ impl Sql {
         let fill = |sql: &str| sql.replace("{schema}", schema);
         Self {
             append: fill(include_str!("store/append.sql")),
+            append_expected: fill(include_str!("store/append_expected.sql")),
             read_stream: fill(include_str!("store/read_stream.sql")),
             read_all: fill(include_str!("store/read_all.sql")),
             events_after: fill(include_str!("store/events_after.sql")),

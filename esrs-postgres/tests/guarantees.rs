@@ -359,7 +359,8 @@ async fn append_is_one_round_trip() {
     let proxy = Proxy::start(upstream().await).await;
     let through = store_through(&proxy, store.schema()).await;
     let stream = unique_stream("trips");
-    // The first use of a connection prepares the statement; later appends reuse it.
+    // The first use of a connection prepares the statements (an append expecting a version
+    // and one expecting any); later appends reuse them.
     through
         .append(AppendRequest::new(
             stream.clone(),
@@ -368,6 +369,14 @@ async fn append_is_one_round_trip() {
         ))
         .await
         .expect("warm-up");
+    through
+        .append(AppendRequest::new(
+            stream.clone(),
+            ExpectedVersion::Exact(1),
+            vec![event("Warm", 1)],
+        ))
+        .await
+        .expect("warm-up of an append expecting a version");
     tokio::time::sleep(Duration::from_millis(50)).await;
 
     for size in [1u64, 1000] {
