@@ -79,6 +79,7 @@ const RUNS: &[Run] = &[
     run("w1:raw-pool", "w1", true),
     run("w1:esrs", "w1", true),
     run("w1:esrs-cache", "w1", true),
+    run("w1:esrs-quiet", "w1", true),
     run("w1:mem", "w1", false),
     run("w1:mem-cache", "w1", false),
     run("w2:raw", "w2", true),
@@ -550,7 +551,8 @@ async fn run_child(id: &str, connect: Option<String>) -> Result<Report, BoxError
             measuring();
             workloads::commands(Arc::new(repo), spec, implementation).await?
         }
-        "w2:esrs-quiet" => {
+        "w1:esrs-quiet" | "w2:esrs-quiet" => {
+            let spec = if id.starts_with("w1") { W1 } else { W2 };
             let store = PgStore::builder()
                 .notifications(false)
                 .connect(needs_url(&connect)?)
@@ -558,7 +560,7 @@ async fn run_child(id: &str, connect: Option<String>) -> Result<Report, BoxError
             store.migrate().await?;
             let repo = Repository::<domain::Account, _>::new(store);
             measuring();
-            workloads::commands(Arc::new(repo), W2, "esrs, no NOTIFY").await?
+            workloads::commands(Arc::new(repo), spec, "esrs, no NOTIFY").await?
         }
         "w1:mem" | "w2:mem" => {
             let spec = if id == "w1:mem" { W1 } else { W2 };

@@ -142,6 +142,53 @@ async fn history_is_append_only() {
     );
 }
 
+/// Recorded times come back to the microsecond, before and after PostgreSQL's epoch
+/// (2000-01-01) and in the global log as in a stream.
+#[tokio::test]
+async fn recorded_times_are_exact() {
+    let store = fresh_store().await;
+    let stream = unique_stream("times");
+    let times = [
+        "1969-07-20 20:17:40.000001+00",
+        "1999-12-31 23:59:59.999999+00",
+        "2000-01-01 00:00:00+00",
+        "2026-11-30 16:45:12.345678+00",
+    ];
+    for (version, time) in (1i64..).zip(times) {
+        sqlx::query(&format!(
+            "INSERT INTO {}.events (stream_id, version, name, event_version, payload, recorded_at) \
+             VALUES ($1, $2, 'T', 1, '{{}}', $3::timestamptz)",
+            store.schema()
+        ))
+        .bind(stream.as_str())
+        .bind(version)
+        .bind(time)
+        .execute(store.pool())
+        .await
+        .expect("insert");
+    }
+    let expected: Vec<_> = times
+        .iter()
+        .map(|t| {
+            chrono::DateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f%#z")
+                .expect("a time")
+                .to_utc()
+        })
+        .collect();
+    let read: Vec<_> = read_stream(&store, &stream)
+        .await
+        .iter()
+        .map(|e| e.recorded_at)
+        .collect();
+    assert_eq!(read, expected);
+    let logged: Vec<_> = read_all(&store, Position::START)
+        .await
+        .iter()
+        .map(|e| e.recorded_at)
+        .collect();
+    assert_eq!(logged, expected);
+}
+
 /// The payload limit is the store's option, checked before anything is sent.
 #[tokio::test]
 async fn payload_limit_is_configurable() {
