@@ -26,8 +26,9 @@ pub const DEFAULT_SCHEMA: &str = "esrs";
 /// `_events` suffix of the notification channel.
 pub const MAX_SCHEMA_LEN: usize = 56;
 
-/// How many rows one query of a read returns at most; reads page through longer results.
-const DEFAULT_PAGE_SIZE: u32 = 1000;
+/// How many rows one query of a read of the global log returns at most; the read pages
+/// through longer results.
+const DEFAULT_PAGE_SIZE: u32 = 5000;
 
 /// How long a read of the global log waits for older open transactions.
 const DEFAULT_SETTLE_TIME: Duration = Duration::from_secs(1);
@@ -35,14 +36,20 @@ const DEFAULT_SETTLE_TIME: Duration = Duration::from_secs(1);
 /// How often a waiting reader checks the log when no notification arrives.
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(500);
 
+/// The shortest time between two notifications of one store.
+const DEFAULT_NOTIFY_INTERVAL: Duration = Duration::from_millis(5);
+
 /// A PostgreSQL event store.
 ///
 /// `PgStore` keeps every guarantee of [`EventStore`] and passes the same conformance suite as
 /// [`InMemoryStore`](esrs_core::InMemoryStore):
 ///
-/// - **One round trip per append**, whatever the batch size: the events travel as arrays to
-///   one call of the schema's `append` function, which checks the idempotency key and the
-///   expected version and inserts the batch in the same transaction.
+/// - **One round trip per append**, whatever the batch size: the events travel as arrays in
+///   one statement. An append that expects a version and has no idempotency key is one
+///   plain `INSERT`, whose expected-version check is the primary key and the presence of
+///   the expected version; other appends call the schema's `append` function, which checks
+///   the idempotency key and the expected version and inserts the batch in the same
+///   transaction.
 /// - **No gap, no duplicate**: the primary key `(stream_id, version)` makes two writers of the
 ///   same version collide; the loser gets [`Error::Conflict`](esrs_core::Error::Conflict)
 ///   (with [`ExpectedVersion::Any`](esrs_core::ExpectedVersion::Any) the store retries for
@@ -55,7 +62,8 @@ const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(500);
 ///   one still running, so a reader never skips an event that commits late. The price: a
 ///   transaction that stays open (anywhere in the cluster, once it has written) holds back
 ///   global readers until it ends. Keep write transactions short.
-/// - **Notifications**: appends notify the channel `<schema>_events` after they commit,
+/// - **Notifications**: appends notify the channel `<schema>_events` after they commit, at
+///   most once per [`notify_interval`](PgStoreOptions::notify_interval) (5 ms) per store,
 ///   and [`wait_for_events`](EventStore::wait_for_events) wakes within milliseconds; it
 ///   polls when notifications are off or the listening connection is down.
 ///
@@ -70,6 +78,7 @@ struct Inner {
     schema: String,
     max_payload_bytes: usize,
     notify: bool,
+    notify_interval: Duration,
     poll_interval: Duration,
     page_size: u32,
     settle_time: Duration,
@@ -83,6 +92,7 @@ impl std::fmt::Debug for PgStore {
             .field("schema", &self.inner.schema)
             .field("max_payload_bytes", &self.inner.max_payload_bytes)
             .field("notify", &self.inner.notify)
+            .field("notify_interval", &self.inner.notify_interval)
             .field("poll_interval", &self.inner.poll_interval)
             .field("page_size", &self.inner.page_size)
             .field("settle_time", &self.inner.settle_time)
@@ -94,6 +104,7 @@ impl std::fmt::Debug for PgStore {
 /// The statements of a store, with its schema name filled in.
 struct Sql {
     append: String,
+    append_expected: String,
     read_stream: String,
     read_all: String,
     events_after: String,
@@ -115,6 +126,7 @@ impl Sql {
         let fill = |sql: &str| sql.replace("{schema}", schema);
         Self {
             append: fill(include_str!("store/append.sql")),
+            append_expected: fill(include_str!("store/append_expected.sql")),
             read_stream: fill(include_str!("store/read_stream.sql")),
             read_all: fill(include_str!("store/read_all.sql")),
             events_after: fill(include_str!("store/events_after.sql")),
@@ -152,6 +164,7 @@ pub struct PgStoreOptions {
     schema: String,
     max_payload_bytes: usize,
     notify: bool,
+    notify_interval: Duration,
     poll_interval: Duration,
     page_size: u32,
     settle_time: Duration,
@@ -168,13 +181,14 @@ impl Default for PgStoreOptions {
 impl PgStoreOptions {
     /// The defaults: schema `esrs`, payloads up to
     /// [`DEFAULT_MAX_PAYLOAD_BYTES`](esrs_core::DEFAULT_MAX_PAYLOAD_BYTES), notifications on,
-    /// polling every 500 ms when no notification arrives, pages of 1,000 rows, and (for
+    /// polling every 500 ms when no notification arrives, pages of 5,000 rows, and (for
     /// [`connect`](Self::connect)) a pool of 10 connections.
     pub fn new() -> Self {
         Self {
             schema: DEFAULT_SCHEMA.to_owned(),
             max_payload_bytes: esrs_core::DEFAULT_MAX_PAYLOAD_BYTES,
             notify: true,
+            notify_interval: DEFAULT_NOTIFY_INTERVAL,
             poll_interval: DEFAULT_POLL_INTERVAL,
             page_size: DEFAULT_PAGE_SIZE,
             settle_time: DEFAULT_SETTLE_TIME,
@@ -200,11 +214,25 @@ impl PgStoreOptions {
     /// Whether appends notify waiting readers through `LISTEN`/`NOTIFY` (on by default).
     ///
     /// [`append`](EventStore::append) notifies after its commit, from a separate statement
-    /// that concurrent appends share, so notifications cost appends neither latency nor
-    /// throughput; readers in the same process are woken without the database. With
-    /// notifications off, readers in other processes find new events by polling.
+    /// that appends share (see [`notify_interval`](Self::notify_interval)), so
+    /// notifications cost appends no latency; readers in the same process are woken
+    /// without the database. With notifications off, readers in other processes find new
+    /// events by polling.
     pub fn notifications(mut self, on: bool) -> Self {
         self.notify = on;
+        self
+    }
+
+    /// The shortest time between two notifications the store sends (5 ms by default).
+    ///
+    /// A store has at most one notification in flight and starts at most one per
+    /// interval; it covers every append committed since the previous one. The interval is
+    /// thus the bound on how much later than at once readers in other processes are woken
+    /// (plus a round trip), and a busy writer sends at most one notification per interval
+    /// instead of one per append. Readers in the same process are woken at once, whatever
+    /// the interval. Zero sends the next notification as soon as the previous one is done.
+    pub fn notify_interval(mut self, interval: Duration) -> Self {
+        self.notify_interval = interval;
         self
     }
 
@@ -215,7 +243,18 @@ impl PgStoreOptions {
         self
     }
 
-    /// How many rows one query of a read returns at most (at least 1).
+    /// How many rows one query of a read of the global log
+    /// ([`read_all`](EventStore::read_all)) returns at most (at least 1; 5,000 by default).
+    ///
+    /// Every page is a query of its own that sees the transactions committed when it
+    /// starts, so smaller pages let a long replay see new commits sooner and keep each
+    /// query short, at the price of a round trip per page. The rows of a page are decoded
+    /// as they arrive, so the page size does not change a read's memory. A page is an
+    /// index scan when PostgreSQL has statistics of the events table (autovacuum gathers
+    /// them; run `ANALYZE` after a bulk import): without them the planner may sort the rest
+    /// of the log for each large page. A stream read
+    /// ([`read_stream`](EventStore::read_stream), with or without a snapshot) is one query
+    /// whatever its length.
     pub fn page_size(mut self, rows: u32) -> Self {
         self.page_size = rows.max(1);
         self
@@ -280,6 +319,7 @@ impl PgStoreOptions {
                 schema: self.schema,
                 max_payload_bytes: self.max_payload_bytes,
                 notify: self.notify,
+                notify_interval: self.notify_interval,
                 poll_interval: self.poll_interval,
                 page_size: self.page_size,
                 settle_time: self.settle_time,

@@ -142,6 +142,53 @@ async fn history_is_append_only() {
     );
 }
 
+/// Recorded times come back to the microsecond, before and after PostgreSQL's epoch
+/// (2000-01-01) and in the global log as in a stream.
+#[tokio::test]
+async fn recorded_times_are_exact() {
+    let store = fresh_store().await;
+    let stream = unique_stream("times");
+    let times = [
+        "1969-07-20 20:17:40.000001+00",
+        "1999-12-31 23:59:59.999999+00",
+        "2000-01-01 00:00:00+00",
+        "2026-11-30 16:45:12.345678+00",
+    ];
+    for (version, time) in (1i64..).zip(times) {
+        sqlx::query(&format!(
+            "INSERT INTO {}.events (stream_id, version, name, event_version, payload, recorded_at) \
+             VALUES ($1, $2, 'T', 1, '{{}}', $3::timestamptz)",
+            store.schema()
+        ))
+        .bind(stream.as_str())
+        .bind(version)
+        .bind(time)
+        .execute(store.pool())
+        .await
+        .expect("insert");
+    }
+    let expected: Vec<_> = times
+        .iter()
+        .map(|t| {
+            chrono::DateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f%#z")
+                .expect("a time")
+                .to_utc()
+        })
+        .collect();
+    let read: Vec<_> = read_stream(&store, &stream)
+        .await
+        .iter()
+        .map(|e| e.recorded_at)
+        .collect();
+    assert_eq!(read, expected);
+    let logged: Vec<_> = read_all(&store, Position::START)
+        .await
+        .iter()
+        .map(|e| e.recorded_at)
+        .collect();
+    assert_eq!(logged, expected);
+}
+
 /// The payload limit is the store's option, checked before anything is sent.
 #[tokio::test]
 async fn payload_limit_is_configurable() {
@@ -359,7 +406,8 @@ async fn append_is_one_round_trip() {
     let proxy = Proxy::start(upstream().await).await;
     let through = store_through(&proxy, store.schema()).await;
     let stream = unique_stream("trips");
-    // The first use of a connection prepares the statement; later appends reuse it.
+    // The first use of a connection prepares the statements (an append expecting a version
+    // and one expecting any); later appends reuse them.
     through
         .append(AppendRequest::new(
             stream.clone(),
@@ -368,6 +416,14 @@ async fn append_is_one_round_trip() {
         ))
         .await
         .expect("warm-up");
+    through
+        .append(AppendRequest::new(
+            stream.clone(),
+            ExpectedVersion::Exact(1),
+            vec![event("Warm", 1)],
+        ))
+        .await
+        .expect("warm-up of an append expecting a version");
     tokio::time::sleep(Duration::from_millis(50)).await;
 
     for size in [1u64, 1000] {
@@ -695,8 +751,9 @@ async fn checkpoints() {
     assert_eq!(store.load_checkpoint("p").await.expect("load"), None);
 }
 
-/// Reads page through long results without losing or repeating events, also after a
-/// snapshot.
+/// Reads of the global log page through long results without losing or repeating events;
+/// stream reads (one query each) return every event, also after a snapshot, whatever the
+/// page size.
 #[tokio::test]
 async fn reads_page_through_long_results() {
     let store = fresh_store_with(|o| o.page_size(7)).await;
@@ -823,6 +880,66 @@ async fn waiting_readers_wake_on_notification_or_poll() {
             "notify {notify}: woke after {waited:?}"
         );
     }
+}
+
+/// A burst of appends shares its notifications: the first append's goes out at once, the
+/// appends committed within the notification interval after it share the next one.
+#[tokio::test]
+async fn notifications_are_coalesced() {
+    let store = fresh_store().await;
+    let proxy = Proxy::start(upstream().await).await;
+    let options = common::connect_options()
+        .host("127.0.0.1")
+        .port(proxy.addr.port())
+        .ssl_mode(PgSslMode::Disable);
+    // One connection, so that the warm-up prepares every statement the burst sends.
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .test_before_acquire(false)
+        .connect_with(options)
+        .await
+        .expect("connect through the proxy");
+    let interval = Duration::from_secs(1);
+    let through = PgStoreOptions::new()
+        .schema(store.schema())
+        .notify_interval(interval)
+        .build(pool)
+        .expect("store");
+    let stream = unique_stream("coalesce");
+    let append = |version: u64| {
+        through.append(AppendRequest::new(
+            stream.clone(),
+            ExpectedVersion::Exact(version),
+            vec![event("C", version)],
+        ))
+    };
+    append(0).await.expect("warm-up");
+    // The warm-up's notification and its interval pass.
+    tokio::time::sleep(interval + Duration::from_millis(300)).await;
+
+    proxy.reset();
+    let started = std::time::Instant::now();
+    for version in 1..=20 {
+        append(version).await.expect("append");
+    }
+    let elapsed = started.elapsed();
+    // One notification at once, then at most one per interval (on a busy machine the burst
+    // may outlast an interval).
+    let allowed = 1 + (elapsed.as_millis() / interval.as_millis()) as usize;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let messages = proxy.messages();
+    let during = messages.matches('E').count() - 20;
+    assert!(
+        (1..=allowed).contains(&during),
+        "{during} notifications for 20 appends in {elapsed:?}: {messages}"
+    );
+    // The appends since the last notification share one more, an interval after it.
+    tokio::time::sleep(interval).await;
+    let total = proxy.messages().matches('E').count() - 20;
+    assert!(
+        total == during + 1 && total <= allowed + 1,
+        "{total} notifications in all, {during} during the burst of {elapsed:?}"
+    );
 }
 
 /// The head of the log is the last event `read_all` returns.

@@ -45,13 +45,30 @@ pub(super) fn expand(input: &EventInput<'_>) -> TokenStream {
         }
     };
 
+    // The versions the type decodes whatever its `upcast_from` type decodes: its own and
+    // those its upcasters lead to it from (the rule of `known_versions`, at compile time).
+    let mut decoded_here = vec![version];
+    let mut steps: Vec<(u32, u32)> = input.upcasts.iter().map(|u| (u.from, u.to)).collect();
+    steps.sort_unstable_by(|a, b| b.cmp(a));
+    for (from, to) in steps {
+        if decoded_here.contains(&to) && !decoded_here.contains(&from) {
+            decoded_here.push(from);
+        }
+    }
     let payload_steps = input.upcasts.iter().map(|upcast| {
         let PayloadUpcast { from, to, with, .. } = upcast;
         let call = quote_spanned! {with.span()=>
             #private::run_payload_upcaster(#name, #from, payload, #with)
         };
+        // An upcaster whose target is decoded only through `upcast_from` is checked
+        // against the full list (a rare shape); the others need no check at run time.
+        let known = if decoded_here.contains(from) {
+            quote!()
+        } else {
+            quote!(&&<Self as ::esrs_core::Event>::known_versions().contains(&version))
+        };
         quote! {
-            if version == #from {
+            if version == #from #known {
                 let upcast = #call?;
                 return <Self as ::esrs_core::Event>::decode(#to, &upcast);
             }
@@ -64,26 +81,28 @@ pub(super) fn expand(input: &EventInput<'_>) -> TokenStream {
                 <#prev as #private::UpcastInto<Self>>::upcast_into,
             )
         };
+        // A version the previous type does not know is one this type does not know: the
+        // error lists this type's versions.
         quote! {
             if version < #version {
-                return #call;
+                return ::core::result::Result::map_err(#call, |error| match error {
+                    ::esrs_core::DecodeError::UnknownVersion { version: unknown, .. }
+                        if unknown == version =>
+                    {
+                        ::esrs_core::DecodeError::UnknownVersion {
+                            name: #name,
+                            version,
+                            known: <Self as ::esrs_core::Event>::known_versions(),
+                        }
+                    }
+                    other => other,
+                });
             }
         }
     });
-    let decode_older = if input.upcast_from.is_none() && input.upcasts.is_empty() {
-        quote!()
-    } else {
-        quote! {
-            if !<Self as ::esrs_core::Event>::known_versions().contains(&version) {
-                return ::core::result::Result::Err(::esrs_core::DecodeError::UnknownVersion {
-                    name: #name,
-                    version,
-                    known: <Self as ::esrs_core::Event>::known_versions(),
-                });
-            }
-            #(#payload_steps)*
-            #previous_step
-        }
+    let decode_older = quote! {
+        #(#payload_steps)*
+        #previous_step
     };
     let parse = quote_spanned! {ident.span()=>
         #private::parse_event::<Self>(version, payload)

@@ -59,10 +59,11 @@ impl PgStore {
     /// Tells readers that an append committed: this process's waiters at once, others
     /// through `NOTIFY`.
     ///
-    /// Notifications are sent by one task per store, one at a time, outside the appends'
-    /// transactions: appends that commit while one is in flight share the next one, so
-    /// a busy writer sends far fewer notifications than it commits appends, and the
-    /// appends' commits never wait on the notification queue.
+    /// Notifications are sent by one task per store, one at a time and at most one per
+    /// notification interval, outside the appends' transactions: every append that commits
+    /// while one is in flight or within the interval after it shares the next one, so a
+    /// writer sends at most one notification per interval however many appends it commits,
+    /// and the appends' commits never wait on the notification queue.
     pub(super) fn announce_append(&self) {
         let notifier = &self.inner.notifier;
         notifier.generation.send_modify(|g| *g = g.wrapping_add(1));
@@ -85,8 +86,10 @@ impl PgStore {
         runtime.spawn(async move {
             let notifier = &store.inner.notifier;
             let channel = store.notification_channel();
+            let interval = store.inner.notify_interval;
             loop {
                 while notifier.pending.swap(false, Ordering::SeqCst) {
+                    let started = Instant::now();
                     if let Err(error) = sqlx::query(NOTIFY)
                         .bind(&channel)
                         .execute(store.pool())
@@ -94,6 +97,8 @@ impl PgStore {
                     {
                         tracing::warn!(%error, channel, "cannot notify readers of new events; they will poll");
                     }
+                    // Appends that commit meanwhile share the next notification.
+                    tokio::time::sleep_until(started + interval).await;
                 }
                 notifier.sending.store(false, Ordering::SeqCst);
                 // An append that set `pending` after the loop's last check and saw

@@ -1,10 +1,12 @@
-//! Reads: a stream, a snapshot and its tail, the global log. Each read pages through its
-//! result with keyset pagination, one query per page, and decodes rows as they arrive, so a
-//! replay never holds more than a page's rows in flight.
+//! Reads: a stream, a snapshot and its tail, the global log. A stream read is one query; the
+//! global log is read in pages with keyset pagination, one query per page. Rows are decoded
+//! as they arrive (sqlx streams them), so a read holds one row at a time in memory, however
+//! long its result.
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -17,8 +19,7 @@ use futures_core::stream::BoxStream;
 use futures_util::StreamExt;
 use sqlx::postgres::{PgArgumentBuffer, PgRow, PgTypeInfo, PgValueFormat, PgValueRef};
 use sqlx::types::Json;
-use sqlx::{Postgres, Row};
-use tracing::Instrument;
+use sqlx::{Postgres, Row, ValueRef};
 
 use super::PgStore;
 use crate::error::to_core;
@@ -73,17 +74,50 @@ fn fingerprint(value: u64) -> i64 {
     i64::from_ne_bytes(value.to_ne_bytes())
 }
 
+/// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01 00:00:00 UTC).
+const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
+/// A `timestamptz` column: in binary, microseconds since PostgreSQL's epoch, converted
+/// directly (sqlx's decoder goes through calendar arithmetic, a visible cost per event).
+fn timestamp(row: &PgRow, index: usize) -> Result<DateTime<Utc>, sqlx::Error> {
+    let value = row.try_get_raw(index)?;
+    let decode_error = |source: sqlx::error::BoxDynError| sqlx::Error::ColumnDecode {
+        index: format!("{index:?}"),
+        source,
+    };
+    if value.format() != PgValueFormat::Binary {
+        return <DateTime<Utc> as sqlx::Decode<Postgres>>::decode(value).map_err(decode_error);
+    }
+    let bytes: [u8; 8] = value
+        .as_bytes()
+        .map_err(decode_error)?
+        .try_into()
+        .map_err(|e: std::array::TryFromSliceError| decode_error(Box::new(e)))?;
+    i64::from_be_bytes(bytes)
+        .checked_add(PG_EPOCH_MICROS)
+        .and_then(DateTime::from_timestamp_micros)
+        .ok_or_else(|| decode_error("a timestamp out of range".into()))
+}
+
 /// Decodes the event whose columns start at `base`: sequence, transaction id, version,
 /// name, event version, payload, metadata, recorded time.
+///
+/// The store's queries fix the columns' types, so they are read by position without the
+/// per-column type check; a value that does not decode is still an error.
 fn decode_event(row: &PgRow, base: usize, stream: StreamId) -> Result<RecordedEvent, sqlx::Error> {
-    let sequence: i64 = row.try_get(base)?;
-    let transaction: Xid8 = row.try_get(base + 1)?;
-    let version: i64 = row.try_get(base + 2)?;
-    let name: String = row.try_get(base + 3)?;
-    let event_version: i32 = row.try_get(base + 4)?;
-    let Json(payload): Json<Payload> = row.try_get(base + 5)?;
-    let metadata: Option<Json<Metadata>> = row.try_get(base + 6)?;
-    let recorded_at: DateTime<Utc> = row.try_get(base + 7)?;
+    let sequence: i64 = row.try_get_unchecked(base)?;
+    let transaction: Xid8 = row.try_get_unchecked(base + 1)?;
+    let version: i64 = row.try_get_unchecked(base + 2)?;
+    let name: String = row.try_get_unchecked(base + 3)?;
+    let event_version: i32 = row.try_get_unchecked(base + 4)?;
+    let Json(payload): Json<Payload> = row.try_get_unchecked(base + 5)?;
+    let metadata = if row.try_get_raw(base + 6)?.is_null() {
+        Metadata::default()
+    } else {
+        let Json(metadata): Json<Metadata> = row.try_get_unchecked(base + 6)?;
+        metadata
+    };
+    let recorded_at = timestamp(row, base + 7)?;
     let event_version = u32::try_from(event_version).map_err(|e| sqlx::Error::ColumnDecode {
         index: "event_version".into(),
         source: Box::new(e),
@@ -95,7 +129,7 @@ fn decode_event(row: &PgRow, base: usize, stream: StreamId) -> Result<RecordedEv
         name,
         event_version,
         payload,
-        metadata.map(|Json(m)| m).unwrap_or_default(),
+        metadata,
         recorded_at,
     ))
 }
@@ -106,93 +140,97 @@ const MAX_SETTLE_BACKOFF: Duration = Duration::from_millis(25);
 
 type Rows<'a> = BoxStream<'a, Result<PgRow, sqlx::Error>>;
 
-/// A read that runs as a series of page queries.
-trait Pages<'a>: Send + 'a {
+/// A read that runs as one query or a series of page queries.
+trait Pages<'a>: Send + Unpin + 'a {
     type Item: Send + 'a;
-    /// The query of the next page, or `None` when the read is complete.
+    /// The next query, or `None` when the read is complete.
     fn next_page(&mut self) -> Option<Rows<'a>>;
     /// Decodes one row and moves the cursor past it.
     fn decode(&mut self, row: &PgRow) -> Result<Self::Item, sqlx::Error>;
 }
 
-struct Pager<'a, P: Pages<'a>> {
+/// The items of a read: the rows of its queries, decoded as they arrive.
+struct Read<'a, P: Pages<'a>> {
     pages: P,
     rows: Option<Rows<'a>>,
     done: bool,
+    /// The read's one span, entered while the read is polled (only when it is enabled).
     span: tracing::Span,
     started: Instant,
     count: u64,
 }
 
-/// Streams the items of `pages`, one page query at a time.
+/// Streams the items of `pages`, one query at a time.
 fn paged<'a, P: Pages<'a>>(
     pages: P,
     span: tracing::Span,
 ) -> Pin<Box<dyn Stream<Item = esrs_core::Result<P::Item>> + Send + 'a>> {
-    let pager = Pager {
+    Box::pin(Read {
         pages,
         rows: None,
         done: false,
         span,
         started: Instant::now(),
         count: 0,
-    };
-    Box::pin(futures_util::stream::unfold(pager, |mut pager| {
-        let span = pager.span.clone();
-        async move {
-            loop {
-                if pager.done {
-                    return None;
-                }
-                let rows = match &mut pager.rows {
-                    Some(rows) => rows,
-                    None => match pager.pages.next_page() {
-                        Some(rows) => pager.rows.insert(rows),
-                        None => {
-                            pager.done = true;
-                            let elapsed = pager.started.elapsed();
-                            tracing::debug!(
-                                events = pager.count,
-                                elapsed_us = elapsed.as_micros() as u64,
-                                "read complete"
-                            );
-                            return None;
-                        }
-                    },
-                };
-                match rows.next().await {
-                    Some(Ok(row)) => {
-                        let item = pager.pages.decode(&row).map_err(to_core);
-                        match item {
-                            Ok(_) => pager.count += 1,
-                            Err(_) => {
-                                pager.done = true;
-                                pager.rows = None;
-                            }
-                        }
-                        return Some((item, pager));
-                    }
-                    Some(Err(error)) => {
-                        pager.done = true;
-                        pager.rows = None;
-                        return Some((Err(to_core(error)), pager));
-                    }
-                    // The page is complete: release its connection before the next one.
-                    None => pager.rows = None,
-                }
-            }
-        }
-        .instrument(span)
-    }))
+    })
 }
 
-/// The events of one stream with versions `next..=to`.
+impl<'a, P: Pages<'a>> Stream for Read<'a, P> {
+    type Item = esrs_core::Result<P::Item>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        let _entered = (!this.span.is_disabled()).then(|| this.span.enter());
+        loop {
+            if this.done {
+                return Poll::Ready(None);
+            }
+            let rows = match &mut this.rows {
+                Some(rows) => rows,
+                None => match this.pages.next_page() {
+                    Some(rows) => this.rows.insert(rows),
+                    None => {
+                        this.done = true;
+                        tracing::debug!(
+                            events = this.count,
+                            elapsed_us = this.started.elapsed().as_micros() as u64,
+                            "read complete"
+                        );
+                        return Poll::Ready(None);
+                    }
+                },
+            };
+            match rows.as_mut().poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(row))) => {
+                    let item = this.pages.decode(&row).map_err(to_core);
+                    match item {
+                        Ok(_) => this.count += 1,
+                        Err(_) => {
+                            this.done = true;
+                            this.rows = None;
+                        }
+                    }
+                    return Poll::Ready(Some(item));
+                }
+                Poll::Ready(Some(Err(error))) => {
+                    this.done = true;
+                    this.rows = None;
+                    return Poll::Ready(Some(Err(to_core(error))));
+                }
+                // The query is complete: release its connection before the next one.
+                Poll::Ready(None) => this.rows = None,
+            }
+        }
+    }
+}
+
+/// The events of one stream with versions `next..=to`, in one query.
 struct StreamPages<'a> {
     store: &'a PgStore,
     stream: StreamId,
     next: i64,
     to: i64,
-    in_page: u32,
     started: bool,
 }
 
@@ -200,25 +238,21 @@ impl<'a> Pages<'a> for StreamPages<'a> {
     type Item = RecordedEvent;
 
     fn next_page(&mut self) -> Option<Rows<'a>> {
-        let page_size = self.store.inner.page_size;
-        if (self.started && self.in_page < page_size) || self.next > self.to {
+        if self.started || self.next > self.to {
             return None;
         }
         self.started = true;
-        self.in_page = 0;
         Some(
             sqlx::query(&self.store.sql().read_stream)
                 .bind(self.stream.as_str().to_owned())
                 .bind(self.next)
                 .bind(self.to)
-                .bind(i64::from(page_size))
                 .fetch(self.store.pool()),
         )
     }
 
     fn decode(&mut self, row: &PgRow) -> Result<RecordedEvent, sqlx::Error> {
         let event = decode_event(row, 0, self.stream.clone())?;
-        self.in_page += 1;
         self.next = signed(event.version).saturating_add(1);
         Ok(event)
     }
@@ -305,7 +339,7 @@ impl<'a> Pages<'a> for LogPages<'a> {
 
     fn decode(&mut self, row: &PgRow) -> Result<RecordedEvent, sqlx::Error> {
         // Consecutive events of one stream share its id.
-        let stream: &str = row.try_get(8)?;
+        let stream: &str = row.try_get_unchecked(8)?;
         let stream = match &self.last_stream {
             Some(last) if last.as_str() == stream => last.clone(),
             _ => {
@@ -321,61 +355,53 @@ impl<'a> Pages<'a> for LogPages<'a> {
     }
 }
 
-/// A stream's snapshot and the first page of events after it, then the following pages.
+/// A stream's snapshot and the events after it, in one query.
 struct SnapshotPages<'a> {
     store: &'a PgStore,
     key: SnapshotKey,
-    events: StreamPages<'a>,
-    first: bool,
+    stream: StreamId,
+    started: bool,
+    /// Events were returned: a snapshot row after them is out of order.
+    events: bool,
 }
 
 impl<'a> Pages<'a> for SnapshotPages<'a> {
     type Item = StreamItem;
 
     fn next_page(&mut self) -> Option<Rows<'a>> {
-        if self.events.started {
-            // The following pages are plain pages of the stream.
-            self.first = false;
-            return self.events.next_page();
+        if self.started {
+            return None;
         }
-        self.events.started = true;
-        self.events.in_page = 0;
+        self.started = true;
         Some(
             sqlx::query(&self.store.sql().read_with_snapshot)
-                .bind(self.events.stream.as_str().to_owned())
+                .bind(self.stream.as_str().to_owned())
                 .bind(i64::from(self.key.version))
                 .bind(fingerprint(self.key.fingerprint))
-                .bind(i64::from(self.store.inner.page_size))
                 .fetch(self.store.pool()),
         )
     }
 
     fn decode(&mut self, row: &PgRow) -> Result<StreamItem, sqlx::Error> {
-        if !self.first {
-            return self.events.decode(row).map(StreamItem::Event);
+        let is_snapshot: bool = row.try_get_unchecked(0)?;
+        if !is_snapshot {
+            self.events = true;
+            return decode_event(row, 1, self.stream.clone()).map(StreamItem::Event);
         }
-        let is_snapshot: bool = row.try_get(0)?;
-        if is_snapshot && self.events.in_page > 0 {
+        if self.events {
             // The snapshot must come first, or a fold would skip the events before it.
             return Err(sqlx::Error::Protocol(
                 "the snapshot row came after events of its stream".into(),
             ));
         }
-        if is_snapshot {
-            let version: i64 = row.try_get(3)?;
-            let Json(payload): Json<Payload> = row.try_get(6)?;
-            self.events.next = version.saturating_add(1);
-            return Ok(StreamItem::Snapshot(Snapshot::new(
-                self.events.stream.clone(),
-                unsigned(version),
-                self.key,
-                payload,
-            )));
-        }
-        let event = decode_event(row, 1, self.events.stream.clone())?;
-        self.events.in_page += 1;
-        self.events.next = signed(event.version).saturating_add(1);
-        Ok(StreamItem::Event(event))
+        let version: i64 = row.try_get_unchecked(3)?;
+        let Json(payload): Json<Payload> = row.try_get_unchecked(6)?;
+        Ok(StreamItem::Snapshot(Snapshot::new(
+            self.stream.clone(),
+            unsigned(version),
+            self.key,
+            payload,
+        )))
     }
 }
 
@@ -393,7 +419,6 @@ impl PgStore {
                 stream: stream.clone(),
                 next: signed(from.max(1)),
                 to: signed(to),
-                in_page: 0,
                 started: false,
             },
             span,
@@ -431,15 +456,9 @@ impl PgStore {
             SnapshotPages {
                 store: self,
                 key,
-                events: StreamPages {
-                    store: self,
-                    stream: stream.clone(),
-                    next: 1,
-                    to: i64::MAX,
-                    in_page: 0,
-                    started: false,
-                },
-                first: true,
+                stream: stream.clone(),
+                started: false,
+                events: false,
             },
             span,
         )

@@ -1,4 +1,4 @@
--- The snapshot row (if any) first, then the first page of events after its version.
+-- The snapshot row (if any) first, then the events after its version.
 WITH snapshot AS (
     SELECT version, payload
     FROM {schema}.snapshots
@@ -15,5 +15,4 @@ UNION ALL
     FROM {schema}.events
     WHERE stream_id = $1 AND version > coalesce((SELECT version FROM snapshot), 0)
     ORDER BY version
-    LIMIT $4
 )
