@@ -19,9 +19,9 @@ use std::sync::Arc;
 use futures_util::TryStreamExt;
 
 use crate::{
-    AppendOutcome, AppendRequest, Error, EventStore, ExpectedVersion, IdempotencyKey, Metadata,
-    NewEvent, Payload, Position, RecordedEvent, Snapshot, SnapshotKey, StreamId, StreamItem,
-    Version,
+    AppendOutcome, AppendRequest, Error, EventStore, ExpectedVersion, FoldEvent, FoldItem,
+    IdempotencyKey, Metadata, NewEvent, Payload, Position, RecordedEvent, Snapshot, SnapshotKey,
+    StreamId, StreamItem, Version,
 };
 
 /// A JSON payload from a `serde_json::Value`.
@@ -799,6 +799,194 @@ pub async fn snapshots<S: EventStore>(store: S) {
     assert_eq!(items.len(), 6, "a snapshot of another key is not used");
 }
 
+/// What a fold sees of an event: version, name, event version, payload text.
+type FoldView = (Version, String, u32, String);
+
+fn fold_view_of_recorded(e: &RecordedEvent) -> FoldView {
+    (
+        e.version,
+        e.name.clone(),
+        e.event_version,
+        e.payload.get().to_owned(),
+    )
+}
+
+fn fold_view(e: &FoldEvent) -> FoldView {
+    (
+        e.version,
+        e.name.clone(),
+        e.event_version,
+        e.payload.get().to_owned(),
+    )
+}
+
+/// A snapshot as (version, payload text), or an event as a fold sees it.
+#[derive(Debug, PartialEq)]
+enum ItemView {
+    Snapshot(Version, String),
+    Event(FoldView),
+}
+
+fn item_view_of_full(item: &StreamItem) -> ItemView {
+    match item {
+        StreamItem::Snapshot(s) => ItemView::Snapshot(s.version, s.payload.get().to_owned()),
+        StreamItem::Event(e) => ItemView::Event(fold_view_of_recorded(e)),
+    }
+}
+
+fn item_view(item: &FoldItem) -> ItemView {
+    match item {
+        FoldItem::Snapshot(s) => ItemView::Snapshot(s.version, s.payload.get().to_owned()),
+        FoldItem::Event(e) => ItemView::Event(fold_view(e)),
+    }
+}
+
+async fn compare_snapshot_reads<S: EventStore>(
+    store: &S,
+    stream: &StreamId,
+    key: SnapshotKey,
+) -> Vec<ItemView> {
+    let full: Vec<StreamItem> = store
+        .read_stream_with_snapshot(stream, key)
+        .try_collect()
+        .await
+        .expect("read_stream_with_snapshot succeeds");
+    let narrow: Vec<FoldItem> = store
+        .read_stream_with_snapshot_for_fold(stream, key)
+        .try_collect()
+        .await
+        .expect("read_stream_with_snapshot_for_fold succeeds");
+    let full: Vec<ItemView> = full.iter().map(item_view_of_full).collect();
+    let narrow: Vec<ItemView> = narrow.iter().map(item_view).collect();
+    assert_eq!(
+        narrow, full,
+        "the fold read with a snapshot matches the full read"
+    );
+    narrow
+}
+
+/// The reads for a fold (`read_stream_for_fold`, `read_stream_with_snapshot_for_fold`) give
+/// exactly the versions, names, event versions and payloads of the full reads, for every
+/// range, with and without a snapshot.
+pub async fn fold_reads_match_full_reads<S: EventStore>(store: S) {
+    let stream = unique_stream("fold");
+    let events: Vec<_> = (1..=8u64)
+        .map(|n| {
+            let name = if n % 3 == 0 { "Other" } else { "E" };
+            let version = if n % 2 == 0 { 2 } else { 1 };
+            NewEvent::new(
+                name,
+                version,
+                payload(serde_json::json!({ "n": n, "text": format!("é \"{n}\"") })),
+            )
+        })
+        .collect();
+    store
+        .append(AppendRequest::new(
+            stream.clone(),
+            ExpectedVersion::NoStream,
+            events,
+        ))
+        .await
+        .expect("append succeeds");
+    // Another stream's events never show up in this one's reads.
+    store
+        .append(AppendRequest::new(
+            unique_stream("fold-other"),
+            ExpectedVersion::Any,
+            vec![event("E", 99)],
+        ))
+        .await
+        .expect("append succeeds");
+
+    let ranges: [(Version, Version, usize); 9] = [
+        (1, Version::MAX, 8),
+        (0, Version::MAX, 8),
+        (3, 5, 3),
+        (6, 6, 1),
+        (5, 4, 0),
+        (7, Version::MAX, 2),
+        (2, 100, 7),
+        (9, Version::MAX, 0),
+        (1, 0, 0),
+    ];
+    for (from, to, expected) in ranges {
+        let full: Vec<RecordedEvent> = store
+            .read_stream(&stream, from, to)
+            .try_collect()
+            .await
+            .expect("read_stream succeeds");
+        let narrow: Vec<FoldEvent> = store
+            .read_stream_for_fold(&stream, from, to)
+            .try_collect()
+            .await
+            .expect("read_stream_for_fold succeeds");
+        let full: Vec<FoldView> = full.iter().map(fold_view_of_recorded).collect();
+        let narrow: Vec<FoldView> = narrow.iter().map(fold_view).collect();
+        assert_eq!(
+            narrow, full,
+            "the fold read of {from}..={to} matches the full read"
+        );
+        assert_eq!(
+            narrow.len(),
+            expected,
+            "{from}..={to} has {expected} events"
+        );
+    }
+    let missing: Vec<FoldEvent> = store
+        .read_stream_for_fold(&unique_stream("fold-missing"), 1, Version::MAX)
+        .try_collect()
+        .await
+        .expect("read_stream_for_fold succeeds");
+    assert!(missing.is_empty(), "a stream that does not exist is empty");
+
+    let key = SnapshotKey::new(3, 0xf01d);
+    let other_key = SnapshotKey::new(3, 0xf01e);
+    let items = compare_snapshot_reads(&store, &stream, key).await;
+    assert_eq!(items.len(), 8, "without a snapshot, the whole stream");
+    assert!(items.iter().all(|i| matches!(i, ItemView::Event(_))));
+
+    store
+        .save_snapshot(Snapshot::new(
+            stream.clone(),
+            5,
+            key,
+            payload(serde_json::json!({ "sum": 15 })),
+        ))
+        .await
+        .expect("save succeeds");
+    let items = compare_snapshot_reads(&store, &stream, key).await;
+    match &items[..] {
+        [
+            ItemView::Snapshot(5, _),
+            ItemView::Event(e6),
+            ItemView::Event(e7),
+            ItemView::Event(e8),
+        ] => assert_eq!((e6.0, e7.0, e8.0), (6, 7, 8)),
+        other => panic!("expected a snapshot and three events, got {other:?}"),
+    }
+    let items = compare_snapshot_reads(&store, &stream, other_key).await;
+    assert_eq!(items.len(), 8, "a snapshot of another key is not used");
+
+    // A snapshot at the head: the snapshot alone.
+    store
+        .save_snapshot(Snapshot::new(
+            stream.clone(),
+            8,
+            key,
+            payload(serde_json::json!({ "sum": 36 })),
+        ))
+        .await
+        .expect("save succeeds");
+    let items = compare_snapshot_reads(&store, &stream, key).await;
+    assert!(
+        matches!(&items[..], [ItemView::Snapshot(8, _)]),
+        "a snapshot at the head and no event, got {items:?}"
+    );
+    let missing = compare_snapshot_reads(&store, &unique_stream("fold-missing"), key).await;
+    assert!(missing.is_empty(), "a stream that does not exist is empty");
+}
+
 /// Stream ids, names and metadata with quotes, backslashes, SQL, unicode and the maximum
 /// length are stored and read back byte-exact.
 pub async fn hostile_input_round_trips<S: EventStore>(store: S) {
@@ -936,6 +1124,7 @@ macro_rules! store_conformance_tests {
             oversized_payload_refused,
             global_log_order,
             snapshots,
+            fold_reads_match_full_reads,
             hostile_input_round_trips,
             empty_append,
             wait_for_events_wakes,

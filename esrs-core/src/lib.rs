@@ -103,7 +103,8 @@ pub use repository::{
     CacheStats, Execute, ExecuteError, Executed, HistoryEntry, Loaded, Repository,
 };
 pub use store::{
-    DEFAULT_MAX_PAYLOAD_BYTES, EventStore, EventStream, SnapshotAndEvents, StreamItem,
+    DEFAULT_MAX_PAYLOAD_BYTES, EventStore, EventStream, FoldEvent, FoldItem, FoldStream,
+    SnapshotAndEvents, SnapshotAndFoldEvents, StreamItem,
 };
 pub use stream::{
     ExpectedVersion, IdempotencyKey, IdempotencyKeyError, MAX_STREAM_ID_LEN, Position, Sequence,

@@ -16,7 +16,7 @@ use crate::aggregate::Aggregate;
 use crate::envelope::{AppendOutcome, AppendRequest, Metadata, NewEvent, RecordedEvent, Snapshot};
 use crate::error::{Error, Result};
 use crate::event::{EventSet, IntoEvents};
-use crate::store::{EventStore, StreamItem};
+use crate::store::{EventStore, FoldEvent, FoldItem};
 use crate::stream::{ExpectedVersion, IdempotencyKey, StreamId, Version};
 
 /// The state of an aggregate and the stream version it was folded up to.
@@ -214,11 +214,11 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
 
     async fn load_stream(&self, stream: &StreamId) -> Result<Loaded<A>> {
         if A::SNAPSHOT_EVERY.is_none() {
-            return self.fold(stream, A::default(), 0, Version::MAX, None).await;
+            return self.fold(stream, Version::MAX).await;
         }
         let mut items = self
             .store
-            .read_stream_with_snapshot(stream, A::SNAPSHOT_KEY);
+            .read_stream_with_snapshot_for_fold(stream, A::SNAPSHOT_KEY);
         let mut loaded = Loaded {
             state: A::default(),
             version: 0,
@@ -226,7 +226,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         let mut first = true;
         while let Some(item) = items.next().await {
             match item? {
-                StreamItem::Snapshot(snapshot) if first => {
+                FoldItem::Snapshot(snapshot) if first => {
                     match A::decode_snapshot(&snapshot.payload) {
                         Some(Ok(state)) => {
                             loaded = Loaded {
@@ -243,22 +243,37 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                                 "ignoring a snapshot that does not decode; folding the whole stream"
                             );
                             drop(items);
-                            return self.fold(stream, A::default(), 0, Version::MAX, None).await;
+                            return self.fold(stream, Version::MAX).await;
                         }
                         None => {
                             drop(items);
-                            return self.fold(stream, A::default(), 0, Version::MAX, None).await;
+                            return self.fold(stream, Version::MAX).await;
                         }
                     }
                 }
-                StreamItem::Snapshot(_) => {}
-                StreamItem::Event(event) => {
-                    Self::apply_recorded(&mut loaded, &event)?;
+                FoldItem::Snapshot(_) => {}
+                FoldItem::Event(event) => {
+                    Self::apply_fold_event(&mut loaded, stream, &event)?;
                 }
             }
             first = false;
         }
         Ok(loaded)
+    }
+
+    fn apply_fold_event(
+        loaded: &mut Loaded<A>,
+        stream: &StreamId,
+        event: &FoldEvent,
+    ) -> Result<()> {
+        let decoded = event.decode::<A::Event>().map_err(|source| Error::Decode {
+            stream: stream.clone(),
+            version: event.version,
+            source,
+        })?;
+        loaded.state.apply(&decoded);
+        loaded.version = event.version;
+        Ok(())
     }
 
     fn apply_recorded(loaded: &mut Loaded<A>, event: &RecordedEvent) -> Result<()> {
@@ -272,19 +287,31 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         Ok(())
     }
 
-    async fn fold(
-        &self,
-        stream: &StreamId,
-        state: A,
-        version: Version,
-        to: Version,
-        until: Option<DateTime<Utc>>,
-    ) -> Result<Loaded<A>> {
-        let mut loaded = Loaded { state, version };
-        let mut events = self.store.read_stream(stream, version + 1, to);
+    /// The fold of the events of `stream` up to version `to`, read with only what the fold
+    /// needs.
+    async fn fold(&self, stream: &StreamId, to: Version) -> Result<Loaded<A>> {
+        let mut loaded = Loaded {
+            state: A::default(),
+            version: 0,
+        };
+        let mut events = self.store.read_stream_for_fold(stream, 1, to);
+        while let Some(event) = events.next().await {
+            Self::apply_fold_event(&mut loaded, stream, &event?)?;
+        }
+        Ok(loaded)
+    }
+
+    /// The fold of the events of `stream` recorded up to and including `until`; needs the
+    /// full envelope for the recorded time.
+    async fn fold_until(&self, stream: &StreamId, until: DateTime<Utc>) -> Result<Loaded<A>> {
+        let mut loaded = Loaded {
+            state: A::default(),
+            version: 0,
+        };
+        let mut events = self.store.read_stream(stream, 1, Version::MAX);
         while let Some(event) = events.next().await {
             let event = event?;
-            if until.is_some_and(|t| event.recorded_at > t) {
+            if event.recorded_at > until {
                 break;
             }
             Self::apply_recorded(&mut loaded, &event)?;
@@ -296,15 +323,14 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// `version` events (fewer if the stream is shorter).
     pub async fn load_at(&self, id: &StreamId, version: Version) -> Result<Loaded<A>> {
         let stream = self.stream_of(id);
-        self.fold(&stream, A::default(), 0, version, None).await
+        self.fold(&stream, version).await
     }
 
     /// The state of aggregate `id` as of time `at`: the fold of the events recorded up to
     /// and including `at`.
     pub async fn load_as_of(&self, id: &StreamId, at: DateTime<Utc>) -> Result<Loaded<A>> {
         let stream = self.stream_of(id);
-        self.fold(&stream, A::default(), 0, Version::MAX, Some(at))
-            .await
+        self.fold_until(&stream, at).await
     }
 
     /// Every event of aggregate `id`, decoded, with its envelope (version, metadata,
@@ -488,25 +514,21 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             }
             .into());
         }
-        let loaded = self
-            .fold(stream, A::default(), 0, outcome.last_version, None)
-            .await?;
+        let loaded = self.fold(stream, outcome.last_version).await?;
         let mut events = Vec::new();
         if !outcome.is_empty() {
-            let mut read =
-                self.store
-                    .read_stream(stream, outcome.first_version, outcome.last_version);
-            while let Some(recorded) = read.next().await {
-                let recorded = recorded?;
-                events.push(
-                    recorded
-                        .decode::<A::Event>()
-                        .map_err(|source| Error::Decode {
-                            stream: recorded.stream.clone(),
-                            version: recorded.version,
-                            source,
-                        })?,
-                );
+            let mut read = self.store.read_stream_for_fold(
+                stream,
+                outcome.first_version,
+                outcome.last_version,
+            );
+            while let Some(event) = read.next().await {
+                let event = event?;
+                events.push(event.decode::<A::Event>().map_err(|source| Error::Decode {
+                    stream: stream.clone(),
+                    version: event.version,
+                    source,
+                })?);
             }
         }
         Ok(Executed {

@@ -8,6 +8,7 @@ use futures_core::Stream;
 
 use crate::envelope::{AppendOutcome, AppendRequest, RecordedEvent, Snapshot, SnapshotKey};
 use crate::error::Result;
+use crate::event::{DecodeError, EventSet, Payload};
 use crate::stream::{IdempotencyKey, Position, StreamId, Version};
 
 /// The default limit on the size of one event's payload: 1 MiB.
@@ -27,6 +28,78 @@ pub enum StreamItem {
     Snapshot(Snapshot),
     /// An event after the snapshot's version.
     Event(RecordedEvent),
+}
+
+/// An event as a fold needs it: its version, stored name, payload version and payload,
+/// without the rest of its envelope (position, metadata, recorded time).
+///
+/// Read by [`EventStore::read_stream_for_fold`], which a store can answer with less data
+/// than [`EventStore::read_stream`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct FoldEvent {
+    /// Its version in the stream (1 for the first event).
+    pub version: Version,
+    /// Its stored name.
+    pub name: String,
+    /// The version of its payload.
+    pub event_version: u32,
+    /// The JSON payload.
+    pub payload: Payload,
+}
+
+impl FoldEvent {
+    /// Assembles a fold event; used by store implementations.
+    pub fn new(version: Version, name: String, event_version: u32, payload: Payload) -> Self {
+        Self {
+            version,
+            name,
+            event_version,
+            payload,
+        }
+    }
+
+    /// Decodes the payload as an event of `E`.
+    pub fn decode<E: EventSet>(&self) -> std::result::Result<E, DecodeError> {
+        E::decode(&self.name, self.event_version, &self.payload)
+    }
+}
+
+impl From<RecordedEvent> for FoldEvent {
+    fn from(event: RecordedEvent) -> Self {
+        Self {
+            version: event.version,
+            name: event.name,
+            event_version: event.event_version,
+            payload: event.payload,
+        }
+    }
+}
+
+/// A stream of events as a fold needs them, read lazily from the store.
+pub type FoldStream<'a> = Pin<Box<dyn Stream<Item = Result<FoldEvent>> + Send + 'a>>;
+
+/// A stream of a snapshot (first, if one matched) then the events after it, as a fold needs
+/// them.
+pub type SnapshotAndFoldEvents<'a> = Pin<Box<dyn Stream<Item = Result<FoldItem>> + Send + 'a>>;
+
+/// An item of [`EventStore::read_stream_with_snapshot_for_fold`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum FoldItem {
+    /// The latest snapshot with the requested key; always the first item when present.
+    Snapshot(Snapshot),
+    /// An event after the snapshot's version.
+    Event(FoldEvent),
+}
+
+impl From<StreamItem> for FoldItem {
+    fn from(item: StreamItem) -> Self {
+        match item {
+            StreamItem::Snapshot(snapshot) => Self::Snapshot(snapshot),
+            StreamItem::Event(event) => Self::Event(event.into()),
+        }
+    }
 }
 
 /// Where events live: an append-only log of streams, with snapshots and idempotency keys.
@@ -86,6 +159,45 @@ pub trait EventStore: Send + Sync + 'static {
         )
     }
 
+    /// The events of `stream` with versions `from..=to`, in order, with only what a fold
+    /// needs: the same events as [`read_stream`](EventStore::read_stream), without their
+    /// position, metadata and recorded time.
+    ///
+    /// The default implementation maps [`read_stream`](EventStore::read_stream); a store may
+    /// read less. A store that wraps another should forward this method too, or its reads
+    /// lose the inner store's narrower query.
+    fn read_stream_for_fold(
+        &self,
+        stream: &StreamId,
+        from: Version,
+        to: Version,
+    ) -> FoldStream<'_> {
+        use futures_util::StreamExt;
+        Box::pin(
+            self.read_stream(stream, from, to)
+                .map(|event| event.map(FoldEvent::from)),
+        )
+    }
+
+    /// The latest snapshot of `stream` written with `key`, then the events after it with
+    /// only what a fold needs: the same items as
+    /// [`read_stream_with_snapshot`](EventStore::read_stream_with_snapshot).
+    ///
+    /// The default implementation maps
+    /// [`read_stream_with_snapshot`](EventStore::read_stream_with_snapshot); a store may read
+    /// less. A store that wraps another should forward this method too.
+    fn read_stream_with_snapshot_for_fold(
+        &self,
+        stream: &StreamId,
+        key: SnapshotKey,
+    ) -> SnapshotAndFoldEvents<'_> {
+        use futures_util::StreamExt;
+        Box::pin(
+            self.read_stream_with_snapshot(stream, key)
+                .map(|item| item.map(FoldItem::from)),
+        )
+    }
+
     /// Stores `snapshot` as the latest of its stream, unless a newer one is already there.
     fn save_snapshot(&self, snapshot: Snapshot) -> impl Future<Output = Result<()>> + Send;
 
@@ -142,6 +254,21 @@ impl<S: EventStore> EventStore for std::sync::Arc<S> {
         key: SnapshotKey,
     ) -> SnapshotAndEvents<'_> {
         (**self).read_stream_with_snapshot(stream, key)
+    }
+    fn read_stream_for_fold(
+        &self,
+        stream: &StreamId,
+        from: Version,
+        to: Version,
+    ) -> FoldStream<'_> {
+        (**self).read_stream_for_fold(stream, from, to)
+    }
+    fn read_stream_with_snapshot_for_fold(
+        &self,
+        stream: &StreamId,
+        key: SnapshotKey,
+    ) -> SnapshotAndFoldEvents<'_> {
+        (**self).read_stream_with_snapshot_for_fold(stream, key)
     }
     fn save_snapshot(&self, snapshot: Snapshot) -> impl Future<Output = Result<()>> + Send {
         (**self).save_snapshot(snapshot)

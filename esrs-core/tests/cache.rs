@@ -108,6 +108,23 @@ impl EventStore for CountingStore {
         self.stream_reads.fetch_add(1, Ordering::SeqCst);
         self.inner.read_stream_with_snapshot(stream, key)
     }
+    fn read_stream_for_fold(
+        &self,
+        stream: &StreamId,
+        from: Version,
+        to: Version,
+    ) -> esrs_core::FoldStream<'_> {
+        self.stream_reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.read_stream_for_fold(stream, from, to)
+    }
+    fn read_stream_with_snapshot_for_fold(
+        &self,
+        stream: &StreamId,
+        key: SnapshotKey,
+    ) -> esrs_core::SnapshotAndFoldEvents<'_> {
+        self.stream_reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.read_stream_with_snapshot_for_fold(stream, key)
+    }
     fn save_snapshot(
         &self,
         snapshot: esrs_core::Snapshot,

@@ -795,6 +795,14 @@ impl EventStore for FlakyStore {
     ) -> esrs_core::EventStream<'_> {
         self.inner.read_stream(stream, from, to)
     }
+    fn read_stream_for_fold(
+        &self,
+        stream: &StreamId,
+        from: esrs_core::Version,
+        to: esrs_core::Version,
+    ) -> esrs_core::FoldStream<'_> {
+        self.inner.read_stream_for_fold(stream, from, to)
+    }
     fn read_all(&self, after: Position) -> esrs_core::EventStream<'_> {
         use futures_util::StreamExt;
         if take_one(&self.read_failures) {

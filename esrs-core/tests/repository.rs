@@ -175,6 +175,14 @@ impl EventStore for RacingStore {
     ) -> esrs_core::EventStream<'_> {
         self.inner.read_stream(stream, from, to)
     }
+    fn read_stream_for_fold(
+        &self,
+        stream: &StreamId,
+        from: Version,
+        to: Version,
+    ) -> esrs_core::FoldStream<'_> {
+        self.inner.read_stream_for_fold(stream, from, to)
+    }
     fn read_all(&self, after: Position) -> esrs_core::EventStream<'_> {
         self.inner.read_all(after)
     }

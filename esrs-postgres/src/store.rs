@@ -111,6 +111,8 @@ struct Sql {
     events_beyond: String,
     head_position: String,
     read_with_snapshot: String,
+    read_stream_for_fold: String,
+    read_with_snapshot_for_fold: String,
     stream_version: String,
     find_key: String,
     save_snapshot: String,
@@ -133,6 +135,10 @@ impl Sql {
             events_beyond: fill(include_str!("store/events_beyond.sql")),
             head_position: fill(include_str!("store/head_position.sql")),
             read_with_snapshot: fill(include_str!("store/read_with_snapshot.sql")),
+            read_stream_for_fold: fill(include_str!("store/read_stream_for_fold.sql")),
+            read_with_snapshot_for_fold: fill(include_str!(
+                "store/read_with_snapshot_for_fold.sql"
+            )),
             stream_version: fill(include_str!("store/stream_version.sql")),
             find_key: fill(include_str!("store/find_key.sql")),
             save_snapshot: fill(include_str!("store/save_snapshot.sql")),
@@ -418,6 +424,23 @@ impl EventStore for PgStore {
         key: SnapshotKey,
     ) -> SnapshotAndEvents<'_> {
         self.read_with_snapshot_pages(stream, key)
+    }
+
+    fn read_stream_for_fold(
+        &self,
+        stream: &StreamId,
+        from: Version,
+        to: Version,
+    ) -> esrs_core::FoldStream<'_> {
+        self.read_fold_pages(stream, from, to)
+    }
+
+    fn read_stream_with_snapshot_for_fold(
+        &self,
+        stream: &StreamId,
+        key: SnapshotKey,
+    ) -> esrs_core::SnapshotAndFoldEvents<'_> {
+        self.read_fold_with_snapshot_pages(stream, key)
     }
 
     async fn save_snapshot(&self, snapshot: Snapshot) -> esrs_core::Result<()> {

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use esrs_core::{
-    Metadata, Payload, Position, RecordedEvent, Snapshot, SnapshotKey, StreamId, StreamItem,
-    Version,
+    FoldEvent, FoldItem, Metadata, Payload, Position, RecordedEvent, Snapshot, SnapshotKey,
+    StreamId, StreamItem, Version,
 };
 use futures_core::Stream;
 use futures_core::stream::BoxStream;
@@ -131,6 +131,25 @@ fn decode_event(row: &PgRow, base: usize, stream: StreamId) -> Result<RecordedEv
         payload,
         metadata,
         recorded_at,
+    ))
+}
+
+/// Decodes the event whose columns start at `base` as a fold needs it: version, name, event
+/// version, payload (read by position, as [`decode_event`] does).
+fn decode_fold_event(row: &PgRow, base: usize) -> Result<FoldEvent, sqlx::Error> {
+    let version: i64 = row.try_get_unchecked(base)?;
+    let name: String = row.try_get_unchecked(base + 1)?;
+    let event_version: i32 = row.try_get_unchecked(base + 2)?;
+    let Json(payload): Json<Payload> = row.try_get_unchecked(base + 3)?;
+    let event_version = u32::try_from(event_version).map_err(|e| sqlx::Error::ColumnDecode {
+        index: "event_version".into(),
+        source: Box::new(e),
+    })?;
+    Ok(FoldEvent::new(
+        unsigned(version),
+        name,
+        event_version,
+        payload,
     ))
 }
 
@@ -255,6 +274,37 @@ impl<'a> Pages<'a> for StreamPages<'a> {
         let event = decode_event(row, 0, self.stream.clone())?;
         self.next = signed(event.version).saturating_add(1);
         Ok(event)
+    }
+}
+
+/// The events of one stream with versions `from..=to` as a fold needs them, in one query.
+struct FoldPages<'a> {
+    store: &'a PgStore,
+    stream: StreamId,
+    from: i64,
+    to: i64,
+    started: bool,
+}
+
+impl<'a> Pages<'a> for FoldPages<'a> {
+    type Item = FoldEvent;
+
+    fn next_page(&mut self) -> Option<Rows<'a>> {
+        if self.started || self.from > self.to {
+            return None;
+        }
+        self.started = true;
+        Some(
+            sqlx::query(&self.store.sql().read_stream_for_fold)
+                .bind(self.stream.as_str().to_owned())
+                .bind(self.from)
+                .bind(self.to)
+                .fetch(self.store.pool()),
+        )
+    }
+
+    fn decode(&mut self, row: &PgRow) -> Result<FoldEvent, sqlx::Error> {
+        decode_fold_event(row, 0)
     }
 }
 
@@ -405,7 +455,98 @@ impl<'a> Pages<'a> for SnapshotPages<'a> {
     }
 }
 
+/// A stream's snapshot and the events after it as a fold needs them, in one query.
+struct FoldSnapshotPages<'a> {
+    store: &'a PgStore,
+    key: SnapshotKey,
+    stream: StreamId,
+    started: bool,
+    /// Events were returned: a snapshot row after them is out of order.
+    events: bool,
+}
+
+impl<'a> Pages<'a> for FoldSnapshotPages<'a> {
+    type Item = FoldItem;
+
+    fn next_page(&mut self) -> Option<Rows<'a>> {
+        if self.started {
+            return None;
+        }
+        self.started = true;
+        Some(
+            sqlx::query(&self.store.sql().read_with_snapshot_for_fold)
+                .bind(self.stream.as_str().to_owned())
+                .bind(i64::from(self.key.version))
+                .bind(fingerprint(self.key.fingerprint))
+                .fetch(self.store.pool()),
+        )
+    }
+
+    fn decode(&mut self, row: &PgRow) -> Result<FoldItem, sqlx::Error> {
+        let is_snapshot: bool = row.try_get_unchecked(0)?;
+        if !is_snapshot {
+            self.events = true;
+            return decode_fold_event(row, 1).map(FoldItem::Event);
+        }
+        if self.events {
+            // The snapshot must come first, or a fold would skip the events before it.
+            return Err(sqlx::Error::Protocol(
+                "the snapshot row came after events of its stream".into(),
+            ));
+        }
+        let version: i64 = row.try_get_unchecked(1)?;
+        let Json(payload): Json<Payload> = row.try_get_unchecked(4)?;
+        Ok(FoldItem::Snapshot(Snapshot::new(
+            self.stream.clone(),
+            unsigned(version),
+            self.key,
+            payload,
+        )))
+    }
+}
+
 impl PgStore {
+    pub(super) fn read_fold_pages(
+        &self,
+        stream: &StreamId,
+        from: Version,
+        to: Version,
+    ) -> esrs_core::FoldStream<'_> {
+        let span = tracing::debug_span!("esrs.pg.read_stream_for_fold", stream = %stream, from, to);
+        paged(
+            FoldPages {
+                store: self,
+                stream: stream.clone(),
+                from: signed(from.max(1)),
+                to: signed(to),
+                started: false,
+            },
+            span,
+        )
+    }
+
+    pub(super) fn read_fold_with_snapshot_pages(
+        &self,
+        stream: &StreamId,
+        key: SnapshotKey,
+    ) -> esrs_core::SnapshotAndFoldEvents<'_> {
+        let span = tracing::debug_span!(
+            "esrs.pg.load_for_fold",
+            stream = %stream,
+            snapshot_version = key.version,
+        );
+        paged(
+            FoldSnapshotPages {
+                store: self,
+                key,
+                stream: stream.clone(),
+                started: false,
+                events: false,
+            },
+            span,
+        )
+    }
+
     pub(super) fn read_stream_pages(
         &self,
         stream: &StreamId,

@@ -125,6 +125,21 @@ impl EventStore for TestStore {
     ) -> SnapshotAndEvents<'_> {
         self.store.read_stream_with_snapshot(stream, key)
     }
+    fn read_stream_for_fold(
+        &self,
+        stream: &StreamId,
+        from: Version,
+        to: Version,
+    ) -> esrs_core::FoldStream<'_> {
+        self.store.read_stream_for_fold(stream, from, to)
+    }
+    fn read_stream_with_snapshot_for_fold(
+        &self,
+        stream: &StreamId,
+        key: SnapshotKey,
+    ) -> esrs_core::SnapshotAndFoldEvents<'_> {
+        self.store.read_stream_with_snapshot_for_fold(stream, key)
+    }
     fn save_snapshot(
         &self,
         snapshot: Snapshot,

@@ -1,0 +1,16 @@
+-- The snapshot row (if any) first, then the events after its version, with only the columns
+-- a fold needs.
+WITH snapshot AS (
+    SELECT version, payload
+    FROM {schema}.snapshots
+    WHERE stream_id = $1 AND snapshot_version = $2 AND fingerprint = $3
+)
+SELECT true AS is_snapshot, version, NULL::text AS name, NULL::integer AS event_version, payload
+FROM snapshot
+UNION ALL
+(
+    SELECT false, version, name, event_version, payload
+    FROM {schema}.events
+    WHERE stream_id = $1 AND version > coalesce((SELECT version FROM snapshot), 0)
+    ORDER BY version
+)
