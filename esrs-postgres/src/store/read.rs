@@ -405,18 +405,26 @@ impl<'a> Pages<'a> for LogPages<'a> {
     }
 }
 
-/// A stream's snapshot and the events after it, in one query.
-struct SnapshotPages<'a> {
+/// A stream's snapshot and the events after it, in one query: with full envelopes, or only
+/// what a fold needs. The first column of a row says whether it is the snapshot.
+struct SnapshotPages<'a, I> {
     store: &'a PgStore,
+    sql: &'a str,
     key: SnapshotKey,
     stream: StreamId,
     started: bool,
     /// Events were returned: a snapshot row after them is out of order.
     events: bool,
+    /// The columns of the snapshot's version and payload.
+    version_column: usize,
+    payload_column: usize,
+    /// Decodes an event row (its columns start at 1).
+    event: fn(&PgRow, &StreamId) -> Result<I, sqlx::Error>,
+    snapshot: fn(Snapshot) -> I,
 }
 
-impl<'a> Pages<'a> for SnapshotPages<'a> {
-    type Item = StreamItem;
+impl<'a, I: Send + 'a> Pages<'a> for SnapshotPages<'a, I> {
+    type Item = I;
 
     fn next_page(&mut self) -> Option<Rows<'a>> {
         if self.started {
@@ -424,7 +432,7 @@ impl<'a> Pages<'a> for SnapshotPages<'a> {
         }
         self.started = true;
         Some(
-            sqlx::query(&self.store.sql().read_with_snapshot)
+            sqlx::query(self.sql)
                 .bind(self.stream.as_str().to_owned())
                 .bind(i64::from(self.key.version))
                 .bind(fingerprint(self.key.fingerprint))
@@ -432,11 +440,11 @@ impl<'a> Pages<'a> for SnapshotPages<'a> {
         )
     }
 
-    fn decode(&mut self, row: &PgRow) -> Result<StreamItem, sqlx::Error> {
+    fn decode(&mut self, row: &PgRow) -> Result<I, sqlx::Error> {
         let is_snapshot: bool = row.try_get_unchecked(0)?;
         if !is_snapshot {
             self.events = true;
-            return decode_event(row, 1, self.stream.clone()).map(StreamItem::Event);
+            return (self.event)(row, &self.stream);
         }
         if self.events {
             // The snapshot must come first, or a fold would skip the events before it.
@@ -444,59 +452,9 @@ impl<'a> Pages<'a> for SnapshotPages<'a> {
                 "the snapshot row came after events of its stream".into(),
             ));
         }
-        let version: i64 = row.try_get_unchecked(3)?;
-        let Json(payload): Json<Payload> = row.try_get_unchecked(6)?;
-        Ok(StreamItem::Snapshot(Snapshot::new(
-            self.stream.clone(),
-            unsigned(version),
-            self.key,
-            payload,
-        )))
-    }
-}
-
-/// A stream's snapshot and the events after it as a fold needs them, in one query.
-struct FoldSnapshotPages<'a> {
-    store: &'a PgStore,
-    key: SnapshotKey,
-    stream: StreamId,
-    started: bool,
-    /// Events were returned: a snapshot row after them is out of order.
-    events: bool,
-}
-
-impl<'a> Pages<'a> for FoldSnapshotPages<'a> {
-    type Item = FoldItem;
-
-    fn next_page(&mut self) -> Option<Rows<'a>> {
-        if self.started {
-            return None;
-        }
-        self.started = true;
-        Some(
-            sqlx::query(&self.store.sql().read_with_snapshot_for_fold)
-                .bind(self.stream.as_str().to_owned())
-                .bind(i64::from(self.key.version))
-                .bind(fingerprint(self.key.fingerprint))
-                .fetch(self.store.pool()),
-        )
-    }
-
-    fn decode(&mut self, row: &PgRow) -> Result<FoldItem, sqlx::Error> {
-        let is_snapshot: bool = row.try_get_unchecked(0)?;
-        if !is_snapshot {
-            self.events = true;
-            return decode_fold_event(row, 1).map(FoldItem::Event);
-        }
-        if self.events {
-            // The snapshot must come first, or a fold would skip the events before it.
-            return Err(sqlx::Error::Protocol(
-                "the snapshot row came after events of its stream".into(),
-            ));
-        }
-        let version: i64 = row.try_get_unchecked(1)?;
-        let Json(payload): Json<Payload> = row.try_get_unchecked(4)?;
-        Ok(FoldItem::Snapshot(Snapshot::new(
+        let version: i64 = row.try_get_unchecked(self.version_column)?;
+        let Json(payload): Json<Payload> = row.try_get_unchecked(self.payload_column)?;
+        Ok((self.snapshot)(Snapshot::new(
             self.stream.clone(),
             unsigned(version),
             self.key,
@@ -536,12 +494,17 @@ impl PgStore {
             snapshot_version = key.version,
         );
         paged(
-            FoldSnapshotPages {
+            SnapshotPages {
                 store: self,
+                sql: &self.sql().read_with_snapshot_for_fold,
                 key,
                 stream: stream.clone(),
                 started: false,
                 events: false,
+                version_column: 1,
+                payload_column: 4,
+                event: |row, _| decode_fold_event(row, 1).map(FoldItem::Event),
+                snapshot: FoldItem::Snapshot,
             },
             span,
         )
@@ -596,10 +559,15 @@ impl PgStore {
         paged(
             SnapshotPages {
                 store: self,
+                sql: &self.sql().read_with_snapshot,
                 key,
                 stream: stream.clone(),
                 started: false,
                 events: false,
+                version_column: 3,
+                payload_column: 6,
+                event: |row, stream| decode_event(row, 1, stream.clone()).map(StreamItem::Event),
+                snapshot: StreamItem::Snapshot,
             },
             span,
         )
