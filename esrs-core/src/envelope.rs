@@ -196,12 +196,12 @@ impl AppendOutcome {
         }
     }
 
-    /// The number of events the original append wrote.
+    /// The number of events the append wrote (for a repeat, the original append).
     pub fn len(&self) -> u64 {
-        self.last_version + 1 - self.first_version
+        (self.last_version + 1).saturating_sub(self.first_version)
     }
 
-    /// Whether the original append wrote no event.
+    /// Whether the append wrote no event (for a repeat, the original append).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

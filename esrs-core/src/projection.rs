@@ -1088,21 +1088,20 @@ where
                 checkpoints.commit(tx).await.map_err(checkpoint_error)?;
                 checkpoint = last;
                 *attempt = 0;
-                let head =
-                    store
-                        .head_position()
-                        .await
-                        .map_err(|source| ProjectionError::Store {
-                            projection: name.clone(),
-                            source,
-                        })?;
                 status.send_modify(|s| {
                     s.checkpoint = checkpoint;
                     s.last_recorded_at = last_at.or(s.last_recorded_at);
                     s.handled += handled;
                     s.skipped += skipped;
-                    s.head = head.or(s.head);
                 });
+                // The head only feeds the lag report: a failure to read it must not stop a
+                // runner whose batch is committed.
+                match store.head_position().await {
+                    Ok(head) => status.send_modify(|s| s.head = head.or(s.head)),
+                    Err(error) => {
+                        tracing::debug!(projection = %name, %error, "cannot read the head of the log")
+                    }
+                }
             }
             if let Some(end) = end {
                 return Ok(end);

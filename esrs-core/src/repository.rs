@@ -449,13 +449,15 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                 Ok(outcome) if outcome.deduplicated => {
                     // A concurrent request with the same key won: answer with its outcome.
                     // The state is not put back in the cache: it is older than the stream.
-                    return self
-                        .replay_outcome(
-                            key.as_ref().expect("deduplicated implies a key"),
-                            &stream,
-                            outcome,
-                        )
-                        .await;
+                    let Some(key) = &key else {
+                        return Err(Error::Store {
+                            source: "the store answered a request without an idempotency key \
+                                     with a deduplicated outcome"
+                                .into(),
+                        }
+                        .into());
+                    };
+                    return self.replay_outcome(key, &stream, outcome).await;
                 }
                 Ok(outcome) => {
                     let before = loaded.version;
