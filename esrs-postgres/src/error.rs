@@ -11,7 +11,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// The schema name is not a plain lowercase SQL identifier of at most
-    /// [`MAX_SCHEMA_LEN`](crate::MAX_SCHEMA_LEN) bytes.
+    /// [`MAX_SCHEMA_LEN`](crate::MAX_SCHEMA_LEN) bytes, or it is an SQL keyword (refused by
+    /// [`PgStore::migrate`](crate::PgStore::migrate)).
     #[error("invalid schema name {name:?}: {reason}")]
     InvalidSchema {
         /// The refused name.

@@ -33,6 +33,19 @@ impl PgStore {
     /// nothing behind. The versions applied are recorded in `<schema>.migrations`.
     pub async fn migrate(&self) -> Result<()> {
         let schema = self.schema();
+        // The name is written into SQL unquoted: a keyword such as `user` or `order` would
+        // pass the character check and break every statement.
+        let plain: bool = sqlx::query_scalar("SELECT quote_ident($1) = $1")
+            .bind(schema)
+            .fetch_one(self.pool())
+            .await
+            .map_err(Error::from_sqlx)?;
+        if !plain {
+            return Err(Error::InvalidSchema {
+                name: schema.to_owned(),
+                reason: "it is an SQL keyword; choose another name",
+            });
+        }
         let mut tx = self.pool().begin().await.map_err(Error::from_sqlx)?;
         sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('esrs migrate ' || $1, 0))")
             .bind(schema)

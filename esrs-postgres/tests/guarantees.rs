@@ -692,6 +692,20 @@ async fn schema_names_are_validated() {
             "{err:?}"
         );
     }
+    // A keyword passes the character check; migrate refuses it before writing anything.
+    let store = PgStoreOptions::new()
+        .schema("user")
+        .build(pool)
+        .expect("the characters are fine");
+    let err = store.migrate().await.expect_err("a keyword is refused");
+    assert!(
+        matches!(&err, esrs_postgres::Error::InvalidSchema { name, .. } if name == "user"),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "invalid schema name \"user\": it is an SQL keyword; choose another name"
+    );
 }
 
 /// Checkpoints: absent, saved, moved only from where they are, deleted.

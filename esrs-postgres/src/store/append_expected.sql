@@ -12,5 +12,6 @@ WITH inserted AS (
     ORDER BY t.i
     RETURNING sequence, transaction_id
 )
-SELECT count(*), min(transaction_id), min(sequence), max(sequence)
+-- Every inserted row has the statement's transaction id; `min(xid8)` would need PostgreSQL 15.
+SELECT count(*), (array_agg(transaction_id))[1], min(sequence), max(sequence)
 FROM inserted

@@ -119,7 +119,12 @@ impl PgStore {
     /// arrives, or `timeout` passes.
     pub(super) async fn wait(&self, after: Position, timeout: Duration) -> esrs_core::Result<()> {
         let deadline = Instant::now() + timeout;
-        let listening = self.inner.notify && self.ensure_listening().await;
+        // Connecting the listener counts against the timeout: a slow or unreachable server
+        // makes this wait end on time, polling.
+        let listening = self.inner.notify
+            && tokio::time::timeout_at(deadline, self.ensure_listening())
+                .await
+                .unwrap_or(false);
         // Subscribed before the check, so a commit between the check and the wait wakes it.
         let mut notified = self.inner.notifier.generation.subscribe();
         loop {
