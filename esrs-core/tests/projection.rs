@@ -769,6 +769,7 @@ struct FlakyStore {
     inner: InMemoryStore,
     read_failures: Arc<AtomicU64>,
     wait_failures: Arc<AtomicU64>,
+    head_failures: Arc<AtomicU64>,
 }
 
 fn take_one(counter: &AtomicU64) -> bool {
@@ -841,6 +842,39 @@ impl EventStore for FlakyStore {
         }
         self.inner.wait_for_events(after, timeout).await
     }
+    async fn head_position(&self) -> esrs_core::Result<Option<Position>> {
+        if take_one(&self.head_failures) {
+            return Err(unavailable());
+        }
+        self.inner.head_position().await
+    }
+}
+
+/// The head of the log only feeds the lag report: failing to read it after a committed
+/// batch neither stops the runner nor holds its status back.
+#[tokio::test]
+async fn a_failed_head_read_does_not_stop_the_runner() {
+    let inner = InMemoryStore::new();
+    let last = seed(&inner, 12, 3).await;
+    let store = FlakyStore {
+        inner: inner.clone(),
+        read_failures: Arc::new(AtomicU64::new(0)),
+        wait_failures: Arc::new(AtomicU64::new(0)),
+        head_failures: Arc::new(AtomicU64::new(1)),
+    };
+    let models = ModelStore::default();
+    let mut runner = ProjectionRunner::new(store.clone(), models.clone(), TxScores::default());
+    runner
+        .catch_up()
+        .await
+        .expect("the batch is handled and committed");
+    assert_eq!(
+        store.head_failures.load(Ordering::SeqCst),
+        0,
+        "the head read failed once"
+    );
+    assert_eq!(models.checkpoint("scores"), Some(last));
+    assert_eq!(runner.status().checkpoint, last);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -851,6 +885,7 @@ async fn store_failures_follow_the_error_policy() {
         inner: inner.clone(),
         read_failures: Arc::new(AtomicU64::new(1)),
         wait_failures: Arc::new(AtomicU64::new(0)),
+        head_failures: Arc::new(AtomicU64::new(0)),
     };
 
     // Stop: the read error ends the runner; the events read before it are not committed.
