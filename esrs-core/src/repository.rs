@@ -266,22 +266,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         stream: &StreamId,
         event: &FoldEvent,
     ) -> Result<()> {
-        let decoded = event.decode::<A::Event>().map_err(|source| Error::Decode {
-            stream: stream.clone(),
-            version: event.version,
-            source,
-        })?;
-        loaded.state.apply(&decoded);
-        loaded.version = event.version;
-        Ok(())
-    }
-
-    fn apply_recorded(loaded: &mut Loaded<A>, event: &RecordedEvent) -> Result<()> {
-        let decoded = event.decode::<A::Event>().map_err(|source| Error::Decode {
-            stream: event.stream.clone(),
-            version: event.version,
-            source,
-        })?;
+        let decoded = decoded_at(stream, event.version, event.decode::<A::Event>())?;
         loaded.state.apply(&decoded);
         loaded.version = event.version;
         Ok(())
@@ -314,7 +299,9 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             if event.recorded_at > until {
                 break;
             }
-            Self::apply_recorded(&mut loaded, &event)?;
+            let decoded = decoded_at(&event.stream, event.version, event.decode::<A::Event>())?;
+            loaded.state.apply(&decoded);
+            loaded.version = event.version;
         }
         Ok(loaded)
     }
@@ -341,13 +328,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         let mut history = Vec::new();
         while let Some(recorded) = events.next().await {
             let recorded = recorded?;
-            let event = recorded
-                .decode::<A::Event>()
-                .map_err(|source| Error::Decode {
-                    stream: recorded.stream.clone(),
-                    version: recorded.version,
-                    source,
-                })?;
+            let event = decoded_at(&recorded.stream, recorded.version, recorded.decode())?;
             history.push(HistoryEntry { event, recorded });
         }
         Ok(history)
@@ -526,11 +507,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             );
             while let Some(event) = read.next().await {
                 let event = event?;
-                events.push(event.decode::<A::Event>().map_err(|source| Error::Decode {
-                    stream: stream.clone(),
-                    version: event.version,
-                    source,
-                })?);
+                events.push(decoded_at(stream, event.version, event.decode())?);
             }
         }
         Ok(Executed {
@@ -788,4 +765,17 @@ impl<A> StateCache<A> {
             evictions: self.evictions.load(Ordering::Relaxed),
         }
     }
+}
+
+/// A decoded event of `stream` at `version`, or the decode error naming both.
+fn decoded_at<E>(
+    stream: &StreamId,
+    version: Version,
+    decoded: std::result::Result<E, crate::DecodeError>,
+) -> Result<E> {
+    decoded.map_err(|source| Error::Decode {
+        stream: stream.clone(),
+        version,
+        source,
+    })
 }
