@@ -456,6 +456,20 @@ pub enum ProjectionError {
 }
 
 impl ProjectionError {
+    /// The error of an event the projection handles that does not decode: it names the
+    /// projection and the event's position, stream and version.
+    pub fn decode(projection: &str, record: &RecordedEvent, source: DecodeError) -> Self {
+        Self::Decode {
+            projection: projection.to_owned(),
+            position: record.position,
+            stream: record.stream.clone(),
+            version: record.version,
+            source,
+        }
+    }
+}
+
+impl ProjectionError {
     /// Whether the error may pass on its own, so that the [`ErrorPolicy`] applies to it.
     /// Another runner holding the projection, or moving its checkpoint, is final.
     fn is_batch_failure(&self) -> bool {
@@ -1034,16 +1048,8 @@ where
                     break;
                 }
                 if projection.handles(&record.name) {
-                    let event =
-                        <P::Event as ProjectionEvents>::decode(record).map_err(|source| {
-                            ProjectionError::Decode {
-                                projection: name.clone(),
-                                position: record.position,
-                                stream: record.stream.clone(),
-                                version: record.version,
-                                source,
-                            }
-                        })?;
+                    let event = <P::Event as ProjectionEvents>::decode(record)
+                        .map_err(|source| ProjectionError::decode(name, record, source))?;
                     if tx.is_none() {
                         tx = Some(checkpoints.begin().await.map_err(|source| {
                             ProjectionError::Checkpoint {

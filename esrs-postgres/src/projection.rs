@@ -213,15 +213,8 @@ impl PgStore {
             if !projection.handles(&record.name) {
                 continue;
             }
-            let event = <P::Event as ProjectionEvents>::decode(&record).map_err(|source| {
-                ProjectionError::Decode {
-                    projection: name.clone(),
-                    position: record.position,
-                    stream: record.stream.clone(),
-                    version: record.version,
-                    source,
-                }
-            })?;
+            let event = <P::Event as ProjectionEvents>::decode(&record)
+                .map_err(|source| ProjectionError::decode(&name, &record, source))?;
             projection
                 .handle(&mut tx, event, &record)
                 .await
