@@ -406,8 +406,8 @@ async fn append_is_one_round_trip() {
     let proxy = Proxy::start(upstream().await).await;
     let through = store_through(&proxy, store.schema()).await;
     let stream = unique_stream("trips");
-    // The first use of a connection prepares the statements (an append expecting a version
-    // and one expecting any); later appends reuse them.
+    // The first use of a connection prepares the statements (an append expecting a version,
+    // of one event and of a batch, and one expecting any); later appends reuse them.
     through
         .append(AppendRequest::new(
             stream.clone(),
@@ -424,6 +424,14 @@ async fn append_is_one_round_trip() {
         ))
         .await
         .expect("warm-up of an append expecting a version");
+    through
+        .append(AppendRequest::new(
+            stream.clone(),
+            ExpectedVersion::Exact(2),
+            vec![event("Warm", 2), event("Warm", 3)],
+        ))
+        .await
+        .expect("warm-up of a batch expecting a version");
     tokio::time::sleep(Duration::from_millis(50)).await;
 
     for size in [1u64, 1000] {

@@ -129,8 +129,11 @@ impl PgStore {
             let attempt = match self.insert_expected(request, &params).await? {
                 Some(attempt) => attempt,
                 None => {
-                    self.call_append(self.pool(), request, &params, false)
-                        .await?
+                    let mut lease = self.lease().await.map_err(to_core)?;
+                    let row = self
+                        .call_append(lease.conn(), request, &params, false)
+                        .await;
+                    attempt(lease.finish(row), request)?
                 }
             };
             match attempt {
@@ -194,10 +197,10 @@ impl PgStore {
             request.check_payload_size(self.max_payload_bytes())?;
             let params = Params::new(&request)?;
             // Notified at the caller's commit, from inside its transaction.
-            match self
+            let row = self
                 .call_append(conn, &request, &params, self.inner.notify)
-                .await?
-            {
+                .await;
+            match attempt(row, &request)? {
                 Attempt::Decided(result) => result,
                 Attempt::LostRace { on_key } => match self.after_lost_race(&request, on_key).await?
                 {
@@ -231,17 +234,56 @@ impl PgStore {
         if params.key.is_some() || params.names.is_empty() {
             return Ok(None);
         }
-        let row = sqlx::query(&self.sql().append_expected)
-            .bind(request.stream.as_str())
-            .bind(expected)
-            .bind(params.names.as_slice())
-            .bind(params.versions.as_slice())
-            .bind(params.payloads.as_slice())
-            .bind(params.metadata.as_deref())
-            .fetch_one(self.pool())
-            .await;
-        let row = match row {
-            Ok(row) => row,
+        let mut lease = self.lease().await.map_err(to_core)?;
+        // One event: the same insert without the arrays (less work for the server).
+        let inserted = if let ([name], [version], [payload]) = (
+            params.names.as_slice(),
+            params.versions.as_slice(),
+            params.payloads.as_slice(),
+        ) {
+            let row = sqlx::query(&self.sql().append_one)
+                .bind(request.stream.as_str())
+                .bind(expected)
+                .bind(*name)
+                .bind(*version)
+                .bind(*payload)
+                .bind(params.metadata.as_deref())
+                .fetch_optional(lease.conn())
+                .await;
+            lease.finish(row).and_then(|row| {
+                row.map(|row| {
+                    let sequence: i64 = row.try_get(0)?;
+                    let transaction: Xid8 = row.try_get(1)?;
+                    Ok((1, transaction, sequence, sequence))
+                })
+                .transpose()
+            })
+        } else {
+            let row = sqlx::query(&self.sql().append_expected)
+                .bind(request.stream.as_str())
+                .bind(expected)
+                .bind(params.names.as_slice())
+                .bind(params.versions.as_slice())
+                .bind(params.payloads.as_slice())
+                .bind(params.metadata.as_deref())
+                .fetch_one(lease.conn())
+                .await;
+            lease.finish(row).and_then(|row| {
+                let inserted: i64 = row.try_get(0)?;
+                if inserted == 0 {
+                    return Ok(None);
+                }
+                Ok(Some((
+                    inserted,
+                    row.try_get(1)?,
+                    row.try_get(2)?,
+                    row.try_get(3)?,
+                )))
+            })
+        };
+        let (inserted, transaction, first, last) = match inserted {
+            Ok(Some(inserted)) => inserted,
+            Ok(None) => return Ok(None),
             Err(error) => {
                 return match unique_violation(&error) {
                     Some(constraint) => Ok(Some(Attempt::LostRace {
@@ -251,13 +293,6 @@ impl PgStore {
                 };
             }
         };
-        let inserted: i64 = row.try_get(0).map_err(to_core)?;
-        if inserted == 0 {
-            return Ok(None);
-        }
-        let transaction: Xid8 = row.try_get(1).map_err(to_core)?;
-        let first: i64 = row.try_get(2).map_err(to_core)?;
-        let last: i64 = row.try_get(3).map_err(to_core)?;
         let count = u64::try_from(inserted).unwrap_or_default();
         let expected = unsigned(expected);
         Ok(Some(Attempt::Decided(Ok(AppendOutcome::new(
@@ -270,17 +305,18 @@ impl PgStore {
         )))))
     }
 
+    /// Calls the append function on `executor`.
     async fn call_append<'e, E>(
         &self,
         executor: E,
         request: &AppendRequest,
         params: &Params<'_>,
         notify_in_transaction: bool,
-    ) -> esrs_core::Result<Attempt>
+    ) -> Result<PgRow, sqlx::Error>
     where
         E: Executor<'e, Database = Postgres>,
     {
-        let row = sqlx::query(&self.sql().append)
+        sqlx::query(&self.sql().append)
             .bind(request.stream.as_str())
             .bind(params.expected)
             .bind(params.names.as_slice())
@@ -290,18 +326,7 @@ impl PgStore {
             .bind(params.key)
             .bind(notify_in_transaction)
             .fetch_one(executor)
-            .await;
-        match row {
-            Ok(row) => decode_outcome(&row, request)
-                .map(Attempt::Decided)
-                .map_err(to_core),
-            Err(error) => match unique_violation(&error) {
-                Some(constraint) => Ok(Attempt::LostRace {
-                    on_key: constraint == KEY_CONSTRAINT,
-                }),
-                None => Err(to_core(error)),
-            },
-        }
+            .await
     }
 
     /// Decides an append that lost a race: the key's original outcome if a concurrent
@@ -333,14 +358,30 @@ impl PgStore {
         &self,
         key: &IdempotencyKey,
     ) -> esrs_core::Result<Option<AppendOutcome>> {
+        let mut lease = self.lease().await.map_err(to_core)?;
         let row = sqlx::query(&self.sql().find_key)
             .bind(key.as_str())
-            .fetch_optional(self.pool())
-            .await
-            .map_err(to_core)?;
+            .fetch_optional(lease.conn())
+            .await;
+        let row = lease.finish(row).map_err(to_core)?;
         row.map(|row| outcome_from_row(&row, 0, true))
             .transpose()
             .map_err(to_core)
+    }
+}
+
+/// What the append function's answer means for `request`.
+fn attempt(row: Result<PgRow, sqlx::Error>, request: &AppendRequest) -> esrs_core::Result<Attempt> {
+    match row {
+        Ok(row) => decode_outcome(&row, request)
+            .map(Attempt::Decided)
+            .map_err(to_core),
+        Err(error) => match unique_violation(&error) {
+            Some(constraint) => Ok(Attempt::LostRace {
+                on_key: constraint == KEY_CONSTRAINT,
+            }),
+            None => Err(to_core(error)),
+        },
     }
 }
 

@@ -62,10 +62,11 @@ impl PgStore {
     /// The position of the last event [`read_all`](esrs_core::EventStore::read_all) can
     /// return now, if any: the head a projection measures its lag against.
     pub async fn head_position(&self) -> esrs_core::Result<Option<Position>> {
-        let row: Option<(Xid8, i64)> = sqlx::query_as(&self.sql().head_position)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(to_core)?;
+        let mut lease = self.lease().await.map_err(to_core)?;
+        let row = sqlx::query_as::<_, (Xid8, i64)>(&self.sql().head_position)
+            .fetch_optional(lease.conn())
+            .await;
+        let row = lease.finish(row).map_err(to_core)?;
         Ok(row.map(|(commit, sequence)| Position::new(commit.0, super::read::unsigned(sequence))))
     }
 }

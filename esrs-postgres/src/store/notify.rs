@@ -90,11 +90,17 @@ impl PgStore {
             loop {
                 while notifier.pending.swap(false, Ordering::SeqCst) {
                     let started = Instant::now();
-                    if let Err(error) = sqlx::query(NOTIFY)
-                        .bind(&channel)
-                        .execute(store.pool())
-                        .await
-                    {
+                    let sent = match store.lease().await {
+                        Ok(mut lease) => {
+                            let sent = sqlx::query(NOTIFY)
+                                .bind(&channel)
+                                .execute(lease.conn())
+                                .await;
+                            lease.finish(sent)
+                        }
+                        Err(error) => Err(error),
+                    };
+                    if let Err(error) = sent {
                         tracing::warn!(%error, channel, "cannot notify readers of new events; they will poll");
                     }
                     // Appends that commit meanwhile share the next notification.

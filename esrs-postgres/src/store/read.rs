@@ -4,8 +4,6 @@
 //! long its result.
 
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -15,9 +13,9 @@ use esrs_core::{
     StreamId, StreamItem, Version,
 };
 use futures_core::Stream;
-use futures_core::stream::BoxStream;
 use futures_util::StreamExt;
-use sqlx::postgres::{PgArgumentBuffer, PgRow, PgTypeInfo, PgValueFormat, PgValueRef};
+use serde_json::value::RawValue;
+use sqlx::postgres::{PgArgumentBuffer, PgArguments, PgRow, PgTypeInfo, PgValueFormat, PgValueRef};
 use sqlx::types::Json;
 use sqlx::{Postgres, Row, ValueRef};
 
@@ -99,6 +97,19 @@ fn timestamp(row: &PgRow, index: usize) -> Result<DateTime<Utc>, sqlx::Error> {
         .ok_or_else(|| decode_error("a timestamp out of range".into()))
 }
 
+/// A `json` column as a [`Payload`]: the text is checked to be JSON (without building a
+/// value) and copied once, at its exact size.
+fn payload(row: &PgRow, index: usize) -> Result<Payload, sqlx::Error> {
+    let decode_error = |source: sqlx::error::BoxDynError| sqlx::Error::ColumnDecode {
+        index: format!("{index:?}"),
+        source,
+    };
+    let text =
+        <&str as sqlx::Decode<Postgres>>::decode(row.try_get_raw(index)?).map_err(decode_error)?;
+    let raw: &RawValue = serde_json::from_str(text).map_err(|e| decode_error(Box::new(e)))?;
+    Ok(raw.to_owned())
+}
+
 /// Decodes the event whose columns start at `base`: sequence, transaction id, version,
 /// name, event version, payload, metadata, recorded time.
 ///
@@ -110,7 +121,7 @@ fn decode_event(row: &PgRow, base: usize, stream: StreamId) -> Result<RecordedEv
     let version: i64 = row.try_get_unchecked(base + 2)?;
     let name: String = row.try_get_unchecked(base + 3)?;
     let event_version: i32 = row.try_get_unchecked(base + 4)?;
-    let Json(payload): Json<Payload> = row.try_get_unchecked(base + 5)?;
+    let payload = payload(row, base + 5)?;
     let metadata = if row.try_get_raw(base + 6)?.is_null() {
         Metadata::default()
     } else {
@@ -140,7 +151,7 @@ fn decode_fold_event(row: &PgRow, base: usize) -> Result<FoldEvent, sqlx::Error>
     let version: i64 = row.try_get_unchecked(base)?;
     let name: String = row.try_get_unchecked(base + 1)?;
     let event_version: i32 = row.try_get_unchecked(base + 2)?;
-    let Json(payload): Json<Payload> = row.try_get_unchecked(base + 3)?;
+    let payload = payload(row, base + 3)?;
     let event_version = u32::try_from(event_version).map_err(|e| sqlx::Error::ColumnDecode {
         index: "event_version".into(),
         source: Box::new(e),
@@ -157,36 +168,106 @@ fn decode_fold_event(row: &PgRow, base: usize) -> Result<FoldEvent, sqlx::Error>
 const MIN_SETTLE_BACKOFF: Duration = Duration::from_millis(1);
 const MAX_SETTLE_BACKOFF: Duration = Duration::from_millis(25);
 
-type Rows<'a> = BoxStream<'a, Result<PgRow, sqlx::Error>>;
+type PgQuery<'a> = sqlx::query::Query<'a, Postgres, PgArguments>;
+
+/// What a read does next.
+enum Page<'a> {
+    /// Runs the query and decodes its rows.
+    Query(PgQuery<'a>),
+    /// Asks `check` whether committed events lie beyond the read's cursor, held back by an
+    /// older open transaction; the answer goes to [`Pages::held_back`], after a pause of
+    /// `pause` if it is yes.
+    Settle { check: PgQuery<'a>, pause: Duration },
+    /// The read is complete.
+    Done,
+}
 
 /// A read that runs as one query or a series of page queries.
-trait Pages<'a>: Send + Unpin + 'a {
+trait Pages<'a>: Send + 'a {
     type Item: Send + 'a;
-    /// The next query, or `None` when the read is complete.
-    fn next_page(&mut self) -> Option<Rows<'a>>;
+    /// What to do next.
+    fn next_page(&mut self) -> Page<'a>;
     /// Decodes one row and moves the cursor past it.
     fn decode(&mut self, row: &PgRow) -> Result<Self::Item, sqlx::Error>;
+    /// The answer of a [`Page::Settle`] check.
+    fn held_back(&mut self, _held_back: bool) {}
 }
 
-/// The items of a read: the rows of its queries, decoded as they arrive.
-struct Read<'a, P: Pages<'a>> {
-    pages: P,
-    rows: Option<Rows<'a>>,
-    done: bool,
-    /// The read's one span, entered while the read is polled (only when it is enabled).
-    span: tracing::Span,
-    started: Instant,
-    count: u64,
-}
+type Items<'a, T> = Pin<Box<dyn Stream<Item = esrs_core::Result<T>> + Send + 'a>>;
 
-/// Streams the items of `pages`, one query at a time.
+/// Streams the items of `pages`, one query at a time, each on a connection leased for it
+/// (parked again when the query has returned all its rows).
 fn paged<'a, P: Pages<'a>>(
-    pages: P,
+    store: &'a PgStore,
+    mut pages: P,
     span: tracing::Span,
-) -> Pin<Box<dyn Stream<Item = esrs_core::Result<P::Item>> + Send + 'a>> {
+) -> Items<'a, P::Item> {
+    let items = async_stream::stream! {
+        loop {
+            match pages.next_page() {
+                Page::Done => break,
+                Page::Query(query) => {
+                    let mut lease = match store.lease().await {
+                        Ok(lease) => lease,
+                        Err(error) => {
+                            yield Err(to_core(error));
+                            break;
+                        }
+                    };
+                    let mut rows = query.fetch(lease.conn());
+                    let end = loop {
+                        match rows.next().await {
+                            Some(Ok(row)) => match pages.decode(&row) {
+                                Ok(item) => yield Ok(item),
+                                Err(error) => break End::Decode(error),
+                            },
+                            Some(Err(error)) => break End::Query(error),
+                            None => break End::Complete,
+                        }
+                    };
+                    drop(rows);
+                    let error = match end {
+                        End::Complete => {
+                            let _ = lease.finish(Ok(()));
+                            continue;
+                        }
+                        // The rest of the answer is unread: the connection goes back to
+                        // the pool, which recovers it.
+                        End::Decode(error) => error,
+                        End::Query(error) => match lease.finish::<()>(Err(error)) {
+                            Err(error) => error,
+                            Ok(()) => continue,
+                        },
+                    };
+                    yield Err(to_core(error));
+                    break;
+                }
+                Page::Settle { check, pause } => {
+                    let held_back: Result<bool, sqlx::Error> = match store.lease().await {
+                        Ok(mut lease) => {
+                            let held_back = check.fetch_one(lease.conn()).await;
+                            lease.finish(held_back.map(|row| row.try_get_unchecked::<bool, _>(0))).and_then(|held| held)
+                        }
+                        Err(error) => Err(error),
+                    };
+                    match held_back {
+                        Ok(held_back) => {
+                            if held_back {
+                                tokio::time::sleep(pause).await;
+                            }
+                            pages.held_back(held_back);
+                        }
+                        Err(error) => {
+                            yield Err(to_core(error));
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    };
     Box::pin(Read {
-        pages,
-        rows: None,
+        items: Box::pin(items),
         done: false,
         span,
         started: Instant::now(),
@@ -194,53 +275,50 @@ fn paged<'a, P: Pages<'a>>(
     })
 }
 
-impl<'a, P: Pages<'a>> Stream for Read<'a, P> {
-    type Item = esrs_core::Result<P::Item>;
+/// How a query of a read ended.
+enum End {
+    /// Every row was read and decoded.
+    Complete,
+    /// A row did not decode; the rest of the answer is unread.
+    Decode(sqlx::Error),
+    /// The query failed.
+    Query(sqlx::Error),
+}
+
+/// A read's items, counted, in the read's one span (entered while the read is polled, only
+/// when it is enabled).
+struct Read<S> {
+    items: S,
+    done: bool,
+    span: tracing::Span,
+    started: Instant,
+    count: u64,
+}
+
+impl<T, S: Stream<Item = esrs_core::Result<T>> + Unpin> Stream for Read<S> {
+    type Item = esrs_core::Result<T>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        let _entered = (!this.span.is_disabled()).then(|| this.span.enter());
-        loop {
-            if this.done {
-                return Poll::Ready(None);
-            }
-            let rows = match &mut this.rows {
-                Some(rows) => rows,
-                None => match this.pages.next_page() {
-                    Some(rows) => this.rows.insert(rows),
-                    None => {
-                        this.done = true;
-                        tracing::debug!(
-                            events = this.count,
-                            elapsed_us = this.started.elapsed().as_micros() as u64,
-                            "read complete"
-                        );
-                        return Poll::Ready(None);
-                    }
-                },
-            };
-            match rows.as_mut().poll_next(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok(row))) => {
-                    let item = this.pages.decode(&row).map_err(to_core);
-                    match item {
-                        Ok(_) => this.count += 1,
-                        Err(_) => {
-                            this.done = true;
-                            this.rows = None;
-                        }
-                    }
-                    return Poll::Ready(Some(item));
-                }
-                Poll::Ready(Some(Err(error))) => {
-                    this.done = true;
-                    this.rows = None;
-                    return Poll::Ready(Some(Err(to_core(error))));
-                }
-                // The query is complete: release its connection before the next one.
-                Poll::Ready(None) => this.rows = None,
-            }
+        if this.done {
+            return Poll::Ready(None);
         }
+        let _entered = (!this.span.is_disabled()).then(|| this.span.enter());
+        let next = this.items.poll_next_unpin(cx);
+        match &next {
+            Poll::Ready(Some(Ok(_))) => this.count += 1,
+            Poll::Ready(Some(Err(_))) => this.done = true,
+            Poll::Ready(None) => {
+                this.done = true;
+                tracing::debug!(
+                    events = this.count,
+                    elapsed_us = this.started.elapsed().as_micros() as u64,
+                    "read complete"
+                );
+            }
+            Poll::Pending => {}
+        }
+        next
     }
 }
 
@@ -256,17 +334,16 @@ struct StreamPages<'a> {
 impl<'a> Pages<'a> for StreamPages<'a> {
     type Item = RecordedEvent;
 
-    fn next_page(&mut self) -> Option<Rows<'a>> {
+    fn next_page(&mut self) -> Page<'a> {
         if self.started || self.next > self.to {
-            return None;
+            return Page::Done;
         }
         self.started = true;
-        Some(
+        Page::Query(
             sqlx::query(&self.store.sql().read_stream)
                 .bind(self.stream.as_str().to_owned())
                 .bind(self.next)
-                .bind(self.to)
-                .fetch(self.store.pool()),
+                .bind(self.to),
         )
     }
 
@@ -289,17 +366,16 @@ struct FoldPages<'a> {
 impl<'a> Pages<'a> for FoldPages<'a> {
     type Item = FoldEvent;
 
-    fn next_page(&mut self) -> Option<Rows<'a>> {
+    fn next_page(&mut self) -> Page<'a> {
         if self.started || self.from > self.to {
-            return None;
+            return Page::Done;
         }
         self.started = true;
-        Some(
+        Page::Query(
             sqlx::query(&self.store.sql().read_stream_for_fold)
                 .bind(self.stream.as_str().to_owned())
                 .bind(self.from)
-                .bind(self.to)
-                .fetch(self.store.pool()),
+                .bind(self.to),
         )
     }
 
@@ -319,72 +395,57 @@ struct LogPages<'a> {
     after: Position,
     in_page: u32,
     started: bool,
-    caught_up: Arc<AtomicBool>,
+    /// A settle check found events held back: read the next page after the pause.
+    retry: bool,
+    caught_up: bool,
     settle_until: Option<Instant>,
     backoff: Duration,
     last_stream: Option<StreamId>,
 }
 
-impl<'a> LogPages<'a> {
-    fn page(&self) -> Rows<'a> {
-        sqlx::query(&self.store.sql().read_all)
-            .bind(Xid8(self.after.commit))
-            .bind(signed(self.after.sequence))
-            .bind(i64::from(self.store.inner.page_size))
-            .fetch(self.store.pool())
-    }
-}
-
 impl<'a> Pages<'a> for LogPages<'a> {
     type Item = RecordedEvent;
 
-    fn next_page(&mut self) -> Option<Rows<'a>> {
+    fn next_page(&mut self) -> Page<'a> {
         let page_size = self.store.inner.page_size;
-        let short = self.started && self.in_page < page_size;
+        let short = self.started && self.in_page < page_size && !self.retry;
         self.started = true;
+        self.retry = false;
         self.in_page = 0;
         if !short {
-            return Some(self.page());
+            return Page::Query(
+                sqlx::query(&self.store.sql().read_all)
+                    .bind(Xid8(self.after.commit))
+                    .bind(signed(self.after.sequence))
+                    .bind(i64::from(page_size)),
+            );
         }
-        if self.caught_up.load(Ordering::Relaxed) {
-            return None;
+        if self.caught_up {
+            return Page::Done;
         }
         let now = Instant::now();
         let until = *self
             .settle_until
             .get_or_insert(now + self.store.inner.settle_time);
         if now >= until {
-            return None;
+            return Page::Done;
         }
         let pause = self.backoff.min(until - now);
         self.backoff = (self.backoff * 2).min(MAX_SETTLE_BACKOFF);
-        let store = self.store;
-        let after = self.after;
-        let caught_up = self.caught_up.clone();
-        let next = self.page();
-        Some(
-            futures_util::stream::once(async move {
-                let held_back: Result<bool, sqlx::Error> =
-                    sqlx::query_scalar(&store.sql().events_beyond)
-                        .bind(Xid8(after.commit))
-                        .bind(signed(after.sequence))
-                        .fetch_one(store.pool())
-                        .await;
-                match held_back {
-                    Ok(true) => {
-                        tokio::time::sleep(pause).await;
-                        next
-                    }
-                    Ok(false) => {
-                        caught_up.store(true, Ordering::Relaxed);
-                        futures_util::stream::empty().boxed()
-                    }
-                    Err(error) => futures_util::stream::once(async move { Err(error) }).boxed(),
-                }
-            })
-            .flatten()
-            .boxed(),
-        )
+        Page::Settle {
+            check: sqlx::query(&self.store.sql().events_beyond)
+                .bind(Xid8(self.after.commit))
+                .bind(signed(self.after.sequence)),
+            pause,
+        }
+    }
+
+    fn held_back(&mut self, held_back: bool) {
+        if held_back {
+            self.retry = true;
+        } else {
+            self.caught_up = true;
+        }
     }
 
     fn decode(&mut self, row: &PgRow) -> Result<RecordedEvent, sqlx::Error> {
@@ -408,7 +469,6 @@ impl<'a> Pages<'a> for LogPages<'a> {
 /// A stream's snapshot and the events after it, in one query: with full envelopes, or only
 /// what a fold needs. The first column of a row says whether it is the snapshot.
 struct SnapshotPages<'a, I> {
-    store: &'a PgStore,
     sql: &'a str,
     key: SnapshotKey,
     stream: StreamId,
@@ -426,17 +486,16 @@ struct SnapshotPages<'a, I> {
 impl<'a, I: Send + 'a> Pages<'a> for SnapshotPages<'a, I> {
     type Item = I;
 
-    fn next_page(&mut self) -> Option<Rows<'a>> {
+    fn next_page(&mut self) -> Page<'a> {
         if self.started {
-            return None;
+            return Page::Done;
         }
         self.started = true;
-        Some(
+        Page::Query(
             sqlx::query(self.sql)
                 .bind(self.stream.as_str().to_owned())
                 .bind(i64::from(self.key.version))
-                .bind(fingerprint(self.key.fingerprint))
-                .fetch(self.store.pool()),
+                .bind(fingerprint(self.key.fingerprint)),
         )
     }
 
@@ -453,7 +512,7 @@ impl<'a, I: Send + 'a> Pages<'a> for SnapshotPages<'a, I> {
             ));
         }
         let version: i64 = row.try_get_unchecked(self.version_column)?;
-        let Json(payload): Json<Payload> = row.try_get_unchecked(self.payload_column)?;
+        let payload = payload(row, self.payload_column)?;
         Ok((self.snapshot)(Snapshot::new(
             self.stream.clone(),
             unsigned(version),
@@ -472,6 +531,7 @@ impl PgStore {
     ) -> esrs_core::FoldStream<'_> {
         let span = tracing::debug_span!("esrs.pg.read_stream_for_fold", stream = %stream, from, to);
         paged(
+            self,
             FoldPages {
                 store: self,
                 stream: stream.clone(),
@@ -494,8 +554,8 @@ impl PgStore {
             snapshot_version = key.version,
         );
         paged(
+            self,
             SnapshotPages {
-                store: self,
                 sql: &self.sql().read_with_snapshot_for_fold,
                 key,
                 stream: stream.clone(),
@@ -518,6 +578,7 @@ impl PgStore {
     ) -> esrs_core::EventStream<'_> {
         let span = tracing::debug_span!("esrs.pg.read_stream", stream = %stream, from, to);
         paged(
+            self,
             StreamPages {
                 store: self,
                 stream: stream.clone(),
@@ -532,12 +593,14 @@ impl PgStore {
     pub(super) fn read_all_pages(&self, after: Position) -> esrs_core::EventStream<'_> {
         let span = tracing::debug_span!("esrs.pg.read_all", after = %after);
         paged(
+            self,
             LogPages {
                 store: self,
                 after,
                 in_page: 0,
                 started: false,
-                caught_up: Arc::new(AtomicBool::new(false)),
+                retry: false,
+                caught_up: false,
                 settle_until: None,
                 backoff: MIN_SETTLE_BACKOFF,
                 last_stream: None,
@@ -557,8 +620,8 @@ impl PgStore {
             snapshot_version = key.version,
         );
         paged(
+            self,
             SnapshotPages {
-                store: self,
                 sql: &self.sql().read_with_snapshot,
                 key,
                 stream: stream.clone(),
@@ -578,18 +641,19 @@ impl PgStore {
         stream: &StreamId,
         key: SnapshotKey,
     ) -> esrs_core::Result<Option<Snapshot>> {
+        let mut lease = self.lease().await.map_err(to_core)?;
         let row = sqlx::query(&self.sql().load_snapshot)
             .bind(stream.as_str())
             .bind(i64::from(key.version))
             .bind(fingerprint(key.fingerprint))
-            .fetch_optional(self.pool())
-            .await
-            .map_err(to_core)?;
+            .fetch_optional(lease.conn())
+            .await;
+        let row = lease.finish(row).map_err(to_core)?;
         let Some(row) = row else {
             return Ok(None);
         };
         let version: i64 = row.try_get(0).map_err(to_core)?;
-        let Json(payload): Json<Payload> = row.try_get(1).map_err(to_core)?;
+        let payload = payload(&row, 1).map_err(to_core)?;
         Ok(Some(Snapshot::new(
             stream.clone(),
             unsigned(version),
@@ -599,15 +663,16 @@ impl PgStore {
     }
 
     pub(super) async fn store_snapshot(&self, snapshot: Snapshot) -> esrs_core::Result<()> {
-        sqlx::query(&self.sql().save_snapshot)
+        let mut lease = self.lease().await.map_err(to_core)?;
+        let done = sqlx::query(&self.sql().save_snapshot)
             .bind(snapshot.stream.as_str())
             .bind(signed(snapshot.version))
             .bind(i64::from(snapshot.key.version))
             .bind(fingerprint(snapshot.key.fingerprint))
             .bind(snapshot.payload.get())
-            .execute(self.pool())
-            .await
-            .map_err(to_core)?;
+            .execute(lease.conn())
+            .await;
+        lease.finish(done).map_err(to_core)?;
         Ok(())
     }
 
@@ -615,21 +680,23 @@ impl PgStore {
         &self,
         stream: &StreamId,
     ) -> esrs_core::Result<Version> {
-        let version: i64 = sqlx::query_scalar(&self.sql().stream_version)
+        let mut lease = self.lease().await.map_err(to_core)?;
+        let version = sqlx::query_scalar::<_, i64>(&self.sql().stream_version)
             .bind(stream.as_str())
-            .fetch_one(self.pool())
-            .await
-            .map_err(to_core)?;
+            .fetch_one(lease.conn())
+            .await;
+        let version = lease.finish(version).map_err(to_core)?;
         Ok(unsigned(version))
     }
 
     /// Whether events after `after` are readable by [`read_all`](esrs_core::EventStore::read_all) now.
     pub(super) async fn has_events_after(&self, after: Position) -> esrs_core::Result<bool> {
-        sqlx::query_scalar(&self.sql().events_after)
+        let mut lease = self.lease().await.map_err(to_core)?;
+        let after = sqlx::query_scalar(&self.sql().events_after)
             .bind(Xid8(after.commit))
             .bind(signed(after.sequence))
-            .fetch_one(self.pool())
-            .await
-            .map_err(to_core)
+            .fetch_one(lease.conn())
+            .await;
+        lease.finish(after).map_err(to_core)
     }
 }

@@ -1,0 +1,288 @@
+//! The store's connections: checked out of the pool once and reused by operation after
+//! operation, without the pool's liveness round trip between them.
+//!
+//! sqlx's pool pings every connection returned to it (that is how it recovers a connection
+//! whose query was dropped midway), one round trip per checkout that the caller does not
+//! see but the client and the server pay for. The store instead keeps the connections its
+//! operations have finished with ("parked"), and hands them to its next operations directly:
+//!
+//! - A connection is parked only by an operation that **completed** (its future or stream
+//!   ran to the end, or failed with an error the server reported, after which the protocol
+//!   is in step). A connection whose operation was cancelled midway, or which failed on I/O
+//!   or on the protocol, goes back to the pool, whose ping recovers or closes it.
+//! - At most as many connections are parked as the pool may open, and none when the pool
+//!   is at its size with no idle connection left (someone else may be waiting for one).
+//! - A connection parked for [`PARK_TIME`] goes back to the pool, so that other users of
+//!   the pool get it and [`Pool::close`](sqlx::Pool::close) completes; a closed pool gets
+//!   every parked connection back at once.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use sqlx::Postgres;
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnection, PgPool};
+
+/// How long a connection stays parked before it goes back to the pool.
+pub(crate) const PARK_TIME: Duration = Duration::from_millis(100);
+
+/// The pool and the connections parked by the store's operations.
+pub(crate) struct Connections {
+    pool: PgPool,
+    /// Whether connections are parked at all.
+    park: bool,
+    state: Arc<Mutex<Parked>>,
+}
+
+/// The parked connections, most recently parked last, and the task that returns them.
+#[derive(Default)]
+struct Parked {
+    connections: Vec<(PoolConnection<Postgres>, Instant)>,
+    sweeper: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Connections {
+    pub(crate) fn new(pool: PgPool, park: bool) -> Self {
+        Self {
+            pool,
+            park,
+            state: Arc::default(),
+        }
+    }
+
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// A connection for one operation: the most recently parked one, else one from the pool.
+    pub(crate) async fn lease(&self) -> Result<Lease<'_>, sqlx::Error> {
+        if self.park {
+            if self.pool.is_closed() {
+                drop(self.take_all());
+            } else if let Some((conn, _)) = lock(&self.state).connections.pop() {
+                return Ok(Lease {
+                    owner: self,
+                    conn: Some(conn),
+                });
+            }
+        }
+        let conn = self.pool.acquire().await?;
+        Ok(Lease {
+            owner: self,
+            conn: Some(conn),
+        })
+    }
+
+    fn take_all(&self) -> Vec<(PoolConnection<Postgres>, Instant)> {
+        std::mem::take(&mut lock(&self.state).connections)
+    }
+
+    /// Parks `conn`, or returns it to the pool when parking it could keep it from someone
+    /// else.
+    fn park(&self, conn: PoolConnection<Postgres>) {
+        let options = self.pool.options();
+        let max = usize::try_from(options.get_max_connections()).unwrap_or(usize::MAX);
+        let saturated =
+            self.pool.size() >= options.get_max_connections() && self.pool.num_idle() == 0;
+        if !self.park || saturated || self.pool.is_closed() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let mut state = lock(&self.state);
+        if state.connections.len() >= max {
+            return;
+        }
+        state.connections.push((conn, Instant::now()));
+        if state.sweeper.as_ref().is_none_or(|task| task.is_finished()) {
+            let weak = Arc::downgrade(&self.state);
+            let pool = self.pool.clone();
+            state.sweeper = Some(runtime.spawn(sweep(weak, pool)));
+        }
+    }
+}
+
+impl Drop for Connections {
+    fn drop(&mut self) {
+        let parked = self.take_all();
+        if tokio::runtime::Handle::try_current().is_ok() {
+            // Each goes back to the pool through sqlx's own task.
+            drop(parked);
+        } else {
+            // Outside a runtime the pool cannot take them back (it would need a task):
+            // close the sockets and leave the pool's count to the pool's own end.
+            for (conn, _) in parked {
+                drop(conn.leak());
+            }
+        }
+    }
+}
+
+/// Returns connections parked for [`PARK_TIME`] (all of them once the pool is closed) to the
+/// pool, until none is parked or the store is gone.
+async fn sweep(state: Weak<Mutex<Parked>>, pool: PgPool) {
+    loop {
+        tokio::time::sleep(PARK_TIME).await;
+        let Some(state) = state.upgrade() else {
+            return;
+        };
+        let expired = {
+            let mut state = lock(&state);
+            let now = Instant::now();
+            let keep = if pool.is_closed() {
+                0
+            } else {
+                state
+                    .connections
+                    .iter()
+                    .position(|(_, since)| now.duration_since(*since) < PARK_TIME)
+                    .unwrap_or(state.connections.len())
+            };
+            let expired: Vec<_> = state.connections.drain(..keep).collect();
+            if state.connections.is_empty() {
+                state.sweeper = None;
+                drop(state);
+                drop(expired);
+                return;
+            }
+            expired
+        };
+        drop(expired);
+    }
+}
+
+fn lock(state: &Mutex<Parked>) -> MutexGuard<'_, Parked> {
+    // The lock is never held across a panic-prone call; a poisoned lock still holds a
+    // consistent list.
+    state.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// One operation's connection. [`finish`](Self::finish) parks it when the operation
+/// completed; dropped otherwise, it goes back to the pool, whose ping recovers or closes it.
+pub(crate) struct Lease<'a> {
+    owner: &'a Connections,
+    conn: Option<PoolConnection<Postgres>>,
+}
+
+impl Lease<'_> {
+    /// The connection, for one or more statements.
+    pub(crate) fn conn(&mut self) -> &mut PgConnection {
+        self.conn
+            .as_deref_mut()
+            .expect("a lease holds its connection until it ends")
+    }
+
+    /// Ends the lease with the operation's result: the connection is parked if the
+    /// operation completed and the protocol is in step (success, or an error the server
+    /// reported), else returned to the pool.
+    pub(crate) fn finish<T>(mut self, result: Result<T, sqlx::Error>) -> Result<T, sqlx::Error> {
+        if in_step(&result) {
+            if let Some(conn) = self.conn.take() {
+                self.owner.park(conn);
+            }
+        }
+        result
+    }
+}
+
+/// Whether a connection is usable as is after an operation ended with `result`.
+fn in_step<T>(result: &Result<T, sqlx::Error>) -> bool {
+    match result {
+        Ok(_) => true,
+        // The server answered (and sqlx reads on to the end of the answer before the next
+        // statement); anything else may have left the protocol midway.
+        Err(error) => matches!(error, sqlx::Error::Database(_) | sqlx::Error::RowNotFound),
+    }
+}
+
+impl std::fmt::Debug for Connections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connections")
+            .field("park", &self.park)
+            .field("parked", &lock(&self.state).connections.len())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use sqlx::postgres::PgPoolOptions;
+
+    async fn connections(max: u32) -> Connections {
+        let url = std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+        let pool = PgPoolOptions::new()
+            .max_connections(max)
+            .connect(&url)
+            .await
+            .expect("the test database is reachable (set DATABASE_URL)");
+        Connections::new(pool, true)
+    }
+
+    fn parked(conns: &Connections) -> usize {
+        lock(&conns.state).connections.len()
+    }
+
+    /// Only an operation that completed, or that the server answered with an error, parks
+    /// its connection; a dropped lease or an I/O failure hands it back to the pool.
+    #[tokio::test]
+    async fn only_completed_operations_park_their_connection() {
+        let conns = connections(4).await;
+
+        let mut lease = conns.lease().await.expect("lease");
+        let one: Result<i32, _> = sqlx::query_scalar("SELECT 1").fetch_one(lease.conn()).await;
+        assert_eq!(lease.finish(one).expect("select"), 1);
+        assert_eq!(parked(&conns), 1, "a completed operation parks");
+
+        let mut lease = conns.lease().await.expect("lease");
+        assert_eq!(parked(&conns), 0, "the parked connection is reused");
+        let failed: Result<i32, _> = sqlx::query_scalar("SELECT 1 / 0")
+            .fetch_one(lease.conn())
+            .await;
+        assert!(matches!(
+            lease.finish(failed),
+            Err(sqlx::Error::Database(_))
+        ));
+        assert_eq!(parked(&conns), 1, "an error the server reported parks");
+
+        let mut lease = conns.lease().await.expect("lease");
+        let mut rows = sqlx::query("SELECT generate_series(1, 1000)").fetch(lease.conn());
+        futures_util::StreamExt::next(&mut rows).await;
+        drop(rows);
+        drop(lease);
+        assert_eq!(parked(&conns), 0, "a dropped lease does not park");
+
+        let lease = conns.lease().await.expect("lease");
+        let broken: Result<(), _> = Err(sqlx::Error::Io(std::io::ErrorKind::BrokenPipe.into()));
+        assert!(lease.finish(broken).is_err());
+        assert_eq!(parked(&conns), 0, "an I/O failure does not park");
+    }
+
+    /// A pool at its size with no idle connection gets a finished connection back at once;
+    /// parked connections go back to the pool after `PARK_TIME`.
+    #[tokio::test]
+    async fn parking_gives_way_to_the_pool() {
+        let conns = connections(1).await;
+        let lease = conns.lease().await.expect("lease");
+        drop(lease.finish(Ok(())));
+        assert_eq!(parked(&conns), 0, "a pool of one is never parked on");
+
+        let conns = connections(2).await;
+        let lease = conns.lease().await.expect("lease");
+        drop(lease.finish(Ok(())));
+        assert_eq!(parked(&conns), 1);
+        let started = Instant::now();
+        while conns.pool().num_idle() == 0 && started.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            started.elapsed() >= PARK_TIME / 2,
+            "parked for PARK_TIME first"
+        );
+        assert_eq!(parked(&conns), 0, "returned to the pool after PARK_TIME");
+        assert_eq!(conns.pool().num_idle(), 1);
+    }
+}

@@ -1,0 +1,238 @@
+//! The store's reuse of its connections (`PgStoreOptions::reuse_connections`): no pool ping
+//! between operations, nothing broken by a cancelled operation, and the pool still there
+//! for its other users.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::fresh_store_with;
+use common::proxy::Proxy;
+use esrs_core::conformance::{event, unique_stream};
+use esrs_core::{AppendRequest, EventStore, ExpectedVersion, Version};
+use esrs_postgres::PgStoreOptions;
+use esrs_postgres::sqlx::postgres::{PgPoolOptions, PgSslMode};
+use futures_util::{StreamExt, TryStreamExt};
+
+async fn upstream() -> SocketAddr {
+    let options = common::connect_options();
+    tokio::net::lookup_host((options.get_host(), options.get_port()))
+        .await
+        .expect("resolve")
+        .next()
+        .expect("an address")
+}
+
+/// Client messages that are sqlx's pool ping: a `Sync` sent alone.
+fn pings(messages: &str) -> usize {
+    messages.split_inclusive('S').filter(|m| *m == "S").count()
+}
+
+/// Runs 20 commands (a version read and an append) through a proxy on a store built with
+/// `reuse`, and returns the client's messages.
+async fn commands_through_proxy(reuse: bool) -> String {
+    let store = fresh_store_with(|o| o).await;
+    let proxy = Proxy::start(upstream().await).await;
+    let options = common::connect_options()
+        .host("127.0.0.1")
+        .port(proxy.addr.port())
+        .ssl_mode(PgSslMode::Disable);
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .test_before_acquire(false)
+        .connect_with(options)
+        .await
+        .expect("connect through the proxy");
+    let through = PgStoreOptions::new()
+        .schema(store.schema())
+        .notifications(false)
+        .reuse_connections(reuse)
+        .build(pool)
+        .expect("valid options");
+    let stream = unique_stream("reuse");
+    // Prepares the statements.
+    through
+        .append(AppendRequest::new(
+            stream.clone(),
+            ExpectedVersion::NoStream,
+            vec![event("Warm", 0)],
+        ))
+        .await
+        .expect("warm-up");
+    through.stream_version(&stream).await.expect("warm-up");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    proxy.reset();
+    for n in 0..20 {
+        let version = through.stream_version(&stream).await.expect("version");
+        through
+            .append(AppendRequest::new(
+                stream.clone(),
+                ExpectedVersion::Exact(version),
+                vec![event("E", n)],
+            ))
+            .await
+            .expect("append");
+    }
+    // Lets the pool's pings of returned connections, if any, reach the proxy.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    proxy.messages()
+}
+
+/// Back-to-back operations run on the store's parked connection: 40 statements, no ping.
+/// Without reuse, every operation's connection is pinged when it returns to the pool.
+#[tokio::test]
+async fn a_busy_store_sends_no_pings() {
+    let reused = commands_through_proxy(true).await;
+    assert_eq!(reused.matches('E').count(), 40, "{reused}");
+    assert_eq!(
+        reused.matches('P').count(),
+        0,
+        "one connection, prepared once: {reused}"
+    );
+    assert_eq!(pings(&reused), 0, "no ping with reuse: {reused}");
+
+    // Meanwhile the pool opens more connections (a connection being pinged is not free),
+    // which prepare the statements again.
+    let pooled = commands_through_proxy(false).await;
+    assert!(
+        pings(&pooled) >= 40,
+        "sqlx pings every connection returned to its pool: {pooled}"
+    );
+}
+
+/// Operations cancelled at every point of their run (reads dropped midway, appends timed
+/// out before, during and after their round trip) leave nothing behind: the store's later
+/// operations all succeed and see exactly the events that were acknowledged or that the
+/// stream now has.
+#[tokio::test]
+async fn cancelled_operations_leave_no_broken_connection() {
+    let store = fresh_store_with(|o| o.max_connections(3).notifications(false)).await;
+    let long = unique_stream("long");
+    let events = (0..2_000).map(|n| event("E", n)).collect();
+    store
+        .append(AppendRequest::new(
+            long.clone(),
+            ExpectedVersion::NoStream,
+            events,
+        ))
+        .await
+        .expect("the long stream");
+
+    // Reads dropped after a few rows, with most of the answer unread.
+    for taken in [1, 10, 500] {
+        let mut read = store.read_stream(&long, 1, Version::MAX);
+        for _ in 0..taken {
+            read.next().await.expect("a row").expect("an event");
+        }
+        drop(read);
+        let all: Vec<_> = store
+            .read_stream(&long, 1, Version::MAX)
+            .try_collect()
+            .await
+            .expect("a full read after a dropped one");
+        assert_eq!(all.len(), 2_000);
+        assert_eq!(store.stream_version(&long).await.expect("version"), 2_000);
+    }
+
+    // Appends cancelled after 0 µs, 25 µs, …: some never start, some are cut mid-flight
+    // (the server may still commit them), some complete. Each is followed by complete
+    // operations that must succeed and see a consistent stream.
+    let stream = unique_stream("cancelled");
+    let mut acknowledged = Vec::new();
+    for n in 0..120u64 {
+        let version = store.stream_version(&stream).await.expect("version");
+        let request = AppendRequest::new(
+            stream.clone(),
+            ExpectedVersion::Exact(version),
+            (0..50).map(|i| event("E", n * 100 + i)).collect(),
+        );
+        let budget = Duration::from_micros(25 * (n % 40));
+        if let Ok(Ok(outcome)) = tokio::time::timeout(budget, store.append(request)).await {
+            acknowledged.push(outcome.first_version);
+        }
+        let read: Vec<_> = store
+            .read_stream(&stream, 1, Version::MAX)
+            .try_collect()
+            .await
+            .expect("a read after a cancel");
+        assert_eq!(read.len() % 50, 0, "an append is all or nothing");
+        assert!(
+            read.iter().zip(1..).all(|(e, v)| e.version == v),
+            "versions without gap"
+        );
+    }
+    // Once the cut appends that the server still committed are in, every acknowledged
+    // append is there.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let version = store.stream_version(&stream).await.expect("final version");
+    assert_eq!(version % 50, 0);
+    assert!(
+        !acknowledged.is_empty(),
+        "some appends completed within their budget"
+    );
+    assert!(acknowledged.iter().all(|first| first + 49 <= version));
+}
+
+/// Connections parked by the store go back to the pool within moments: another user of
+/// the pool gets every connection, and closing the pool completes.
+#[tokio::test]
+async fn parked_connections_return_to_the_pool() {
+    let store = fresh_store_with(|o| o.notifications(false)).await;
+    let pool = PgPoolOptions::new()
+        .max_connections(3)
+        .test_before_acquire(false)
+        .acquire_timeout(Duration::from_secs(2))
+        .connect_with(common::connect_options())
+        .await
+        .expect("a pool");
+    let small = PgStoreOptions::new()
+        .schema(store.schema())
+        .notifications(false)
+        .build(pool.clone())
+        .expect("valid options");
+    // Two reads at once use two connections, which the store parks.
+    let a = unique_stream("a");
+    let b = unique_stream("b");
+    for stream in [&a, &b] {
+        small
+            .append(AppendRequest::new(
+                stream.clone(),
+                ExpectedVersion::NoStream,
+                vec![event("E", 1)],
+            ))
+            .await
+            .expect("append");
+    }
+    let (left, right) = tokio::join!(
+        small
+            .read_stream(&a, 1, Version::MAX)
+            .try_collect::<Vec<_>>(),
+        small
+            .read_stream(&b, 1, Version::MAX)
+            .try_collect::<Vec<_>>(),
+    );
+    assert_eq!(left.expect("read a").len(), 1);
+    assert_eq!(right.expect("read b").len(), 1);
+
+    // Every connection of the pool, held at once by someone else.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(
+            pool.acquire()
+                .await
+                .expect("the pool gives every connection"),
+        );
+    }
+    drop(held);
+
+    // The store works on, then the pool closes although the store is still alive.
+    assert_eq!(small.stream_version(&a).await.expect("version"), 1);
+    tokio::time::timeout(Duration::from_secs(2), pool.close())
+        .await
+        .expect("the pool closes within moments of the store's last operation");
+    assert!(
+        small.stream_version(&a).await.is_err(),
+        "the pool is closed"
+    );
+}
