@@ -60,7 +60,7 @@ pub(crate) fn run() -> Result<Vec<Line>, BoxError> {
         .collect::<Result<_, _>>()?;
     let decoded: Vec<AccountEvent> = stored
         .iter()
-        .map(|(name, version, payload)| AccountEvent::decode(name, *version, payload))
+        .map(|(name, version, payload)| AccountEvent::decode(name, *version, payload.get()))
         .collect::<Result<_, _>>()?;
     let typed = batch_events(N);
 
@@ -81,7 +81,7 @@ pub(crate) fn run() -> Result<Vec<Line>, BoxError> {
         case: "decode (25% upcast from v1)",
         esrs_ns: ns_per_event(|| {
             for (name, version, payload) in &stored {
-                black_box(AccountEvent::decode(name, *version, payload).ok());
+                black_box(AccountEvent::decode(name, *version, payload.get()).ok());
             }
         }),
         hand_ns: ns_per_event(|| {
@@ -102,7 +102,7 @@ pub(crate) fn run() -> Result<Vec<Line>, BoxError> {
         case: "decode old version only (upcast)",
         esrs_ns: ns_per_event(|| {
             for payload in &old {
-                black_box(AccountEvent::decode("Withdrawn", 1, payload).ok());
+                black_box(AccountEvent::decode("Withdrawn", 1, payload.get()).ok());
             }
         }),
         hand_ns: ns_per_event(|| {
@@ -117,7 +117,7 @@ pub(crate) fn run() -> Result<Vec<Line>, BoxError> {
         case: "decode current version only",
         esrs_ns: ns_per_event(|| {
             for payload in &current {
-                black_box(AccountEvent::decode("Withdrawn", 2, payload).ok());
+                black_box(AccountEvent::decode("Withdrawn", 2, payload.get()).ok());
             }
         }),
         hand_ns: ns_per_event(|| {

@@ -16,7 +16,6 @@ use esrs_core::{
 use esrs_postgres::PgStore;
 use futures_util::TryStreamExt;
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 
 const ENV: &str = "ESRS_CACHE_WRITER";
 /// Rounds of the lock-step phase: the two processes write one stream in turns.
@@ -44,7 +43,7 @@ impl EventSet for TallyEvent {
     fn encode(&self) -> Result<Payload, EncodeError> {
         esrs_core::encode_json("Added", &self.0)
     }
-    fn decode(name: &str, version: u32, payload: &RawValue) -> Result<Self, DecodeError> {
+    fn decode(name: &str, version: u32, payload: &str) -> Result<Self, DecodeError> {
         match name {
             "Added" => Ok(TallyEvent(DecodeError::parse("Added", version, payload)?)),
             _ => Err(DecodeError::UnknownName {

@@ -816,7 +816,7 @@ fn fold_view(e: &FoldEvent) -> FoldView {
         e.version,
         e.name.clone(),
         e.event_version,
-        e.payload.get().to_owned(),
+        e.payload.to_string(),
     )
 }
 

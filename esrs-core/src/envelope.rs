@@ -256,7 +256,7 @@ impl RecordedEvent {
 
     /// Decodes the payload as an event of `E`.
     pub fn decode<E: EventSet>(&self) -> Result<E, crate::DecodeError> {
-        E::decode(&self.name, self.event_version, &self.payload)
+        E::decode(&self.name, self.event_version, self.payload.get())
     }
 
     /// The raw JSON payload.

@@ -28,12 +28,13 @@ pub trait Event: Sized + Send + Sync + 'static {
         vec![Self::VERSION]
     }
 
-    /// Decodes a payload stored at `version`, upcasting older versions to this type.
+    /// Decodes a payload (its JSON text) stored at `version`, upcasting older versions to
+    /// this type. The text is parsed once, straight into the type that reads it.
     ///
     /// A version newer than [`Self::VERSION`], or one with no route to it, is a
-    /// [`DecodeError::UnknownVersion`]; a payload that does not parse is a
-    /// [`DecodeError::Malformed`].
-    fn decode(version: u32, payload: &RawValue) -> Result<Self, DecodeError>;
+    /// [`DecodeError::UnknownVersion`]; a payload that is not JSON, or not JSON of this
+    /// type's shape, is a [`DecodeError::Malformed`].
+    fn decode(version: u32, payload: &str) -> Result<Self, DecodeError>;
 }
 
 /// The closed set of events of one aggregate (the event enum that `#[aggregate]`
@@ -52,8 +53,9 @@ pub trait EventSet: Sized + Send + Sync + 'static {
     fn version(&self) -> u32;
     /// Encodes this event's payload as JSON.
     fn encode(&self) -> Result<Payload, EncodeError>;
-    /// Decodes a stored event of any name in [`Self::NAMES`].
-    fn decode(name: &str, version: u32, payload: &RawValue) -> Result<Self, DecodeError>;
+    /// Decodes a stored event of any name in [`Self::NAMES`] from its payload's JSON text
+    /// (see [`Event::decode`]).
+    fn decode(name: &str, version: u32, payload: &str) -> Result<Self, DecodeError>;
 
     /// Whether events stored under `name` belong to this set.
     fn handles(name: &str) -> bool {
@@ -157,9 +159,9 @@ impl DecodeError {
     pub fn parse<T: serde::de::DeserializeOwned>(
         name: &'static str,
         version: u32,
-        payload: &RawValue,
+        payload: &str,
     ) -> Result<T, Self> {
-        serde_json::from_str(payload.get()).map_err(|source| Self::Malformed {
+        serde_json::from_str(payload).map_err(|source| Self::Malformed {
             name,
             version,
             source,

@@ -42,7 +42,7 @@ pub const fn snapshot_key(version: u32, fingerprint: u64) -> SnapshotKey {
 /// Decodes the payload of event `T` stored at its current version.
 pub fn parse_event<T: Event + DecodableEvent>(
     version: u32,
-    payload: &RawValue,
+    payload: &str,
 ) -> Result<T, DecodeError> {
     DecodeError::parse(T::NAME, version, payload)
 }
@@ -83,7 +83,7 @@ pub fn snapshot_codec<A: Aggregate + SnapshotState>() -> SnapshotCodec<A> {
 pub fn run_payload_upcaster<E: Display>(
     name: &'static str,
     from: u32,
-    payload: &RawValue,
+    payload: &str,
     upcaster: fn(serde_json::Value) -> Result<serde_json::Value, E>,
 ) -> Result<Box<RawValue>, DecodeError> {
     let value: serde_json::Value = DecodeError::parse(name, from, payload)?;

@@ -8,7 +8,7 @@ use futures_core::Stream;
 
 use crate::envelope::{AppendOutcome, AppendRequest, RecordedEvent, Snapshot, SnapshotKey};
 use crate::error::Result;
-use crate::event::{DecodeError, EventSet, Payload};
+use crate::event::{DecodeError, EventSet};
 use crate::stream::{IdempotencyKey, Position, StreamId, Version};
 
 /// The default limit on the size of one event's payload: 1 MiB.
@@ -44,18 +44,25 @@ pub struct FoldEvent {
     pub name: String,
     /// The version of its payload.
     pub event_version: u32,
-    /// The JSON payload.
-    pub payload: Payload,
+    /// The JSON payload as stored. It is not parsed until [`decode`](Self::decode), which
+    /// parses it once, straight into the event (a payload that is not JSON is a
+    /// [`DecodeError::Malformed`] there).
+    pub payload: Box<str>,
 }
 
 impl FoldEvent {
     /// Assembles a fold event; used by store implementations.
-    pub fn new(version: Version, name: String, event_version: u32, payload: Payload) -> Self {
+    pub fn new(
+        version: Version,
+        name: String,
+        event_version: u32,
+        payload: impl Into<Box<str>>,
+    ) -> Self {
         Self {
             version,
             name,
             event_version,
-            payload,
+            payload: payload.into(),
         }
     }
 
@@ -71,7 +78,7 @@ impl From<RecordedEvent> for FoldEvent {
             version: event.version,
             name: event.name,
             event_version: event.event_version,
-            payload: event.payload,
+            payload: event.payload.into(),
         }
     }
 }

@@ -188,7 +188,7 @@ impl<A: Aggregate> Given<A> {
         let raw = serde_json::value::to_raw_value(&payload)
             .map_err(|e| format!("{label}: cannot encode its payload: {e}"))
             .or_fail();
-        let event = A::Event::decode(name, version, &raw)
+        let event = A::Event::decode(name, version, raw.get())
             .map_err(|e| format!("{label} ({name} v{version} {payload}) cannot be decoded: {e}"))
             .or_fail();
         let shown = Shown {
@@ -719,7 +719,7 @@ impl Display for DebugShown {
 /// and checks both encodings agree. Returns the decoded event and its display.
 fn round_trip<E: EventSet>(event: &E, label: &str) -> Result<(E, Shown<'static>), String> {
     let (first, payload) = Shown::encode(event, label)?;
-    let decoded = E::decode(first.name, first.version, &payload)
+    let decoded = E::decode(first.name, first.version, payload.get())
         .map_err(|e| format!("{label} ({first}) does not decode back: {e}"))?;
     let (again, _) = Shown::encode(&decoded, label)?;
     if again != first {
@@ -976,7 +976,7 @@ mod tests {
                 Self::Noted(e) => encode_json("Noted", e),
             }
         }
-        fn decode(name: &str, version: u32, payload: &RawValue) -> Result<Self, DecodeError> {
+        fn decode(name: &str, version: u32, payload: &str) -> Result<Self, DecodeError> {
             Ok(match (name, version) {
                 ("ItemAdded", 1) => Self::ItemAdded(DecodeError::parse("ItemAdded", 1, payload)?),
                 ("ItemRemoved", 2) => {

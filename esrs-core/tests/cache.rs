@@ -14,7 +14,6 @@ use esrs_core::{
 };
 use futures_util::TryStreamExt;
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Added {
@@ -38,7 +37,7 @@ impl EventSet for TallyEvent {
         let TallyEvent::Added(e) = self;
         esrs_core::encode_json("Added", e)
     }
-    fn decode(name: &str, version: u32, payload: &RawValue) -> Result<Self, DecodeError> {
+    fn decode(name: &str, version: u32, payload: &str) -> Result<Self, DecodeError> {
         match (name, version) {
             ("Added", 1) => Ok(TallyEvent::Added(DecodeError::parse("Added", 1, payload)?)),
             ("Added", v) => Err(DecodeError::UnknownVersion {

@@ -53,7 +53,7 @@ impl EventSet for ScoreEvent {
             Self::Scored(p) | Self::Penalised(p) => esrs_core::encode_json(self.name(), p),
         }
     }
-    fn decode(name: &str, version: u32, payload: &RawValue) -> Result<Self, DecodeError> {
+    fn decode(name: &str, version: u32, payload: &str) -> Result<Self, DecodeError> {
         match name {
             "Scored" => Ok(Self::Scored(DecodeError::parse(
                 "Scored", version, payload,

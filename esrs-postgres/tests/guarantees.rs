@@ -18,7 +18,6 @@ use esrs_postgres::sqlx::postgres::{PgPoolOptions, PgSslMode};
 use esrs_postgres::sqlx::{self, Connection};
 use esrs_postgres::{PgStore, PgStoreOptions};
 use futures_util::TryStreamExt;
-use serde_json::value::RawValue;
 
 async fn read_all(store: &PgStore, after: Position) -> Vec<RecordedEvent> {
     store.read_all(after).try_collect().await.expect("read_all")
@@ -258,7 +257,7 @@ impl EventSet for AccountEvent {
         let AccountEvent::Deposited(e) = self;
         esrs_core::encode_json("Deposited", e)
     }
-    fn decode(name: &str, version: u32, payload: &RawValue) -> Result<Self, DecodeError> {
+    fn decode(name: &str, version: u32, payload: &str) -> Result<Self, DecodeError> {
         match (name, version) {
             ("Deposited", 1) => Ok(AccountEvent::Deposited(DecodeError::parse(
                 "Deposited",

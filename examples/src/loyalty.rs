@@ -175,13 +175,14 @@ impl<S: EventStore> LoyaltyPolicy<S> {
         if event.name != OrderPlaced::NAME {
             return Ok(None);
         }
-        let order = OrderPlaced::decode(event.event_version, &event.payload).map_err(|source| {
-            esrs_core::Error::Decode {
-                stream: event.stream.clone(),
-                version: event.version,
-                source,
-            }
-        })?;
+        let order =
+            OrderPlaced::decode(event.event_version, event.payload.get()).map_err(|source| {
+                esrs_core::Error::Decode {
+                    stream: event.stream.clone(),
+                    version: event.version,
+                    source,
+                }
+            })?;
         let Ok(customer) = StreamId::new(customer) else {
             return Ok(None);
         };

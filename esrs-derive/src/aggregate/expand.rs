@@ -124,7 +124,7 @@ impl Generated<'_> {
                 fn decode(
                     name: &str,
                     version: u32,
-                    payload: &#private::RawValue,
+                    payload: &::core::primitive::str,
                 ) -> ::core::result::Result<Self, ::esrs_core::DecodeError> {
                     #(
                         if name == <#events as ::esrs_core::Event>::NAME {

@@ -70,7 +70,7 @@ pub(super) fn expand(input: &EventInput<'_>) -> TokenStream {
         quote! {
             if version == #from #known {
                 let upcast = #call?;
-                return <Self as ::esrs_core::Event>::decode(#to, &upcast);
+                return <Self as ::esrs_core::Event>::decode(#to, #private::RawValue::get(&upcast));
             }
         }
     });
@@ -142,7 +142,7 @@ pub(super) fn expand(input: &EventInput<'_>) -> TokenStream {
 
             fn decode(
                 version: u32,
-                payload: &#private::RawValue,
+                payload: &::core::primitive::str,
             ) -> ::core::result::Result<Self, ::esrs_core::DecodeError> {
                 if version == #version {
                     return #parse;
@@ -178,7 +178,7 @@ pub(super) fn stub(input: &DeriveInput) -> TokenStream {
             const VERSION: u32 = 1;
             fn decode(
                 version: u32,
-                _: &::esrs_core::__private::RawValue,
+                _: &::core::primitive::str,
             ) -> ::core::result::Result<Self, ::esrs_core::DecodeError> {
                 ::core::result::Result::Err(::esrs_core::DecodeError::UnknownVersion {
                     name: #name,
