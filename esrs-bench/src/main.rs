@@ -458,6 +458,16 @@ async fn raw_pool(url: &Option<String>, size: u32) -> Result<PgPool, BoxError> {
         .await?)
 }
 
+/// Opens `clients` connections of `pool` before the timed phase, as the raw runs' pools do
+/// (`min_connections`): no run pays for opening its clients' connections while timed.
+async fn open_connections(pool: &PgPool, clients: u64) -> Result<(), BoxError> {
+    let opened = futures_util::future::try_join_all((0..clients).map(|_| pool.acquire())).await?;
+    drop(opened);
+    // Lets the pool take them back (it pings each).
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    Ok(())
+}
+
 /// A connection for the raw baseline.
 async fn raw_conn(url: &Option<String>) -> Result<PgConnection, BoxError> {
     Ok(PgConnectOptions::from_str(needs_url(url)?)?
@@ -518,6 +528,7 @@ async fn run_child(id: &str, connect: Option<String>) -> Result<Report, BoxError
                 .connect_with(PgConnectOptions::from_str(needs_url(&connect)?)?)
                 .await?;
             raw::create_schema(&mut *pool.acquire().await?).await?;
+            open_connections(&pool, spec.clients).await?;
             measuring();
             raw::commands(&pool, spec, true).await?
         }
@@ -542,7 +553,9 @@ async fn run_child(id: &str, connect: Option<String>) -> Result<Report, BoxError
         }
         "w1:esrs" | "w2:esrs" | "w1:esrs-cache" | "w2:esrs-cache" => {
             let spec = if id.starts_with("w1") { W1 } else { W2 };
-            let mut repo = Repository::<domain::Account, _>::new(pg_store(&connect).await?);
+            let store = pg_store(&connect).await?;
+            open_connections(store.pool(), spec.clients).await?;
+            let mut repo = Repository::<domain::Account, _>::new(store);
             let mut implementation = "esrs";
             if id.ends_with("cache") {
                 repo = repo.with_cache(spec.streams as usize);
@@ -558,6 +571,7 @@ async fn run_child(id: &str, connect: Option<String>) -> Result<Report, BoxError
                 .connect(needs_url(&connect)?)
                 .await?;
             store.migrate().await?;
+            open_connections(store.pool(), spec.clients).await?;
             let repo = Repository::<domain::Account, _>::new(store);
             measuring();
             workloads::commands(Arc::new(repo), spec, "esrs, no NOTIFY").await?
