@@ -6,6 +6,7 @@ mod conn;
 mod lock;
 mod notify;
 mod read;
+mod seen;
 
 pub use lock::ProjectionLock;
 
@@ -48,7 +49,8 @@ const DEFAULT_NOTIFY_INTERVAL: Duration = Duration::from_millis(5);
 /// - **One round trip per append**, whatever the batch size: the events travel as arrays in
 ///   one statement. An append that expects a version and has no idempotency key is one
 ///   plain `INSERT`, whose expected-version check is the primary key and the presence of
-///   the expected version; other appends call the schema's `append` function, which checks
+///   the expected version (not looked up again when the store has just read or written
+///   it: a stream never loses an event); other appends call the schema's `append` function, which checks
 ///   the idempotency key and the expected version and inserts the batch in the same
 ///   transaction.
 /// - **No gap, no duplicate**: the primary key `(stream_id, version)` makes two writers of the
@@ -90,6 +92,7 @@ struct Inner {
     settle_time: Duration,
     sql: Sql,
     notifier: notify::Notifier,
+    seen: seen::Seen,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -351,6 +354,7 @@ impl PgStoreOptions {
                 conns: conn::Connections::new(pool, self.reuse_connections),
                 sql: Sql::new(&self.schema),
                 notifier: notify::Notifier::new(),
+                seen: seen::Seen::default(),
                 schema: self.schema,
                 max_payload_bytes: self.max_payload_bytes,
                 notify: self.notify,

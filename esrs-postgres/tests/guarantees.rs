@@ -1041,3 +1041,68 @@ async fn projection_locks_are_exclusive() {
     assert!(freed, "dropping a lock frees it");
     unrelated.release().await.expect("release");
 }
+
+/// An append expecting a version the store has just read or written skips the lookup of that
+/// version (a stream never loses an event); it still loses to a newer write of another store,
+/// and a version the store has not seen is still looked up, so no append leaves a gap.
+#[tokio::test]
+async fn appends_after_a_read_keep_every_version_check() {
+    let store = fresh_store().await;
+    let other = PgStoreOptions::new()
+        .schema(store.schema())
+        .build(common::pool(2).await)
+        .expect("valid options");
+    let stream = unique_stream("seen");
+    let append = |store: &PgStore, expected: ExpectedVersion, n: u64| {
+        let request = AppendRequest::new(stream.clone(), expected, vec![event("E", n)]);
+        let store = store.clone();
+        async move { store.append(request).await }
+    };
+    append(&store, ExpectedVersion::NoStream, 1)
+        .await
+        .expect("v1");
+    append(&store, ExpectedVersion::Exact(1), 2)
+        .await
+        .expect("v2, seen from the append");
+    assert_eq!(read_stream(&store, &stream).await.len(), 2);
+
+    // Another store writes version 3: the version this store saw (2) is now stale.
+    append(&other, ExpectedVersion::Exact(2), 3)
+        .await
+        .expect("v3 elsewhere");
+    match append(&store, ExpectedVersion::Exact(2), 4).await {
+        Err(Error::Conflict(conflict)) => assert_eq!(conflict.actual, 3),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+
+    // A version beyond what the stream has, and beyond what the store saw: a conflict, not
+    // a gap, for one event and for a batch.
+    for events in [1u64, 3] {
+        let request = AppendRequest::new(
+            stream.clone(),
+            ExpectedVersion::Exact(7),
+            (0..events).map(|n| event("E", n)).collect(),
+        );
+        match store.append(request).await {
+            Err(Error::Conflict(conflict)) => assert_eq!(conflict.actual, 3),
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+    }
+    let versions: Vec<u64> = read_stream(&store, &stream)
+        .await
+        .iter()
+        .map(|e| e.version)
+        .collect();
+    assert_eq!(versions, [1, 2, 3]);
+
+    // After reading version 3, a batch expecting it appends.
+    let outcome = store
+        .append(AppendRequest::new(
+            stream.clone(),
+            ExpectedVersion::Exact(3),
+            vec![event("E", 4), event("E", 5)],
+        ))
+        .await
+        .expect("a batch after the read");
+    assert_eq!((outcome.first_version, outcome.last_version), (4, 5));
+}

@@ -138,11 +138,13 @@ impl PgStore {
             };
             match attempt {
                 Attempt::Decided(result) => {
-                    if result
-                        .as_ref()
-                        .is_ok_and(|o| !o.deduplicated && !o.is_empty())
-                    {
-                        self.announce_append();
+                    if let Some(outcome) = result.as_ref().ok().filter(|o| !o.is_empty()) {
+                        self.inner
+                            .seen
+                            .record(&outcome.stream, outcome.last_version);
+                        if !outcome.deduplicated {
+                            self.announce_append();
+                        }
                     }
                     return result;
                 }
@@ -234,6 +236,7 @@ impl PgStore {
         if params.key.is_some() || params.names.is_empty() {
             return Ok(None);
         }
+        let seen = expected > 0 && self.inner.seen.exists(&request.stream, unsigned(expected));
         let mut lease = self.lease().await.map_err(to_core)?;
         // One event: the same insert without the arrays (less work for the server).
         let inserted = if let ([name], [version], [payload]) = (
@@ -248,6 +251,7 @@ impl PgStore {
                 .bind(*version)
                 .bind(*payload)
                 .bind(params.metadata.as_deref())
+                .bind(seen)
                 .fetch_optional(lease.conn())
                 .await;
             lease.finish(row).and_then(|row| {
@@ -266,6 +270,7 @@ impl PgStore {
                 .bind(params.versions.as_slice())
                 .bind(params.payloads.as_slice())
                 .bind(params.metadata.as_deref())
+                .bind(seen)
                 .fetch_one(lease.conn())
                 .await;
             lease.finish(row).and_then(|row| {

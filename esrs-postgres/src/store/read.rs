@@ -194,6 +194,8 @@ trait Pages<'a>: Send + 'a {
     fn decode(&mut self, row: &PgRow) -> Result<Self::Item, sqlx::Error>;
     /// The answer of a [`Page::Settle`] check.
     fn held_back(&mut self, _held_back: bool) {}
+    /// A query returned all its rows.
+    fn complete(&mut self) {}
 }
 
 type Items<'a, T> = Pin<Box<dyn Stream<Item = esrs_core::Result<T>> + Send + 'a>>;
@@ -232,6 +234,7 @@ fn paged<'a, P: Pages<'a>>(
                     let error = match end {
                         End::Complete => {
                             let _ = lease.finish(Ok(()));
+                            pages.complete();
                             continue;
                         }
                         // The rest of the answer is unread: the connection goes back to
@@ -332,6 +335,8 @@ struct StreamPages<'a> {
     next: i64,
     to: i64,
     started: bool,
+    /// The last version read.
+    last: Version,
 }
 
 impl<'a> Pages<'a> for StreamPages<'a> {
@@ -353,7 +358,12 @@ impl<'a> Pages<'a> for StreamPages<'a> {
     fn decode(&mut self, row: &PgRow) -> Result<RecordedEvent, sqlx::Error> {
         let event = decode_event(row, 0, self.stream.clone())?;
         self.next = signed(event.version).saturating_add(1);
+        self.last = event.version;
         Ok(event)
+    }
+
+    fn complete(&mut self) {
+        self.store.inner.seen.record(&self.stream, self.last);
     }
 }
 
@@ -364,6 +374,8 @@ struct FoldPages<'a> {
     from: i64,
     to: i64,
     started: bool,
+    /// The last version read.
+    last: Version,
 }
 
 impl<'a> Pages<'a> for FoldPages<'a> {
@@ -383,7 +395,13 @@ impl<'a> Pages<'a> for FoldPages<'a> {
     }
 
     fn decode(&mut self, row: &PgRow) -> Result<FoldEvent, sqlx::Error> {
-        decode_fold_event(row, 0)
+        let event = decode_fold_event(row, 0)?;
+        self.last = event.version;
+        Ok(event)
+    }
+
+    fn complete(&mut self) {
+        self.store.inner.seen.record(&self.stream, self.last);
     }
 }
 
@@ -472,6 +490,7 @@ impl<'a> Pages<'a> for LogPages<'a> {
 /// A stream's snapshot and the events after it, in one query: with full envelopes, or only
 /// what a fold needs. The first column of a row says whether it is the snapshot.
 struct SnapshotPages<'a, I> {
+    store: &'a PgStore,
     sql: &'a str,
     key: SnapshotKey,
     stream: StreamId,
@@ -484,6 +503,9 @@ struct SnapshotPages<'a, I> {
     /// Decodes an event row (its columns start at 1).
     event: fn(&PgRow, &StreamId) -> Result<I, sqlx::Error>,
     snapshot: fn(Snapshot) -> I,
+    /// The last version read (of an event, or the snapshot's), in the version column of
+    /// both kinds of rows.
+    last: Version,
 }
 
 impl<'a, I: Send + 'a> Pages<'a> for SnapshotPages<'a, I> {
@@ -504,6 +526,8 @@ impl<'a, I: Send + 'a> Pages<'a> for SnapshotPages<'a, I> {
 
     fn decode(&mut self, row: &PgRow) -> Result<I, sqlx::Error> {
         let is_snapshot: bool = row.try_get_unchecked(0)?;
+        let version: i64 = row.try_get_unchecked(self.version_column)?;
+        self.last = unsigned(version);
         if !is_snapshot {
             self.events = true;
             return (self.event)(row, &self.stream);
@@ -514,7 +538,6 @@ impl<'a, I: Send + 'a> Pages<'a> for SnapshotPages<'a, I> {
                 "the snapshot row came after events of its stream".into(),
             ));
         }
-        let version: i64 = row.try_get_unchecked(self.version_column)?;
         let payload = payload(row, self.payload_column)?;
         Ok((self.snapshot)(Snapshot::new(
             self.stream.clone(),
@@ -522,6 +545,10 @@ impl<'a, I: Send + 'a> Pages<'a> for SnapshotPages<'a, I> {
             self.key,
             payload,
         )))
+    }
+
+    fn complete(&mut self) {
+        self.store.inner.seen.record(&self.stream, self.last);
     }
 }
 
@@ -541,6 +568,7 @@ impl PgStore {
                 from: signed(from.max(1)),
                 to: signed(to),
                 started: false,
+                last: 0,
             },
             span,
         )
@@ -559,6 +587,7 @@ impl PgStore {
         paged(
             self,
             SnapshotPages {
+                store: self,
                 sql: &self.sql().read_with_snapshot_for_fold,
                 key,
                 stream: stream.clone(),
@@ -568,6 +597,7 @@ impl PgStore {
                 payload_column: 4,
                 event: |row, _| decode_fold_event(row, 1).map(FoldItem::Event),
                 snapshot: FoldItem::Snapshot,
+                last: 0,
             },
             span,
         )
@@ -588,6 +618,7 @@ impl PgStore {
                 next: signed(from.max(1)),
                 to: signed(to),
                 started: false,
+                last: 0,
             },
             span,
         )
@@ -625,6 +656,7 @@ impl PgStore {
         paged(
             self,
             SnapshotPages {
+                store: self,
                 sql: &self.sql().read_with_snapshot,
                 key,
                 stream: stream.clone(),
@@ -634,6 +666,7 @@ impl PgStore {
                 payload_column: 6,
                 event: |row, stream| decode_event(row, 1, stream.clone()).map(StreamItem::Event),
                 snapshot: StreamItem::Snapshot,
+                last: 0,
             },
             span,
         )
