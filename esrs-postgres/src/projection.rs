@@ -4,16 +4,12 @@
 //!
 //! See [`PgCheckpoints`].
 
-use chrono::{DateTime, Utc};
 use esrs_core::projection::CheckpointError;
 use esrs_core::{
-    AppendOutcome, AppendRequest, CheckpointStore, Metadata, Position, Projection, ProjectionError,
-    ProjectionEvents, RecordedEvent, StreamId,
+    AppendOutcome, AppendRequest, CheckpointStore, Position, Projection, ProjectionError,
+    ProjectionEvents,
 };
-use serde_json::value::RawValue;
-use sqlx::postgres::PgRow;
-use sqlx::types::Json;
-use sqlx::{Postgres, Row};
+use sqlx::Postgres;
 
 use crate::error::to_core;
 use crate::{PgStore, ProjectionLock};
@@ -200,16 +196,16 @@ impl PgStore {
             // The original append applied its events; this transaction wrote nothing.
             return Ok(outcome);
         }
-        let sql = include_str!("projection/written_events.sql").replace("{schema}", self.schema());
-        let rows = sqlx::query(&sql)
-            .bind(stream.as_str())
-            .bind(signed(outcome.first_version))
-            .bind(signed(outcome.last_version))
-            .fetch_all(&mut *tx)
+        let written = self
+            .events_in(
+                &mut tx,
+                &stream,
+                outcome.first_version,
+                outcome.last_version,
+            )
             .await
             .map_err(store_error)?;
-        for row in rows {
-            let record = written_event(&row, &stream).map_err(store_error)?;
+        for record in written {
             if !projection.handles(&record.name) {
                 continue;
             }
@@ -229,38 +225,4 @@ impl PgStore {
         tx.commit().await.map_err(store_error)?;
         Ok(outcome)
     }
-}
-
-fn signed(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-fn unsigned(value: i64) -> u64 {
-    value.max(0).unsigned_abs()
-}
-
-/// A row of `written_events.sql` as a recorded event.
-fn written_event(row: &PgRow, stream: &StreamId) -> Result<RecordedEvent, sqlx::Error> {
-    let sequence: i64 = row.try_get(0)?;
-    let commit: i64 = row.try_get(1)?;
-    let version: i64 = row.try_get(2)?;
-    let name: String = row.try_get(3)?;
-    let event_version: i32 = row.try_get(4)?;
-    let payload: String = row.try_get(5)?;
-    let metadata: Option<Json<Metadata>> = row.try_get(6)?;
-    let recorded_at: DateTime<Utc> = row.try_get(7)?;
-    let payload = RawValue::from_string(payload).map_err(|e| sqlx::Error::ColumnDecode {
-        index: "payload".to_owned(),
-        source: Box::new(e),
-    })?;
-    Ok(RecordedEvent::new(
-        Position::new(unsigned(commit), unsigned(sequence)),
-        stream.clone(),
-        unsigned(version),
-        name,
-        event_version.max(0).unsigned_abs(),
-        payload,
-        metadata.map(|Json(m)| m).unwrap_or_default(),
-        recorded_at,
-    ))
 }

@@ -328,58 +328,26 @@ impl<T, S: Stream<Item = esrs_core::Result<T>> + Unpin> Stream for Read<S> {
     }
 }
 
-/// The events of one stream with versions `next..=to`, in one query.
-struct StreamPages<'a> {
+/// Decodes a row of a stream read into an item and its version.
+type DecodeRow<I> = fn(&PgRow, &StreamId) -> Result<(I, Version), sqlx::Error>;
+
+/// The events of one stream with versions `from..=to`, in one query: with full envelopes
+/// (`read_stream`) or only what a fold needs (`read_stream_for_fold`).
+struct StreamPages<'a, I> {
     store: &'a PgStore,
-    stream: StreamId,
-    next: i64,
-    to: i64,
-    started: bool,
-    /// The last version read.
-    last: Version,
-}
-
-impl<'a> Pages<'a> for StreamPages<'a> {
-    type Item = RecordedEvent;
-
-    fn next_page(&mut self) -> Page<'a> {
-        if self.started || self.next > self.to {
-            return Page::Done;
-        }
-        self.started = true;
-        Page::Query(
-            sqlx::query(&self.store.sql().read_stream)
-                .bind(self.stream.as_str().to_owned())
-                .bind(self.next)
-                .bind(self.to),
-        )
-    }
-
-    fn decode(&mut self, row: &PgRow) -> Result<RecordedEvent, sqlx::Error> {
-        let event = decode_event(row, 0, self.stream.clone())?;
-        self.next = signed(event.version).saturating_add(1);
-        self.last = event.version;
-        Ok(event)
-    }
-
-    fn complete(&mut self) {
-        self.store.inner.seen.record(&self.stream, self.last);
-    }
-}
-
-/// The events of one stream with versions `from..=to` as a fold needs them, in one query.
-struct FoldPages<'a> {
-    store: &'a PgStore,
+    sql: &'a str,
     stream: StreamId,
     from: i64,
     to: i64,
     started: bool,
+    /// Decodes a row, giving the item and its version.
+    event: DecodeRow<I>,
     /// The last version read.
     last: Version,
 }
 
-impl<'a> Pages<'a> for FoldPages<'a> {
-    type Item = FoldEvent;
+impl<'a, I: Send + 'a> Pages<'a> for StreamPages<'a, I> {
+    type Item = I;
 
     fn next_page(&mut self) -> Page<'a> {
         if self.started || self.from > self.to {
@@ -387,17 +355,17 @@ impl<'a> Pages<'a> for FoldPages<'a> {
         }
         self.started = true;
         Page::Query(
-            sqlx::query(&self.store.sql().read_stream_for_fold)
+            sqlx::query(self.sql)
                 .bind(self.stream.as_str().to_owned())
                 .bind(self.from)
                 .bind(self.to),
         )
     }
 
-    fn decode(&mut self, row: &PgRow) -> Result<FoldEvent, sqlx::Error> {
-        let event = decode_fold_event(row, 0)?;
-        self.last = event.version;
-        Ok(event)
+    fn decode(&mut self, row: &PgRow) -> Result<I, sqlx::Error> {
+        let (item, version) = (self.event)(row, &self.stream)?;
+        self.last = version;
+        Ok(item)
     }
 
     fn complete(&mut self) {
@@ -562,12 +530,19 @@ impl PgStore {
         let span = tracing::debug_span!("esrs.pg.read_stream_for_fold", stream = %stream, from, to);
         paged(
             self,
-            FoldPages {
+            StreamPages {
                 store: self,
+                sql: &self.sql().read_stream_for_fold,
                 stream: stream.clone(),
                 from: signed(from.max(1)),
                 to: signed(to),
                 started: false,
+                event: |row, _| {
+                    decode_fold_event(row, 0).map(|e| {
+                        let v = e.version;
+                        (e, v)
+                    })
+                },
                 last: 0,
             },
             span,
@@ -614,10 +589,17 @@ impl PgStore {
             self,
             StreamPages {
                 store: self,
+                sql: &self.sql().read_stream,
                 stream: stream.clone(),
-                next: signed(from.max(1)),
+                from: signed(from.max(1)),
                 to: signed(to),
                 started: false,
+                event: |row, stream| {
+                    decode_event(row, 0, stream.clone()).map(|e| {
+                        let v = e.version;
+                        (e, v)
+                    })
+                },
                 last: 0,
             },
             span,
@@ -670,6 +652,26 @@ impl PgStore {
             },
             span,
         )
+    }
+
+    /// The events of `stream` with versions `from..=to`, read on `conn` (in the caller's
+    /// transaction, say).
+    pub(crate) async fn events_in(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        stream: &StreamId,
+        from: Version,
+        to: Version,
+    ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+        let rows = sqlx::query(&self.sql().read_stream)
+            .bind(stream.as_str())
+            .bind(signed(from))
+            .bind(signed(to))
+            .fetch_all(conn)
+            .await?;
+        rows.iter()
+            .map(|row| decode_event(row, 0, stream.clone()))
+            .collect()
     }
 
     pub(super) async fn fetch_snapshot(
