@@ -236,3 +236,75 @@ async fn parked_connections_return_to_the_pool() {
         "the pool is closed"
     );
 }
+
+/// A standby runner that retries a projection's lock does not open a connection per try; the
+/// connection that gets the lock leaves the pool with it, and the pool goes on.
+#[tokio::test]
+async fn retrying_a_projection_lock_reuses_connections() {
+    let store = fresh_store_with(|o| o.notifications(false)).await;
+    let held = store
+        .try_lock_projection("standby")
+        .await
+        .expect("lock")
+        .expect("the first runner gets the lock");
+
+    let proxy = Proxy::start(upstream().await).await;
+    let options = common::connect_options()
+        .host("127.0.0.1")
+        .port(proxy.addr.port())
+        .ssl_mode(PgSslMode::Disable);
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .test_before_acquire(false)
+        .connect_with(options)
+        .await
+        .expect("connect through the proxy");
+    let standby = PgStoreOptions::new()
+        .schema(store.schema())
+        .notifications(false)
+        .build(pool.clone())
+        .expect("valid options");
+    for _ in 0..20 {
+        assert!(
+            standby
+                .try_lock_projection("standby")
+                .await
+                .expect("try")
+                .is_none(),
+            "the lock is held"
+        );
+    }
+    assert!(
+        proxy.connections() <= 2,
+        "20 tries used {} connections",
+        proxy.connections()
+    );
+
+    held.release().await.expect("release");
+    let lock = standby
+        .try_lock_projection("standby")
+        .await
+        .expect("try")
+        .expect("the standby gets the released lock");
+    // The lock's connection left the pool: both of the pool's connections serve the store.
+    let stream = unique_stream("after-lock");
+    standby
+        .append(AppendRequest::new(
+            stream.clone(),
+            ExpectedVersion::NoStream,
+            vec![event("E", 1)],
+        ))
+        .await
+        .expect("the store works on");
+    let (a, b) = tokio::join!(pool.acquire(), pool.acquire());
+    drop((a.expect("a pooled connection"), b.expect("another")));
+    assert!(
+        store
+            .try_lock_projection("standby")
+            .await
+            .expect("try")
+            .is_none(),
+        "the standby holds the lock now"
+    );
+    lock.release().await.expect("release");
+}

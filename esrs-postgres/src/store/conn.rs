@@ -186,6 +186,26 @@ impl Lease<'_> {
     }
 }
 
+impl Lease<'_> {
+    /// Ends the lease like [`finish`](Self::finish), except that when `keep` says so of a
+    /// successful result, the connection leaves the pool and comes back with it (the pool
+    /// may open another in its place): for a session-level state, such as an advisory lock,
+    /// that must live on its own connection.
+    pub(crate) fn finish_unless<T>(
+        mut self,
+        result: Result<T, sqlx::Error>,
+        keep: impl FnOnce(&T) -> bool,
+    ) -> Result<(T, Option<PgConnection>), sqlx::Error> {
+        match result {
+            Ok(value) if keep(&value) => {
+                let conn = self.conn.take().map(PoolConnection::detach);
+                Ok((value, conn))
+            }
+            other => self.finish(other).map(|value| (value, None)),
+        }
+    }
+}
+
 /// Whether a connection is usable as is after an operation ended with `result`.
 fn in_step<T>(result: &Result<T, sqlx::Error>) -> bool {
     match result {

@@ -10,7 +10,7 @@ use crate::error::to_core;
 
 /// The exclusive right to run one projection against a store's schema, across processes.
 ///
-/// Held on a connection of its own (not one of the pool's) as a PostgreSQL session advisory
+/// Held on a connection of its own (taken out of the pool) as a PostgreSQL session advisory
 /// lock; it is released by [`ProjectionLock::release`], or when the lock is dropped (the
 /// connection closes) or the process dies.
 #[derive(Debug)]
@@ -38,25 +38,19 @@ impl PgStore {
         &self,
         projection: &str,
     ) -> esrs_core::Result<Option<ProjectionLock>> {
-        let mut conn = PgConnection::connect_with(&self.pool().connect_options())
-            .await
+        // Tried on one of the store's connections: a standby runner retrying the lock
+        // opens no connection per try. The connection that gets the lock leaves the pool
+        // with it (the pool may open another in its place).
+        let mut lease = self.lease().await.map_err(to_core)?;
+        let tried: Result<(bool, i64), sqlx::Error> =
+            sqlx::query_as("SELECT pg_try_advisory_lock(k), k FROM hashtextextended($1, 0) AS k")
+                .bind(format!("esrs projection {}.{projection}", self.schema()))
+                .fetch_one(lease.conn())
+                .await;
+        let ((_, key), locked) = lease
+            .finish_unless(tried, |(locked, _)| *locked)
             .map_err(to_core)?;
-        let key: i64 = sqlx::query_scalar("SELECT hashtextextended($1, 0)")
-            .bind(format!("esrs projection {}.{projection}", self.schema()))
-            .fetch_one(&mut conn)
-            .await
-            .map_err(to_core)?;
-        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-            .bind(key)
-            .fetch_one(&mut conn)
-            .await
-            .map_err(to_core)?;
-        if locked {
-            Ok(Some(ProjectionLock { conn, key }))
-        } else {
-            conn.close().await.map_err(to_core)?;
-            Ok(None)
-        }
+        Ok(locked.map(|conn| ProjectionLock { conn, key }))
     }
 
     /// The position of the last event [`read_all`](esrs_core::EventStore::read_all) can

@@ -65,6 +65,11 @@ impl Proxy {
         }
     }
 
+    /// How many connections the proxy has accepted.
+    pub fn connections(&self) -> usize {
+        self.shared.lock().unwrap().tasks.len() / 2
+    }
+
     /// Forgets the messages recorded so far.
     pub fn reset(&self) {
         self.shared.lock().unwrap().messages.clear();
