@@ -56,7 +56,7 @@ async fn read_all<S: EventStore>(store: &S, after: Position) -> Vec<RecordedEven
 }
 
 fn n_of(e: &RecordedEvent) -> u64 {
-    let v: serde_json::Value = serde_json::from_str(e.payload.get()).expect("payload is JSON");
+    let v: serde_json::Value = serde_json::from_str(e.payload()).expect("payload is JSON");
     v["n"].as_u64().expect("payload has n")
 }
 
@@ -114,7 +114,7 @@ pub async fn append_and_read_in_order<S: EventStore>(store: S) {
                 && e.recorded_at <= chrono::Utc::now() + chrono::Duration::seconds(5)
         );
     }
-    assert_eq!(events[0].payload.get(), r#"{"n":1}"#);
+    assert_eq!(events[0].payload(), r#"{"n":1}"#);
     assert_eq!(events[0].metadata, metadata);
     assert_eq!(events[3].metadata, Metadata::default());
     assert_eq!(events[0].position, first);
@@ -807,7 +807,7 @@ fn fold_view_of_recorded(e: &RecordedEvent) -> FoldView {
         e.version,
         e.name.clone(),
         e.event_version,
-        e.payload.get().to_owned(),
+        e.payload().to_owned(),
     )
 }
 
@@ -1026,7 +1026,7 @@ pub async fn hostile_input_round_trips<S: EventStore>(store: S) {
         assert_eq!(events[0].stream.as_str(), stream.as_str());
         assert_eq!(events[0].name, "Odd'\"\\Name");
         assert_eq!(events[0].metadata, metadata);
-        let back: serde_json::Value = serde_json::from_str(events[0].payload.get()).expect("JSON");
+        let back: serde_json::Value = serde_json::from_str(events[0].payload()).expect("JSON");
         assert_eq!(back["text"].as_str(), Some(text.as_str()));
     }
 }

@@ -1,7 +1,6 @@
 //! What is stored around an event: metadata, the recorded envelope, appends and snapshots.
 
 use chrono::{DateTime, Utc};
-use serde_json::value::RawValue;
 
 use crate::event::{EventSet, Payload};
 use crate::stream::{IdempotencyKey, Position, StreamId, Version};
@@ -221,8 +220,10 @@ pub struct RecordedEvent {
     pub name: String,
     /// The version of its payload.
     pub event_version: u32,
-    /// The JSON payload.
-    pub payload: Payload,
+    /// The JSON payload, as stored. Stores hold only valid JSON (the payloads they were
+    /// given, or a column that checks it), so the text is not parsed again on its way out:
+    /// [`decode`](Self::decode) parses it once, straight into the event.
+    pub payload: Box<str>,
     /// The metadata it was appended with.
     pub metadata: Metadata,
     /// When the store recorded it.
@@ -238,7 +239,7 @@ impl RecordedEvent {
         version: Version,
         name: String,
         event_version: u32,
-        payload: Payload,
+        payload: impl Into<Box<str>>,
         metadata: Metadata,
         recorded_at: DateTime<Utc>,
     ) -> Self {
@@ -248,7 +249,7 @@ impl RecordedEvent {
             version,
             name,
             event_version,
-            payload,
+            payload: payload.into(),
             metadata,
             recorded_at,
         }
@@ -256,11 +257,11 @@ impl RecordedEvent {
 
     /// Decodes the payload as an event of `E`.
     pub fn decode<E: EventSet>(&self) -> Result<E, crate::DecodeError> {
-        E::decode(&self.name, self.event_version, self.payload.get())
+        E::decode(&self.name, self.event_version, &self.payload)
     }
 
-    /// The raw JSON payload.
-    pub fn payload(&self) -> &RawValue {
+    /// The JSON payload's text.
+    pub fn payload(&self) -> &str {
         &self.payload
     }
 }

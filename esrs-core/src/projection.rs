@@ -119,7 +119,7 @@ impl ProjectionEvents for serde_json::Value {
     }
 
     fn decode(record: &RecordedEvent) -> Result<Self, DecodeError> {
-        serde_json::from_str(record.payload.get()).map_err(|source| DecodeError::Malformed {
+        serde_json::from_str(record.payload()).map_err(|source| DecodeError::Malformed {
             name: "(any)",
             version: record.event_version,
             source,

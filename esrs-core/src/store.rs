@@ -78,7 +78,7 @@ impl From<RecordedEvent> for FoldEvent {
             version: event.version,
             name: event.name,
             event_version: event.event_version,
-            payload: event.payload.into(),
+            payload: event.payload,
         }
     }
 }

@@ -425,7 +425,7 @@ fn show(event: &RecordedEvent) -> String {
         event.version,
         event.name,
         event.event_version,
-        event.payload.get()
+        event.payload()
     )
 }
 

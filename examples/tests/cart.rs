@@ -184,5 +184,5 @@ async fn an_old_row_written_through_the_store_loads_through_the_upcaster() {
         .unwrap()
         .unwrap();
     assert_eq!((row.name.as_str(), row.event_version), ("ItemRemoved", 2));
-    assert_eq!(row.payload.get(), r#"{"item":"ink","reason":"dried up"}"#);
+    assert_eq!(row.payload(), r#"{"item":"ink","reason":"dried up"}"#);
 }

@@ -121,7 +121,8 @@ fn decode_event(row: &PgRow, base: usize, stream: StreamId) -> Result<RecordedEv
     let version: i64 = row.try_get_unchecked(base + 2)?;
     let name: String = row.try_get_unchecked(base + 3)?;
     let event_version: i32 = row.try_get_unchecked(base + 4)?;
-    let payload = payload(row, base + 5)?;
+    // The text as stored (the column is `json`, which PostgreSQL checks on the way in).
+    let payload: &str = row.try_get_unchecked(base + 5)?;
     let metadata = if row.try_get_raw(base + 6)?.is_null() {
         Metadata::default()
     } else {
