@@ -132,19 +132,19 @@ pub(crate) fn run() -> Result<Vec<Line>, BoxError> {
         })),
     });
 
-    // What a store does to every row it reads before the event is decoded: check that the
-    // payload text is JSON and box it as a `RawValue`.
-    let texts: Vec<String> = stored.iter().map(|(_, _, p)| p.get().to_owned()).collect();
+    // What a store does to every row it reads before the event is decoded: copy the payload
+    // text out of the row (it is not parsed until the decode).
+    let texts: Vec<&str> = stored.iter().map(|(_, _, p)| p.get()).collect();
     lines.push(Line {
-        case: "payload text -> RawValue",
+        case: "payload text out of the row",
         esrs_ns: ns_per_event(|| {
             for text in &texts {
-                black_box(serde_json::from_str::<Payload>(text).ok());
+                black_box(Box::<str>::from(*text));
             }
         }),
         hand_ns: ns_per_event(|| {
             for text in &texts {
-                black_box(text.clone());
+                black_box(text.to_string());
             }
         }),
         serde_ns: None,
