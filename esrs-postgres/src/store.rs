@@ -314,9 +314,10 @@ impl PgStoreOptions {
     /// operation completed is kept ("parked") for the store's next operation, without the
     /// ping; a connection whose operation was cancelled midway or failed on I/O still goes
     /// back to the pool, which checks it. At most as many connections are parked as the
-    /// pool may open, none while the pool has no idle connection left at its full size
-    /// (so that other users of the pool are not kept waiting), and each for at most 100
-    /// ms: after that, or at once when the pool is closed, it goes back to the pool.
+    /// pool may open; while the pool has no idle connection left at its full size, one
+    /// finished connection every 10 ms goes back to it (so that other users of the pool
+    /// are not kept waiting); and each is parked for at most 100 ms: after that, or at once
+    /// when the pool is closed, it goes back to the pool.
     /// [`Pool::close`](sqlx::Pool::close) thus completes within about 200 ms of the store's
     /// last operation.
     pub fn reuse_connections(mut self, on: bool) -> Self {

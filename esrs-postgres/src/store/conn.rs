@@ -10,8 +10,11 @@
 //!   ran to the end, or failed with an error the server reported, after which the protocol
 //!   is in step). A connection whose operation was cancelled midway, or which failed on I/O
 //!   or on the protocol, goes back to the pool, whose ping recovers or closes it.
-//! - At most as many connections are parked as the pool may open, and none when the pool
-//!   is at its size with no idle connection left (someone else may be waiting for one).
+//! - At most as many connections are parked as the pool may open. While the pool is at its
+//!   size with no idle connection left (someone else may be waiting for one), one finished
+//!   connection every [`GIVE_WAY_EVERY`] goes back to the pool instead of being parked:
+//!   returning every one would make each operation pay the ping again exactly when the
+//!   store is busiest, and parking every one could keep a waiter waiting.
 //! - A connection parked for [`PARK_TIME`] goes back to the pool, so that other users of
 //!   the pool get it and [`Pool::close`](sqlx::Pool::close) completes; a closed pool gets
 //!   every parked connection back at once.
@@ -26,6 +29,10 @@ use sqlx::postgres::{PgConnection, PgPool};
 /// How long a connection stays parked before it goes back to the pool.
 pub(crate) const PARK_TIME: Duration = Duration::from_millis(100);
 
+/// While the pool has no connection left to give, one finished connection goes back to it
+/// this often (the others are parked), so that someone waiting for the pool gets one soon.
+pub(crate) const GIVE_WAY_EVERY: Duration = Duration::from_millis(10);
+
 /// The pool and the connections parked by the store's operations.
 pub(crate) struct Connections {
     pool: PgPool,
@@ -39,6 +46,8 @@ pub(crate) struct Connections {
 struct Parked {
     connections: Vec<(PoolConnection<Postgres>, Instant)>,
     sweeper: Option<tokio::task::JoinHandle<()>>,
+    /// When a finished connection last went back to a pool that had none left.
+    gave_way: Option<Instant>,
 }
 
 impl Connections {
@@ -82,17 +91,28 @@ impl Connections {
     fn park(&self, conn: PoolConnection<Postgres>) {
         let options = self.pool.options();
         let max = usize::try_from(options.get_max_connections()).unwrap_or(usize::MAX);
-        let saturated =
-            self.pool.size() >= options.get_max_connections() && self.pool.num_idle() == 0;
-        if !self.park || saturated || self.pool.is_closed() {
+        if !self.park || self.pool.is_closed() {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
+        let saturated =
+            self.pool.size() >= options.get_max_connections() && self.pool.num_idle() == 0;
         let mut state = lock(&self.state);
         if state.connections.len() >= max {
             return;
+        }
+        if saturated {
+            // Someone may be waiting for the pool: give way now and then.
+            let now = Instant::now();
+            if state
+                .gave_way
+                .is_none_or(|at| now.duration_since(at) >= GIVE_WAY_EVERY)
+            {
+                state.gave_way = Some(now);
+                return;
+            }
         }
         state.connections.push((conn, Instant::now()));
         if state.sweeper.as_ref().is_none_or(|task| task.is_finished()) {
@@ -288,7 +308,19 @@ mod tests {
         let conns = connections(1).await;
         let lease = conns.lease().await.expect("lease");
         drop(lease.finish(Ok(())));
-        assert_eq!(parked(&conns), 0, "a pool of one is never parked on");
+        assert_eq!(
+            parked(&conns),
+            0,
+            "a pool with nothing left gets the connection back"
+        );
+        let lease = conns.lease().await.expect("lease");
+        drop(lease.finish(Ok(())));
+        assert_eq!(parked(&conns), 1, "… once per GIVE_WAY_EVERY");
+        let waiter = tokio::time::timeout(Duration::from_secs(2), conns.pool().acquire())
+            .await
+            .expect("a waiter for the pool gets the parked connection within moments")
+            .expect("a connection");
+        drop(waiter);
 
         let conns = connections(2).await;
         let lease = conns.lease().await.expect("lease");
