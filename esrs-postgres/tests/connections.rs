@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::fresh_store_with;
@@ -12,17 +11,8 @@ use common::proxy::Proxy;
 use esrs_core::conformance::{event, unique_stream};
 use esrs_core::{AppendRequest, EventStore, ExpectedVersion, Version};
 use esrs_postgres::PgStoreOptions;
-use esrs_postgres::sqlx::postgres::{PgPoolOptions, PgSslMode};
+use esrs_postgres::sqlx::postgres::PgPoolOptions;
 use futures_util::{StreamExt, TryStreamExt};
-
-async fn upstream() -> SocketAddr {
-    let options = common::connect_options();
-    tokio::net::lookup_host((options.get_host(), options.get_port()))
-        .await
-        .expect("resolve")
-        .next()
-        .expect("an address")
-}
 
 /// Client messages that are sqlx's pool ping: a `Sync` sent alone.
 fn pings(messages: &str) -> usize {
@@ -33,17 +23,8 @@ fn pings(messages: &str) -> usize {
 /// `reuse`, and returns the client's messages.
 async fn commands_through_proxy(reuse: bool) -> String {
     let store = fresh_store_with(|o| o).await;
-    let proxy = Proxy::start(upstream().await).await;
-    let options = common::connect_options()
-        .host("127.0.0.1")
-        .port(proxy.addr.port())
-        .ssl_mode(PgSslMode::Disable);
-    let pool = PgPoolOptions::new()
-        .max_connections(4)
-        .test_before_acquire(false)
-        .connect_with(options)
-        .await
-        .expect("connect through the proxy");
+    let proxy = Proxy::to_test_server().await;
+    let pool = proxy.pool(4).await;
     let through = PgStoreOptions::new()
         .schema(store.schema())
         .notifications(false)
@@ -248,17 +229,8 @@ async fn retrying_a_projection_lock_reuses_connections() {
         .expect("lock")
         .expect("the first runner gets the lock");
 
-    let proxy = Proxy::start(upstream().await).await;
-    let options = common::connect_options()
-        .host("127.0.0.1")
-        .port(proxy.addr.port())
-        .ssl_mode(PgSslMode::Disable);
-    let pool = PgPoolOptions::new()
-        .max_connections(2)
-        .test_before_acquire(false)
-        .connect_with(options)
-        .await
-        .expect("connect through the proxy");
+    let proxy = Proxy::to_test_server().await;
+    let pool = proxy.pool(2).await;
     let standby = PgStoreOptions::new()
         .schema(store.schema())
         .notifications(false)

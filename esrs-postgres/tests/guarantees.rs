@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::proxy::Proxy;
@@ -14,7 +13,7 @@ use esrs_core::{
     NewEvent, Payload, Position, RecordedEvent, Repository, Snapshot, SnapshotKey, StreamId,
     StreamItem, Version,
 };
-use esrs_postgres::sqlx::postgres::{PgPoolOptions, PgSslMode};
+use esrs_postgres::sqlx::postgres::PgPoolOptions;
 use esrs_postgres::sqlx::{self, Connection};
 use esrs_postgres::{PgStore, PgStoreOptions};
 use futures_util::TryStreamExt;
@@ -359,30 +358,10 @@ async fn undecodable_rows_are_typed_errors() {
     assert_eq!(read_all(&store, Position::START).await.len(), 3);
 }
 
-/// The address of the test server, for the proxy.
-async fn upstream() -> SocketAddr {
-    let options = common::connect_options();
-    tokio::net::lookup_host((options.get_host(), options.get_port()))
-        .await
-        .expect("resolve")
-        .next()
-        .expect("an address")
-}
-
 /// A store on `schema` whose single connection goes through `proxy`. Notifications are off:
 /// with them on, appends also share a separate `pg_notify` statement, sent after commit.
 async fn store_through(proxy: &Proxy, schema: &str) -> PgStore {
-    let options = common::connect_options()
-        .host("127.0.0.1")
-        .port(proxy.addr.port())
-        .ssl_mode(PgSslMode::Disable);
-    let pool = PgPoolOptions::new()
-        .max_connections(1)
-        .test_before_acquire(false)
-        .acquire_timeout(Duration::from_secs(1))
-        .connect_with(options)
-        .await
-        .expect("connect through the proxy");
+    let pool = proxy.pool(1).await;
     PgStoreOptions::new()
         .schema(schema)
         .notifications(false)
@@ -402,7 +381,7 @@ fn round_trips_with_statements(messages: &str) -> usize {
 #[tokio::test]
 async fn append_is_one_round_trip() {
     let store = fresh_store().await;
-    let proxy = Proxy::start(upstream().await).await;
+    let proxy = Proxy::to_test_server().await;
     let through = store_through(&proxy, store.schema()).await;
     let stream = unique_stream("trips");
     // The first use of a connection prepares the statements (an append expecting a version,
@@ -473,11 +452,7 @@ async fn append_is_one_round_trip() {
     }
 
     // On a connection of the caller's, nothing but the statement goes over the wire.
-    let options = common::connect_options()
-        .host("127.0.0.1")
-        .port(proxy.addr.port())
-        .ssl_mode(PgSslMode::Disable);
-    let mut conn = sqlx::PgConnection::connect_with(&options)
+    let mut conn = sqlx::PgConnection::connect_with(&proxy.connect_options())
         .await
         .expect("connect");
     let version = store.stream_version(&stream).await.expect("version");
@@ -522,7 +497,7 @@ async fn lost_connections_are_unavailable_and_lose_nothing() {
     let stream = unique_stream("lost");
 
     // The network to the server breaks.
-    let proxy = Proxy::start(upstream().await).await;
+    let proxy = Proxy::to_test_server().await;
     let through = store_through(&proxy, store.schema()).await;
     for n in 1..=3 {
         through
@@ -908,18 +883,9 @@ async fn waiting_readers_wake_on_notification_or_poll() {
 #[tokio::test]
 async fn notifications_are_coalesced() {
     let store = fresh_store().await;
-    let proxy = Proxy::start(upstream().await).await;
-    let options = common::connect_options()
-        .host("127.0.0.1")
-        .port(proxy.addr.port())
-        .ssl_mode(PgSslMode::Disable);
+    let proxy = Proxy::to_test_server().await;
     // One connection, so that the warm-up prepares every statement the burst sends.
-    let pool = PgPoolOptions::new()
-        .max_connections(1)
-        .test_before_acquire(false)
-        .connect_with(options)
-        .await
-        .expect("connect through the proxy");
+    let pool = proxy.pool(1).await;
     let interval = Duration::from_secs(1);
     let through = PgStoreOptions::new()
         .schema(store.schema())

@@ -3,6 +3,10 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use esrs_postgres::sqlx::PgPool;
+use esrs_postgres::sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -29,7 +33,42 @@ impl Drop for Proxy {
     }
 }
 
+/// The address of the test server, for a proxy.
+pub async fn upstream() -> SocketAddr {
+    let options = super::connect_options();
+    tokio::net::lookup_host((options.get_host(), options.get_port()))
+        .await
+        .expect("resolve")
+        .next()
+        .expect("an address")
+}
+
 impl Proxy {
+    /// A proxy in front of the test server.
+    pub async fn to_test_server() -> Self {
+        Self::start(upstream().await).await
+    }
+
+    /// Options to connect to the test database through the proxy.
+    pub fn connect_options(&self) -> PgConnectOptions {
+        super::connect_options()
+            .host("127.0.0.1")
+            .port(self.addr.port())
+            .ssl_mode(PgSslMode::Disable)
+    }
+
+    /// A pool of up to `max_connections` connections through the proxy, which does not ping
+    /// before handing one out and waits at most a second for one.
+    pub async fn pool(&self, max_connections: u32) -> PgPool {
+        PgPoolOptions::new()
+            .max_connections(max_connections)
+            .test_before_acquire(false)
+            .acquire_timeout(Duration::from_secs(1))
+            .connect_with(self.connect_options())
+            .await
+            .expect("connect through the proxy")
+    }
+
     /// Listens on a free local port and forwards to `upstream`.
     pub async fn start(upstream: SocketAddr) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
