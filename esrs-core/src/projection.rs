@@ -1018,7 +1018,7 @@ where
             let mut end = None;
             batch.clear();
             while batch.len() < *batch_size {
-                if *control.borrow() != seen {
+                if interrupted(control, seen) {
                     end = Some(PassEnd::Interrupted);
                     break;
                 }
@@ -1042,7 +1042,7 @@ where
             let mut last_at = None;
             let (mut handled, mut skipped) = (0u64, 0u64);
             for record in &batch {
-                if *control.borrow() != seen {
+                if interrupted(control, seen) {
                     // Commit what was handled, and leave the rest for the next pass.
                     end = Some(PassEnd::Interrupted);
                     break;
@@ -1114,6 +1114,13 @@ where
             }
         }
     }
+}
+
+/// Whether the runner was asked to stop or rebuild since its pass began with `seen`: a
+/// version check first (an atomic load, cheap enough for every event), the value only when
+/// something was sent.
+fn interrupted(control: &watch::Receiver<Control>, seen: Control) -> bool {
+    control.has_changed().unwrap_or(true) && *control.borrow() != seen
 }
 
 /// A projection runner running on a tokio task, made by [`ProjectionRunner::spawn`].
