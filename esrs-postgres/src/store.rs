@@ -50,9 +50,9 @@ const DEFAULT_NOTIFY_INTERVAL: Duration = Duration::from_millis(5);
 ///   one statement. An append that expects a version and has no idempotency key is one
 ///   plain `INSERT`, whose expected-version check is the primary key and the presence of
 ///   the expected version (not looked up again when the store has just read or written
-///   it: a stream never loses an event); other appends call the schema's `append` function, which checks
-///   the idempotency key and the expected version and inserts the batch in the same
-///   transaction.
+///   it: a stream never loses an event); other appends call the schema's `append`
+///   function, which checks the idempotency key and the expected version and inserts the
+///   batch in the same transaction.
 /// - **No gap, no duplicate**: the primary key `(stream_id, version)` makes two writers of the
 ///   same version collide; the loser gets [`Error::Conflict`](esrs_core::Error::Conflict)
 ///   (with [`ExpectedVersion::Any`](esrs_core::ExpectedVersion::Any) the store retries for

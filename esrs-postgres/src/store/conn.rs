@@ -129,12 +129,16 @@ impl Drop for Connections {
         if tokio::runtime::Handle::try_current().is_ok() {
             // Each goes back to the pool through sqlx's own task.
             drop(parked);
-        } else {
+        } else if self.pool.options().get_min_connections() == 0 {
             // Outside a runtime the pool cannot take them back (it would need a task):
             // close the sockets and leave the pool's count to the pool's own end.
             for (conn, _) in parked {
                 drop(conn.leak());
             }
+        } else {
+            // A pool that keeps a minimum would spawn a task to replace each one, which
+            // cannot be done outside a runtime: leave them be, as the process is ending.
+            std::mem::forget(parked);
         }
     }
 }
@@ -204,14 +208,12 @@ impl Lease<'_> {
         }
         result
     }
-}
 
-impl Lease<'_> {
     /// Ends the lease like [`finish`](Self::finish), except that when `keep` says so of a
     /// successful result, the connection leaves the pool and comes back with it (the pool
     /// may open another in its place): for a session-level state, such as an advisory lock,
     /// that must live on its own connection.
-    pub(crate) fn finish_unless<T>(
+    pub(crate) fn finish_or_keep<T>(
         mut self,
         result: Result<T, sqlx::Error>,
         keep: impl FnOnce(&T) -> bool,

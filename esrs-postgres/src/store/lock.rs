@@ -48,7 +48,7 @@ impl PgStore {
                 .fetch_one(lease.conn())
                 .await;
         let ((_, key), locked) = lease
-            .finish_unless(tried, |(locked, _)| *locked)
+            .finish_or_keep(tried, |(locked, _)| *locked)
             .map_err(to_core)?;
         Ok(locked.map(|conn| ProjectionLock { conn, key }))
     }

@@ -240,7 +240,10 @@ fn paged<'a, P: Pages<'a>>(
                         }
                         // The rest of the answer is unread: the connection goes back to
                         // the pool, which recovers it.
-                        End::Decode(error) => error,
+                        End::Decode(error) => {
+                            drop(lease);
+                            error
+                        }
                         End::Query(error) => match lease.finish::<()>(Err(error)) {
                             Err(error) => error,
                             Ok(()) => continue,
@@ -252,8 +255,9 @@ fn paged<'a, P: Pages<'a>>(
                 Page::Settle { check, pause } => {
                     let held_back: Result<bool, sqlx::Error> = match store.lease().await {
                         Ok(mut lease) => {
-                            let held_back = check.fetch_one(lease.conn()).await;
-                            lease.finish(held_back.map(|row| row.try_get_unchecked::<bool, _>(0))).and_then(|held| held)
+                            let row = check.fetch_one(lease.conn()).await;
+                            let held_back = row.map(|row| row.try_get_unchecked::<bool, _>(0));
+                            lease.finish(held_back).and_then(|held_back| held_back)
                         }
                         Err(error) => Err(error),
                     };
