@@ -41,6 +41,14 @@ async fn commands_through_proxy(reuse: bool) -> String {
         ))
         .await
         .expect("warm-up");
+    through
+        .append(AppendRequest::new(
+            stream.clone(),
+            ExpectedVersion::Exact(1),
+            vec![event("Warm", 1)],
+        ))
+        .await
+        .expect("warm-up of an append expecting a version the store has seen");
     through.stream_version(&stream).await.expect("warm-up");
     tokio::time::sleep(Duration::from_millis(20)).await;
     proxy.reset();

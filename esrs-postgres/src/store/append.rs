@@ -244,14 +244,19 @@ impl PgStore {
             params.versions.as_slice(),
             params.payloads.as_slice(),
         ) {
-            let row = sqlx::query(&self.sql().append_one)
+            // A plain `VALUES` when the expected version needs no lookup.
+            let sql = if seen {
+                &self.sql().append_one_seen
+            } else {
+                &self.sql().append_one
+            };
+            let row = sqlx::query(sql)
                 .bind(request.stream.as_str())
                 .bind(expected)
                 .bind(*name)
                 .bind(*version)
                 .bind(*payload)
                 .bind(params.metadata.as_deref())
-                .bind(seen)
                 .fetch_optional(lease.conn())
                 .await;
             lease.finish(row).and_then(|row| {
