@@ -130,6 +130,25 @@ mod tests {
     }
 
     #[test]
+    fn every_implementation_takes_every_place_in_its_workload() {
+        let w1: Vec<usize> = (0..RUNS.len()).filter(|&i| RUNS[i].group == "w1").collect();
+        let mut firsts = std::collections::BTreeSet::new();
+        for rep in 0..w1.len() {
+            let order = pass_order(RUNS, rep);
+            let mut sorted = order.clone();
+            sorted.sort_unstable();
+            assert_eq!(
+                sorted,
+                (0..RUNS.len()).collect::<Vec<_>>(),
+                "each run once per pass"
+            );
+            let first_w1 = order.iter().find(|&&i| RUNS[i].group == "w1").unwrap();
+            firsts.insert(*first_w1);
+        }
+        assert_eq!(firsts.into_iter().collect::<Vec<_>>(), w1);
+    }
+
+    #[test]
     fn arguments_select_groups() {
         let args = |a: &[&str]| parse(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>());
         assert_eq!(args(&[]).unwrap().groups.len(), GROUPS.len());
@@ -245,6 +264,25 @@ fn runtime(threads: usize) -> Result<tokio::runtime::Runtime, BoxError> {
     })
 }
 
+/// The order of the runs in pass `rep`: workload by workload, each workload's runs rotated
+/// by `rep`, so that over the passes every implementation runs first, second, … in its
+/// workload (a run right after another PostgreSQL run finds the server busier than one
+/// after the in-memory runs).
+fn pass_order(runs: &[Run], rep: usize) -> Vec<usize> {
+    let mut order = Vec::with_capacity(runs.len());
+    let mut start = 0;
+    while start < runs.len() {
+        let group = runs[start].group;
+        let len = runs[start..]
+            .iter()
+            .take_while(|r| r.group == group)
+            .count();
+        order.extend((0..len).map(|k| start + (k + rep) % len));
+        start += len;
+    }
+    order
+}
+
 /// Runs the selected workloads, each in a child process, and prints the table.
 fn parent(options: &Options) -> Result<(), BoxError> {
     let runs: Vec<Run> = RUNS
@@ -256,8 +294,12 @@ fn parent(options: &Options) -> Result<(), BoxError> {
     let rt = runtime(1)?;
     let exe = std::env::current_exe()?;
     let mut reports: Vec<Vec<Report>> = vec![Vec::new(); runs.len()];
-    let schedule =
-        (0..options.repeat).flat_map(|rep| runs.iter().enumerate().map(move |(i, r)| (rep, i, r)));
+    let runs = &runs;
+    let schedule = (0..options.repeat).flat_map(|rep| {
+        pass_order(runs, rep)
+            .into_iter()
+            .map(move |i| (rep, i, &runs[i]))
+    });
     for (n, (rep, index, run)) in schedule.enumerate() {
         eprintln!(
             "[esrs-bench] {} (pass {}/{}) ...",
