@@ -104,6 +104,55 @@ async fn late_commit_is_never_skipped() {
     assert_eq!(after_a[0].stream, b);
 }
 
+/// A read of the global log that waits for an older transaction returns the events it held
+/// back as soon as that transaction ends, whenever it ends: also between one of the read's
+/// page queries and its next check of what is held back (the read must then read on, not
+/// conclude that it has caught up). 60 rounds, each committing at a different moment of the
+/// read's waiting.
+#[tokio::test]
+async fn a_waiting_read_gets_the_events_held_back_when_the_older_transaction_ends() {
+    let store = fresh_store_with(|o| o.settle_time(Duration::from_secs(5))).await;
+    let mut last = Position::START;
+    for round in 0..60u64 {
+        let mut tx = store.pool().begin().await.expect("begin");
+        let held = store
+            .append_in(
+                &mut tx,
+                AppendRequest::new(
+                    unique_stream("held"),
+                    ExpectedVersion::NoStream,
+                    vec![event("A", round)],
+                ),
+            )
+            .await
+            .expect("A appends in its transaction");
+        store
+            .append(AppendRequest::new(
+                unique_stream("after"),
+                ExpectedVersion::NoStream,
+                vec![event("B", round)],
+            ))
+            .await
+            .expect("B commits");
+        let reader = {
+            let store = store.clone();
+            tokio::spawn(async move { read_all(&store, last).await })
+        };
+        // From at once to a few of the read's waiting pauses later.
+        tokio::time::sleep(Duration::from_micros(round * 97 % 4_000)).await;
+        tx.commit().await.expect("A commits");
+        let read = reader.await.expect("the read");
+        let names: Vec<&str> = read.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["A", "B"],
+            "round {round}: the read ended without the events held back ({:?})",
+            held.first_position
+        );
+        last = read[1].position;
+    }
+}
+
 /// The database itself refuses UPDATE, DELETE and TRUNCATE of events.
 #[tokio::test]
 async fn history_is_append_only() {

@@ -178,9 +178,9 @@ type PgQuery<'a> = sqlx::query::Query<'a, Postgres, PgArguments>;
 enum Page<'a> {
     /// Runs the query and decodes its rows.
     Query(PgQuery<'a>),
-    /// Asks `check` whether committed events lie beyond the read's cursor, held back by an
-    /// older open transaction; the answer goes to [`Pages::held_back`], after a pause of
-    /// `pause` if it is yes.
+    /// Asks `check` whether committed events lie beyond the read's cursor, and whether an
+    /// older open transaction holds some of them back; [`Pages::read_on`] hears whether
+    /// to read on (after a pause of `pause` if events are held back).
     Settle { check: PgQuery<'a>, pause: Duration },
     /// The read is complete.
     Done,
@@ -193,8 +193,9 @@ trait Pages<'a>: Send + 'a {
     fn next_page(&mut self) -> Page<'a>;
     /// Decodes one row and moves the cursor past it.
     fn decode(&mut self, row: &PgRow) -> Result<Self::Item, sqlx::Error>;
-    /// The answer of a [`Page::Settle`] check.
-    fn held_back(&mut self, _held_back: bool) {}
+    /// The answer of a [`Page::Settle`] check: whether committed events lie beyond the
+    /// cursor (the read goes on), or not (the read is complete).
+    fn read_on(&mut self, _beyond: bool) {}
     /// A query returned all its rows.
     fn complete(&mut self) {}
 }
@@ -253,21 +254,25 @@ fn paged<'a, P: Pages<'a>>(
                     break;
                 }
                 Page::Settle { check, pause } => {
-                    let held_back: Result<bool, sqlx::Error> = match store.lease().await {
+                    let beyond: Result<(bool, bool), sqlx::Error> = match store.lease().await {
                         Ok(mut lease) => {
                             let row = check.fetch_one(lease.conn()).await;
-                            let held_back = row.map(|row| row.try_get_unchecked::<bool, _>(0));
-                            lease.finish(held_back).and_then(|held_back| held_back)
+                            let beyond = row.map(|row| {
+                                Ok((row.try_get_unchecked(0)?, row.try_get_unchecked(1)?))
+                            });
+                            lease.finish(beyond).and_then(|beyond| beyond)
                         }
                         Err(error) => Err(error),
                     };
-                    match held_back {
-                        Ok(held_back) => {
-                            if held_back {
-                                tokio::time::sleep(pause).await;
-                            }
-                            pages.held_back(held_back);
+                    match beyond {
+                        // Events are held back: wait for the older transaction, then read on.
+                        Ok((true, true)) => {
+                            tokio::time::sleep(pause).await;
+                            pages.read_on(true);
                         }
+                        // The older transaction ended after the last page: read on at once.
+                        Ok((true, false)) => pages.read_on(true),
+                        Ok((false, _)) => pages.read_on(false),
                         Err(error) => {
                             yield Err(to_core(error));
                             break;
@@ -389,7 +394,7 @@ struct LogPages<'a> {
     after: Position,
     in_page: u32,
     started: bool,
-    /// A settle check found events held back: read the next page after the pause.
+    /// A settle check found events after the cursor: read the next page.
     retry: bool,
     caught_up: bool,
     settle_until: Option<Instant>,
@@ -434,8 +439,8 @@ impl<'a> Pages<'a> for LogPages<'a> {
         }
     }
 
-    fn held_back(&mut self, held_back: bool) {
-        if held_back {
+    fn read_on(&mut self, beyond: bool) {
+        if beyond {
             self.retry = true;
         } else {
             self.caught_up = true;
