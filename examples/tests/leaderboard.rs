@@ -35,12 +35,21 @@ struct Fixture {
     redis_prefix: String,
 }
 
+/// How long the tests' reads of the global log wait for other tests' open transactions.
+const SETTLE_TIME: Duration = Duration::from_secs(5);
+
 impl Fixture {
     async fn new() -> Self {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let schema = format!("lb_{}", &id[..16]);
+        // The tests of this file run side by side, and their runners' batch transactions hold
+        // the cluster's global-log horizon back for moments (seconds on a loaded machine). A
+        // rebuild reads the log to what it can read, waiting up to the settle time for such
+        // transactions; these tests compare complete rebuilds, so they wait longer than the
+        // default second.
         let store = PgStoreOptions::new()
             .schema(&schema)
+            .settle_time(SETTLE_TIME)
             .connect(&database_url())
             .await
             .expect("PostgreSQL is reachable at DATABASE_URL");
@@ -316,6 +325,7 @@ async fn one_runner_per_projection_across_connections() {
     // Another process: its own pool on the same schema.
     let other = PgStoreOptions::new()
         .schema(&fx.schema)
+        .settle_time(SETTLE_TIME)
         .connect(&database_url())
         .await
         .unwrap();
