@@ -103,7 +103,7 @@ async fn writer_process() {
     // Lock-step: writer w writes stream version 2r + w + 1, so every command after its
     // first finds its cached state one version behind the store.
     let turns = id("turns");
-    let turns_stream = repo.stream_of(&turns);
+    let turns_stream = repo.stream_of(&turns).unwrap();
     for round in 0..ROUNDS {
         let deadline = Instant::now() + Duration::from_secs(10);
         while store.stream_version(&turns_stream).await.unwrap() != 2 * round + writer {
@@ -201,7 +201,7 @@ fn two_processes_with_separate_caches_lose_no_update() {
         for (stream, numbers) in &mut acked {
             let stored: Vec<_> = parent_store
                 .read_stream(
-                    &StreamId::in_category(Tally::NAME, &id(stream)),
+                    &StreamId::in_category(Tally::NAME, &id(stream)).unwrap(),
                     1,
                     Version::MAX,
                 )

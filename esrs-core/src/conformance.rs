@@ -442,7 +442,7 @@ pub async fn idempotency_keys<S: EventStore>(store: S) {
         .expect("lookup succeeds")
         .expect("the key is known");
     assert_eq!(
-        (found.stream.clone(), found.last_version),
+        (found.outcome.stream.clone(), found.outcome.last_version),
         (stream.clone(), 2)
     );
 
@@ -528,6 +528,91 @@ pub async fn idempotency_under_concurrent_retries<S: EventStore>(store: S) {
         events.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(),
         ["Paid", "Shipped"]
     );
+}
+
+/// The same key with a different request (other events, another expected version) is
+/// refused with [`Error::IdempotencyKeyMismatch`] and writes nothing; the same request still
+/// gets the original outcome; metadata is not part of the request.
+pub async fn idempotency_key_with_another_request<S: EventStore>(store: S) {
+    let stream = unique_stream("idem-mismatch");
+    let key = IdempotencyKey::new(format!("req-{}", uuid::Uuid::new_v4())).expect("valid key");
+    let request = |expected, events| {
+        AppendRequest::new(stream.clone(), expected, events).idempotency_key(key.clone())
+    };
+    let first = store
+        .append(request(ExpectedVersion::NoStream, vec![event("A", 1)]))
+        .await
+        .expect("first append succeeds");
+    for other in [
+        request(ExpectedVersion::NoStream, vec![event("A", 2)]),
+        request(
+            ExpectedVersion::NoStream,
+            vec![event("A", 1), event("B", 2)],
+        ),
+        request(ExpectedVersion::Exact(1), vec![event("A", 1)]),
+        request(ExpectedVersion::Any, vec![event("A", 1)]),
+    ] {
+        match store.append(other.clone()).await {
+            Err(Error::IdempotencyKeyMismatch { key: k, stream: s }) => {
+                assert_eq!((k, s), (key.clone(), stream.clone()));
+            }
+            result => panic!("expected IdempotencyKeyMismatch for {other:?}, got {result:?}"),
+        }
+    }
+    assert_eq!(
+        read_stream(&store, &stream).await.len(),
+        1,
+        "a refused request writes nothing"
+    );
+    let again = store
+        .append(
+            request(ExpectedVersion::NoStream, vec![event("A", 1)])
+                .metadata(crate::Metadata::new().with_actor("a retry")),
+        )
+        .await
+        .expect("the same request is answered");
+    assert!(again.deduplicated);
+    assert_eq!(again.last_position, first.last_position);
+}
+
+/// Metadata that a store cannot keep (a NUL character anywhere, or over
+/// [`MAX_METADATA_BYTES`](crate::MAX_METADATA_BYTES)) is refused with
+/// [`Error::InvalidMetadata`] by every store, and nothing is written.
+pub async fn invalid_metadata_refused<S: EventStore>(store: S) {
+    let stream = unique_stream("metadata");
+    let refused = [
+        crate::Metadata::new().with_actor("a\0b"),
+        crate::Metadata::new().with("note", "nul \0 inside"),
+        crate::Metadata::new().with("nested", serde_json::json!({ "list": ["ok", "\0"] })),
+        crate::Metadata::new().with("key\0", 1),
+        crate::Metadata::new().with("blob", "x".repeat(crate::MAX_METADATA_BYTES)),
+    ];
+    for metadata in refused {
+        let err = store
+            .append(
+                AppendRequest::new(stream.clone(), ExpectedVersion::Any, vec![event("A", 1)])
+                    .metadata(metadata.clone()),
+            )
+            .await
+            .expect_err("invalid metadata is refused");
+        assert!(
+            matches!(&err, Error::InvalidMetadata { stream: s, .. } if *s == stream),
+            "expected InvalidMetadata for {metadata:?}, got {err:?}"
+        );
+    }
+    assert!(read_stream(&store, &stream).await.is_empty());
+    // Other control characters are kept as they are.
+    let odd = crate::Metadata::new()
+        .with_actor("tab\there, line\nbreak, \u{7f}")
+        .with("note", "\u{1}");
+    store
+        .append(
+            AppendRequest::new(stream.clone(), ExpectedVersion::Any, vec![event("A", 1)])
+                .metadata(odd.clone()),
+        )
+        .await
+        .expect("control characters other than NUL are kept");
+    assert_eq!(read_stream(&store, &stream).await[0].metadata, odd);
 }
 
 /// A batch is all or nothing: an oversized event or a conflict anywhere in it writes
@@ -1120,6 +1205,8 @@ macro_rules! store_conformance_tests {
             concurrent_writers_one_winner_per_version,
             idempotency_keys,
             idempotency_under_concurrent_retries,
+            idempotency_key_with_another_request,
+            invalid_metadata_refused,
             batch_atomicity,
             oversized_payload_refused,
             global_log_order,

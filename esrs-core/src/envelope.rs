@@ -3,7 +3,35 @@
 use chrono::{DateTime, Utc};
 
 use crate::event::{EventSet, Payload};
+use crate::idempotency::RequestDigest;
 use crate::stream::{IdempotencyKey, Position, StreamId, Version};
+
+/// The largest metadata an append accepts, encoded as JSON: 64 KiB. Metadata is stored
+/// with every event of an append; keep it to ids and short labels.
+pub const MAX_METADATA_BYTES: usize = 64 * 1024;
+
+/// Why metadata was refused; see [`Metadata::validate`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MetadataError {
+    /// A text of the metadata (the actor, a custom key or a custom string value) held a
+    /// NUL character, which no store keeps.
+    #[error("metadata cannot contain NUL characters; found one in {field}")]
+    NulCharacter {
+        /// Where: `actor`, or the path of the custom field.
+        field: String,
+    },
+    /// The metadata, encoded as JSON, was over [`MAX_METADATA_BYTES`].
+    #[error(
+        "metadata is {size} bytes encoded, over the limit of {limit}; keep metadata to ids and short labels"
+    )]
+    TooLarge {
+        /// Its encoded size in bytes.
+        size: usize,
+        /// The limit in bytes.
+        limit: usize,
+    },
+}
 
 /// Who and what caused an event, stored beside its payload.
 ///
@@ -55,12 +83,81 @@ impl Metadata {
         self
     }
 
+    /// Checks what every store accepts: no NUL character in any text and at most
+    /// [`MAX_METADATA_BYTES`] encoded. Stores call it (through
+    /// [`AppendRequest::check`]) before writing anything, so the in-memory store refuses
+    /// exactly what PostgreSQL would.
+    ///
+    /// ```
+    /// use esrs_core::{Metadata, MetadataError};
+    ///
+    /// assert!(Metadata::new().with_actor("alice").validate().is_ok());
+    /// assert!(matches!(
+    ///     Metadata::new().with("note", "a\0b").validate(),
+    ///     Err(MetadataError::NulCharacter { .. })
+    /// ));
+    /// ```
+    pub fn validate(&self) -> Result<(), MetadataError> {
+        if self.actor.as_deref().is_some_and(|a| a.contains('\0')) {
+            return Err(MetadataError::NulCharacter {
+                field: "actor".to_owned(),
+            });
+        }
+        for (key, value) in &self.custom {
+            nul_free(key, value, &mut format!("custom.{key}"))?;
+        }
+        if self.is_empty() {
+            return Ok(());
+        }
+        let size = serde_json::to_string(self).map_or(0, |text| text.len());
+        if size > MAX_METADATA_BYTES {
+            return Err(MetadataError::TooLarge {
+                size,
+                limit: MAX_METADATA_BYTES,
+            });
+        }
+        Ok(())
+    }
+
     /// Whether no field is set.
     pub fn is_empty(&self) -> bool {
         self.correlation_id.is_none()
             && self.causation_id.is_none()
             && self.actor.is_none()
             && self.custom.is_empty()
+    }
+}
+
+/// Refuses a NUL in `key` or anywhere in `value`; `path` names the field for the error.
+fn nul_free(key: &str, value: &serde_json::Value, path: &mut String) -> Result<(), MetadataError> {
+    let refuse = |path: &str| MetadataError::NulCharacter {
+        field: path.to_owned(),
+    };
+    if key.contains('\0') {
+        return Err(refuse(path));
+    }
+    match value {
+        serde_json::Value::String(text) if text.contains('\0') => Err(refuse(path)),
+        serde_json::Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                nul_free("", item, path)?;
+                path.truncate(len);
+            }
+            Ok(())
+        }
+        serde_json::Value::Object(fields) => {
+            for (k, item) in fields {
+                let len = path.len();
+                path.push('.');
+                path.push_str(k);
+                nul_free(k, item, path)?;
+                path.truncate(len);
+            }
+            Ok(())
+        }
+        _ => Ok(()),
     }
 }
 
@@ -111,6 +208,9 @@ pub struct AppendRequest {
     /// Makes the append idempotent: a second request with the same key appends nothing and
     /// receives the first one's outcome.
     pub idempotency_key: Option<IdempotencyKey>,
+    /// What the key is compared against when it comes back; `None` for the digest of
+    /// this request's stream, expected version and events ([`RequestDigest::of_append`]).
+    pub request_digest: Option<RequestDigest>,
 }
 
 impl AppendRequest {
@@ -122,6 +222,7 @@ impl AppendRequest {
             events,
             metadata: Metadata::default(),
             idempotency_key: None,
+            request_digest: None,
         }
     }
 
@@ -137,8 +238,35 @@ impl AppendRequest {
         self
     }
 
-    /// Refuses any event whose payload is over `limit` bytes. Stores call this before
-    /// writing anything.
+    /// Sets what identifies the request for its idempotency key, instead of the digest of
+    /// its events; [`Repository`](crate::Repository) uses [`RequestDigest::of_command`].
+    pub fn request_digest(mut self, digest: RequestDigest) -> Self {
+        self.request_digest = Some(digest);
+        self
+    }
+
+    /// The digest stored with the idempotency key and compared when it comes back.
+    pub fn digest(&self) -> RequestDigest {
+        self.request_digest
+            .clone()
+            .unwrap_or_else(|| RequestDigest::of_append(self))
+    }
+
+    /// Everything a store checks before writing anything: payload sizes against `limit`
+    /// and the metadata ([`Metadata::validate`]). Every store calls it, so they refuse the
+    /// same requests.
+    pub fn check(&self, limit: usize) -> Result<(), crate::Error> {
+        self.check_payload_size(limit)?;
+        self.metadata
+            .validate()
+            .map_err(|source| crate::Error::InvalidMetadata {
+                stream: self.stream.clone(),
+                source,
+            })
+    }
+
+    /// Refuses any event whose payload is over `limit` bytes. Stores call this (through
+    /// [`check`](Self::check)) before writing anything.
     pub fn check_payload_size(&self, limit: usize) -> Result<(), crate::Error> {
         for e in &self.events {
             let size = e.payload.get().len();

@@ -1,6 +1,6 @@
 //! Errors of the runtime and the stores.
 
-use crate::stream::{ExpectedVersion, IdempotencyKey, StreamId, Version};
+use crate::stream::{ExpectedVersion, IdempotencyKey, StreamId, StreamIdError, Version};
 
 /// A specialised `Result` whose error defaults to [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -51,6 +51,35 @@ pub enum Error {
         original_stream: StreamId,
         /// The stream of the refused request.
         stream: StreamId,
+    },
+
+    /// An idempotency key was reused for a different request on the same stream: the
+    /// stored digest of the key's first request differs from this request's (see
+    /// [`RequestDigest`](crate::RequestDigest)). Nothing was written; use a new key for a
+    /// new request.
+    #[error(
+        "idempotency key `{key}` was already used for a different request on stream `{stream}`; a key identifies one request: use a new key for a new request"
+    )]
+    IdempotencyKeyMismatch {
+        /// The key.
+        key: IdempotencyKey,
+        /// The stream of both requests.
+        stream: StreamId,
+    },
+
+    /// A stream id made by esrs (such as an aggregate's `"{category}-{id}"`) is not a
+    /// valid stream id, for example because it is too long.
+    #[error("invalid stream id: {0}")]
+    InvalidStreamId(#[from] StreamIdError),
+
+    /// The metadata of an append was refused before anything was written.
+    #[error("invalid metadata for stream `{stream}`: {source}")]
+    InvalidMetadata {
+        /// The stream.
+        stream: StreamId,
+        /// What is wrong with it.
+        #[source]
+        source: crate::MetadataError,
     },
 
     /// An event payload was larger than the store accepts.

@@ -73,6 +73,7 @@ mod catalog;
 mod envelope;
 mod error;
 mod event;
+mod idempotency;
 mod memory;
 mod private;
 pub mod projection;
@@ -89,11 +90,13 @@ pub use catalog::{
     AggregateInfo, Catalog, CatalogConflict, CatalogError, EventInfo, catalog, check_catalog,
 };
 pub use envelope::{
-    AppendOutcome, AppendRequest, Metadata, NewEvent, RecordedEvent, Snapshot, SnapshotKey,
+    AppendOutcome, AppendRequest, MAX_METADATA_BYTES, Metadata, MetadataError, NewEvent,
+    RecordedEvent, Snapshot, SnapshotKey,
 };
 pub use error::{BoxError, Conflict, Error, Result};
 pub use esrs_derive::{Event, aggregate};
 pub use event::{DecodeError, EncodeError, Event, EventSet, IntoEvents, Payload, encode_json};
+pub use idempotency::{DEFAULT_IDEMPOTENCY_RETENTION, IdempotencyRecord, RequestDigest};
 pub use memory::InMemoryStore;
 pub use projection::{
     CheckpointStore, ErrorPolicy, InMemoryCheckpoints, Projection, ProjectionError,
@@ -107,8 +110,8 @@ pub use store::{
     SnapshotAndEvents, SnapshotAndFoldEvents, StreamItem,
 };
 pub use stream::{
-    ExpectedVersion, IdempotencyKey, IdempotencyKeyError, MAX_STREAM_ID_LEN, Position, Sequence,
-    StreamId, StreamIdError, Version,
+    ExpectedVersion, IdempotencyKey, IdempotencyKeyError, MAX_IDEMPOTENCY_KEY_LEN,
+    MAX_STREAM_ID_LEN, Position, Sequence, StreamId, StreamIdError, Version,
 };
 
 /// The names most programs need: `use esrs_core::prelude::*;`.

@@ -1,11 +1,12 @@
 //! The in-memory event store.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::envelope::{AppendOutcome, AppendRequest, RecordedEvent, Snapshot, SnapshotKey};
-use crate::error::{Conflict, Error, Result};
+use crate::error::{Conflict, Result};
+use crate::idempotency::{DEFAULT_IDEMPOTENCY_RETENTION, IdempotencyRecord};
 use crate::store::{DEFAULT_MAX_PAYLOAD_BYTES, EventStore, EventStream};
 use crate::stream::{IdempotencyKey, Position, StreamId, Version};
 
@@ -51,8 +52,47 @@ struct State {
     /// For each stream, the indexes of its events in `log`, in version order.
     streams: HashMap<StreamId, Vec<usize>>,
     snapshots: HashMap<StreamId, Snapshot>,
-    keys: HashMap<IdempotencyKey, AppendOutcome>,
+    keys: HashMap<IdempotencyKey, KeptKey>,
+    /// The keys by the time they were stored, oldest first, for the sweep of expired ones.
+    key_ages: VecDeque<(Instant, IdempotencyKey)>,
+    retention: Duration,
     commits: u64,
+}
+
+/// An idempotency key's record and when it was stored.
+struct KeptKey {
+    record: IdempotencyRecord,
+    stored: Instant,
+}
+
+impl State {
+    /// The record of `key`, unless it has expired.
+    fn live_key(&self, key: &IdempotencyKey, now: Instant) -> Option<&IdempotencyRecord> {
+        self.keys
+            .get(key)
+            .filter(|kept| now.duration_since(kept.stored) < self.retention)
+            .map(|kept| &kept.record)
+    }
+
+    /// Forgets the keys older than the retention; amortised over appends.
+    fn sweep_keys(&mut self, now: Instant) {
+        while let Some((stored, _)) = self.key_ages.front() {
+            if now.duration_since(*stored) < self.retention {
+                break;
+            }
+            let Some((stored, key)) = self.key_ages.pop_front() else {
+                break;
+            };
+            // The key may have been stored again after it expired: keep the newer one.
+            if self
+                .keys
+                .get(&key)
+                .is_some_and(|kept| kept.stored == stored)
+            {
+                self.keys.remove(&key);
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for InMemoryStore {
@@ -82,7 +122,10 @@ impl InMemoryStore {
     pub fn with_max_payload_bytes(limit: usize) -> Self {
         Self {
             inner: Arc::new(Inner {
-                state: Mutex::new(State::default()),
+                state: Mutex::new(State {
+                    retention: DEFAULT_IDEMPOTENCY_RETENTION,
+                    ..State::default()
+                }),
                 appended: tokio::sync::Notify::new(),
                 max_payload_bytes: limit,
             }),
@@ -111,21 +154,23 @@ impl InMemoryStore {
         self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Keeps idempotency keys for `retention` instead of
+    /// [`DEFAULT_IDEMPOTENCY_RETENTION`], in this store and its clones. An expired key is
+    /// forgotten: a request that comes back with it is appended as a new one.
+    pub fn with_idempotency_retention(self, retention: Duration) -> Self {
+        self.lock().retention = retention;
+        self
+    }
+
     fn append_now(&self, request: AppendRequest) -> Result<AppendOutcome> {
-        request.check_payload_size(self.inner.max_payload_bytes)?;
+        request.check(self.inner.max_payload_bytes)?;
+        let digest = request.idempotency_key.as_ref().map(|_| request.digest());
+        let now = Instant::now();
         let mut state = self.lock();
-        if let Some(key) = &request.idempotency_key {
-            if let Some(original) = state.keys.get(key) {
-                if original.stream != request.stream {
-                    return Err(Error::IdempotencyKeyReused {
-                        key: key.clone(),
-                        original_stream: original.stream.clone(),
-                        stream: request.stream,
-                    });
-                }
-                let mut outcome = original.clone();
-                outcome.deduplicated = true;
-                return Ok(outcome);
+        state.sweep_keys(now);
+        if let (Some(key), Some(digest)) = (&request.idempotency_key, &digest) {
+            if let Some(original) = state.live_key(key, now) {
+                return original.clone().replay(key, &request.stream, digest);
             }
         }
         let current = state
@@ -172,7 +217,15 @@ impl InMemoryStore {
                 .extend(start..end);
         }
         if let Some(key) = request.idempotency_key {
-            state.keys.insert(key, outcome.clone());
+            state.key_ages.push_back((now, key.clone()));
+            let record = IdempotencyRecord::new(outcome.clone(), digest);
+            state.keys.insert(
+                key,
+                KeptKey {
+                    record,
+                    stored: now,
+                },
+            );
         }
         drop(state);
         self.inner.appended.notify_waiters();
@@ -270,11 +323,11 @@ impl EventStore for InMemoryStore {
             .cloned())
     }
 
-    async fn find_idempotency_key(&self, key: &IdempotencyKey) -> Result<Option<AppendOutcome>> {
-        Ok(self.lock().keys.get(key).cloned().map(|mut o| {
-            o.deduplicated = true;
-            o
-        }))
+    async fn find_idempotency_key(
+        &self,
+        key: &IdempotencyKey,
+    ) -> Result<Option<IdempotencyRecord>> {
+        Ok(self.lock().live_key(key, Instant::now()).cloned())
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<Version> {

@@ -16,6 +16,7 @@ use crate::aggregate::Aggregate;
 use crate::envelope::{AppendOutcome, AppendRequest, Metadata, NewEvent, RecordedEvent, Snapshot};
 use crate::error::{Error, Result};
 use crate::event::{EventSet, IntoEvents};
+use crate::idempotency::RequestDigest;
 use crate::store::{EventStore, FoldEvent, FoldItem};
 use crate::stream::{ExpectedVersion, IdempotencyKey, StreamId, Version};
 
@@ -27,6 +28,14 @@ pub struct Loaded<A> {
     pub state: A,
     /// The version of the last event applied; 0 for a new aggregate.
     pub version: Version,
+}
+
+impl<A> Loaded<A> {
+    /// The version of the last event applied; 0 for a new aggregate. The same as the
+    /// `version` field, named like [`Executed::version`] and [`HistoryEntry::version`].
+    pub fn version(&self) -> Version {
+        self.version
+    }
 }
 
 impl<A> std::ops::Deref for Loaded<A> {
@@ -60,9 +69,9 @@ pub struct Executed<A: Aggregate> {
     pub state: A,
 }
 
-/// Why a command did not complete.
+/// Why a command did not complete: the command refused, or the store failed. The two
+/// variants are the whole story, so a `match` needs no wildcard arm.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum ExecuteError<E> {
     /// The command refused: the domain error it returned. Nothing was written.
     #[error("command rejected: {0}")]
@@ -199,15 +208,16 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         &self.store
     }
 
-    /// The stream of aggregate `id`: `"{A::NAME}-{id}"`.
-    pub fn stream_of(&self, id: &StreamId) -> StreamId {
-        StreamId::in_category(A::NAME, id)
+    /// The stream of aggregate `id`: `"{A::NAME}-{id}"`, or
+    /// [`Error::InvalidStreamId`] when that is longer than a stream id may be.
+    pub fn stream_of(&self, id: &StreamId) -> Result<StreamId> {
+        Ok(StreamId::in_category(A::NAME, id)?)
     }
 
     /// The current state of aggregate `id`: the latest usable snapshot plus the events
     /// after it. An aggregate with no events is `A::default()` at version 0.
     pub async fn load(&self, id: &StreamId) -> Result<Loaded<A>> {
-        let stream = self.stream_of(id);
+        let stream = self.stream_of(id)?;
         let span = tracing::debug_span!("esrs.load", aggregate = A::NAME, stream = %stream);
         self.load_stream(&stream).instrument(span).await
     }
@@ -309,21 +319,21 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// The state of aggregate `id` as of stream version `version`: the fold of its first
     /// `version` events (fewer if the stream is shorter).
     pub async fn load_at(&self, id: &StreamId, version: Version) -> Result<Loaded<A>> {
-        let stream = self.stream_of(id);
+        let stream = self.stream_of(id)?;
         self.fold(&stream, version).await
     }
 
     /// The state of aggregate `id` as of time `at`: the fold of the events recorded up to
     /// and including `at`.
     pub async fn load_as_of(&self, id: &StreamId, at: DateTime<Utc>) -> Result<Loaded<A>> {
-        let stream = self.stream_of(id);
+        let stream = self.stream_of(id)?;
         self.fold_until(&stream, at).await
     }
 
     /// Every event of aggregate `id`, decoded, with its envelope (version, metadata,
     /// recorded time): the answer to "how did we get here?".
     pub async fn history(&self, id: &StreamId) -> Result<Vec<HistoryEntry<A::Event>>> {
-        let stream = self.stream_of(id);
+        let stream = self.stream_of(id)?;
         let mut events = self.store.read_stream(&stream, 1, Version::MAX);
         let mut history = Vec::new();
         while let Some(recorded) = events.next().await {
@@ -367,10 +377,13 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         F: FnMut(&A) -> std::result::Result<R, E> + Send,
         R: IntoEvents<A::Event>,
     {
-        let stream = self.stream_of(&id);
+        let stream = self.stream_of(&id)?;
+        // For a command, "the same request" is the same key on the same aggregate: the
+        // events are decided on the state, so they cannot identify the request.
+        let digest = RequestDigest::of_command(&stream);
         if let Some(key) = &key {
-            if let Some(original) = self.store.find_idempotency_key(key).await? {
-                return self.replay_outcome(key, &stream, original).await;
+            if let Some(outcome) = self.find_key(key, &stream, &digest).await? {
+                return self.replay_outcome(&stream, outcome).await;
             }
         }
         let mut attempt = 0;
@@ -403,6 +416,14 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                     }
                     // The state was not touched: it is still the state at its version.
                     self.cache_put(&stream, &loaded);
+                    // A keyed request refused on a state that its own first attempt may
+                    // have produced (a double click whose first request committed between
+                    // the key's lookup and the load): the original outcome stands.
+                    if let Some(key) = &key {
+                        if let Some(outcome) = self.find_key(key, &stream, &digest).await? {
+                            return self.replay_outcome(&stream, outcome).await;
+                        }
+                    }
                     return Err(ExecuteError::Rejected(rejected));
                 }
             };
@@ -424,21 +445,24 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             )
             .metadata(metadata.clone());
             if let Some(key) = &key {
-                request = request.idempotency_key(key.clone());
+                request = request
+                    .idempotency_key(key.clone())
+                    .request_digest(digest.clone());
             }
             match self.store.append(request).await {
                 Ok(outcome) if outcome.deduplicated => {
-                    // A concurrent request with the same key won: answer with its outcome.
-                    // The state is not put back in the cache: it is older than the stream.
-                    let Some(key) = &key else {
+                    // A concurrent request with the same key won: answer with its outcome
+                    // (the store checked it against this request's digest). The state is
+                    // not put back in the cache: it is older than the stream.
+                    if key.is_none() {
                         return Err(Error::Store {
                             source: "the store answered a request without an idempotency key \
                                      with a deduplicated outcome"
                                 .into(),
                         }
                         .into());
-                    };
-                    return self.replay_outcome(key, &stream, outcome).await;
+                    }
+                    return self.replay_outcome(&stream, outcome).await;
                 }
                 Ok(outcome) => {
                     let before = loaded.version;
@@ -481,22 +505,28 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         }
     }
 
-    /// The original outcome of an idempotent request, with its events and the state right
-    /// after them.
-    async fn replay_outcome<E>(
+    /// The original outcome of the request made with `key`, if the store remembers one and
+    /// it was this request; an error if the key was used for another request.
+    async fn find_key(
         &self,
         key: &IdempotencyKey,
         stream: &StreamId,
+        digest: &RequestDigest,
+    ) -> Result<Option<AppendOutcome>> {
+        self.store
+            .find_idempotency_key(key)
+            .await?
+            .map(|record| record.replay(key, stream, digest))
+            .transpose()
+    }
+
+    /// The original outcome of an idempotent request (already checked against this one),
+    /// with its events and the state right after them.
+    async fn replay_outcome<E>(
+        &self,
+        stream: &StreamId,
         outcome: AppendOutcome,
     ) -> std::result::Result<Executed<A>, ExecuteError<E>> {
-        if &outcome.stream != stream {
-            return Err(Error::IdempotencyKeyReused {
-                key: key.clone(),
-                original_stream: outcome.stream,
-                stream: stream.clone(),
-            }
-            .into());
-        }
         let loaded = self.fold(stream, outcome.last_version).await?;
         let mut events = Vec::new();
         if !outcome.is_empty() {
@@ -566,6 +596,15 @@ impl<A, S, F> std::fmt::Debug for Execute<'_, A, S, F> {
 impl<A, S, F> Execute<'_, A, S, F> {
     /// Makes the command idempotent: if a command with this key already appended, nothing
     /// runs or is written and the original outcome is returned.
+    ///
+    /// "The same request" is the same key on the same aggregate: a repeat gets the original
+    /// outcome (its events and the state right after them) without the command running
+    /// again, also when the repeat races the original and would otherwise be refused by
+    /// the state the original produced. The key used for another aggregate is refused with
+    /// [`Error::IdempotencyKeyReused`], and the key of a raw
+    /// [`append`](crate::EventStore::append) with [`Error::IdempotencyKeyMismatch`]. Keys
+    /// are kept for the store's retention ([`DEFAULT_IDEMPOTENCY_RETENTION`](crate::DEFAULT_IDEMPOTENCY_RETENTION)
+    /// by default); a repeat after that runs as a new command.
     pub fn idempotency_key(mut self, key: impl Into<IdempotencyKey>) -> Self {
         self.key = Some(key.into());
         self

@@ -9,6 +9,7 @@ use futures_core::Stream;
 use crate::envelope::{AppendOutcome, AppendRequest, RecordedEvent, Snapshot, SnapshotKey};
 use crate::error::Result;
 use crate::event::{DecodeError, EventSet};
+use crate::idempotency::IdempotencyRecord;
 use crate::stream::{IdempotencyKey, Position, StreamId, Version};
 
 /// The default limit on the size of one event's payload: 1 MiB.
@@ -117,7 +118,9 @@ impl From<StreamItem> for FoldItem {
 /// - the versions of a stream are 1, 2, 3 … with no gap and no duplicate, whatever the
 ///   number of concurrent writers; a stale writer gets [`Error::Conflict`](crate::Error::Conflict);
 /// - an append is all or nothing;
-/// - an idempotency key appends at most once, and a repeat gets the original outcome;
+/// - an idempotency key appends at most once, and a repeat of the same request gets the
+///   original outcome, decided by [`IdempotencyRecord::replay`] (another request with the
+///   key is refused); keys are kept for a retention period;
 /// - a reader of the global log that resumes after its last position never skips an event;
 /// - payloads over the store's limit are refused with
 ///   [`Error::PayloadTooLarge`](crate::Error::PayloadTooLarge).
@@ -215,11 +218,14 @@ pub trait EventStore: Send + Sync + 'static {
         key: SnapshotKey,
     ) -> impl Future<Output = Result<Option<Snapshot>>> + Send;
 
-    /// The outcome of the append made with `key`, if one was.
+    /// What the store remembers of the append made with `key`: its outcome and request
+    /// digest, or `None` if no append was made with it or the key is older than the store's
+    /// retention (see the [`idempotency`](crate::IdempotencyRecord) rule). Decide what a
+    /// repeat gets with [`IdempotencyRecord::replay`].
     fn find_idempotency_key(
         &self,
         key: &IdempotencyKey,
-    ) -> impl Future<Output = Result<Option<AppendOutcome>>> + Send;
+    ) -> impl Future<Output = Result<Option<IdempotencyRecord>>> + Send;
 
     /// The current version of `stream` (0 when it does not exist).
     fn stream_version(&self, stream: &StreamId) -> impl Future<Output = Result<Version>> + Send;
@@ -290,7 +296,7 @@ impl<S: EventStore> EventStore for std::sync::Arc<S> {
     fn find_idempotency_key(
         &self,
         key: &IdempotencyKey,
-    ) -> impl Future<Output = Result<Option<AppendOutcome>>> + Send {
+    ) -> impl Future<Output = Result<Option<IdempotencyRecord>>> + Send {
         (**self).find_idempotency_key(key)
     }
     fn stream_version(&self, stream: &StreamId) -> impl Future<Output = Result<Version>> + Send {

@@ -75,13 +75,29 @@ impl StreamId {
     /// The stream of aggregate `id` in `category`: `"{category}-{id}"`.
     ///
     /// [`Repository`](crate::Repository) stores each aggregate under this name, so that
-    /// cart `42` and account `42` never share a stream.
-    pub fn in_category(category: &str, id: &StreamId) -> Self {
+    /// cart `42` and account `42` never share a stream. The result is checked like any
+    /// other stream id: an `id` too long to leave room for the category is refused with
+    /// [`StreamIdError::TooLong`] (its `len` is the length of the whole stream id).
+    ///
+    /// ```
+    /// use esrs_core::{MAX_STREAM_ID_LEN, StreamId, StreamIdError};
+    ///
+    /// let id = StreamId::new("42").unwrap();
+    /// assert_eq!(StreamId::in_category("cart", &id).unwrap().as_str(), "cart-42");
+    ///
+    /// let longest = StreamId::new("x".repeat(MAX_STREAM_ID_LEN)).unwrap();
+    /// assert!(matches!(
+    ///     StreamId::in_category("cart", &longest),
+    ///     Err(StreamIdError::TooLong { .. })
+    /// ));
+    /// ```
+    pub fn in_category(category: &str, id: &StreamId) -> Result<Self, StreamIdError> {
         let mut s = String::with_capacity(category.len() + 1 + id.0.len());
         s.push_str(category);
         s.push('-');
         s.push_str(&id.0);
-        Self(Arc::from(s))
+        Self::validate(&s, MAX_STREAM_ID_LEN)?;
+        Ok(Self(Arc::from(s)))
     }
 
     /// Makes a stream id of text read back from a store, which was validated when it was
@@ -244,10 +260,24 @@ impl fmt::Display for ExpectedVersion {
     }
 }
 
+/// The longest idempotency key accepted by [`IdempotencyKey::new`], in bytes.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 256;
+
 /// A key that makes an append idempotent: a request retried with the same key appends
 /// nothing and receives the outcome of the first append.
 ///
-/// Keys are not empty and at most 256 bytes long; use a request id or a UUID.
+/// Keys are not empty, at most [`MAX_IDEMPOTENCY_KEY_LEN`] bytes long and free of control
+/// characters (every store accepts exactly these); use a request id or a UUID.
+///
+/// ```
+/// use esrs_core::{IdempotencyKey, IdempotencyKeyError};
+///
+/// assert_eq!(IdempotencyKey::new("request-7").unwrap().as_str(), "request-7");
+/// assert_eq!(
+///     IdempotencyKey::new("a\0b"),
+///     Err(IdempotencyKeyError::ControlCharacter { found: '\0', at: 1 })
+/// );
+/// ```
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct IdempotencyKey(Arc<str>);
@@ -259,11 +289,21 @@ pub enum IdempotencyKeyError {
     /// The key was empty.
     #[error("an idempotency key cannot be empty")]
     Empty,
-    /// The key was longer than 256 bytes.
-    #[error("an idempotency key is at most 256 bytes long, this one has {len}")]
+    /// The key was longer than [`MAX_IDEMPOTENCY_KEY_LEN`] bytes.
+    #[error("an idempotency key is at most {max} bytes long, this one has {len}")]
     TooLong {
         /// The length of the refused key, in bytes.
         len: usize,
+        /// The longest length accepted, in bytes.
+        max: usize,
+    },
+    /// The key held a control character (such as a newline or NUL).
+    #[error("an idempotency key cannot contain control characters; found {found:?} at byte {at}")]
+    ControlCharacter {
+        /// The refused character.
+        found: char,
+        /// Its byte offset in the key.
+        at: usize,
     },
 }
 
@@ -274,8 +314,14 @@ impl IdempotencyKey {
         if key.is_empty() {
             return Err(IdempotencyKeyError::Empty);
         }
-        if key.len() > 256 {
-            return Err(IdempotencyKeyError::TooLong { len: key.len() });
+        if key.len() > MAX_IDEMPOTENCY_KEY_LEN {
+            return Err(IdempotencyKeyError::TooLong {
+                len: key.len(),
+                max: MAX_IDEMPOTENCY_KEY_LEN,
+            });
+        }
+        if let Some((at, found)) = key.char_indices().find(|(_, c)| c.is_control()) {
+            return Err(IdempotencyKeyError::ControlCharacter { found, at });
         }
         Ok(Self(Arc::from(key)))
     }
@@ -353,6 +399,24 @@ mod tests {
     }
 
     #[test]
+    fn in_category_checks_the_length_of_the_whole_id() {
+        let longest = StreamId::new("x".repeat(MAX_STREAM_ID_LEN)).unwrap();
+        assert_eq!(
+            StreamId::in_category("cart", &longest),
+            Err(StreamIdError::TooLong {
+                len: MAX_STREAM_ID_LEN + 5,
+                max: MAX_STREAM_ID_LEN
+            })
+        );
+        let fits = StreamId::new("x".repeat(MAX_STREAM_ID_LEN - 5)).unwrap();
+        let stream = StreamId::in_category("cart", &fits).unwrap();
+        assert_eq!(stream.as_str().len(), MAX_STREAM_ID_LEN);
+        // What the stores return for it deserialises again.
+        let json = serde_json::to_string(&stream).unwrap();
+        assert_eq!(serde_json::from_str::<StreamId>(&json).unwrap(), stream);
+    }
+
+    #[test]
     fn expected_version_matches() {
         assert!(ExpectedVersion::Any.matches(7));
         assert!(ExpectedVersion::NoStream.matches(0));
@@ -364,7 +428,25 @@ mod tests {
     #[test]
     fn idempotency_key_validation() {
         assert_eq!(IdempotencyKey::new(""), Err(IdempotencyKeyError::Empty));
-        assert!(IdempotencyKey::new("k".repeat(257)).is_err());
+        assert_eq!(
+            IdempotencyKey::new("k".repeat(MAX_IDEMPOTENCY_KEY_LEN + 1)),
+            Err(IdempotencyKeyError::TooLong {
+                len: MAX_IDEMPOTENCY_KEY_LEN + 1,
+                max: MAX_IDEMPOTENCY_KEY_LEN
+            })
+        );
+        assert!(IdempotencyKey::new("k".repeat(MAX_IDEMPOTENCY_KEY_LEN)).is_ok());
+        for bad in ["a\0b", "line\nbreak", "tab\there", "\u{7f}"] {
+            assert!(
+                matches!(
+                    IdempotencyKey::new(bad),
+                    Err(IdempotencyKeyError::ControlCharacter { .. })
+                ),
+                "{bad:?} is refused"
+            );
+        }
+        // Deserialising checks the key too.
+        assert!(serde_json::from_str::<IdempotencyKey>(r#""a\u0000b""#).is_err());
         assert_eq!(IdempotencyKey::new("req-1").unwrap().as_str(), "req-1");
     }
 }

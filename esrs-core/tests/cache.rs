@@ -140,7 +140,7 @@ impl EventStore for CountingStore {
     fn find_idempotency_key(
         &self,
         key: &IdempotencyKey,
-    ) -> impl Future<Output = Result<Option<AppendOutcome>>> + Send {
+    ) -> impl Future<Output = Result<Option<esrs_core::IdempotencyRecord>>> + Send {
         self.inner.find_idempotency_key(key)
     }
     fn stream_version(&self, stream: &StreamId) -> impl Future<Output = Result<Version>> + Send {
@@ -160,7 +160,7 @@ fn id(s: &str) -> StreamId {
 }
 
 async fn stored_numbers<S: EventStore>(store: &S, id: &StreamId) -> Vec<(Version, u64)> {
-    let stream = StreamId::in_category(Tally::NAME, id);
+    let stream = StreamId::in_category(Tally::NAME, id).unwrap();
     let events: Vec<_> = store
         .read_stream(&stream, 1, Version::MAX)
         .try_collect()

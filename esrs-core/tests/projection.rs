@@ -830,7 +830,7 @@ impl EventStore for FlakyStore {
     async fn find_idempotency_key(
         &self,
         key: &esrs_core::IdempotencyKey,
-    ) -> esrs_core::Result<Option<esrs_core::AppendOutcome>> {
+    ) -> esrs_core::Result<Option<esrs_core::IdempotencyRecord>> {
         self.inner.find_idempotency_key(key).await
     }
     async fn stream_version(&self, stream: &StreamId) -> esrs_core::Result<esrs_core::Version> {

@@ -30,6 +30,8 @@ struct Counter {
 enum CounterError {
     #[error("the counter would exceed {0}")]
     TooBig(u64),
+    #[error("the counter has already started")]
+    AlreadyStarted,
 }
 
 #[aggregate(name = "counter")]
@@ -44,6 +46,15 @@ impl Counter {
     fn reset(&mut self, _: &Reset) {
         self.applied += 1;
         self.total = 0;
+    }
+
+    /// Refused once anything was applied: a command whose repeat would be refused by the
+    /// state its first run produced (like lending a book that is then lent).
+    fn start(&self) -> Result<Added, CounterError> {
+        if self.applied > 0 {
+            return Err(CounterError::AlreadyStarted);
+        }
+        Ok(Added { by: 1 })
     }
 
     fn add(&self, by: u64) -> Result<Added, CounterError> {
@@ -90,7 +101,7 @@ async fn execute_appends_and_load_folds() {
     assert_eq!((loaded.total, loaded.version), (12, 2));
 
     // The aggregate lives in its category's stream.
-    let stream = repo.stream_of(&alice);
+    let stream = repo.stream_of(&alice).unwrap();
     assert_eq!(stream.as_str(), "counter-alice");
     assert_eq!(repo.store().stream_version(&stream).await.unwrap(), 2);
 
@@ -199,7 +210,7 @@ impl EventStore for RacingStore {
     async fn find_idempotency_key(
         &self,
         key: &IdempotencyKey,
-    ) -> esrs_core::Result<Option<AppendOutcome>> {
+    ) -> esrs_core::Result<Option<esrs_core::IdempotencyRecord>> {
         self.inner.find_idempotency_key(key).await
     }
     async fn stream_version(&self, stream: &StreamId) -> esrs_core::Result<Version> {
@@ -348,6 +359,191 @@ async fn an_idempotency_key_runs_the_command_once() {
     assert_eq!(repo.load(&id("hank")).await.unwrap().version, 0);
 }
 
+/// A store whose first idempotency-key lookup answers "unknown" only after the same keyed
+/// request has run to completion through another repository: the double click whose first
+/// request commits between the second's key lookup and its load.
+struct KeyLookupRace {
+    inner: InMemoryStore,
+    aggregate: StreamId,
+    race: std::sync::atomic::AtomicBool,
+}
+
+impl EventStore for KeyLookupRace {
+    async fn append(&self, request: AppendRequest) -> esrs_core::Result<AppendOutcome> {
+        self.inner.append(request).await
+    }
+    fn read_stream(
+        &self,
+        stream: &StreamId,
+        from: Version,
+        to: Version,
+    ) -> esrs_core::EventStream<'_> {
+        self.inner.read_stream(stream, from, to)
+    }
+    fn read_stream_for_fold(
+        &self,
+        stream: &StreamId,
+        from: Version,
+        to: Version,
+    ) -> esrs_core::FoldStream<'_> {
+        self.inner.read_stream_for_fold(stream, from, to)
+    }
+    fn read_all(&self, after: Position) -> esrs_core::EventStream<'_> {
+        self.inner.read_all(after)
+    }
+    async fn save_snapshot(&self, snapshot: Snapshot) -> esrs_core::Result<()> {
+        self.inner.save_snapshot(snapshot).await
+    }
+    async fn load_snapshot(
+        &self,
+        stream: &StreamId,
+        key: SnapshotKey,
+    ) -> esrs_core::Result<Option<Snapshot>> {
+        self.inner.load_snapshot(stream, key).await
+    }
+    async fn find_idempotency_key(
+        &self,
+        key: &IdempotencyKey,
+    ) -> esrs_core::Result<Option<esrs_core::IdempotencyRecord>> {
+        if self.race.swap(false, Ordering::SeqCst) {
+            Repository::<Counter, _>::new(self.inner.clone())
+                .execute(&self.aggregate, |c| c.start())
+                .idempotency_key(key.clone())
+                .await
+                .expect("the first request succeeds");
+            return Ok(None);
+        }
+        self.inner.find_idempotency_key(key).await
+    }
+    async fn stream_version(&self, stream: &StreamId) -> esrs_core::Result<Version> {
+        self.inner.stream_version(stream).await
+    }
+}
+
+#[tokio::test]
+async fn a_repeat_that_races_its_original_gets_the_original_outcome() {
+    let kim = id("kim");
+    let store = KeyLookupRace {
+        inner: InMemoryStore::new(),
+        aggregate: kim.clone(),
+        race: true.into(),
+    };
+    let repo = Repository::<Counter, _>::new(store);
+    let repeat = repo
+        .execute(&kim, |c| c.start())
+        .idempotency_key(IdempotencyKey::new("double-click").unwrap())
+        .await
+        .expect("the repeat gets the original outcome, not the refusal of the new state");
+    assert!(repeat.outcome.deduplicated);
+    assert_eq!(repeat.events, [CounterEvent::from(Added { by: 1 })]);
+    assert_eq!((repeat.version(), repeat.state.total), (1, 1));
+    assert_eq!(repo.load(&kim).await.unwrap().version(), 1, "appended once");
+
+    // A refusal without a key, or with a key nobody used, still stands.
+    let refused = repo.execute(&kim, |c| c.start()).await.unwrap_err();
+    assert_eq!(refused.rejected(), Some(&CounterError::AlreadyStarted));
+    let refused = repo
+        .execute(&kim, |c| c.start())
+        .idempotency_key(IdempotencyKey::new("another-click").unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.rejected(), Some(&CounterError::AlreadyStarted));
+}
+
+#[tokio::test]
+async fn a_key_of_a_raw_append_is_refused_for_a_command() {
+    let repo = Repository::<Counter, _>::new(InMemoryStore::new());
+    let lee = id("lee");
+    let key = IdempotencyKey::new("req-raw").unwrap();
+    let added = CounterEvent::from(Added { by: 5 });
+    repo.store()
+        .append(
+            AppendRequest::new(
+                repo.stream_of(&lee).unwrap(),
+                ExpectedVersion::NoStream,
+                vec![NewEvent::encode(&added).unwrap()],
+            )
+            .idempotency_key(key.clone()),
+        )
+        .await
+        .unwrap();
+    let runs = AtomicUsize::new(0);
+    let err = repo
+        .execute(&lee, |c| {
+            runs.fetch_add(1, Ordering::SeqCst);
+            c.add(1)
+        })
+        .idempotency_key(key.clone())
+        .await
+        .unwrap_err();
+    match err {
+        ExecuteError::Store(Error::IdempotencyKeyMismatch { key: k, stream }) => {
+            assert_eq!((k, stream.as_str()), (key, "counter-lee"));
+        }
+        other => panic!("expected IdempotencyKeyMismatch, got {other:?}"),
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 0, "the command did not run");
+    assert_eq!(repo.load(&lee).await.unwrap().version(), 1);
+}
+
+#[tokio::test]
+async fn an_id_too_long_for_its_category_is_a_typed_error() {
+    let repo = Repository::<Counter, _>::new(InMemoryStore::new());
+    let longest = id(&"x".repeat(esrs_core::MAX_STREAM_ID_LEN));
+    let err = repo.execute(&longest, |c| c.add(1)).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ExecuteError::Store(Error::InvalidStreamId(
+                esrs_core::StreamIdError::TooLong { .. }
+            ))
+        ),
+        "got {err:?}"
+    );
+    assert!(matches!(
+        repo.load(&longest).await,
+        Err(Error::InvalidStreamId(_))
+    ));
+    assert!(repo.store().is_empty());
+}
+
+#[tokio::test]
+async fn idempotency_keys_expire_after_the_retention() {
+    let store =
+        InMemoryStore::new().with_idempotency_retention(std::time::Duration::from_millis(200));
+    let repo = Repository::<Counter, _>::new(store);
+    let max = id("max");
+    let key = IdempotencyKey::new("pay-1").unwrap();
+    let run = || {
+        repo.execute(&max, |c| c.add(3))
+            .idempotency_key(key.clone())
+    };
+    assert!(!run().await.unwrap().outcome.deduplicated);
+    assert!(
+        run().await.unwrap().outcome.deduplicated,
+        "a repeat within the retention"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        repo.store()
+            .find_idempotency_key(&key)
+            .await
+            .unwrap()
+            .is_none(),
+        "an expired key is forgotten"
+    );
+    let after = run().await.unwrap();
+    assert!(
+        !after.outcome.deduplicated,
+        "a repeat after expiry is a new request"
+    );
+    assert_eq!((after.version(), after.state.total), (2, 6));
+    assert!(
+        run().await.unwrap().outcome.deduplicated,
+        "and the key is kept again"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_retries_of_one_key_append_once() {
     let repo = Arc::new(Repository::<Counter, _>::new(InMemoryStore::new()).with_retries(5));
@@ -382,7 +578,7 @@ async fn snapshots_every_n_events_and_are_only_an_optimisation() {
     for i in 0..25 {
         repo.execute(&jay, |c| c.0.add(i)).await.unwrap();
     }
-    let stream = repo.stream_of(&jay);
+    let stream = repo.stream_of(&jay).unwrap();
     let snapshot = store
         .load_snapshot(&stream, SnappedCounter::SNAPSHOT_KEY)
         .await
@@ -517,7 +713,14 @@ async fn bad_stored_events_are_typed_errors_and_other_streams_stay_readable() {
         ("malformed", "Added", 1, r#"{"by":"many"}"#),
     ];
     for (name, event, version, json) in cases {
-        raw_append(&store, &repo.stream_of(&id(name)), event, version, json).await;
+        raw_append(
+            &store,
+            &repo.stream_of(&id(name)).unwrap(),
+            event,
+            version,
+            json,
+        )
+        .await;
     }
     repo.execute(&id("fine"), |c| c.add(1)).await.unwrap();
 

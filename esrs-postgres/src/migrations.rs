@@ -15,16 +15,27 @@ struct Migration {
 }
 
 /// Every migration, in order. Released migrations are never edited: a change is a new one.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "events, snapshots, idempotency keys, checkpoints and the append function",
-    sql: include_str!("migrations/0001_initial.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "events, snapshots, idempotency keys, checkpoints and the append function",
+        sql: include_str!("migrations/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        description: "request digests and retention of idempotency keys",
+        sql: include_str!("migrations/0002_idempotency_digest_retention.sql"),
+    },
+];
 
 /// The newest schema version this code applies.
-pub(crate) const LATEST_VERSION: i32 = 1;
+pub(crate) const LATEST_VERSION: i32 = 2;
 
 impl PgStore {
+    /// The schema version this code migrates to: what [`schema_version`](Self::schema_version)
+    /// returns after [`migrate`](Self::migrate).
+    pub const SCHEMA_VERSION: i32 = LATEST_VERSION;
+
     /// Creates or upgrades the store's schema: one call, safe to repeat and to run from
     /// several processes at once.
     ///

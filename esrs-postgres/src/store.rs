@@ -85,6 +85,7 @@ struct Inner {
     conns: conn::Connections,
     schema: String,
     max_payload_bytes: usize,
+    idempotency_retention: Duration,
     notify: bool,
     notify_interval: Duration,
     poll_interval: Duration,
@@ -100,6 +101,7 @@ impl std::fmt::Debug for PgStore {
         f.debug_struct("PgStore")
             .field("schema", &self.inner.schema)
             .field("max_payload_bytes", &self.inner.max_payload_bytes)
+            .field("idempotency_retention", &self.inner.idempotency_retention)
             .field("notify", &self.inner.notify)
             .field("notify_interval", &self.inner.notify_interval)
             .field("poll_interval", &self.inner.poll_interval)
@@ -127,6 +129,7 @@ struct Sql {
     read_with_snapshot_for_fold: String,
     stream_version: String,
     find_key: String,
+    sweep_keys: String,
     save_snapshot: String,
     load_snapshot: String,
     load_checkpoint: String,
@@ -155,6 +158,7 @@ impl Sql {
             )),
             stream_version: fill(include_str!("store/stream_version.sql")),
             find_key: fill(include_str!("store/find_key.sql")),
+            sweep_keys: fill(include_str!("store/sweep_keys.sql")),
             save_snapshot: fill(include_str!("store/save_snapshot.sql")),
             load_snapshot: fill(include_str!("store/load_snapshot.sql")),
             load_checkpoint: fill(include_str!("store/load_checkpoint.sql")),
@@ -183,6 +187,7 @@ impl Sql {
 pub struct PgStoreOptions {
     schema: String,
     max_payload_bytes: usize,
+    idempotency_retention: Duration,
     notify: bool,
     notify_interval: Duration,
     poll_interval: Duration,
@@ -208,6 +213,7 @@ impl PgStoreOptions {
         Self {
             schema: DEFAULT_SCHEMA.to_owned(),
             max_payload_bytes: esrs_core::DEFAULT_MAX_PAYLOAD_BYTES,
+            idempotency_retention: esrs_core::DEFAULT_IDEMPOTENCY_RETENTION,
             notify: true,
             notify_interval: DEFAULT_NOTIFY_INTERVAL,
             poll_interval: DEFAULT_POLL_INTERVAL,
@@ -294,6 +300,16 @@ impl PgStoreOptions {
         self
     }
 
+    /// How long idempotency keys are remembered
+    /// ([`DEFAULT_IDEMPOTENCY_RETENTION`](esrs_core::DEFAULT_IDEMPOTENCY_RETENTION), 7
+    /// days, by default). An older key is forgotten at once, whether or not
+    /// [`PgStore::sweep_idempotency_keys`] has deleted its row yet: a request that comes
+    /// back with it is appended as a new request.
+    pub fn idempotency_retention(mut self, retention: Duration) -> Self {
+        self.idempotency_retention = retention;
+        self
+    }
+
     /// The size of the pool [`connect`](Self::connect) opens.
     pub fn max_connections(mut self, connections: u32) -> Self {
         self.max_connections = connections.max(1);
@@ -360,6 +376,7 @@ impl PgStoreOptions {
                 seen: seen::Seen::default(),
                 schema: self.schema,
                 max_payload_bytes: self.max_payload_bytes,
+                idempotency_retention: self.idempotency_retention,
                 notify: self.notify,
                 notify_interval: self.notify_interval,
                 poll_interval: self.poll_interval,
@@ -436,6 +453,12 @@ impl PgStore {
         self.inner.max_payload_bytes
     }
 
+    /// How long idempotency keys are remembered; see
+    /// [`PgStoreOptions::idempotency_retention`].
+    pub fn idempotency_retention(&self) -> Duration {
+        self.inner.idempotency_retention
+    }
+
     /// The channel appends notify: `<schema>_events`.
     pub fn notification_channel(&self) -> String {
         format!("{}_events", self.inner.schema)
@@ -499,7 +522,7 @@ impl EventStore for PgStore {
     async fn find_idempotency_key(
         &self,
         key: &IdempotencyKey,
-    ) -> esrs_core::Result<Option<AppendOutcome>> {
+    ) -> esrs_core::Result<Option<esrs_core::IdempotencyRecord>> {
         self.fetch_key(key).await
     }
 

@@ -664,12 +664,15 @@ async fn migrations_are_idempotent_and_concurrent_safe() {
         r.expect("every concurrent migrate succeeds");
     }
     stores[1].migrate().await.expect("again");
-    assert_eq!(stores[2].schema_version().await.expect("version"), 1);
+    assert_eq!(
+        stores[2].schema_version().await.expect("version"),
+        PgStore::SCHEMA_VERSION
+    );
     let applied: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {schema}.migrations"))
         .fetch_one(stores[0].pool())
         .await
         .expect("count");
-    assert_eq!(applied, 1);
+    assert_eq!(applied, i64::from(PgStore::SCHEMA_VERSION));
     stores[3]
         .append(AppendRequest::new(
             unique_stream("m"),

@@ -11,8 +11,8 @@
 use std::collections::HashMap;
 
 use esrs_core::{
-    Aggregate, AppendOutcome, AppendRequest, BoxError, EncodeError, Event, EventStore,
-    ExpectedVersion, NewEvent, Projection, RecordedEvent, StreamId, aggregate,
+    Aggregate, AppendOutcome, AppendRequest, BoxError, Event, EventStore, ExpectedVersion,
+    NewEvent, Projection, RecordedEvent, StreamId, aggregate,
 };
 use esrs_postgres::PgTransaction;
 use serde::{Deserialize, Serialize};
@@ -45,19 +45,20 @@ impl Player {
     }
 }
 
-/// The stream of a player's scores (the one a `Repository<Player>` uses).
-pub fn player_stream(player: &StreamId) -> StreamId {
-    StreamId::in_category(<Player as Aggregate>::NAME, player)
+/// The stream of a player's scores (the one a `Repository<Player>` uses); an error when
+/// the player's id is too long to leave room for the category.
+pub fn player_stream(player: &StreamId) -> esrs_core::Result<StreamId> {
+    Ok(StreamId::in_category(<Player as Aggregate>::NAME, player)?)
 }
 
 /// The append that records that `player` scored `points`.
-pub fn score(player: &StreamId, points: i64) -> Result<AppendRequest, EncodeError> {
+pub fn score(player: &StreamId, points: i64) -> esrs_core::Result<AppendRequest> {
     let event = PlayerEvent::from(PlayerScored {
         player: player.as_str().to_owned(),
         points,
     });
     Ok(AppendRequest::new(
-        player_stream(player),
+        player_stream(player)?,
         ExpectedVersion::Any,
         vec![NewEvent::encode(&event)?],
     ))

@@ -154,9 +154,6 @@ impl<S: EventStore> LoyaltyPolicy<S> {
                     .map_err(|e| match e {
                         ExecuteError::Store(e) => e,
                         ExecuteError::Rejected(never) => match never {},
-                        other => esrs_core::Error::Store {
-                            source: other.to_string().into(),
-                        },
                     })?;
                 if !executed.outcome.deduplicated {
                     added += 1;

@@ -84,7 +84,7 @@ where
 {
     let carts = Repository::<Cart, _>::new(store.clone());
     let id = &ids.cart;
-    let stream = carts.stream_of(id);
+    let stream = carts.stream_of(id)?;
     say!(out, "== The shopping cart ({stream}) ==");
     say!(
         out,
@@ -206,7 +206,7 @@ where
     stored(&store, &stream, 1, Version::MAX, out).await?;
 
     // A cart written by an older version of the program, when ItemRemoved had no reason.
-    let old = carts.stream_of(&ids.old_cart);
+    let old = carts.stream_of(&ids.old_cart)?;
     say!(out);
     say!(
         out,
@@ -248,7 +248,7 @@ where
 {
     let accounts = Repository::<Account, _>::new(store.clone());
     let id = &ids.account;
-    let stream = accounts.stream_of(id);
+    let stream = accounts.stream_of(id)?;
     say!(out, "== The bank account ({stream}) ==");
     let by = |actor: &str, reason: &str| Metadata::new().with_actor(actor).with("reason", reason);
 

@@ -86,7 +86,7 @@ async fn a_snapshot_is_taken_every_three_events_and_changes_no_result() {
     let store = InMemoryStore::new();
     let carts = Repository::<Cart, _>::new(store.clone());
     let cart = id("1");
-    let stream = carts.stream_of(&cart);
+    let stream = carts.stream_of(&cart).unwrap();
     let snapshot_version = || async {
         store
             .load_snapshot(&stream, Cart::SNAPSHOT_KEY)
@@ -147,7 +147,7 @@ async fn an_old_row_written_through_the_store_loads_through_the_upcaster() {
     let payload = |v: serde_json::Value| serde_json::value::to_raw_value(&v).unwrap();
     store
         .append(AppendRequest::new(
-            carts.stream_of(&cart),
+            carts.stream_of(&cart).unwrap(),
             ExpectedVersion::NoStream,
             vec![
                 NewEvent::new("ItemAdded", 1, payload(json!({ "item": "pen" }))),
@@ -178,7 +178,7 @@ async fn an_old_row_written_through_the_store_loads_through_the_upcaster() {
         .execute(&cart, |c| c.remove_item("ink", Some("dried up")))
         .await
         .unwrap();
-    let mut tail = store.read_stream(&carts.stream_of(&cart), 4, Version::MAX);
+    let mut tail = store.read_stream(&carts.stream_of(&cart).unwrap(), 4, Version::MAX);
     let row = futures_util::StreamExt::next(&mut tail)
         .await
         .unwrap()

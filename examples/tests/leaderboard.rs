@@ -96,7 +96,7 @@ impl Fixture {
         let applied = table.events_applied(self.store.pool()).await.unwrap();
         assert!(!applied.is_empty());
         for (player, events) in applied {
-            let stream = player_stream(&StreamId::new(&player).unwrap());
+            let stream = player_stream(&StreamId::new(&player).unwrap()).unwrap();
             let version = self.store.stream_version(&stream).await.unwrap();
             assert_eq!(events, version, "events applied for {player}");
         }
@@ -444,7 +444,7 @@ async fn inline_projection_commits_with_the_append() {
     let player = StreamId::new("p1").unwrap();
     let version = fx
         .store
-        .stream_version(&player_stream(&player))
+        .stream_version(&player_stream(&player).unwrap())
         .await
         .unwrap();
     let mut refusing = Refusing(inline.clone());
@@ -458,7 +458,7 @@ async fn inline_projection_commits_with_the_append() {
     );
     assert_eq!(
         fx.store
-            .stream_version(&player_stream(&player))
+            .stream_version(&player_stream(&player).unwrap())
             .await
             .unwrap(),
         version

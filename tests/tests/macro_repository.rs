@@ -211,7 +211,7 @@ fn the_event_enum_decodes_by_stored_name_and_version() {
 }
 
 async fn snapshot_of(carts: &Repository<Cart, InMemoryStore>, id: &StreamId) -> Option<Snapshot> {
-    let stream = carts.stream_of(id);
+    let stream = carts.stream_of(id).unwrap();
     carts
         .store()
         .load_snapshot(&stream, Cart::SNAPSHOT_KEY)
@@ -258,7 +258,7 @@ async fn a_snapshot_written_by_another_fold_is_ignored() {
         Cart::SNAPSHOT_KEY.version,
         Cart::SNAPSHOT_KEY.fingerprint ^ 1,
     );
-    let stream = carts.stream_of(&id);
+    let stream = carts.stream_of(&id).unwrap();
     carts
         .store()
         .save_snapshot(Snapshot::new(stream.clone(), 2, stale, payload.clone()))

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use esrs_core::{
     AppendOutcome, AppendRequest, Conflict, EncodeError, Error, ExpectedVersion, IdempotencyKey,
-    Position, StreamId,
+    IdempotencyRecord, Position, RequestDigest, StreamId,
 };
 use sqlx::postgres::{PgConnection, PgRow};
 use sqlx::{Executor, Postgres, Row};
@@ -32,6 +32,8 @@ struct Params<'r> {
     payloads: Vec<&'r str>,
     metadata: Option<String>,
     key: Option<&'r str>,
+    /// The request's digest, computed only for a request with a key.
+    digest: Option<RequestDigest>,
 }
 
 impl<'r> Params<'r> {
@@ -81,6 +83,7 @@ impl<'r> Params<'r> {
             payloads,
             metadata,
             key: request.idempotency_key.as_ref().map(IdempotencyKey::as_str),
+            digest: request.idempotency_key.as_ref().map(|_| request.digest()),
         })
     }
 }
@@ -121,7 +124,7 @@ impl PgStore {
     }
 
     async fn append_retrying(&self, request: &AppendRequest) -> esrs_core::Result<AppendOutcome> {
-        request.check_payload_size(self.max_payload_bytes())?;
+        request.check(self.max_payload_bytes())?;
         let params = Params::new(request)?;
         let mut races = 0;
         loop {
@@ -196,7 +199,7 @@ impl PgStore {
             in_transaction = true,
         );
         async {
-            request.check_payload_size(self.max_payload_bytes())?;
+            request.check(self.max_payload_bytes())?;
             let params = Params::new(&request)?;
             // Notified at the caller's commit, from inside its transaction.
             let row = self
@@ -335,6 +338,8 @@ impl PgStore {
             .bind(params.metadata.as_deref())
             .bind(params.key)
             .bind(notify_in_transaction)
+            .bind(params.digest.as_ref().map(RequestDigest::as_str))
+            .bind(self.idempotency_retention().as_secs_f64())
             .fetch_one(executor)
             .await
     }
@@ -349,7 +354,7 @@ impl PgStore {
     ) -> esrs_core::Result<Option<esrs_core::Result<AppendOutcome>>> {
         if let Some(key) = &request.idempotency_key {
             if let Some(original) = self.fetch_key(key).await? {
-                return Ok(Some(deduplicated(request, original)));
+                return Ok(Some(replay(request, original)));
             }
         }
         if on_key || request.expected == ExpectedVersion::Any {
@@ -367,16 +372,43 @@ impl PgStore {
     pub(super) async fn fetch_key(
         &self,
         key: &IdempotencyKey,
-    ) -> esrs_core::Result<Option<AppendOutcome>> {
+    ) -> esrs_core::Result<Option<IdempotencyRecord>> {
         let mut lease = self.lease().await.map_err(to_core)?;
         let row = sqlx::query(&self.sql().find_key)
             .bind(key.as_str())
+            .bind(self.idempotency_retention().as_secs_f64())
             .fetch_optional(lease.conn())
             .await;
         let row = lease.finish(row).map_err(to_core)?;
-        row.map(|row| outcome_from_row(&row, 0, true))
+        row.map(|row| record_from_row(&row, 0))
             .transpose()
             .map_err(to_core)
+    }
+
+    /// Deletes the idempotency keys older than the store's
+    /// [retention](crate::PgStoreOptions::idempotency_retention), in batches of 1,000, and
+    /// returns how many it deleted.
+    ///
+    /// Expired keys are already ignored by appends and lookups; the sweep only reclaims
+    /// their rows. Call it now and then (say hourly) from one process. It never blocks an
+    /// append: each batch is its own short statement and skips rows an append has locked.
+    pub async fn sweep_idempotency_keys(&self) -> esrs_core::Result<u64> {
+        const BATCH: i64 = 1_000;
+        let mut deleted = 0;
+        loop {
+            let mut lease = self.lease().await.map_err(to_core)?;
+            let done = sqlx::query(&self.sql().sweep_keys)
+                .bind(self.idempotency_retention().as_secs_f64())
+                .bind(BATCH)
+                .execute(lease.conn())
+                .await;
+            let rows = lease.finish(done).map_err(to_core)?.rows_affected();
+            deleted += rows;
+            if rows < BATCH as u64 {
+                tracing::debug!(deleted, "swept expired idempotency keys");
+                return Ok(deleted);
+            }
+        }
     }
 }
 
@@ -395,24 +427,29 @@ fn attempt(row: Result<PgRow, sqlx::Error>, request: &AppendRequest) -> esrs_cor
     }
 }
 
-/// The original outcome of a key, for `request`: the same stream, or the key was reused.
-fn deduplicated(
+/// What `request` gets for the record of its key: the original outcome, or why the key
+/// cannot be reused for it (the rule of [`IdempotencyRecord::replay`]).
+fn replay(
     request: &AppendRequest,
-    original: AppendOutcome,
+    original: IdempotencyRecord,
 ) -> esrs_core::Result<AppendOutcome> {
-    if original.stream != request.stream {
-        let Some(key) = request.idempotency_key.clone() else {
-            return Err(Error::Store {
-                source: "a deduplicated outcome for a request without an idempotency key".into(),
-            });
-        };
-        return Err(Error::IdempotencyKeyReused {
-            key,
-            original_stream: original.stream,
-            stream: request.stream.clone(),
+    let Some(key) = &request.idempotency_key else {
+        return Err(Error::Store {
+            source: "a deduplicated outcome for a request without an idempotency key".into(),
         });
-    }
-    Ok(original)
+    };
+    original.replay(key, &request.stream, &request.digest())
+}
+
+/// Reads a key's record from columns starting at `base`: the outcome's six columns, then
+/// the request digest.
+fn record_from_row(row: &PgRow, base: usize) -> Result<IdempotencyRecord, sqlx::Error> {
+    let outcome = outcome_from_row(row, base, true)?;
+    let digest: Option<String> = row.try_get(base + 6)?;
+    Ok(IdempotencyRecord::new(
+        outcome,
+        digest.map(RequestDigest::from_stored),
+    ))
 }
 
 /// Reads an outcome from columns starting at `base`: stream, first version, last version,
@@ -451,7 +488,7 @@ fn decode_outcome(
     let kind: &str = row.try_get(0)?;
     Ok(match kind {
         "appended" => Ok(outcome_from_row(row, 1, false)?),
-        "deduplicated" => deduplicated(request, outcome_from_row(row, 1, true)?),
+        "deduplicated" => replay(request, record_from_row(row, 1)?),
         "conflict" => {
             let actual: i64 = row.try_get(3)?;
             Err(Conflict::new(request.stream.clone(), request.expected, unsigned(actual)).into())

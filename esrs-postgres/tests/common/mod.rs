@@ -156,7 +156,7 @@ impl EventStore for TestStore {
     fn find_idempotency_key(
         &self,
         key: &IdempotencyKey,
-    ) -> impl Future<Output = esrs_core::Result<Option<AppendOutcome>>> + Send {
+    ) -> impl Future<Output = esrs_core::Result<Option<esrs_core::IdempotencyRecord>>> + Send {
         self.store.find_idempotency_key(key)
     }
     fn stream_version(

@@ -1,0 +1,239 @@
+//! Idempotency: what a key remembers of its request, and the one rule every store and the
+//! repository apply when a key comes back.
+//!
+//! A request made with an [`IdempotencyKey`] is remembered with its outcome and a
+//! [`RequestDigest`] of what it asked for. When the key comes back:
+//!
+//! - for another stream, the request is refused with
+//!   [`Error::IdempotencyKeyReused`];
+//! - with a different digest (a different request), it is refused with
+//!   [`Error::IdempotencyKeyMismatch`]: a key names one request, as in payment APIs;
+//! - with the same digest, nothing is written and the original outcome is returned, marked
+//!   [`deduplicated`](AppendOutcome::deduplicated).
+//!
+//! Keys are kept for a retention period ([`DEFAULT_IDEMPOTENCY_RETENTION`], set per store).
+//! A key older than that is forgotten, whether or not a sweep has deleted it yet: a request
+//! that comes back with it is a new request and is appended again.
+
+use std::time::Duration;
+
+use sha2::{Digest as _, Sha256};
+
+use crate::envelope::{AppendOutcome, AppendRequest};
+use crate::error::{Error, Result};
+use crate::stream::{ExpectedVersion, IdempotencyKey, StreamId};
+
+/// How long a store remembers an idempotency key unless told otherwise: 7 days.
+///
+/// Long enough for any client's retries, including a retry after an outage; a repeat after
+/// that is taken as a new request.
+pub const DEFAULT_IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+
+/// A digest of what a request asked for, stored with its idempotency key so that the key
+/// reused for a *different* request is detected.
+///
+/// For a raw [`EventStore::append`](crate::EventStore::append) the digest
+/// ([`RequestDigest::of_append`]) covers the stream, the expected version and every event's
+/// stored name, payload version and payload, but not the metadata: a retry may carry a new
+/// trace or causation id and is still the same request.
+///
+/// For [`Repository::execute`](crate::Repository::execute) the events are decided by the
+/// command on the state it loads, so they cannot identify the request; there "the same
+/// request" is the same key on the same aggregate ([`RequestDigest::of_command`]), and the
+/// repeat gets the original outcome without the command being run.
+///
+/// The text is a SHA-256 in lowercase hexadecimal.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RequestDigest(Box<str>);
+
+impl RequestDigest {
+    /// The digest of a raw append: stream, expected version and events.
+    pub fn of_append(request: &AppendRequest) -> Self {
+        let mut hash = Sha256::new();
+        hash.update(b"esrs append\0");
+        field(&mut hash, request.stream.as_str().as_bytes());
+        match request.expected {
+            ExpectedVersion::Any => hash.update(b"any\0"),
+            ExpectedVersion::NoStream => hash.update(b"no stream\0"),
+            ExpectedVersion::Exact(version) => {
+                hash.update(b"exact\0");
+                hash.update(version.to_be_bytes());
+            }
+        }
+        hash.update((request.events.len() as u64).to_be_bytes());
+        for event in &request.events {
+            field(&mut hash, event.name.as_bytes());
+            hash.update(event.version.to_be_bytes());
+            field(&mut hash, event.payload.get().as_bytes());
+        }
+        Self::finish(hash)
+    }
+
+    /// The digest of a command of [`Repository::execute`](crate::Repository::execute) on
+    /// the aggregate stored in `stream`.
+    pub fn of_command(stream: &StreamId) -> Self {
+        let mut hash = Sha256::new();
+        hash.update(b"esrs command\0");
+        field(&mut hash, stream.as_str().as_bytes());
+        Self::finish(hash)
+    }
+
+    /// A digest read back from a store.
+    #[doc(hidden)]
+    pub fn from_stored(text: impl Into<Box<str>>) -> Self {
+        Self(text.into())
+    }
+
+    /// The digest as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    fn finish(hash: Sha256) -> Self {
+        use std::fmt::Write as _;
+        let bytes = hash.finalize();
+        let mut text = String::with_capacity(64);
+        for byte in bytes {
+            let _ = write!(text, "{byte:02x}");
+        }
+        Self(text.into())
+    }
+}
+
+/// A length-prefixed field, so that no two different requests hash the same bytes.
+fn field(hash: &mut Sha256, bytes: &[u8]) {
+    hash.update((bytes.len() as u64).to_be_bytes());
+    hash.update(bytes);
+}
+
+impl std::fmt::Display for RequestDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a store remembers of a request made with an idempotency key: its outcome and the
+/// digest of what it asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IdempotencyRecord {
+    /// The outcome of the original append.
+    pub outcome: AppendOutcome,
+    /// The digest of the original request; `None` for a key stored before digests were
+    /// kept, which then matches any request on its stream.
+    pub digest: Option<RequestDigest>,
+}
+
+impl IdempotencyRecord {
+    /// A record; used by store implementations.
+    pub fn new(outcome: AppendOutcome, digest: Option<RequestDigest>) -> Self {
+        Self { outcome, digest }
+    }
+
+    /// The answer to a request on `stream` with digest `digest` that came back with `key`:
+    /// the original outcome, marked deduplicated, or the error that says why the key
+    /// cannot be reused for it. Every store and the repository decide with this rule.
+    pub fn replay(
+        self,
+        key: &IdempotencyKey,
+        stream: &StreamId,
+        digest: &RequestDigest,
+    ) -> Result<AppendOutcome> {
+        if &self.outcome.stream != stream {
+            return Err(Error::IdempotencyKeyReused {
+                key: key.clone(),
+                original_stream: self.outcome.stream,
+                stream: stream.clone(),
+            });
+        }
+        if self.digest.as_ref().is_some_and(|stored| stored != digest) {
+            return Err(Error::IdempotencyKeyMismatch {
+                key: key.clone(),
+                stream: stream.clone(),
+            });
+        }
+        let mut outcome = self.outcome;
+        outcome.deduplicated = true;
+        Ok(outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::NewEvent;
+
+    fn event(payload: &str) -> NewEvent {
+        NewEvent::new(
+            "E",
+            1,
+            serde_json::value::RawValue::from_string(payload.to_owned()).unwrap(),
+        )
+    }
+
+    fn request(expected: ExpectedVersion, payloads: &[&str]) -> AppendRequest {
+        AppendRequest::new(
+            StreamId::new("s").unwrap(),
+            expected,
+            payloads.iter().map(|p| event(p)).collect(),
+        )
+    }
+
+    #[test]
+    fn the_digest_tells_requests_apart() {
+        let a = RequestDigest::of_append(&request(ExpectedVersion::Exact(1), &["{}"]));
+        assert_eq!(a.as_str().len(), 64);
+        assert_eq!(
+            a,
+            RequestDigest::of_append(
+                &request(ExpectedVersion::Exact(1), &["{}"])
+                    .metadata(crate::Metadata::new().with_actor("retry"))
+            ),
+            "metadata is not part of the request"
+        );
+        for other in [
+            request(ExpectedVersion::Exact(2), &["{}"]),
+            request(ExpectedVersion::Any, &["{}"]),
+            request(ExpectedVersion::Exact(1), &["{\"a\":1}"]),
+            request(ExpectedVersion::Exact(1), &["{}", "{}"]),
+            request(ExpectedVersion::Exact(1), &[]),
+        ] {
+            assert_ne!(a, RequestDigest::of_append(&other), "{other:?}");
+        }
+        let stream = StreamId::new("s").unwrap();
+        assert_ne!(a, RequestDigest::of_command(&stream));
+        assert_eq!(
+            RequestDigest::of_command(&stream),
+            RequestDigest::of_command(&stream)
+        );
+    }
+
+    #[test]
+    fn replay_is_the_original_outcome_or_a_typed_refusal() {
+        let stream = StreamId::new("s").unwrap();
+        let key = IdempotencyKey::new("k").unwrap();
+        let digest = RequestDigest::of_command(&stream);
+        let outcome = AppendOutcome::new(stream.clone(), 1, 2, None, None, false);
+        let record = IdempotencyRecord::new(outcome.clone(), Some(digest.clone()));
+
+        let replayed = record.clone().replay(&key, &stream, &digest).unwrap();
+        assert!(replayed.deduplicated);
+        assert_eq!((replayed.first_version, replayed.last_version), (1, 2));
+
+        let other = RequestDigest::of_append(&request(ExpectedVersion::Any, &[]));
+        match record.clone().replay(&key, &stream, &other) {
+            Err(Error::IdempotencyKeyMismatch { key: k, stream: s }) => {
+                assert_eq!((k, s), (key.clone(), stream.clone()))
+            }
+            other => panic!("expected a mismatch, got {other:?}"),
+        }
+        let elsewhere = StreamId::new("t").unwrap();
+        assert!(matches!(
+            record.replay(&key, &elsewhere, &digest),
+            Err(Error::IdempotencyKeyReused { .. })
+        ));
+        // A key stored without a digest matches any request on its stream.
+        let legacy = IdempotencyRecord::new(outcome, None);
+        assert!(legacy.replay(&key, &stream, &other).unwrap().deduplicated);
+    }
+}
