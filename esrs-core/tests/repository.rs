@@ -157,10 +157,25 @@ async fn a_rejected_command_writes_nothing() {
     assert!(repo.store().is_empty());
 }
 
-/// A store that lets another writer append to the stream right before some of our appends.
+/// A store that lets another writer append to the stream right before some of our appends
+/// and, with `key_race`, answers its first idempotency-key lookup "unknown" only after the
+/// same keyed request has run to completion through another repository on that aggregate:
+/// the double click whose first request commits between the second's key lookup and its
+/// load.
 struct RacingStore {
     inner: InMemoryStore,
     races_left: AtomicUsize,
+    key_race: Option<StreamId>,
+}
+
+impl RacingStore {
+    fn new(races: usize) -> Self {
+        Self {
+            inner: InMemoryStore::new(),
+            races_left: AtomicUsize::new(races),
+            key_race: None,
+        }
+    }
 }
 
 impl EventStore for RacingStore {
@@ -211,6 +226,16 @@ impl EventStore for RacingStore {
         &self,
         key: &IdempotencyKey,
     ) -> esrs_core::Result<Option<esrs_core::IdempotencyRecord>> {
+        if let Some(aggregate) = &self.key_race {
+            if self.races_left.swap(0, Ordering::SeqCst) > 0 {
+                Repository::<Counter, _>::new(self.inner.clone())
+                    .execute(aggregate, |c| c.start())
+                    .idempotency_key(key.clone())
+                    .await
+                    .expect("the first request succeeds");
+                return Ok(None);
+            }
+        }
         self.inner.find_idempotency_key(key).await
     }
     async fn stream_version(&self, stream: &StreamId) -> esrs_core::Result<Version> {
@@ -220,10 +245,7 @@ impl EventStore for RacingStore {
 
 #[tokio::test]
 async fn a_conflict_is_a_typed_error_without_retries() {
-    let store = RacingStore {
-        inner: InMemoryStore::new(),
-        races_left: AtomicUsize::new(1),
-    };
+    let store = RacingStore::new(1);
     let repo = Repository::<Counter, _>::new(store);
     let dave = id("dave");
     let err = repo.execute(&dave, |c| c.add(1)).await.unwrap_err();
@@ -244,10 +266,7 @@ async fn a_conflict_is_a_typed_error_without_retries() {
 
 #[tokio::test]
 async fn retries_reload_and_decide_again_a_bounded_number_of_times() {
-    let store = RacingStore {
-        inner: InMemoryStore::new(),
-        races_left: AtomicUsize::new(2),
-    };
+    let store = RacingStore::new(2);
     let repo = Repository::<Counter, _>::new(store);
     let erin = id("erin");
     let runs = AtomicUsize::new(0);
@@ -359,74 +378,12 @@ async fn an_idempotency_key_runs_the_command_once() {
     assert_eq!(repo.load(&id("hank")).await.unwrap().version, 0);
 }
 
-/// A store whose first idempotency-key lookup answers "unknown" only after the same keyed
-/// request has run to completion through another repository: the double click whose first
-/// request commits between the second's key lookup and its load.
-struct KeyLookupRace {
-    inner: InMemoryStore,
-    aggregate: StreamId,
-    race: std::sync::atomic::AtomicBool,
-}
-
-impl EventStore for KeyLookupRace {
-    async fn append(&self, request: AppendRequest) -> esrs_core::Result<AppendOutcome> {
-        self.inner.append(request).await
-    }
-    fn read_stream(
-        &self,
-        stream: &StreamId,
-        from: Version,
-        to: Version,
-    ) -> esrs_core::EventStream<'_> {
-        self.inner.read_stream(stream, from, to)
-    }
-    fn read_stream_for_fold(
-        &self,
-        stream: &StreamId,
-        from: Version,
-        to: Version,
-    ) -> esrs_core::FoldStream<'_> {
-        self.inner.read_stream_for_fold(stream, from, to)
-    }
-    fn read_all(&self, after: Position) -> esrs_core::EventStream<'_> {
-        self.inner.read_all(after)
-    }
-    async fn save_snapshot(&self, snapshot: Snapshot) -> esrs_core::Result<()> {
-        self.inner.save_snapshot(snapshot).await
-    }
-    async fn load_snapshot(
-        &self,
-        stream: &StreamId,
-        key: SnapshotKey,
-    ) -> esrs_core::Result<Option<Snapshot>> {
-        self.inner.load_snapshot(stream, key).await
-    }
-    async fn find_idempotency_key(
-        &self,
-        key: &IdempotencyKey,
-    ) -> esrs_core::Result<Option<esrs_core::IdempotencyRecord>> {
-        if self.race.swap(false, Ordering::SeqCst) {
-            Repository::<Counter, _>::new(self.inner.clone())
-                .execute(&self.aggregate, |c| c.start())
-                .idempotency_key(key.clone())
-                .await
-                .expect("the first request succeeds");
-            return Ok(None);
-        }
-        self.inner.find_idempotency_key(key).await
-    }
-    async fn stream_version(&self, stream: &StreamId) -> esrs_core::Result<Version> {
-        self.inner.stream_version(stream).await
-    }
-}
-
 #[tokio::test]
 async fn a_repeat_that_races_its_original_gets_the_original_outcome() {
     let kim = id("kim");
-    let store = KeyLookupRace {
-        inner: InMemoryStore::new(),
-        aggregate: kim.clone(),
-        race: true.into(),
+    let store = RacingStore {
+        key_race: Some(kim.clone()),
+        ..RacingStore::new(1)
     };
     let repo = Repository::<Counter, _>::new(store);
     let repeat = repo

@@ -10,7 +10,7 @@ use common::{fresh_store, fresh_store_with};
 use esrs_core::conformance::{event, unique_stream};
 use esrs_core::prelude::*;
 use esrs_core::{AppendRequest, Error};
-use esrs_postgres::sqlx;
+use esrs_postgres::{PgStore, sqlx};
 
 #[derive(Event, Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 struct BookLent {
@@ -82,6 +82,19 @@ async fn concurrent_double_clicks_all_get_the_original_outcome() {
     }
 }
 
+/// Rewrites the stored row of `key` (`assignment` is SQL), as time or an older release would
+/// have left it.
+async fn set_key_column(store: &PgStore, key: &IdempotencyKey, assignment: &str) {
+    sqlx::query(&format!(
+        "UPDATE {}.idempotency_keys SET {assignment} WHERE key = $1",
+        store.schema()
+    ))
+    .bind(key.as_str())
+    .execute(store.pool())
+    .await
+    .unwrap();
+}
+
 /// A key stored before request digests existed (NULL digest) still answers a repeat.
 #[tokio::test]
 async fn a_key_without_a_digest_matches_any_request_on_its_stream() {
@@ -93,14 +106,7 @@ async fn a_key_without_a_digest_matches_any_request_on_its_stream() {
             .idempotency_key(key.clone())
     };
     store.append(request(1)).await.unwrap();
-    sqlx::query(&format!(
-        "UPDATE {}.idempotency_keys SET request_digest = NULL WHERE key = $1",
-        store.schema()
-    ))
-    .bind(key.as_str())
-    .execute(store.pool())
-    .await
-    .unwrap();
+    set_key_column(&store, &key, "request_digest = NULL").await;
     assert!(store.append(request(2)).await.unwrap().deduplicated);
 }
 
@@ -119,14 +125,7 @@ async fn keys_expire_after_the_retention_and_the_sweep_reclaims_them() {
     store.append(request(&old)).await.unwrap();
     store.append(request(&fresh)).await.unwrap();
     // Age one key past the retention.
-    sqlx::query(&format!(
-        "UPDATE {}.idempotency_keys SET created_at = now() - interval '2 hours' WHERE key = $1",
-        store.schema()
-    ))
-    .bind(old.as_str())
-    .execute(store.pool())
-    .await
-    .unwrap();
+    set_key_column(&store, &old, "created_at = now() - interval '2 hours'").await;
 
     assert!(store.find_idempotency_key(&old).await.unwrap().is_none());
     assert!(store.find_idempotency_key(&fresh).await.unwrap().is_some());
@@ -139,14 +138,7 @@ async fn keys_expire_after_the_retention_and_the_sweep_reclaims_them() {
     assert_eq!(again.last_version, 3);
     assert!(store.append(request(&old)).await.unwrap().deduplicated);
 
-    sqlx::query(&format!(
-        "UPDATE {}.idempotency_keys SET created_at = now() - interval '2 hours' WHERE key = $1",
-        store.schema()
-    ))
-    .bind(old.as_str())
-    .execute(store.pool())
-    .await
-    .unwrap();
+    set_key_column(&store, &old, "created_at = now() - interval '2 hours'").await;
     assert_eq!(store.sweep_idempotency_keys().await.unwrap(), 1);
     assert_eq!(store.sweep_idempotency_keys().await.unwrap(), 0);
     let left: Vec<String> = sqlx::query_scalar(&format!(
