@@ -111,6 +111,13 @@ pub use stream::{
     StreamId, StreamIdError, Version,
 };
 
+/// The `chrono` of the recorded times and of [`Repository::load_as_of`], so a program needs no
+/// `chrono` dependency of its own to name them.
+pub use chrono;
+/// The `uuid` of the correlation and causation ids in [`Metadata`], so a program needs no
+/// `uuid` dependency of its own to name them.
+pub use uuid;
+
 /// The names most programs need: `use esrs_core::prelude::*;`.
 pub mod prelude {
     pub use crate::testing::AggregateTestExt;
@@ -119,6 +126,8 @@ pub mod prelude {
         InMemoryStore, Metadata, Projection, ProjectionRunner, Repository, StreamId,
     };
     pub use esrs_derive::aggregate;
+    /// Reads an [`EventStream`](crate::EventStream) (`try_next`, `try_collect`, …).
+    pub use futures_util::TryStreamExt;
 }
 
 /// Items used by the code that esrs's macros generate. Not a public API.
