@@ -77,6 +77,7 @@ mod memory;
 mod private;
 pub mod projection;
 mod repository;
+mod snapshot;
 mod store;
 mod stream;
 pub mod testing;
@@ -102,6 +103,7 @@ pub use projection::{
 pub use repository::{
     CacheStats, Execute, ExecuteError, Executed, HistoryEntry, Loaded, Repository,
 };
+pub use snapshot::{SNAPSHOT_KEYS_PER_STREAM, keep_snapshot};
 pub use store::{
     DEFAULT_MAX_PAYLOAD_BYTES, EventStore, EventStream, FoldEvent, FoldItem, FoldStream,
     SnapshotAndEvents, SnapshotAndFoldEvents, StreamItem,
