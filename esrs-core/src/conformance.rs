@@ -1215,6 +1215,7 @@ macro_rules! store_conformance_tests {
             hostile_input_round_trips,
             empty_append,
             wait_for_events_wakes,
+            snapshots_kept_per_key,
         );
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn concurrent_writers_many_streams() {
@@ -1229,4 +1230,94 @@ macro_rules! store_conformance_tests {
             }
         )*
     };
+}
+
+/// Snapshots are kept per key, by the rule of [`crate::keep_snapshot`]: a snapshot of one key
+/// never replaces another key's (two deployed versions of a program keep theirs), a newer
+/// snapshot replaces the one of its key and an older changes nothing, and a stream keeps
+/// the [`crate::SNAPSHOT_KEYS_PER_STREAM`] keys saved most recently.
+pub async fn snapshots_kept_per_key<S: EventStore>(store: S) {
+    let stream = unique_stream("snap-keys");
+    let old = SnapshotKey::new(1, 0xa);
+    let new = SnapshotKey::new(1, 0xb);
+    store
+        .append(AppendRequest::new(
+            stream.clone(),
+            ExpectedVersion::Any,
+            (1..=12).map(|n| event("E", n)).collect(),
+        ))
+        .await
+        .expect("append succeeds");
+    let save = |version: Version, key: SnapshotKey| {
+        store.save_snapshot(Snapshot::new(
+            stream.clone(),
+            version,
+            key,
+            payload(serde_json::json!({ "at": version })),
+        ))
+    };
+    let loaded = |key: SnapshotKey| {
+        let stream = stream.clone();
+        let store = &store;
+        async move {
+            store
+                .load_snapshot(&stream, key)
+                .await
+                .expect("load succeeds")
+                .map(|s| (s.version, s.payload.get().to_owned()))
+        }
+    };
+
+    // Two versions of a program, saving in turn: each keeps its own.
+    save(4, old).await.expect("save succeeds");
+    save(5, new).await.expect("save succeeds");
+    save(6, old).await.expect("save succeeds");
+    save(3, new)
+        .await
+        .expect("save of an older snapshot succeeds");
+    assert_eq!(loaded(old).await, Some((6, r#"{"at":6}"#.to_owned())));
+    assert_eq!(
+        loaded(new).await,
+        Some((5, r#"{"at":5}"#.to_owned())),
+        "a snapshot of another key does not replace this key's, an older one of the same key neither"
+    );
+    let items: Vec<StreamItem> = store
+        .read_stream_with_snapshot(&stream, new)
+        .try_collect()
+        .await
+        .expect("read succeeds");
+    assert!(
+        matches!(&items[..], [StreamItem::Snapshot(s), rest @ ..] if s.version == 5 && rest.len() == 7),
+        "the snapshot of its own key, then the events after it: {items:?}"
+    );
+    let items: Vec<FoldItem> = store
+        .read_stream_with_snapshot_for_fold(&stream, old)
+        .try_collect()
+        .await
+        .expect("read succeeds");
+    assert!(
+        matches!(&items[..], [FoldItem::Snapshot(s), rest @ ..] if s.version == 6 && rest.len() == 6),
+        "the snapshot of its own key, then the events after it: {items:?}"
+    );
+
+    // Newer keys push the oldest out: `new` was saved before `old`, so it goes first.
+    let later: Vec<SnapshotKey> = (0..crate::SNAPSHOT_KEYS_PER_STREAM as u64 - 1)
+        .map(|i| SnapshotKey::new(2, i))
+        .collect();
+    for (i, key) in later.iter().enumerate() {
+        save(7 + i as Version, *key).await.expect("save succeeds");
+    }
+    assert_eq!(
+        loaded(new).await,
+        None,
+        "the key saved longest ago is pruned"
+    );
+    assert_eq!(loaded(old).await, Some((6, r#"{"at":6}"#.to_owned())));
+    for (i, key) in later.iter().enumerate() {
+        assert_eq!(loaded(*key).await.map(|s| s.0), Some(7 + i as Version));
+    }
+    save(11, SnapshotKey::new(3, 0))
+        .await
+        .expect("save succeeds");
+    assert_eq!(loaded(old).await, None, "then the next oldest");
 }

@@ -78,6 +78,7 @@ mod memory;
 mod private;
 pub mod projection;
 mod repository;
+mod snapshot;
 mod store;
 mod stream;
 pub mod testing;
@@ -105,6 +106,7 @@ pub use projection::{
 pub use repository::{
     CacheStats, Execute, ExecuteError, Executed, HistoryEntry, Loaded, Repository,
 };
+pub use snapshot::{SNAPSHOT_KEYS_PER_STREAM, keep_snapshot};
 pub use store::{
     DEFAULT_MAX_PAYLOAD_BYTES, EventStore, EventStream, FoldEvent, FoldItem, FoldStream,
     SnapshotAndEvents, SnapshotAndFoldEvents, StreamItem,
@@ -114,6 +116,13 @@ pub use stream::{
     MAX_STREAM_ID_LEN, Position, Sequence, StreamId, StreamIdError, Version,
 };
 
+/// The `chrono` of the recorded times and of [`Repository::load_as_of`], so a program needs no
+/// `chrono` dependency of its own to name them.
+pub use chrono;
+/// The `uuid` of the correlation and causation ids in [`Metadata`], so a program needs no
+/// `uuid` dependency of its own to name them.
+pub use uuid;
+
 /// The names most programs need: `use esrs_core::prelude::*;`.
 pub mod prelude {
     pub use crate::testing::AggregateTestExt;
@@ -122,6 +131,8 @@ pub mod prelude {
         InMemoryStore, Metadata, Projection, ProjectionRunner, Repository, StreamId,
     };
     pub use esrs_derive::aggregate;
+    /// Reads an [`EventStream`](crate::EventStream) (`try_next`, `try_collect`, …).
+    pub use futures_util::TryStreamExt;
 }
 
 /// Items used by the code that esrs's macros generate. Not a public API.

@@ -51,7 +51,9 @@ struct State {
     log: Vec<RecordedEvent>,
     /// For each stream, the indexes of its events in `log`, in version order.
     streams: HashMap<StreamId, Vec<usize>>,
-    snapshots: HashMap<StreamId, Snapshot>,
+    /// For each stream, its snapshots, one per key, the most recently saved first (see
+    /// [`keep_snapshot`](crate::keep_snapshot)).
+    snapshots: HashMap<StreamId, Vec<Snapshot>>,
     keys: HashMap<IdempotencyKey, KeptKey>,
     /// The keys by the time they were stored, oldest first, for the sweep of expired ones.
     key_ages: VecDeque<(Instant, IdempotencyKey)>,
@@ -304,13 +306,8 @@ impl EventStore for InMemoryStore {
 
     async fn save_snapshot(&self, snapshot: Snapshot) -> Result<()> {
         let mut state = self.lock();
-        match state.snapshots.get(&snapshot.stream) {
-            Some(existing)
-                if existing.key == snapshot.key && existing.version >= snapshot.version => {}
-            _ => {
-                state.snapshots.insert(snapshot.stream.clone(), snapshot);
-            }
-        }
+        let kept = state.snapshots.entry(snapshot.stream.clone()).or_default();
+        crate::keep_snapshot(kept, snapshot);
         Ok(())
     }
 
@@ -319,7 +316,7 @@ impl EventStore for InMemoryStore {
             .lock()
             .snapshots
             .get(stream)
-            .filter(|s| s.key == key)
+            .and_then(|kept| kept.iter().find(|s| s.key == key))
             .cloned())
     }
 

@@ -208,10 +208,20 @@ pub trait EventStore: Send + Sync + 'static {
         )
     }
 
-    /// Stores `snapshot` as the latest of its stream, unless a newer one is already there.
+    /// Stores `snapshot` under its key: the stream, the [`SnapshotKey`] (snapshot version
+    /// and fold fingerprint) it was written with.
+    ///
+    /// Every store follows the rule of [`keep_snapshot`](crate::keep_snapshot): a stream keeps
+    /// at most one snapshot per key; `snapshot` replaces the one of its key only if it is of a
+    /// higher stream version (an older or equal one changes nothing); then the stream keeps
+    /// the snapshot of this key and those of the
+    /// [`SNAPSHOT_KEYS_PER_STREAM`](crate::SNAPSHOT_KEYS_PER_STREAM)` - 1` other keys saved
+    /// most recently, and drops the rest. So two versions of a program whose folds differ
+    /// each keep their own snapshot, and keys whose code is gone are pruned.
     fn save_snapshot(&self, snapshot: Snapshot) -> impl Future<Output = Result<()>> + Send;
 
-    /// The latest snapshot of `stream` written with `key`, if any.
+    /// The snapshot of `stream` kept for `key` (the newest saved with it, unless pruned by
+    /// [`save_snapshot`](EventStore::save_snapshot)), if any.
     fn load_snapshot(
         &self,
         stream: &StreamId,

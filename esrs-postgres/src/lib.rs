@@ -3,6 +3,7 @@
 mod error;
 mod migrations;
 mod projection;
+mod roles;
 mod store;
 
 pub use error::{Error, Result};

@@ -26,10 +26,15 @@ const MIGRATIONS: &[Migration] = &[
         description: "request digests and retention of idempotency keys",
         sql: include_str!("migrations/0002_idempotency_digest_retention.sql"),
     },
+    Migration {
+        version: 3,
+        description: "one snapshot per stream and key (snapshot version, fingerprint)",
+        sql: include_str!("migrations/0003_snapshots_per_key.sql"),
+    },
 ];
 
 /// The newest schema version this code applies.
-pub(crate) const LATEST_VERSION: i32 = 2;
+pub(crate) const LATEST_VERSION: i32 = 3;
 
 impl PgStore {
     /// The schema version this code migrates to: what [`schema_version`](Self::schema_version)

@@ -26,3 +26,12 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 mod readme {}
+
+/// The README's snippets assembled into one program by `build.rs`, against the cart the
+/// README shows (not [`cart`]): they must compile together as a user would paste them, and
+/// those that run as doc tests run here too.
+#[cfg(test)]
+#[allow(unreachable_pub, missing_docs, dead_code, clippy::all)]
+mod readme {
+    include!(concat!(env!("OUT_DIR"), "/readme.rs"));
+}

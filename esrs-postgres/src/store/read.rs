@@ -718,6 +718,7 @@ impl PgStore {
             .bind(i64::from(snapshot.key.version))
             .bind(fingerprint(snapshot.key.fingerprint))
             .bind(snapshot.payload.get())
+            .bind(esrs_core::SNAPSHOT_KEYS_PER_STREAM as i64)
             .execute(lease.conn())
             .await;
         lease.finish(done).map_err(to_core)?;
