@@ -585,6 +585,7 @@ impl ProjectionStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 struct Control {
     stop: bool,
+    abort: bool,
     rebuilds: u64,
 }
 
@@ -859,7 +860,15 @@ where
         let Some(lock) = self.lock(control).await? else {
             return Ok(());
         };
-        let result = self.run_loop(control, mode, rebuild).await;
+        // An abort drops the loop wherever it is, like a crash (the unit of work in progress
+        // is abandoned, never committed), but the lock is still given back here, so that
+        // `abort` returns once the checkpoint store has released it.
+        let abort = aborted(control.clone());
+        let result = tokio::select! {
+            biased;
+            () = abort => Ok(()),
+            result = self.run_loop(control, mode, rebuild) => result,
+        };
         if let Err(e) = self.checkpoints.unlock(lock).await {
             // The lock goes with its connection or process anyway.
             tracing::warn!(projection = %self.name, error = %e, "failed to release the projection lock");
@@ -926,7 +935,7 @@ where
                 let wait = self.store.wait_for_events(checkpoint, self.poll_interval);
                 tokio::select! {
                     waited = wait => waited.map_err(|e| self.store_error(e))?,
-                    _ = control.changed() => {}
+                    () = asked(control) => {}
                 }
                 Ok::<_, ProjectionError>(false)
             };
@@ -1119,8 +1128,13 @@ where
 /// Whether the runner was asked to stop or rebuild since its pass began with `seen`: a
 /// version check first (an atomic load, cheap enough for every event), the value only when
 /// something was sent.
+///
+/// An abort is not an interruption: it drops the runner where it is, without committing.
 fn interrupted(control: &watch::Receiver<Control>, seen: Control) -> bool {
-    control.has_changed().unwrap_or(true) && *control.borrow() != seen
+    control.has_changed().unwrap_or(true) && {
+        let now = *control.borrow();
+        now.stop != seen.stop || now.rebuilds != seen.rebuilds
+    }
 }
 
 /// A projection runner running on a tokio task, made by [`ProjectionRunner::spawn`].
@@ -1226,11 +1240,12 @@ where
         }
     }
 
-    /// Ends the task at once, like a crash: the batch in progress is not committed. Returns
-    /// once the task is gone and its lock released.
+    /// Ends the runner at once, like a crash: the batch in progress is abandoned, not
+    /// committed. Returns once the task is gone and its lock given back through
+    /// [`CheckpointStore::unlock`], so that a runner started next can take it.
     pub async fn abort(self) {
-        self.task.abort();
-        // The task's outcome (cancelled, or an error it returned first) is dropped with it.
+        self.control.send_modify(|c| c.abort = true);
+        // The task's outcome (an error it returned first, say) is dropped with it.
         let _ = self.task.await;
     }
 }
@@ -1240,9 +1255,26 @@ where
 async fn pause(control: &mut watch::Receiver<Control>, duration: Duration) -> bool {
     tokio::select! {
         () = tokio::time::sleep(duration) => {}
-        _ = control.changed() => {}
+        () = asked(control) => {}
     }
-    control.borrow().stop
+    let now = *control.borrow();
+    now.stop || now.abort
+}
+
+/// Waits until the owner asks for something. Once the owner is gone (the
+/// [`RunningProjection`] handle was dropped, which leaves the runner running) nothing can
+/// be asked any more: it never returns, instead of returning at once on every call.
+async fn asked(control: &mut watch::Receiver<Control>) {
+    if control.changed().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Waits until the owner asks the runner to abort; never, once the owner is gone.
+async fn aborted(mut control: watch::Receiver<Control>) {
+    if control.wait_for(|c| c.abort).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 fn panic_message(error: tokio::task::JoinError) -> String {
