@@ -72,6 +72,11 @@ pub type PgTransaction = sqlx::Transaction<'static, Postgres>;
 /// # Ok(()) }
 /// ```
 ///
+/// A runner uses two connections of the store's pool at once (a page of the log being read
+/// and the transaction of the batch being handled), and its lock one outside the pool: a
+/// pool allowing fewer is refused when the runner starts
+/// ([`PgCheckpointError::PoolTooSmall`]).
+///
 /// Cloning is cheap: clones share the store's pool.
 #[derive(Debug, Clone)]
 pub struct PgCheckpoints {
@@ -90,6 +95,29 @@ impl PgCheckpoints {
     pub fn store(&self) -> &PgStore {
         &self.store
     }
+}
+
+/// The connections a runner of a [`PgCheckpoints`] projection uses at once from the store's
+/// pool: one for the page of the log it is reading, one for the transaction of the batch
+/// it is handling. Its lock is held on a connection of its own, outside the pool.
+const RUNNER_CONNECTIONS: u32 = 2;
+
+/// Why [`PgCheckpoints`] refuses to run a projection. It comes back as
+/// [`CheckpointError::Store`], whose source downcasts to it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PgCheckpointError {
+    /// The store's pool allows fewer connections than a runner uses at once (two): the runner would wait for itself until the pool's acquire
+    /// timeout. Refused when the runner starts, before it takes its lock.
+    #[error(
+        "a projection runner uses {needed} connections of the store's pool at once (a page of the log and the batch's transaction), but the pool allows {max_connections}"
+    )]
+    PoolTooSmall {
+        /// The pool's `max_connections`.
+        max_connections: u32,
+        /// What a runner uses at once.
+        needed: u32,
+    },
 }
 
 fn store_error(error: impl std::error::Error + Send + Sync + 'static) -> CheckpointError {
@@ -144,6 +172,13 @@ impl CheckpointStore for PgCheckpoints {
     }
 
     async fn try_lock(&self, projection: &str) -> Result<Option<ProjectionLock>, CheckpointError> {
+        let max_connections = self.store.pool().options().get_max_connections();
+        if max_connections < RUNNER_CONNECTIONS {
+            return Err(store_error(PgCheckpointError::PoolTooSmall {
+                max_connections,
+                needed: RUNNER_CONNECTIONS,
+            }));
+        }
         self.store
             .try_lock_projection(projection)
             .await
