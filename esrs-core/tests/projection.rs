@@ -198,6 +198,7 @@ impl CheckpointStore for ModelStore {
     async fn save(
         &self,
         tx: &mut Pending,
+        _lock: &(),
         projection: &str,
         from: Position,
         to: Position,

@@ -15,14 +15,21 @@ struct Migration {
 }
 
 /// Every migration, in order. Released migrations are never edited: a change is a new one.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "events, snapshots, idempotency keys, checkpoints and the append function",
-    sql: include_str!("migrations/0001_initial.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "events, snapshots, idempotency keys, checkpoints and the append function",
+        sql: include_str!("migrations/0001_initial.sql"),
+    },
+    Migration {
+        version: 4,
+        description: "projection owners, fencing the checkpoint saves of a runner that lost its lock",
+        sql: include_str!("migrations/0004_projection_owners.sql"),
+    },
+];
 
 /// The newest schema version this code applies.
-pub(crate) const LATEST_VERSION: i32 = 1;
+pub(crate) const LATEST_VERSION: i32 = 4;
 
 impl PgStore {
     /// Creates or upgrades the store's schema: one call, safe to repeat and to run from

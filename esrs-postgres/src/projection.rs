@@ -33,8 +33,11 @@ pub type PgTransaction = sqlx::Transaction<'static, Postgres>;
 /// second runner of the same projection, in any process, gets
 /// [`ProjectionError::AlreadyRunning`](esrs_core::ProjectionError::AlreadyRunning) or
 /// waits ([`ProjectionRunner::wait_for_lock`](esrs_core::ProjectionRunner::wait_for_lock)).
-/// Should that connection drop, the checkpoint itself is compare-and-set: a runner that
-/// lost the lock to another one fails on its next commit instead of applying events twice.
+/// Should that connection drop without the runner knowing, and another runner take the
+/// lock, the runner that lost it fails with [`CheckpointError::LockLost`] at its next save,
+/// and the new holder goes on: each taking of the lock makes a new owner of the
+/// projection, and a save commits only under the current owner. The checkpoint is
+/// compare-and-set besides.
 ///
 /// ```no_run
 /// use esrs_core::{BoxError, Projection, ProjectionRunner, RecordedEvent};
@@ -144,10 +147,23 @@ impl CheckpointStore for PgCheckpoints {
     async fn save(
         &self,
         tx: &mut PgTransaction,
+        lock: &ProjectionLock,
         projection: &str,
         from: Position,
         to: Position,
     ) -> Result<(), CheckpointError> {
+        // Fenced first: the owner row stays locked until the transaction ends, so the
+        // runner is still the owner when it commits.
+        let owner = self
+            .store
+            .is_projection_owner_in(tx, projection, lock.epoch())
+            .await
+            .map_err(store_error)?;
+        if !owner {
+            return Err(CheckpointError::LockLost {
+                projection: projection.to_owned(),
+            });
+        }
         let moved = self
             .store
             .move_checkpoint_in(tx, projection, from, to)

@@ -15,8 +15,8 @@ use esrs_postgres::sqlx::postgres::PgPoolOptions;
 use esrs_postgres::sqlx::{self};
 use esrs_postgres::{PgCheckpointError, PgCheckpoints, PgStore, PgStoreOptions, PgTransaction};
 
-/// Records each event it handles in a table of the store's schema, whose primary key
-/// refuses an event applied twice.
+/// Records each event it handles in a table of the store's schema (without a key, so that an
+/// event applied twice shows as two rows).
 #[derive(Debug)]
 struct Applied {
     table: String,
@@ -26,12 +26,24 @@ impl Applied {
     async fn new(store: &PgStore) -> Self {
         let table = format!("{}.applied", store.schema());
         sqlx::query(&format!(
-            "CREATE TABLE IF NOT EXISTS {table} (stream text, version bigint, PRIMARY KEY (stream, version))"
+            "CREATE TABLE IF NOT EXISTS {table} (stream text, version bigint)"
         ))
         .execute(store.pool())
         .await
         .expect("create the read model");
         Self { table }
+    }
+
+    /// Fails if an event was applied twice.
+    async fn assert_each_once(&self, store: &PgStore) {
+        let twice: i64 = sqlx::query_scalar(&format!(
+            "SELECT count(*) - count(DISTINCT (stream, version)) FROM {}",
+            self.table
+        ))
+        .fetch_one(store.pool())
+        .await
+        .expect("count");
+        assert_eq!(twice, 0, "events applied more than once");
     }
 
     async fn count(&self, store: &PgStore) -> i64 {
@@ -154,6 +166,7 @@ async fn a_pool_too_small_for_a_runner_is_refused_at_start_up() {
     let mut runner = ProjectionRunner::new(two.clone(), PgCheckpoints::new(&two), projection);
     runner.catch_up().await.expect("a pool of two runs");
     assert_eq!(runner.projection().count(&two).await, 1_200);
+    runner.projection().assert_each_once(&two).await;
 }
 
 /// Item 7 of issue 11: a lock attempt cancelled at any point (here by timeouts of every
@@ -224,9 +237,99 @@ async fn abort_returns_once_the_lock_is_free() {
             Applied::new(&store).await,
         ));
     }
-    assert_eq!(
-        Applied::new(&store).await.count(&store).await,
-        20,
-        "every event applied once"
+    let applied = Applied::new(&store).await;
+    assert_eq!(applied.count(&store).await, 20, "every event applied");
+    applied.assert_each_once(&store).await;
+}
+
+/// The backend holding the advisory lock of `projection`, if any.
+async fn lock_holder(store: &PgStore, projection: &str) -> Option<i32> {
+    sqlx::query_scalar(
+        "SELECT l.pid FROM pg_locks l, hashtextextended($1, 0) AS k
+         WHERE l.locktype = 'advisory'
+           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+           AND l.classid = ((k >> 32) & 4294967295)::oid
+           AND l.objid = (k & 4294967295)::oid
+           AND l.objsubid = 1 AND l.granted",
+    )
+    .bind(format!("esrs projection {}.{projection}", store.schema()))
+    .fetch_optional(store.pool())
+    .await
+    .expect("pg_locks")
+}
+
+/// Item 6 of issue 11: the connection holding a runner's lock dies (its backend is
+/// terminated) without the runner knowing, and a second runner takes the lock. The first
+/// fails with `LockLost` at its next save, nothing of its batch committed; the new holder
+/// goes on, and every event is applied once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_that_lost_its_lock_stops_at_its_next_save_and_the_new_holder_goes_on() {
+    let store = fresh_store().await;
+    seed(&store, 30, 3).await;
+    let applied = Applied::new(&store).await;
+    let first = ProjectionRunner::new(
+        store.store.clone(),
+        PgCheckpoints::new(&store),
+        Applied::new(&store).await,
+    )
+    .poll_interval(Duration::from_millis(50))
+    .spawn();
+    first.wait_caught_up().await.expect("caught up");
+
+    let pid = lock_holder(&store, "applied")
+        .await
+        .expect("the lock is held");
+    let terminated: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(pid)
+        .fetch_one(store.pool())
+        .await
+        .expect("terminate");
+    assert!(terminated);
+
+    // A writer appends all along, so that both runners have batches to commit while the
+    // second takes over.
+    let writer = {
+        let store = store.store.clone();
+        tokio::spawn(async move {
+            let mut head = Position::START;
+            for _ in 0..25 {
+                head = seed(&store, 2, 1).await;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            head
+        })
+    };
+    let second = ProjectionRunner::new(
+        store.store.clone(),
+        PgCheckpoints::new(&store),
+        Applied::new(&store).await,
+    )
+    .poll_interval(Duration::from_millis(50))
+    .wait_for_lock(Duration::from_millis(10))
+    .spawn();
+    let head = writer.await.expect("the writer");
+    tokio::time::timeout(Duration::from_secs(10), second.wait_for(head))
+        .await
+        .expect("the second runner takes the freed lock")
+        .expect("the new holder goes on");
+    // And once more, after the takeover.
+    let head = seed(&store, 30, 3).await;
+    second.wait_for(head).await.expect("the new holder goes on");
+    let ended = tokio::time::timeout(Duration::from_secs(10), first.join())
+        .await
+        .expect("the first runner stops");
+    assert!(
+        matches!(
+            ended,
+            Err(ProjectionError::Checkpoint {
+                source: CheckpointError::LockLost { .. },
+                ..
+            })
+        ),
+        "the first runner fails with LockLost: {ended:?}"
     );
+    assert!(!second.is_finished(), "the new holder is still running");
+    second.stop().await.expect("the new holder stops cleanly");
+    assert_eq!(applied.count(&store).await, 110);
+    applied.assert_each_once(&store).await;
 }

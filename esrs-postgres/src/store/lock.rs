@@ -13,13 +13,28 @@ use crate::error::to_core;
 /// Held on a connection of its own (taken out of the pool) as a PostgreSQL session advisory
 /// lock; it is released by [`ProjectionLock::release`], or when the lock is dropped (the
 /// connection closes) or the process dies.
+///
+/// Each taking of the lock makes its holder the projection's next owner (an epoch in the
+/// `projection_owners` table). The connection can die without its holder knowing (a
+/// server restart, a terminated backend), and another runner can then take the lock: the
+/// checkpoint saves of [`PgCheckpoints`](crate::PgCheckpoints) are fenced by the epoch, so
+/// the runner that lost its lock fails with
+/// [`CheckpointError::LockLost`](esrs_core::projection::CheckpointError::LockLost) at its
+/// next save, and the new holder goes on.
 #[derive(Debug)]
 pub struct ProjectionLock {
     conn: PgConnection,
     key: i64,
+    /// The owner epoch this taking of the lock made current (`projection_owners`).
+    epoch: i64,
 }
 
 impl ProjectionLock {
+    /// The owner epoch this taking of the lock made current.
+    pub(crate) fn epoch(&self) -> i64 {
+        self.epoch
+    }
+
     /// Releases the lock and closes its connection.
     pub async fn release(mut self) -> esrs_core::Result<()> {
         sqlx::query("SELECT pg_advisory_unlock($1)")
@@ -81,7 +96,14 @@ impl PgStore {
             .await
             .map_err(to_core)?;
         if locked {
-            return Ok(Some(ProjectionLock { conn, key }));
+            // The new owner, from now on: a save of the previous one still in progress is
+            // waited for, and none of its later saves commits.
+            let epoch: i64 = sqlx::query_scalar(&self.sql().take_projection)
+                .bind(projection)
+                .fetch_one(&mut conn)
+                .await
+                .map_err(to_core)?;
+            return Ok(Some(ProjectionLock { conn, key, epoch }));
         }
         // Taken in between by another runner: this connection holds nothing, but it is
         // out of the pool for good.
