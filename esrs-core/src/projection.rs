@@ -1163,7 +1163,10 @@ fn interrupted(control: &watch::Receiver<Control>, seen: Control) -> bool {
 
 /// A projection runner running on a tokio task, made by [`ProjectionRunner::spawn`].
 ///
-/// Dropping the handle leaves the task running; [`stop`](Self::stop) it to end it cleanly.
+/// Dropping the handle detaches the runner: it goes on following the log as before (it
+/// waits for new events, it does not spin), until it fails or the runtime shuts down, and
+/// nothing can stop it or ask it for a rebuild any more. [`stop`](Self::stop) it to end it
+/// cleanly.
 pub struct RunningProjection<S, C, P>
 where
     C: CheckpointStore,

@@ -160,6 +160,8 @@ async fn expected_model(store: &InMemoryStore) -> Model {
 #[derive(Debug, Clone, Default)]
 struct ModelStore {
     inner: Arc<Mutex<ModelState>>,
+    /// When set, saves fail as for a runner whose lock was taken over.
+    lock_lost: Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[derive(Debug, Default)]
@@ -203,6 +205,11 @@ impl CheckpointStore for ModelStore {
         from: Position,
         to: Position,
     ) -> Result<(), CheckpointError> {
+        if self.lock_lost.load(Ordering::SeqCst) {
+            return Err(CheckpointError::LockLost {
+                projection: projection.to_owned(),
+            });
+        }
         tx.checkpoint = Some((projection.to_owned(), from, to));
         Ok(())
     }
@@ -1003,4 +1010,37 @@ async fn a_dropped_handle_leaves_the_runner_following_without_spinning() {
     .expect("the detached runner handles a new event")
     .unwrap();
     assert_eq!(model.lock().unwrap().totals.get("late"), Some(&5));
+}
+
+/// A runner whose lock was lost stops at its next save with `LockLost`, whatever its error
+/// policy: retrying could only fail again, as another runner holds the projection now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_lock_stops_the_runner_without_retrying() {
+    let store = InMemoryStore::new();
+    seed(&store, 10, 2).await;
+    let models = ModelStore::default();
+    let running = ProjectionRunner::new(store.clone(), models.clone(), TxScores::default())
+        .error_policy(ErrorPolicy::Retry {
+            max: 1_000,
+            backoff: Duration::from_secs(60),
+        })
+        .spawn();
+    running.wait_caught_up().await.unwrap();
+    let committed = models.checkpoint("scores");
+    models.lock_lost.store(true, Ordering::SeqCst);
+    append(&store, "late", vec![scored(3)]).await;
+    let ended = tokio::time::timeout(Duration::from_secs(5), running.join())
+        .await
+        .expect("the runner stops at once, without waiting to retry");
+    assert!(
+        matches!(
+            ended,
+            Err(ProjectionError::Checkpoint {
+                source: CheckpointError::LockLost { .. },
+                ..
+            })
+        ),
+        "{ended:?}"
+    );
+    assert_eq!(models.checkpoint("scores"), committed, "nothing saved");
 }
