@@ -41,8 +41,12 @@
 //! - A runner holds its checkpoint store's lock ([`CheckpointStore::try_lock`]) while it
 //!   runs, so a second runner of the same projection fails with
 //!   [`ProjectionError::AlreadyRunning`] or waits
-//!   ([`ProjectionRunner::wait_for_lock`]). Checkpoints are compare-and-set besides: a
-//!   runner whose checkpoint was moved by another fails instead of applying events twice.
+//!   ([`ProjectionRunner::wait_for_lock`]). A lock can be lost without its holder knowing
+//!   (the database connection holding it dies): checkpoint saves are fenced by the lock
+//!   they were made under, so a runner that lost its lock stops with
+//!   [`CheckpointError::LockLost`] at its next save, and the runner holding the lock goes
+//!   on. Checkpoints are compare-and-set besides: a runner whose checkpoint was moved by
+//!   another fails instead of applying events twice.
 //!
 //! ```
 //! use esrs_core::projection::{InMemoryCheckpoints, Projection, ProjectionRunner};
@@ -182,6 +186,14 @@ pub enum CheckpointError {
         /// Where it is.
         actual: Option<Position>,
     },
+    /// The runner no longer holds the projection's lock: another runner took it since
+    /// (the connection that held it was lost, say). Nothing was saved; the runner stops,
+    /// and the one holding the lock goes on.
+    #[error("the lock of projection `{projection}` was lost to another runner")]
+    LockLost {
+        /// The projection.
+        projection: String,
+    },
     /// The checkpoint store's own failure.
     #[error("checkpoint store failure: {0}")]
     Store(#[source] BoxError),
@@ -190,7 +202,8 @@ pub enum CheckpointError {
 /// Where projections keep their checkpoints, and the unit of work their handlers write in.
 ///
 /// A batch goes: [`begin`](Self::begin), the handlers, [`save`](Self::save) (compare and
-/// set: it fails with [`CheckpointError::Moved`] if the checkpoint is not at `from`),
+/// set: it fails with [`CheckpointError::Moved`] if the checkpoint is not at `from`, and
+/// with [`CheckpointError::LockLost`] if the runner's lock is no longer the current one),
 /// [`commit`](Self::commit). A rebuild goes: `begin`, `save(…, Position::START)`,
 /// [`Projection::reset`], `commit`. A store whose `Tx` is a real transaction makes the
 /// handlers' effects and the checkpoint atomic.
@@ -209,11 +222,18 @@ pub trait CheckpointStore: Send + Sync + 'static {
     /// Starts a unit of work.
     fn begin(&self) -> impl Future<Output = Result<Self::Tx, CheckpointError>> + Send;
 
-    /// Moves the checkpoint of `projection` from `from` to `to` within `tx`, failing with
-    /// [`CheckpointError::Moved`] if it is not at `from`.
+    /// Moves the checkpoint of `projection` from `from` to `to` within `tx`, for the runner
+    /// holding `lock`, failing with [`CheckpointError::Moved`] if it is not at `from`.
+    ///
+    /// A store whose locks can be lost without their holder knowing (a database lock held
+    /// by a connection that died) fences its saves: each taking of the lock is a new
+    /// owner, and a save under an owner that is no longer the current one fails with
+    /// [`CheckpointError::LockLost`], so that a runner that lost its lock stops at its next
+    /// commit at the latest, and never commits beside the new holder.
     fn save(
         &self,
         tx: &mut Self::Tx,
+        lock: &Self::Lock,
         projection: &str,
         from: Position,
         to: Position,
@@ -303,6 +323,7 @@ impl CheckpointStore for InMemoryCheckpoints {
     async fn save(
         &self,
         _tx: &mut (),
+        _lock: &InMemoryLock,
         projection: &str,
         from: Position,
         to: Position,
@@ -478,7 +499,7 @@ impl ProjectionError {
             Self::AlreadyRunning { .. }
                 | Self::NotRunning { .. }
                 | Self::Checkpoint {
-                    source: CheckpointError::Moved { .. },
+                    source: CheckpointError::Moved { .. } | CheckpointError::LockLost { .. },
                     ..
                 }
         )
@@ -585,6 +606,7 @@ impl ProjectionStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 struct Control {
     stop: bool,
+    abort: bool,
     rebuilds: u64,
 }
 
@@ -859,7 +881,15 @@ where
         let Some(lock) = self.lock(control).await? else {
             return Ok(());
         };
-        let result = self.run_loop(control, mode, rebuild).await;
+        // An abort drops the loop wherever it is, like a crash (the unit of work in progress
+        // is abandoned, never committed), but the lock is still given back here, so that
+        // `abort` returns once the checkpoint store has released it.
+        let abort = aborted(control.clone());
+        let result = tokio::select! {
+            biased;
+            () = abort => Ok(()),
+            result = self.run_loop(control, &lock, mode, rebuild) => result,
+        };
         if let Err(e) = self.checkpoints.unlock(lock).await {
             // The lock goes with its connection or process anyway.
             tracing::warn!(projection = %self.name, error = %e, "failed to release the projection lock");
@@ -870,6 +900,7 @@ where
     async fn run_loop(
         &mut self,
         control: &mut watch::Receiver<Control>,
+        lock: &C::Lock,
         mode: Mode,
         rebuild: &mut bool,
     ) -> Result<(), ProjectionError> {
@@ -900,10 +931,11 @@ where
                     loaded = true;
                 }
                 if *rebuild {
-                    self.reset().await?;
+                    self.reset(lock).await?;
                     *rebuild = false;
                 }
-                let PassEnd::CaughtUp { read } = self.pass(control, seen, &mut attempt).await?
+                let PassEnd::CaughtUp { read } =
+                    self.pass(control, lock, seen, &mut attempt).await?
                 else {
                     return Ok(false);
                 };
@@ -926,7 +958,7 @@ where
                 let wait = self.store.wait_for_events(checkpoint, self.poll_interval);
                 tokio::select! {
                     waited = wait => waited.map_err(|e| self.store_error(e))?,
-                    _ = control.changed() => {}
+                    () = asked(control) => {}
                 }
                 Ok::<_, ProjectionError>(false)
             };
@@ -955,7 +987,7 @@ where
     }
 
     /// Resets the read model and its checkpoint in one unit of work.
-    async fn reset(&mut self) -> Result<(), ProjectionError> {
+    async fn reset(&mut self, lock: &C::Lock) -> Result<(), ProjectionError> {
         self.set_phase(Phase::Rebuilding);
         let from = self.status.borrow().checkpoint;
         let mut tx = self
@@ -964,7 +996,7 @@ where
             .await
             .map_err(|e| self.checkpoint_error(e))?;
         self.checkpoints
-            .save(&mut tx, &self.name, from, Position::START)
+            .save(&mut tx, lock, &self.name, from, Position::START)
             .await
             .map_err(|e| self.checkpoint_error(e))?;
         self.projection
@@ -998,6 +1030,7 @@ where
     async fn pass(
         &mut self,
         control: &watch::Receiver<Control>,
+        lock: &C::Lock,
         seen: Control,
         attempt: &mut u32,
     ) -> Result<PassEnd, ProjectionError> {
@@ -1088,7 +1121,7 @@ where
                     None => checkpoints.begin().await.map_err(checkpoint_error)?,
                 };
                 checkpoints
-                    .save(&mut tx, name, checkpoint, last)
+                    .save(&mut tx, lock, name, checkpoint, last)
                     .await
                     .map_err(checkpoint_error)?;
                 checkpoints.commit(tx).await.map_err(checkpoint_error)?;
@@ -1119,13 +1152,21 @@ where
 /// Whether the runner was asked to stop or rebuild since its pass began with `seen`: a
 /// version check first (an atomic load, cheap enough for every event), the value only when
 /// something was sent.
+///
+/// An abort is not an interruption: it drops the runner where it is, without committing.
 fn interrupted(control: &watch::Receiver<Control>, seen: Control) -> bool {
-    control.has_changed().unwrap_or(true) && *control.borrow() != seen
+    control.has_changed().unwrap_or(true) && {
+        let now = *control.borrow();
+        now.stop != seen.stop || now.rebuilds != seen.rebuilds
+    }
 }
 
 /// A projection runner running on a tokio task, made by [`ProjectionRunner::spawn`].
 ///
-/// Dropping the handle leaves the task running; [`stop`](Self::stop) it to end it cleanly.
+/// Dropping the handle detaches the runner: it goes on following the log as before (it
+/// waits for new events, it does not spin), until it fails or the runtime shuts down, and
+/// nothing can stop it or ask it for a rebuild any more. [`stop`](Self::stop) it to end it
+/// cleanly.
 pub struct RunningProjection<S, C, P>
 where
     C: CheckpointStore,
@@ -1226,11 +1267,12 @@ where
         }
     }
 
-    /// Ends the task at once, like a crash: the batch in progress is not committed. Returns
-    /// once the task is gone and its lock released.
+    /// Ends the runner at once, like a crash: the batch in progress is abandoned, not
+    /// committed. Returns once the task is gone and its lock given back through
+    /// [`CheckpointStore::unlock`], so that a runner started next can take it.
     pub async fn abort(self) {
-        self.task.abort();
-        // The task's outcome (cancelled, or an error it returned first) is dropped with it.
+        self.control.send_modify(|c| c.abort = true);
+        // The task's outcome (an error it returned first, say) is dropped with it.
         let _ = self.task.await;
     }
 }
@@ -1240,9 +1282,26 @@ where
 async fn pause(control: &mut watch::Receiver<Control>, duration: Duration) -> bool {
     tokio::select! {
         () = tokio::time::sleep(duration) => {}
-        _ = control.changed() => {}
+        () = asked(control) => {}
     }
-    control.borrow().stop
+    let now = *control.borrow();
+    now.stop || now.abort
+}
+
+/// Waits until the owner asks for something. Once the owner is gone (the
+/// [`RunningProjection`] handle was dropped, which leaves the runner running) nothing can
+/// be asked any more: it never returns, instead of returning at once on every call.
+async fn asked(control: &mut watch::Receiver<Control>) {
+    if control.changed().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Waits until the owner asks the runner to abort; never, once the owner is gone.
+async fn aborted(mut control: watch::Receiver<Control>) {
+    if control.wait_for(|c| c.abort).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 fn panic_message(error: tokio::task::JoinError) -> String {
@@ -1296,11 +1355,12 @@ mod tests {
     async fn in_memory_checkpoints_compare_and_set() {
         let cps = InMemoryCheckpoints::new();
         assert_eq!(cps.load("p").await.unwrap(), Position::START);
-        cps.save(&mut (), "p", Position::START, Position::new(1, 1))
+        let held = cps.try_lock("p").await.unwrap().unwrap();
+        cps.save(&mut (), &held, "p", Position::START, Position::new(1, 1))
             .await
             .unwrap();
         let err = cps
-            .save(&mut (), "p", Position::START, Position::new(2, 2))
+            .save(&mut (), &held, "p", Position::START, Position::new(2, 2))
             .await
             .unwrap_err();
         assert!(matches!(
@@ -1309,6 +1369,7 @@ mod tests {
                 if expected == Position::START && actual == Position::new(1, 1)
         ));
         assert_eq!(cps.get("p"), Some(Position::new(1, 1)));
+        drop(held);
         let lock = cps.try_lock("p").await.unwrap().unwrap();
         assert!(cps.try_lock("p").await.unwrap().is_none());
         assert!(cps.try_lock("q").await.unwrap().is_some());

@@ -160,6 +160,8 @@ async fn expected_model(store: &InMemoryStore) -> Model {
 #[derive(Debug, Clone, Default)]
 struct ModelStore {
     inner: Arc<Mutex<ModelState>>,
+    /// When set, saves fail as for a runner whose lock was taken over.
+    lock_lost: Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[derive(Debug, Default)]
@@ -198,10 +200,16 @@ impl CheckpointStore for ModelStore {
     async fn save(
         &self,
         tx: &mut Pending,
+        _lock: &(),
         projection: &str,
         from: Position,
         to: Position,
     ) -> Result<(), CheckpointError> {
+        if self.lock_lost.load(Ordering::SeqCst) {
+            return Err(CheckpointError::LockLost {
+                projection: projection.to_owned(),
+            });
+        }
         tx.checkpoint = Some((projection.to_owned(), from, to));
         Ok(())
     }
@@ -770,6 +778,8 @@ struct FlakyStore {
     read_failures: Arc<AtomicU64>,
     wait_failures: Arc<AtomicU64>,
     head_failures: Arc<AtomicU64>,
+    /// Calls of `read_all` so far.
+    reads: Arc<AtomicU64>,
 }
 
 fn take_one(counter: &AtomicU64) -> bool {
@@ -806,6 +816,7 @@ impl EventStore for FlakyStore {
     }
     fn read_all(&self, after: Position) -> esrs_core::EventStream<'_> {
         use futures_util::StreamExt;
+        self.reads.fetch_add(1, Ordering::SeqCst);
         if take_one(&self.read_failures) {
             // A few events, then the connection drops.
             return Box::pin(
@@ -861,6 +872,7 @@ async fn a_failed_head_read_does_not_stop_the_runner() {
         read_failures: Arc::new(AtomicU64::new(0)),
         wait_failures: Arc::new(AtomicU64::new(0)),
         head_failures: Arc::new(AtomicU64::new(1)),
+        reads: Arc::default(),
     };
     let models = ModelStore::default();
     let mut runner = ProjectionRunner::new(store.clone(), models.clone(), TxScores::default());
@@ -886,6 +898,7 @@ async fn store_failures_follow_the_error_policy() {
         read_failures: Arc::new(AtomicU64::new(1)),
         wait_failures: Arc::new(AtomicU64::new(0)),
         head_failures: Arc::new(AtomicU64::new(0)),
+        reads: Arc::default(),
     };
 
     // Stop: the read error ends the runner; the events read before it are not committed.
@@ -955,4 +968,79 @@ async fn a_rebuild_requested_while_waiting_for_the_lock_is_done() {
     let model = model.lock().unwrap().clone();
     model.assert_each_applied_once();
     assert_eq!(model, fresh_rebuild(&store).await);
+}
+
+/// Dropping the handle leaves the runner running as before: it waits for new events
+/// instead of reading the log again and again (the control channel's sender is gone, but
+/// that is no request), and still handles what is appended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_handle_leaves_the_runner_following_without_spinning() {
+    let inner = InMemoryStore::new();
+    seed(&inner, 10, 2).await;
+    let store = FlakyStore {
+        inner: inner.clone(),
+        read_failures: Arc::default(),
+        wait_failures: Arc::default(),
+        head_failures: Arc::default(),
+        reads: Arc::default(),
+    };
+    let projection = ExternalScores::default();
+    let model = projection.model.clone();
+    let running = ProjectionRunner::new(store.clone(), InMemoryCheckpoints::new(), projection)
+        .poll_interval(Duration::from_secs(60))
+        .spawn();
+    running.wait_caught_up().await.unwrap();
+    let mut status = running.subscribe();
+    drop(running);
+
+    let before = store.reads.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let idle_reads = store.reads.load(Ordering::SeqCst) - before;
+    assert!(
+        idle_reads <= 2,
+        "{idle_reads} reads of the log in 300 ms without a new event"
+    );
+
+    let head = append(&inner, "late", vec![scored(5)]).await;
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        status.wait_for(|s| s.checkpoint >= head),
+    )
+    .await
+    .expect("the detached runner handles a new event")
+    .unwrap();
+    assert_eq!(model.lock().unwrap().totals.get("late"), Some(&5));
+}
+
+/// A runner whose lock was lost stops at its next save with `LockLost`, whatever its error
+/// policy: retrying could only fail again, as another runner holds the projection now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_lock_stops_the_runner_without_retrying() {
+    let store = InMemoryStore::new();
+    seed(&store, 10, 2).await;
+    let models = ModelStore::default();
+    let running = ProjectionRunner::new(store.clone(), models.clone(), TxScores::default())
+        .error_policy(ErrorPolicy::Retry {
+            max: 1_000,
+            backoff: Duration::from_secs(60),
+        })
+        .spawn();
+    running.wait_caught_up().await.unwrap();
+    let committed = models.checkpoint("scores");
+    models.lock_lost.store(true, Ordering::SeqCst);
+    append(&store, "late", vec![scored(3)]).await;
+    let ended = tokio::time::timeout(Duration::from_secs(5), running.join())
+        .await
+        .expect("the runner stops at once, without waiting to retry");
+    assert!(
+        matches!(
+            ended,
+            Err(ProjectionError::Checkpoint {
+                source: CheckpointError::LockLost { .. },
+                ..
+            })
+        ),
+        "{ended:?}"
+    );
+    assert_eq!(models.checkpoint("scores"), committed, "nothing saved");
 }

@@ -7,7 +7,7 @@ mod roles;
 mod store;
 
 pub use error::{Error, Result};
-pub use projection::{PgCheckpoints, PgTransaction};
+pub use projection::{PgCheckpointError, PgCheckpoints, PgTransaction};
 pub use store::{DEFAULT_SCHEMA, MAX_SCHEMA_LEN, PgStore, PgStoreOptions, ProjectionLock};
 
 /// Re-exported so users name the pool and connection types of the same sqlx version.

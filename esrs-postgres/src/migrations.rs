@@ -31,10 +31,15 @@ const MIGRATIONS: &[Migration] = &[
         description: "one snapshot per stream and key (snapshot version, fingerprint)",
         sql: include_str!("migrations/0003_snapshots_per_key.sql"),
     },
+    Migration {
+        version: 4,
+        description: "projection owners, fencing the checkpoint saves of a runner that lost its lock",
+        sql: include_str!("migrations/0004_projection_owners.sql"),
+    },
 ];
 
 /// The newest schema version this code applies.
-pub(crate) const LATEST_VERSION: i32 = 3;
+pub(crate) const LATEST_VERSION: i32 = 4;
 
 impl PgStore {
     /// The schema version this code migrates to: what [`schema_version`](Self::schema_version)

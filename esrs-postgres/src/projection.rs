@@ -33,8 +33,11 @@ pub type PgTransaction = sqlx::Transaction<'static, Postgres>;
 /// second runner of the same projection, in any process, gets
 /// [`ProjectionError::AlreadyRunning`](esrs_core::ProjectionError::AlreadyRunning) or
 /// waits ([`ProjectionRunner::wait_for_lock`](esrs_core::ProjectionRunner::wait_for_lock)).
-/// Should that connection drop, the checkpoint itself is compare-and-set: a runner that
-/// lost the lock to another one fails on its next commit instead of applying events twice.
+/// Should that connection drop without the runner knowing, and another runner take the
+/// lock, the runner that lost it fails with [`CheckpointError::LockLost`] at its next save,
+/// and the new holder goes on: each taking of the lock makes a new owner of the
+/// projection, and a save commits only under the current owner. The checkpoint is
+/// compare-and-set besides.
 ///
 /// ```no_run
 /// use esrs_core::{BoxError, Projection, ProjectionRunner, RecordedEvent};
@@ -72,6 +75,11 @@ pub type PgTransaction = sqlx::Transaction<'static, Postgres>;
 /// # Ok(()) }
 /// ```
 ///
+/// A runner uses two connections of the store's pool at once (a page of the log being read
+/// and the transaction of the batch being handled), and its lock one outside the pool: a
+/// pool allowing fewer is refused when the runner starts
+/// ([`PgCheckpointError::PoolTooSmall`]).
+///
 /// Cloning is cheap: clones share the store's pool.
 #[derive(Debug, Clone)]
 pub struct PgCheckpoints {
@@ -90,6 +98,29 @@ impl PgCheckpoints {
     pub fn store(&self) -> &PgStore {
         &self.store
     }
+}
+
+/// The connections a runner of a [`PgCheckpoints`] projection uses at once from the store's
+/// pool: one for the page of the log it is reading, one for the transaction of the batch
+/// it is handling. Its lock is held on a connection of its own, outside the pool.
+const RUNNER_CONNECTIONS: u32 = 2;
+
+/// Why [`PgCheckpoints`] refuses to run a projection. It comes back as
+/// [`CheckpointError::Store`], whose source downcasts to it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PgCheckpointError {
+    /// The store's pool allows fewer connections than a runner uses at once (two): the runner would wait for itself until the pool's acquire
+    /// timeout. Refused when the runner starts, before it takes its lock.
+    #[error(
+        "a projection runner uses {needed} connections of the store's pool at once (a page of the log and the batch's transaction), but the pool allows {max_connections}"
+    )]
+    PoolTooSmall {
+        /// The pool's `max_connections`.
+        max_connections: u32,
+        /// What a runner uses at once.
+        needed: u32,
+    },
 }
 
 fn store_error(error: impl std::error::Error + Send + Sync + 'static) -> CheckpointError {
@@ -116,10 +147,23 @@ impl CheckpointStore for PgCheckpoints {
     async fn save(
         &self,
         tx: &mut PgTransaction,
+        lock: &ProjectionLock,
         projection: &str,
         from: Position,
         to: Position,
     ) -> Result<(), CheckpointError> {
+        // Fenced first: the owner row stays locked until the transaction ends, so the
+        // runner is still the owner when it commits.
+        let owner = self
+            .store
+            .is_projection_owner_in(tx, projection, lock.epoch())
+            .await
+            .map_err(store_error)?;
+        if !owner {
+            return Err(CheckpointError::LockLost {
+                projection: projection.to_owned(),
+            });
+        }
         let moved = self
             .store
             .move_checkpoint_in(tx, projection, from, to)
@@ -144,6 +188,13 @@ impl CheckpointStore for PgCheckpoints {
     }
 
     async fn try_lock(&self, projection: &str) -> Result<Option<ProjectionLock>, CheckpointError> {
+        let max_connections = self.store.pool().options().get_max_connections();
+        if max_connections < RUNNER_CONNECTIONS {
+            return Err(store_error(PgCheckpointError::PoolTooSmall {
+                max_connections,
+                needed: RUNNER_CONNECTIONS,
+            }));
+        }
         self.store
             .try_lock_projection(projection)
             .await

@@ -133,9 +133,9 @@ struct Sql {
     save_snapshot: String,
     load_snapshot: String,
     load_checkpoint: String,
-    save_checkpoint: String,
+    take_projection: String,
     move_checkpoint: String,
-    delete_checkpoint: String,
+    projection_owner: String,
 }
 
 impl Sql {
@@ -162,9 +162,9 @@ impl Sql {
             save_snapshot: fill(include_str!("store/save_snapshot.sql")),
             load_snapshot: fill(include_str!("store/load_snapshot.sql")),
             load_checkpoint: fill(include_str!("store/load_checkpoint.sql")),
-            save_checkpoint: fill(include_str!("store/save_checkpoint.sql")),
+            take_projection: fill(include_str!("store/take_projection.sql")),
             move_checkpoint: fill(include_str!("store/move_checkpoint.sql")),
-            delete_checkpoint: fill(include_str!("store/delete_checkpoint.sql")),
+            projection_owner: fill(include_str!("store/projection_owner.sql")),
         }
     }
 }

@@ -369,9 +369,10 @@ async fn checkpoints_are_compare_and_set() {
     let fx = Fixture::new().await;
     let checkpoints = fx.checkpoints();
     assert_eq!(checkpoints.load("p").await.unwrap(), Position::START);
+    let lock = checkpoints.try_lock("p").await.unwrap().expect("free");
     let mut tx = checkpoints.begin().await.unwrap();
     checkpoints
-        .save(&mut tx, "p", Position::START, Position::new(7, 3))
+        .save(&mut tx, &lock, "p", Position::START, Position::new(7, 3))
         .await
         .unwrap();
     checkpoints.commit(tx).await.unwrap();
@@ -380,7 +381,7 @@ async fn checkpoints_are_compare_and_set() {
     // A runner that did not see that move fails, and saves nothing.
     let mut tx = checkpoints.begin().await.unwrap();
     let err = checkpoints
-        .save(&mut tx, "p", Position::START, Position::new(9, 9))
+        .save(&mut tx, &lock, "p", Position::START, Position::new(9, 9))
         .await
         .unwrap_err();
     assert!(matches!(
@@ -392,11 +393,18 @@ async fn checkpoints_are_compare_and_set() {
     // An abandoned transaction leaves the checkpoint where it was.
     let mut tx = checkpoints.begin().await.unwrap();
     checkpoints
-        .save(&mut tx, "p", Position::new(7, 3), Position::new(8, 4))
+        .save(
+            &mut tx,
+            &lock,
+            "p",
+            Position::new(7, 3),
+            Position::new(8, 4),
+        )
         .await
         .unwrap();
     drop(tx);
     assert_eq!(checkpoints.load("p").await.unwrap(), Position::new(7, 3));
+    checkpoints.unlock(lock).await.unwrap();
     fx.cleanup(&[]).await;
 }
 

@@ -27,30 +27,27 @@ impl PgStore {
         self.load_checkpoint_with(conn, projection).await
     }
 
-    /// Sets the checkpoint of `projection` to `position`, wherever it was.
-    pub async fn save_checkpoint(
-        &self,
-        projection: &str,
-        position: Position,
-    ) -> esrs_core::Result<()> {
-        self.save_checkpoint_with(self.pool(), projection, position)
-            .await
-    }
-
-    /// Sets the checkpoint of `projection` to `position` in the caller's transaction.
-    pub async fn save_checkpoint_in(
-        &self,
-        conn: &mut PgConnection,
-        projection: &str,
-        position: Position,
-    ) -> esrs_core::Result<()> {
-        self.save_checkpoint_with(conn, projection, position).await
-    }
-
     /// Moves the checkpoint of `projection` from `from` to `to` in the caller's
     /// transaction, only if it is at `from` (a projection without a checkpoint is at
     /// [`Position::START`]). Returns whether it moved; `false` means another runner moved
     /// it, and nothing was written.
+    ///
+    /// This compare-and-set is the only way to write a checkpoint: a checkpoint set or
+    /// deleted wherever it is would go behind the back of a running runner. To start a
+    /// projection over, run [`ProjectionRunner::rebuild`](esrs_core::ProjectionRunner::rebuild),
+    /// which holds the projection's lock.
+    ///
+    /// ```compile_fail
+    /// # async fn demo(store: esrs_postgres::PgStore) {
+    /// store.save_checkpoint("p", esrs_core::Position::START).await;
+    /// # }
+    /// ```
+    ///
+    /// ```compile_fail
+    /// # async fn demo(store: esrs_postgres::PgStore) {
+    /// store.delete_checkpoint("p").await;
+    /// # }
+    /// ```
     pub async fn move_checkpoint_in(
         &self,
         conn: &mut PgConnection,
@@ -70,14 +67,20 @@ impl PgStore {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Deletes the checkpoint of `projection`: its next run starts from the beginning.
-    pub async fn delete_checkpoint(&self, projection: &str) -> esrs_core::Result<()> {
-        sqlx::query(&self.sql().delete_checkpoint)
+    /// Whether the owner epoch `epoch` is still the current one of `projection`, locking
+    /// the owner row until the caller's transaction ends so that no runner takes over
+    /// before it commits.
+    pub(crate) async fn is_projection_owner_in(
+        &self,
+        conn: &mut PgConnection,
+        projection: &str,
+        epoch: i64,
+    ) -> Result<bool, sqlx::Error> {
+        let current: Option<i64> = sqlx::query_scalar(&self.sql().projection_owner)
             .bind(projection)
-            .execute(self.pool())
-            .await
-            .map_err(to_core)?;
-        Ok(())
+            .fetch_optional(conn)
+            .await?;
+        Ok(current == Some(epoch))
     }
 
     async fn load_checkpoint_with<'e, E>(
@@ -100,24 +103,5 @@ impl PgStore {
         })
         .transpose()
         .map_err(to_core)
-    }
-
-    async fn save_checkpoint_with<'e, E>(
-        &self,
-        executor: E,
-        projection: &str,
-        position: Position,
-    ) -> esrs_core::Result<()>
-    where
-        E: Executor<'e, Database = Postgres>,
-    {
-        sqlx::query(&self.sql().save_checkpoint)
-            .bind(projection)
-            .bind(signed(position.commit))
-            .bind(signed(position.sequence))
-            .execute(executor)
-            .await
-            .map_err(to_core)?;
-        Ok(())
     }
 }

@@ -13,13 +13,28 @@ use crate::error::to_core;
 /// Held on a connection of its own (taken out of the pool) as a PostgreSQL session advisory
 /// lock; it is released by [`ProjectionLock::release`], or when the lock is dropped (the
 /// connection closes) or the process dies.
+///
+/// Each taking of the lock makes its holder the projection's next owner (an epoch in the
+/// `projection_owners` table). The connection can die without its holder knowing (a
+/// server restart, a terminated backend), and another runner can then take the lock: the
+/// checkpoint saves of [`PgCheckpoints`](crate::PgCheckpoints) are fenced by the epoch, so
+/// the runner that lost its lock fails with
+/// [`CheckpointError::LockLost`](esrs_core::projection::CheckpointError::LockLost) at its
+/// next save, and the new holder goes on.
 #[derive(Debug)]
 pub struct ProjectionLock {
     conn: PgConnection,
     key: i64,
+    /// The owner epoch this taking of the lock made current (`projection_owners`).
+    epoch: i64,
 }
 
 impl ProjectionLock {
+    /// The owner epoch this taking of the lock made current.
+    pub(crate) fn epoch(&self) -> i64 {
+        self.epoch
+    }
+
     /// Releases the lock and closes its connection.
     pub async fn release(mut self) -> esrs_core::Result<()> {
         sqlx::query("SELECT pg_advisory_unlock($1)")
@@ -31,26 +46,69 @@ impl ProjectionLock {
     }
 }
 
+/// Whether a session of this database holds the advisory lock of the key hashed from `$1`,
+/// and the key. A `bigint` advisory key is shown in `pg_locks` split in two: its high half
+/// as `classid`, its low half as `objid`, with `objsubid` 1.
+const HELD: &str = "SELECT EXISTS (
+        SELECT 1 FROM pg_locks
+        WHERE locktype = 'advisory'
+          AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+          AND classid = ((k >> 32) & 4294967295)::oid
+          AND objid = (k & 4294967295)::oid
+          AND objsubid = 1
+    ), k
+    FROM hashtextextended($1, 0) AS k";
+
 impl PgStore {
     /// Takes the exclusive right to run `projection`, or returns `None` if another runner
     /// (in this process or another) holds it.
+    ///
+    /// Cancellation-safe: a call dropped at any point (an aborted task, a timeout, a
+    /// `select!`) leaves no lock behind on a connection of the pool. The lock statement
+    /// runs only on a connection that has already left the pool, so a cancelled attempt
+    /// closes that connection, and the server frees whatever it took.
     pub async fn try_lock_projection(
         &self,
         projection: &str,
     ) -> esrs_core::Result<Option<ProjectionLock>> {
-        // Tried on one of the store's connections: a standby runner retrying the lock
-        // opens no connection per try. The connection that gets the lock leaves the pool
-        // with it (the pool may open another in its place).
+        // First, whether another session holds it: a plain read, on one of the store's
+        // connections, that leaves nothing behind if it is cancelled. A standby runner
+        // retrying the lock opens no connection per try.
         let mut lease = self.lease().await.map_err(to_core)?;
-        let tried: Result<(bool, i64), sqlx::Error> =
-            sqlx::query_as("SELECT pg_try_advisory_lock(k), k FROM hashtextextended($1, 0) AS k")
-                .bind(format!("esrs projection {}.{projection}", self.schema()))
-                .fetch_one(lease.conn())
-                .await;
-        let ((_, key), locked) = lease
-            .finish_or_keep(tried, |(locked, _)| *locked)
+        let held: Result<(bool, i64), sqlx::Error> = sqlx::query_as(HELD)
+            .bind(format!("esrs projection {}.{projection}", self.schema()))
+            .fetch_one(lease.conn())
+            .await;
+        let (held, key) = lease.finish(held).map_err(to_core)?;
+        if held {
+            return Ok(None);
+        }
+        // It looks free: take it on a connection that leaves the pool first (the pool may
+        // open another in its place).
+        let lease = self.lease().await.map_err(to_core)?;
+        let ((), conn) = lease.finish_or_keep(Ok(()), |()| true).map_err(to_core)?;
+        let Some(mut conn) = conn else {
+            return Ok(None);
+        };
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(key)
+            .fetch_one(&mut conn)
+            .await
             .map_err(to_core)?;
-        Ok(locked.map(|conn| ProjectionLock { conn, key }))
+        if locked {
+            // The new owner, from now on: a save of the previous one still in progress is
+            // waited for, and none of its later saves commits.
+            let epoch: i64 = sqlx::query_scalar(&self.sql().take_projection)
+                .bind(projection)
+                .fetch_one(&mut conn)
+                .await
+                .map_err(to_core)?;
+            return Ok(Some(ProjectionLock { conn, key, epoch }));
+        }
+        // Taken in between by another runner: this connection holds nothing, but it is
+        // out of the pool for good.
+        let _ = conn.close().await;
+        Ok(None)
     }
 
     /// The position of the last event [`read_all`](esrs_core::EventStore::read_all) can

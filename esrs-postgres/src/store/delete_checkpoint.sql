@@ -1,1 +1,0 @@
-DELETE FROM {schema}.checkpoints WHERE projection = $1
