@@ -62,14 +62,7 @@ fn pg_store_futures<P: Projection<PgTransaction>>(
     snapshot: Snapshot,
     snapshot_key: SnapshotKey,
 ) {
-    event_store_futures(
-        store,
-        stream,
-        key,
-        request.clone(),
-        snapshot,
-        snapshot_key,
-    );
+    event_store_futures(store, stream, key, request.clone(), snapshot, snapshot_key);
     assert_send(PgStore::connect("postgres://localhost/app"));
     assert_send(PgStoreOptions::new().connect("postgres://localhost/app"));
     assert_send(store.migrate());
