@@ -106,3 +106,83 @@ async fn a_closed_pool_is_not_retryable() {
     let err = store.stream_version(&stream).await.expect_err("closed");
     assert!(!err.is_retryable(), "{err:?}");
 }
+
+/// A stored row whose columns do not decode (a negative event version, metadata that is
+/// not an object, a time out of range) is a decode error that names its stream and
+/// version, on every read path.
+#[tokio::test]
+async fn malformed_rows_are_decode_errors_naming_the_event() {
+    use esrs_core::{DecodeError, Position, SnapshotKey, Version};
+    use esrs_postgres::sqlx;
+    use futures_util::TryStreamExt;
+
+    let store = fresh_store().await;
+    let insert = format!(
+        "INSERT INTO {}.events (stream_id, version, name, event_version, payload, metadata, \
+         recorded_at) VALUES ($1, 1, 'Happened', $2, '{{}}'::json, $3::jsonb, $4::timestamptz)",
+        store.schema()
+    );
+    let cases = [
+        ("negative", -1, None, "now", "event_version"),
+        ("metadata", 1, Some("[1, 2]"), "now", "metadata"),
+        ("time", 1, None, "infinity", "recorded_at"),
+    ];
+    for (stream, event_version, metadata, at, _) in cases {
+        sqlx::query(&insert)
+            .bind(stream)
+            .bind(event_version)
+            .bind(metadata)
+            .bind(at)
+            .execute(store.pool())
+            .await
+            .expect("insert");
+    }
+    let expect = |err: Error, stream: &str, column: &str, path: &str| match err {
+        Error::Decode {
+            stream: s,
+            version,
+            source: DecodeError::MalformedRow { column: c, .. },
+        } => assert_eq!((s.as_str(), version, c), (stream, 1, column), "{path}"),
+        other => panic!("{path}: expected a malformed row of {stream}, got {other:?}"),
+    };
+    let key = SnapshotKey::new(1, 7);
+    for (stream, _, _, _, column) in cases {
+        let id = esrs_core::StreamId::new(stream).expect("stream id");
+        let err = store
+            .read_stream(&id, 1, Version::MAX)
+            .try_collect::<Vec<_>>()
+            .await
+            .expect_err("malformed");
+        expect(err, stream, column, "read_stream");
+        let err = store
+            .read_stream_with_snapshot(&id, key)
+            .try_collect::<Vec<_>>()
+            .await
+            .expect_err("malformed");
+        expect(err, stream, column, "read_stream_with_snapshot");
+    }
+    let negative = esrs_core::StreamId::new("negative").expect("stream id");
+    let err = store
+        .read_stream_for_fold(&negative, 1, Version::MAX)
+        .try_collect::<Vec<_>>()
+        .await
+        .expect_err("malformed");
+    expect(err, "negative", "event_version", "read_stream_for_fold");
+    let err = store
+        .read_stream_with_snapshot_for_fold(&negative, key)
+        .try_collect::<Vec<_>>()
+        .await
+        .expect_err("malformed");
+    expect(
+        err,
+        "negative",
+        "event_version",
+        "read_stream_with_snapshot_for_fold",
+    );
+    let err = store
+        .read_all(Position::START)
+        .try_collect::<Vec<_>>()
+        .await
+        .expect_err("malformed");
+    expect(err, "negative", "event_version", "read_all");
+}
