@@ -288,3 +288,56 @@ async fn retrying_a_projection_lock_reuses_connections() {
     );
     lock.release().await.expect("release");
 }
+
+/// Closing the pool completes however many connections the store has parked, also while
+/// the store is alive and idle.
+#[tokio::test]
+async fn closing_the_pool_completes_with_several_parked_connections() {
+    let store = fresh_store_with(|o| o.notifications(false)).await;
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .test_before_acquire(false)
+        .acquire_timeout(Duration::from_secs(2))
+        .connect_with(common::connect_options())
+        .await
+        .expect("a pool");
+    let small = PgStoreOptions::new()
+        .schema(store.schema())
+        .notifications(false)
+        .build(pool.clone())
+        .expect("valid options");
+    let streams: Vec<_> = (0..3).map(|_| unique_stream("parked")).collect();
+    for stream in &streams {
+        small
+            .append(AppendRequest::new(
+                stream.clone(),
+                ExpectedVersion::NoStream,
+                vec![event("E", 1)],
+            ))
+            .await
+            .expect("append");
+    }
+    // Three reads at once use three connections, which the store parks.
+    let reads = futures_util::future::join_all(streams.iter().map(|stream| {
+        small
+            .read_stream(stream, 1, Version::MAX)
+            .try_collect::<Vec<_>>()
+    }))
+    .await;
+    for read in reads {
+        assert_eq!(read.expect("read").len(), 1);
+    }
+    assert!(
+        format!("{small:?}").contains("parked: 3"),
+        "three connections are parked: {small:?}"
+    );
+    tokio::time::timeout(Duration::from_secs(5), pool.close())
+        .await
+        .expect("the pool closes although the store parks several connections");
+    assert!(pool.is_closed());
+    let err = small
+        .stream_version(&streams[0])
+        .await
+        .expect_err("the pool is closed");
+    assert!(!err.is_retryable(), "{err:?}");
+}

@@ -154,8 +154,10 @@ async fn sweep(state: Weak<Mutex<Parked>>, pool: PgPool) {
         let expired = {
             let mut state = lock(&state);
             let now = Instant::now();
-            let keep = if pool.is_closed() {
-                0
+            // The oldest are first: the expired ones are a prefix of the list (all of it
+            // once the pool is closed, which waits for every one of them).
+            let expired = if pool.is_closed() {
+                state.connections.len()
             } else {
                 state
                     .connections
@@ -163,7 +165,7 @@ async fn sweep(state: Weak<Mutex<Parked>>, pool: PgPool) {
                     .position(|(_, since)| now.duration_since(*since) < PARK_TIME)
                     .unwrap_or(state.connections.len())
             };
-            let expired: Vec<_> = state.connections.drain(..keep).collect();
+            let expired: Vec<_> = state.connections.drain(..expired).collect();
             if state.connections.is_empty() {
                 state.sweeper = None;
                 drop(state);
