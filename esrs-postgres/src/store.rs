@@ -322,7 +322,17 @@ impl PgStoreOptions {
     /// are not kept waiting); and each is parked for at most 100 ms: after that, or at once
     /// when the pool is closed, it goes back to the pool.
     /// [`Pool::close`](sqlx::Pool::close) thus completes within about 200 ms of the store's
-    /// last operation.
+    /// last operation, however many connections are parked.
+    ///
+    /// A connection also goes back to the pool at the end of the first operation after it
+    /// has been out of the pool for 10 s (or half the pool's `max_lifetime`, if shorter),
+    /// however busy the store is, so that the pool's own policies reach it: its
+    /// `max_lifetime` (overrun by half of it at most), and its `after_release`,
+    /// `before_acquire` and `test_before_acquire` checks (run that often, not after every
+    /// operation).
+    /// A pool given to [`build`](Self::build) whose hooks must run around every operation
+    /// needs reuse off. A store dropped outside a runtime returns its parked connections
+    /// through the runtime they were parked on, so a shared pool keeps its capacity.
     pub fn reuse_connections(mut self, on: bool) -> Self {
         self.reuse_connections = on;
         self
