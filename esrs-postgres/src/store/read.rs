@@ -404,6 +404,8 @@ struct StreamPages<'a, I> {
     event: DecodeRow<I>,
     /// The last version read.
     last: Version,
+    /// The events table as the store knew it when the query started.
+    table: super::seen::Table,
 }
 
 impl<'a, I: Send + 'a> Pages<'a> for StreamPages<'a, I> {
@@ -414,6 +416,7 @@ impl<'a, I: Send + 'a> Pages<'a> for StreamPages<'a, I> {
             return Page::Done;
         }
         self.started = true;
+        self.table = self.store.inner.seen.table();
         Page::Query(
             sqlx::query(self.sql)
                 .bind(self.stream.as_str().to_owned())
@@ -429,7 +432,10 @@ impl<'a, I: Send + 'a> Pages<'a> for StreamPages<'a, I> {
     }
 
     fn complete(&mut self) {
-        self.store.inner.seen.record(&self.stream, self.last);
+        self.store
+            .inner
+            .seen
+            .record(&self.stream, self.last, self.table);
     }
 }
 
@@ -534,6 +540,8 @@ struct SnapshotPages<'a, I> {
     /// The last version read (of an event, or the snapshot's), in the version column of
     /// both kinds of rows.
     last: Version,
+    /// The events table as the store knew it when the query started.
+    table: super::seen::Table,
 }
 
 impl<'a, I: Send + 'a> Pages<'a> for SnapshotPages<'a, I> {
@@ -544,6 +552,7 @@ impl<'a, I: Send + 'a> Pages<'a> for SnapshotPages<'a, I> {
             return Page::Done;
         }
         self.started = true;
+        self.table = self.store.inner.seen.table();
         Page::Query(
             sqlx::query(self.sql)
                 .bind(self.stream.as_str().to_owned())
@@ -578,7 +587,10 @@ impl<'a, I: Send + 'a> Pages<'a> for SnapshotPages<'a, I> {
     }
 
     fn complete(&mut self) {
-        self.store.inner.seen.record(&self.stream, self.last);
+        self.store
+            .inner
+            .seen
+            .record(&self.stream, self.last, self.table);
     }
 }
 
@@ -606,6 +618,7 @@ impl PgStore {
                     })
                 },
                 last: 0,
+                table: 0,
             },
             span,
         )
@@ -635,6 +648,7 @@ impl PgStore {
                 event: |row, stream| decode_fold_event(row, 1, stream).map(FoldItem::Event),
                 snapshot: FoldItem::Snapshot,
                 last: 0,
+                table: 0,
             },
             span,
         )
@@ -663,6 +677,7 @@ impl PgStore {
                     })
                 },
                 last: 0,
+                table: 0,
             },
             span,
         )
@@ -711,6 +726,7 @@ impl PgStore {
                 event: |row, stream| decode_event(row, 1, stream.clone()).map(StreamItem::Event),
                 snapshot: StreamItem::Snapshot,
                 last: 0,
+                table: 0,
             },
             span,
         )
