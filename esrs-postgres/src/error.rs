@@ -41,7 +41,8 @@ pub enum Error {
     #[error("the esrs schema is missing or outdated; run `PgStore::migrate()`")]
     NotMigrated(#[source] sqlx::Error),
 
-    /// Any other database error.
+    /// Any other database error, including those that retrying cannot fix: a database
+    /// that does not exist, a refused login, a closed pool, a malformed URL.
     #[error("PostgreSQL error")]
     Database(#[source] sqlx::Error),
 }

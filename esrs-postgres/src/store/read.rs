@@ -131,7 +131,7 @@ fn malformed<'a>(
 }
 
 /// An event version as stored (`integer`), which must fit the API's `u32`.
-fn event_version(value: i32) -> Result<u32, sqlx::Error> {
+fn stored_event_version(value: i32) -> Result<u32, sqlx::Error> {
     u32::try_from(value).map_err(|e| sqlx::Error::ColumnDecode {
         index: "event_version".into(),
         source: Box::new(e),
@@ -163,7 +163,7 @@ fn decode_event(
         .map_err(malformed(&stream, version, "name"))?;
     let event_version = row
         .try_get_unchecked(base + 4)
-        .and_then(event_version)
+        .and_then(stored_event_version)
         .map_err(malformed(&stream, version, "event_version"))?;
     // The text as stored (the column is `json`, which PostgreSQL checks on the way in).
     let payload: &str = row
@@ -209,7 +209,7 @@ fn decode_fold_event(
         .map_err(malformed(stream, version, "name"))?;
     let event_version = row
         .try_get_unchecked(base + 2)
-        .and_then(event_version)
+        .and_then(stored_event_version)
         .map_err(malformed(stream, version, "event_version"))?;
     // The text as stored: the event's decode parses it, once.
     let payload: &str = row
