@@ -152,6 +152,17 @@ pub enum DecodeError {
         /// What the upcaster said.
         message: String,
     },
+    /// The stored row itself is malformed: a column the store reads is out of its range or
+    /// of the wrong shape (a negative event version, metadata that is not an object), so
+    /// the store could not read the row as an event at all.
+    #[error("the stored row is malformed: column `{column}`: {source}")]
+    MalformedRow {
+        /// The column that did not decode.
+        column: &'static str,
+        /// What the store's decoder said.
+        #[source]
+        source: crate::BoxError,
+    },
 }
 
 impl DecodeError {

@@ -41,7 +41,8 @@ pub enum Error {
     #[error("the esrs schema is missing or outdated; run `PgStore::migrate()`")]
     NotMigrated(#[source] sqlx::Error),
 
-    /// Any other database error.
+    /// Any other database error, including those that retrying cannot fix: a database
+    /// that does not exist, a refused login, a closed pool, a malformed URL.
     #[error("PostgreSQL error")]
     Database(#[source] sqlx::Error),
 }
@@ -92,14 +93,13 @@ fn is_unavailable(error: &sqlx::Error) -> bool {
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
         | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,
         sqlx::Error::Database(db) => db.code().is_some_and(|code| {
             // 08: connection exception; 57P01..57P03: the server is shutting down, the
             // backend was terminated, or it cannot accept connections yet; 53300: too many
-            // connections; 3D000: the database does not exist (it was dropped).
-            code.starts_with("08")
-                || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300" | "3D000")
+            // connections. Not here, as retrying cannot help: 3D000 (the database does not
+            // exist) and a closed pool (`PoolClosed`).
+            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300")
         }),
         _ => false,
     }
@@ -152,8 +152,18 @@ mod tests {
     }
 
     #[test]
+    fn permanent_failures_are_not_retryable() {
+        assert!(matches!(
+            to_core(sqlx::Error::PoolClosed),
+            esrs_core::Error::Store { .. }
+        ));
+        let e: esrs_core::Error = Error::from_sqlx(sqlx::Error::PoolClosed).into();
+        assert!(!e.is_retryable());
+    }
+
+    #[test]
     fn setup_errors_convert() {
-        let e: esrs_core::Error = Error::Unavailable(sqlx::Error::PoolClosed).into();
+        let e: esrs_core::Error = Error::Unavailable(sqlx::Error::PoolTimedOut).into();
         assert!(e.is_retryable());
         let e: esrs_core::Error = Error::InvalidSchema {
             name: "x".into(),

@@ -4,6 +4,8 @@
 //! table there (`<schema>.migrations`), so they never collide with an application's own
 //! migration tool.
 
+use sqlx::Executor;
+
 use crate::error::{Error, Result};
 use crate::store::PgStore;
 
@@ -73,17 +75,20 @@ impl PgStore {
             .execute(&mut *tx)
             .await
             .map_err(Error::from_sqlx)?;
-        sqlx::raw_sql(&format!(
+        // Multi-statement SQL goes through `Executor::execute` on the connection rather than
+        // `raw_sql(..).execute(..)`, whose future is not `Send` (its executor bound is
+        // higher-ranked, which the compiler cannot prove for a reborrowed connection).
+        let bookkeeping = format!(
             "CREATE SCHEMA IF NOT EXISTS {schema};
              CREATE TABLE IF NOT EXISTS {schema}.migrations (
                  version integer PRIMARY KEY,
                  description text NOT NULL,
                  applied_at timestamptz NOT NULL DEFAULT now()
              );"
-        ))
-        .execute(&mut *tx)
-        .await
-        .map_err(Error::from_sqlx)?;
+        );
+        tx.execute(bookkeeping.as_str())
+            .await
+            .map_err(Error::from_sqlx)?;
         let applied: Vec<i32> =
             sqlx::query_scalar(&format!("SELECT version FROM {schema}.migrations"))
                 .fetch_all(&mut *tx)
@@ -107,8 +112,7 @@ impl PgStore {
                 continue;
             }
             let sql = migration.sql.replace("{schema}", schema);
-            sqlx::raw_sql(&sql)
-                .execute(&mut *tx)
+            tx.execute(sql.as_str())
                 .await
                 .map_err(|source| Error::Migration {
                     version: migration.version,

@@ -17,7 +17,8 @@ use esrs_core::{
     AppendOutcome, AppendRequest, EventStore, EventStream, IdempotencyKey, Position, Snapshot,
     SnapshotAndEvents, SnapshotKey, StreamId, Version,
 };
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::Connection;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 
 use crate::error::{Error, Result};
 
@@ -337,7 +338,17 @@ impl PgStoreOptions {
     /// are not kept waiting); and each is parked for at most 100 ms: after that, or at once
     /// when the pool is closed, it goes back to the pool.
     /// [`Pool::close`](sqlx::Pool::close) thus completes within about 200 ms of the store's
-    /// last operation.
+    /// last operation, however many connections are parked.
+    ///
+    /// A connection also goes back to the pool at the end of the first operation after it
+    /// has been out of the pool for 10 s (or half the pool's `max_lifetime`, if shorter),
+    /// however busy the store is, so that the pool's own policies reach it: its
+    /// `max_lifetime` (overrun by half of it at most), and its `after_release`,
+    /// `before_acquire` and `test_before_acquire` checks (run that often, not after every
+    /// operation).
+    /// A pool given to [`build`](Self::build) whose hooks must run around every operation
+    /// needs reuse off. A store dropped outside a runtime returns its parked connections
+    /// through the runtime they were parked on, so a shared pool keeps its capacity.
     pub fn reuse_connections(mut self, on: bool) -> Self {
         self.reuse_connections = on;
         self
@@ -349,13 +360,43 @@ impl PgStoreOptions {
     /// The pool does not ping a connection before handing it out, so an append is one
     /// round trip; a connection that broke while idle surfaces as
     /// [`Error::Unavailable`](esrs_core::Error::Unavailable) on its next use.
+    ///
+    /// The first connection is opened before the pool, so that a server that refuses it
+    /// fails the call at once with the cause: a refused or broken connection is
+    /// [`Error::Unavailable`] with the I/O error as its source (and so is a connection not
+    /// established within the [`acquire_timeout`](Self::acquire_timeout)); a database that
+    /// does not exist, a refused login or a malformed `url` is [`Error::Database`], which
+    /// retrying cannot help.
     pub async fn connect(self, url: &str) -> Result<PgStore> {
+        let options: PgConnectOptions = url.parse().map_err(Error::Database)?;
+        self.connect_with(options).await
+    }
+
+    /// Opens a pool with connection `options` and builds the store on it, like
+    /// [`connect`](Self::connect).
+    pub async fn connect_with(self, options: PgConnectOptions) -> Result<PgStore> {
         validate_schema(&self.schema)?;
+        // sqlx's pool retries a refused connection until its acquire timeout and then
+        // reports only the timeout: one connection of its own first keeps the cause.
+        let first =
+            tokio::time::timeout(self.acquire_timeout, PgConnection::connect_with(&options))
+                .await
+                .map_err(|_| {
+                    Error::Unavailable(sqlx::Error::Io(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!(
+                            "no connection to PostgreSQL within the acquire timeout ({:?})",
+                            self.acquire_timeout
+                        ),
+                    )))
+                })?
+                .map_err(Error::from_sqlx)?;
+        first.close().await.map_err(Error::from_sqlx)?;
         let pool = PgPoolOptions::new()
             .max_connections(self.max_connections)
             .test_before_acquire(false)
             .acquire_timeout(self.acquire_timeout)
-            .connect(url)
+            .connect_with(options)
             .await
             .map_err(Error::from_sqlx)?;
         self.build(pool)

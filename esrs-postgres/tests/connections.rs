@@ -14,6 +14,18 @@ use esrs_postgres::PgStoreOptions;
 use esrs_postgres::sqlx::postgres::PgPoolOptions;
 use futures_util::{StreamExt, TryStreamExt};
 
+/// How many connections `store` has parked, as its `Debug` output says.
+fn parked(store: &esrs_postgres::PgStore) -> usize {
+    let debug = format!("{store:?}");
+    let (_, rest) = debug
+        .split_once("parked: ")
+        .expect("the store shows its parked connections");
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("a count")
+}
+
 /// Client messages that are sqlx's pool ping: a `Sync` sent alone.
 fn pings(messages: &str) -> usize {
     messages.split_inclusive('S').filter(|m| *m == "S").count()
@@ -287,4 +299,197 @@ async fn retrying_a_projection_lock_reuses_connections() {
         "the standby holds the lock now"
     );
     lock.release().await.expect("release");
+}
+
+/// Closing the pool completes however many connections the store has parked, also while
+/// the store is alive and idle.
+#[tokio::test]
+async fn closing_the_pool_completes_with_several_parked_connections() {
+    let store = fresh_store_with(|o| o.notifications(false)).await;
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .test_before_acquire(false)
+        .acquire_timeout(Duration::from_secs(2))
+        .connect_with(common::connect_options())
+        .await
+        .expect("a pool");
+    let small = PgStoreOptions::new()
+        .schema(store.schema())
+        .notifications(false)
+        .build(pool.clone())
+        .expect("valid options");
+    let streams: Vec<_> = (0..3).map(|_| unique_stream("parked")).collect();
+    for stream in &streams {
+        small
+            .append(AppendRequest::new(
+                stream.clone(),
+                ExpectedVersion::NoStream,
+                vec![event("E", 1)],
+            ))
+            .await
+            .expect("append");
+    }
+    // Three reads at once use up to three connections, which the store parks (a loaded
+    // machine may run them one after the other: they are tried again).
+    for _ in 0..20 {
+        let reads = futures_util::future::join_all(streams.iter().map(|stream| {
+            small
+                .read_stream(stream, 1, Version::MAX)
+                .try_collect::<Vec<_>>()
+        }))
+        .await;
+        for read in reads {
+            assert_eq!(read.expect("read").len(), 1);
+        }
+        if parked(&small) >= 2 {
+            break;
+        }
+    }
+    assert!(
+        parked(&small) >= 2,
+        "several connections are parked: {small:?}"
+    );
+    tokio::time::timeout(Duration::from_secs(5), pool.close())
+        .await
+        .expect("the pool closes although the store parks several connections");
+    assert!(pool.is_closed());
+    let err = small
+        .stream_version(&streams[0])
+        .await
+        .expect_err("the pool is closed");
+    assert!(!err.is_retryable(), "{err:?}");
+}
+
+/// A busy store still hands each connection back to the pool now and then, so that the
+/// pool's own policies apply to it: its `max_lifetime`, its `after_release` hook.
+#[tokio::test]
+async fn a_busy_store_keeps_to_the_pools_policies() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let store = fresh_store_with(|o| o.notifications(false)).await;
+    let stream = unique_stream("busy");
+    // One operation after another, for 3 s: the store never leaves a connection idle.
+    let run = |pool: esrs_postgres::sqlx::PgPool| {
+        let store = PgStoreOptions::new()
+            .schema(store.schema())
+            .notifications(false)
+            .build(pool)
+            .expect("valid options");
+        let stream = stream.clone();
+        async move {
+            let started = std::time::Instant::now();
+            let mut operations = 0_u32;
+            while started.elapsed() < Duration::from_secs(3) {
+                store.stream_version(&stream).await.expect("version");
+                operations += 1;
+            }
+            assert!(operations > 100, "{operations} operations");
+            store
+        }
+    };
+
+    // A pool whose connections live 300 ms at most.
+    let application = format!("esrs-lifetime-{}", store.schema());
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .test_before_acquire(false)
+        .max_lifetime(Duration::from_millis(300))
+        .connect_with(common::connect_options().application_name(&application))
+        .await
+        .expect("a pool");
+    let busy = run(pool).await;
+    let oldest: Option<f64> = esrs_postgres::sqlx::query_scalar(
+        "SELECT max(extract(epoch FROM now() - backend_start))::float8 \
+         FROM pg_stat_activity WHERE application_name = $1",
+    )
+    .bind(&application)
+    .fetch_one(store.pool())
+    .await
+    .expect("activity");
+    let oldest = oldest.expect("the store's connection is open");
+    assert!(
+        oldest < 2.0,
+        "a connection of a pool whose max_lifetime is 300 ms is {oldest:.2} s old"
+    );
+    drop(busy);
+
+    // A pool with an `after_release` hook (and connections that live 1 s at most, so that
+    // the store hands them back at least every half second).
+    let released = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&released);
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .test_before_acquire(false)
+        .max_lifetime(Duration::from_secs(1))
+        .after_release(move |_, _| {
+            let counter = Arc::clone(&counter);
+            Box::pin(async move {
+                counter.fetch_add(1, Ordering::Relaxed);
+                Ok(true)
+            })
+        })
+        .connect_with(common::connect_options())
+        .await
+        .expect("a pool");
+    let busy = run(pool).await;
+    assert!(
+        released.load(Ordering::Relaxed) >= 1,
+        "the pool's after_release hook never ran in 3 s of operations"
+    );
+    drop(busy);
+}
+
+/// A store dropped outside a runtime gives its parked connections back: a shared pool
+/// keeps its whole capacity, with or without a minimum of connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_dropped_outside_a_runtime_leaves_the_pool_whole() {
+    let store = fresh_store_with(|o| o.notifications(false)).await;
+    for min in [0, 1] {
+        let pool = PgPoolOptions::new()
+            .max_connections(3)
+            .min_connections(min)
+            .test_before_acquire(false)
+            .acquire_timeout(Duration::from_secs(3))
+            .connect_with(common::connect_options())
+            .await
+            .expect("a pool");
+        let shared = PgStoreOptions::new()
+            .schema(store.schema())
+            .notifications(false)
+            .build(pool.clone())
+            .expect("valid options");
+        let (a, b) = (unique_stream("a"), unique_stream("b"));
+        // Two reads at once park two connections (tried again on a machine so loaded that
+        // they ran one after the other).
+        for _ in 0..20 {
+            let (left, right) = tokio::join!(
+                shared
+                    .read_stream(&a, 1, Version::MAX)
+                    .try_collect::<Vec<_>>(),
+                shared
+                    .read_stream(&b, 1, Version::MAX)
+                    .try_collect::<Vec<_>>(),
+            );
+            left.expect("read a");
+            right.expect("read b");
+            if parked(&shared) >= 2 {
+                break;
+            }
+        }
+        assert!(parked(&shared) >= 1, "{shared:?}");
+        std::thread::spawn(move || drop(shared))
+            .join()
+            .expect("the store drops outside a runtime");
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            held.push(
+                pool.acquire()
+                    .await
+                    .unwrap_or_else(|e| panic!("min {min}: the pool lost capacity: {e}")),
+            );
+        }
+        drop(held);
+        pool.close().await;
+    }
 }

@@ -8,6 +8,7 @@ use esrs_core::{
     AppendOutcome, AppendRequest, Conflict, EncodeError, Error, ExpectedVersion, IdempotencyKey,
     IdempotencyRecord, Position, RequestDigest, StreamId,
 };
+use sqlx::postgres::types::Oid;
 use sqlx::postgres::{PgConnection, PgRow};
 use sqlx::{Executor, Postgres, Row};
 use tracing::Instrument;
@@ -128,8 +129,11 @@ impl PgStore {
         let params = Params::new(request)?;
         let mut races = 0;
         loop {
+            // The events table as known before the attempt, or as the insert reports it:
+            // what the attempt writes is recorded as seen in that table (see `seen`).
+            let mut table = self.inner.seen.table();
             // The notification is sent after the commit, outside the append's transaction.
-            let attempt = match self.insert_expected(request, &params).await? {
+            let attempt = match self.insert_expected(request, &params, &mut table).await? {
                 Some(attempt) => attempt,
                 None => {
                     let mut lease = self.lease().await.map_err(to_core)?;
@@ -144,7 +148,7 @@ impl PgStore {
                     if let Some(outcome) = result.as_ref().ok().filter(|o| !o.is_empty()) {
                         self.inner
                             .seen
-                            .record(&outcome.stream, outcome.last_version);
+                            .record(&outcome.stream, outcome.last_version, table);
                         if !outcome.deduplicated {
                             self.announce_append();
                         }
@@ -227,11 +231,13 @@ impl PgStore {
     /// (cheaper for the server than the append function). `None` when the request is not of
     /// that kind, or when the stream is short of the expected version: the append function
     /// then decides (a conflict with the stream's actual version, or the append if the
-    /// stream has reached the version meanwhile).
+    /// stream has reached the version meanwhile). A one-event insert sets `table` to the
+    /// events table it wrote to.
     async fn insert_expected(
         &self,
         request: &AppendRequest,
         params: &Params<'_>,
+        table: &mut super::seen::Table,
     ) -> esrs_core::Result<Option<Attempt>> {
         let Some(expected) = params.expected else {
             return Ok(None);
@@ -239,7 +245,13 @@ impl PgStore {
         if params.key.is_some() || params.names.is_empty() {
             return Ok(None);
         }
-        let seen = expected > 0 && self.inner.seen.exists(&request.stream, unsigned(expected));
+        // The events table in which event `expected` was seen, if it was (0: not seen).
+        let seen = if expected > 0 {
+            self.inner.seen.exists(&request.stream, unsigned(expected))
+        } else {
+            None
+        };
+        let seen_in = Oid(seen.unwrap_or(0));
         let mut lease = self.lease().await.map_err(to_core)?;
         // One event: the same insert without the arrays (less work for the server).
         let inserted = if let ([name], [version], [payload]) = (
@@ -248,7 +260,7 @@ impl PgStore {
             params.payloads.as_slice(),
         ) {
             // A plain `VALUES` when the expected version needs no lookup.
-            let sql = if seen {
+            let sql = if seen.is_some() {
                 &self.sql().append_one_seen
             } else {
                 &self.sql().append_one
@@ -260,12 +272,16 @@ impl PgStore {
                 .bind(*version)
                 .bind(*payload)
                 .bind(params.metadata.as_deref())
+                .bind(seen_in)
                 .fetch_optional(lease.conn())
                 .await;
             lease.finish(row).and_then(|row| {
                 row.map(|row| {
                     let sequence: i64 = row.try_get(0)?;
                     let transaction: Xid8 = row.try_get(1)?;
+                    let Oid(written_in) = row.try_get(2)?;
+                    self.inner.seen.learn(written_in);
+                    *table = written_in;
                     Ok((1, transaction, sequence, sequence))
                 })
                 .transpose()
@@ -278,7 +294,7 @@ impl PgStore {
                 .bind(params.versions.as_slice())
                 .bind(params.payloads.as_slice())
                 .bind(params.metadata.as_deref())
-                .bind(seen)
+                .bind(seen_in)
                 .fetch_one(lease.conn())
                 .await;
             lease.finish(row).and_then(|row| {

@@ -18,6 +18,13 @@
 //! - A connection parked for [`PARK_TIME`] goes back to the pool, so that other users of
 //!   the pool get it and [`Pool::close`](sqlx::Pool::close) completes; a closed pool gets
 //!   every parked connection back at once.
+//! - A connection goes back to the pool when it finishes an operation after being out of
+//!   the pool for [`MAX_OUT`] (or half the pool's `max_lifetime`, if shorter), however busy
+//!   the store is, so that the pool's own policies (its `max_lifetime`, its `after_release`
+//!   and `before_acquire` hooks, `test_before_acquire`) apply to every connection at that
+//!   rate.
+//! - A store dropped outside a runtime hands its parked connections back through the
+//!   runtime they were parked on, so that a shared pool keeps its capacity.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
@@ -33,6 +40,10 @@ pub(crate) const PARK_TIME: Duration = Duration::from_millis(100);
 /// this often (the others are parked), so that someone waiting for the pool gets one soon.
 pub(crate) const GIVE_WAY_EVERY: Duration = Duration::from_millis(10);
 
+/// The longest a connection is reused without going back to the pool in between (shorter
+/// when half the pool's `max_lifetime` is).
+pub(crate) const MAX_OUT: Duration = Duration::from_secs(10);
+
 /// The pool and the connections parked by the store's operations.
 pub(crate) struct Connections {
     pool: PgPool,
@@ -41,11 +52,21 @@ pub(crate) struct Connections {
     state: Arc<Mutex<Parked>>,
 }
 
+/// A parked connection, when it was parked, and since when it has been out of the pool.
+struct Entry {
+    conn: PoolConnection<Postgres>,
+    parked_at: Instant,
+    out_since: Instant,
+}
+
 /// The parked connections, most recently parked last, and the task that returns them.
 #[derive(Default)]
 struct Parked {
-    connections: Vec<(PoolConnection<Postgres>, Instant)>,
+    connections: Vec<Entry>,
     sweeper: Option<tokio::task::JoinHandle<()>>,
+    /// The runtime the connections were parked on: a store dropped outside a runtime
+    /// returns them to the pool through it.
+    runtime: Option<tokio::runtime::Handle>,
     /// When a finished connection last went back to a pool that had none left.
     gave_way: Option<Instant>,
 }
@@ -68,10 +89,11 @@ impl Connections {
         if self.park {
             if self.pool.is_closed() {
                 drop(self.take_all());
-            } else if let Some((conn, _)) = lock(&self.state).connections.pop() {
+            } else if let Some(entry) = lock(&self.state).connections.pop() {
                 return Ok(Lease {
                     owner: self,
-                    conn: Some(conn),
+                    conn: Some(entry.conn),
+                    out_since: entry.out_since,
                 });
             }
         }
@@ -79,19 +101,30 @@ impl Connections {
         Ok(Lease {
             owner: self,
             conn: Some(conn),
+            out_since: Instant::now(),
         })
     }
 
-    fn take_all(&self) -> Vec<(PoolConnection<Postgres>, Instant)> {
+    fn take_all(&self) -> Vec<Entry> {
         std::mem::take(&mut lock(&self.state).connections)
     }
 
-    /// Parks `conn`, or returns it to the pool when parking it could keep it from someone
-    /// else.
-    fn park(&self, conn: PoolConnection<Postgres>) {
+    /// Parks `conn`, out of the pool since `out_since`, or returns it to the pool when
+    /// parking it could keep it from someone else or from the pool's policies.
+    fn park(&self, conn: PoolConnection<Postgres>, out_since: Instant) {
         let options = self.pool.options();
         let max = usize::try_from(options.get_max_connections()).unwrap_or(usize::MAX);
         if !self.park || self.pool.is_closed() {
+            return;
+        }
+        // Half the lifetime: a connection that came from the pool young goes back while the
+        // pool can still take it (and run its hooks on it), and none outlives its lifetime
+        // by more than half of it.
+        let max_out = options
+            .get_max_lifetime()
+            .map_or(MAX_OUT, |lifetime| (lifetime / 2).min(MAX_OUT));
+        if out_since.elapsed() >= max_out {
+            // Back to the pool, which applies its lifetime, hooks and checks to it.
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -114,7 +147,14 @@ impl Connections {
                 return;
             }
         }
-        state.connections.push((conn, Instant::now()));
+        state.connections.push(Entry {
+            conn,
+            parked_at: Instant::now(),
+            out_since,
+        });
+        if state.runtime.is_none() {
+            state.runtime = Some(runtime.clone());
+        }
         if state.sweeper.as_ref().is_none_or(|task| task.is_finished()) {
             let weak = Arc::downgrade(&self.state);
             let pool = self.pool.clone();
@@ -125,21 +165,17 @@ impl Connections {
 
 impl Drop for Connections {
     fn drop(&mut self) {
-        let parked = self.take_all();
-        if tokio::runtime::Handle::try_current().is_ok() {
-            // Each goes back to the pool through sqlx's own task.
-            drop(parked);
-        } else if self.pool.options().get_min_connections() == 0 {
-            // Outside a runtime the pool cannot take them back (it would need a task):
-            // close the sockets and leave the pool's count to the pool's own end.
-            for (conn, _) in parked {
-                drop(conn.leak());
-            }
-        } else {
-            // A pool that keeps a minimum would spawn a task to replace each one, which
-            // cannot be done outside a runtime: leave them be, as the process is ending.
-            std::mem::forget(parked);
-        }
+        let (parked, runtime) = {
+            let mut state = lock(&self.state);
+            (std::mem::take(&mut state.connections), state.runtime.take())
+        };
+        // Each goes back to the pool through a task of sqlx's. Outside a runtime, the task
+        // is spawned on the runtime the connections were parked on (connections are only
+        // parked inside one); if that runtime has ended, the task is dropped unrun and the
+        // pool, which counts each connection until it is dropped, keeps its size.
+        let runtime = runtime.filter(|_| tokio::runtime::Handle::try_current().is_err());
+        let _entered = runtime.as_ref().map(tokio::runtime::Handle::enter);
+        drop(parked);
     }
 }
 
@@ -154,16 +190,18 @@ async fn sweep(state: Weak<Mutex<Parked>>, pool: PgPool) {
         let expired = {
             let mut state = lock(&state);
             let now = Instant::now();
-            let keep = if pool.is_closed() {
-                0
+            // The oldest are first: the expired ones are a prefix of the list (all of it
+            // once the pool is closed, which waits for every one of them).
+            let expired = if pool.is_closed() {
+                state.connections.len()
             } else {
                 state
                     .connections
                     .iter()
-                    .position(|(_, since)| now.duration_since(*since) < PARK_TIME)
+                    .position(|entry| now.duration_since(entry.parked_at) < PARK_TIME)
                     .unwrap_or(state.connections.len())
             };
-            let expired: Vec<_> = state.connections.drain(..keep).collect();
+            let expired: Vec<_> = state.connections.drain(..expired).collect();
             if state.connections.is_empty() {
                 state.sweeper = None;
                 drop(state);
@@ -187,6 +225,8 @@ fn lock(state: &Mutex<Parked>) -> MutexGuard<'_, Parked> {
 pub(crate) struct Lease<'a> {
     owner: &'a Connections,
     conn: Option<PoolConnection<Postgres>>,
+    /// Since when the connection has been out of the pool.
+    out_since: Instant,
 }
 
 impl Lease<'_> {
@@ -203,7 +243,7 @@ impl Lease<'_> {
     pub(crate) fn finish<T>(mut self, result: Result<T, sqlx::Error>) -> Result<T, sqlx::Error> {
         if in_step(&result) {
             if let Some(conn) = self.conn.take() {
-                self.owner.park(conn);
+                self.owner.park(conn, self.out_since);
             }
         }
         result
@@ -316,6 +356,9 @@ mod tests {
             "a pool with nothing left gets the connection back"
         );
         let lease = conns.lease().await.expect("lease");
+        // The first gave way just now (so that a slow machine does not let GIVE_WAY_EVERY
+        // pass between the two).
+        lock(&conns.state).gave_way = Some(Instant::now());
         drop(lease.finish(Ok(())));
         assert_eq!(parked(&conns), 1, "… once per GIVE_WAY_EVERY");
         let waiter = tokio::time::timeout(Duration::from_secs(2), conns.pool().acquire())

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use esrs_core::{
-    FoldEvent, FoldItem, Metadata, Payload, Position, RecordedEvent, Snapshot, SnapshotKey,
-    StreamId, StreamItem, Version,
+    DecodeError, FoldEvent, FoldItem, Metadata, Payload, Position, RecordedEvent, Snapshot,
+    SnapshotKey, StreamId, StreamItem, Version,
 };
 use futures_core::Stream;
 use futures_util::StreamExt;
@@ -110,34 +110,81 @@ fn payload(row: &PgRow, index: usize) -> Result<Payload, sqlx::Error> {
     Ok(raw.to_owned())
 }
 
+/// A row of `stream` at `version` whose `column` did not decode: a
+/// [`DecodeError::MalformedRow`] that names the event, as other decode errors do.
+fn malformed<'a>(
+    stream: &'a StreamId,
+    version: Version,
+    column: &'static str,
+) -> impl FnOnce(sqlx::Error) -> esrs_core::Error + 'a {
+    move |error| {
+        let source: esrs_core::BoxError = match error {
+            sqlx::Error::ColumnDecode { source, .. } | sqlx::Error::Decode(source) => source,
+            other => Box::new(other),
+        };
+        esrs_core::Error::Decode {
+            stream: stream.clone(),
+            version,
+            source: DecodeError::MalformedRow { column, source },
+        }
+    }
+}
+
+/// An event version as stored (`integer`), which must fit the API's `u32`.
+fn stored_event_version(value: i32) -> Result<u32, sqlx::Error> {
+    u32::try_from(value).map_err(|e| sqlx::Error::ColumnDecode {
+        index: "event_version".into(),
+        source: Box::new(e),
+    })
+}
+
 /// Decodes the event whose columns start at `base`: sequence, transaction id, version,
 /// name, event version, payload, metadata, recorded time.
 ///
 /// The store's queries fix the columns' types, so they are read by position without the
-/// per-column type check; a value that does not decode is still an error.
-fn decode_event(row: &PgRow, base: usize, stream: StreamId) -> Result<RecordedEvent, sqlx::Error> {
-    let sequence: i64 = row.try_get_unchecked(base)?;
-    let transaction: Xid8 = row.try_get_unchecked(base + 1)?;
-    let version: i64 = row.try_get_unchecked(base + 2)?;
-    let name: String = row.try_get_unchecked(base + 3)?;
-    let event_version: i32 = row.try_get_unchecked(base + 4)?;
+/// per-column type check; a value that does not decode is still an error, which names the
+/// stream and the version of the row once they are known
+/// ([`DecodeError::MalformedRow`]).
+fn decode_event(
+    row: &PgRow,
+    base: usize,
+    stream: StreamId,
+) -> Result<RecordedEvent, esrs_core::Error> {
+    let version: i64 = row.try_get_unchecked(base + 2).map_err(to_core)?;
+    let version = unsigned(version);
+    let sequence: i64 = row
+        .try_get_unchecked(base)
+        .map_err(malformed(&stream, version, "sequence"))?;
+    let transaction: Xid8 =
+        row.try_get_unchecked(base + 1)
+            .map_err(malformed(&stream, version, "transaction_id"))?;
+    let name: String = row
+        .try_get_unchecked(base + 3)
+        .map_err(malformed(&stream, version, "name"))?;
+    let event_version = row
+        .try_get_unchecked(base + 4)
+        .and_then(stored_event_version)
+        .map_err(malformed(&stream, version, "event_version"))?;
     // The text as stored (the column is `json`, which PostgreSQL checks on the way in).
-    let payload: &str = row.try_get_unchecked(base + 5)?;
-    let metadata = if row.try_get_raw(base + 6)?.is_null() {
-        Metadata::default()
-    } else {
-        let Json(metadata): Json<Metadata> = row.try_get_unchecked(base + 6)?;
-        metadata
-    };
-    let recorded_at = timestamp(row, base + 7)?;
-    let event_version = u32::try_from(event_version).map_err(|e| sqlx::Error::ColumnDecode {
-        index: "event_version".into(),
-        source: Box::new(e),
-    })?;
+    let payload: &str = row
+        .try_get_unchecked(base + 5)
+        .map_err(malformed(&stream, version, "payload"))?;
+    let metadata = row
+        .try_get_raw(base + 6)
+        .and_then(|raw| {
+            if raw.is_null() {
+                return Ok(Metadata::default());
+            }
+            let Json(metadata): Json<Metadata> = row.try_get_unchecked(base + 6)?;
+            Ok(metadata)
+        })
+        .map_err(malformed(&stream, version, "metadata"))?;
+    let recorded_at =
+        timestamp(row, base + 7).map_err(malformed(&stream, version, "recorded_at"))?;
     Ok(RecordedEvent::new(
         Position::new(transaction.0, unsigned(sequence)),
         stream,
-        unsigned(version),
+        version,
         name,
         event_version,
         payload,
@@ -146,26 +193,29 @@ fn decode_event(row: &PgRow, base: usize, stream: StreamId) -> Result<RecordedEv
     ))
 }
 
-/// Decodes the event whose columns start at `base` as a fold needs it: version, name, event
-/// version, payload (read by position, as [`decode_event`] does). The payload is copied as
-/// stored, not checked: the event's decode parses it once, and reports text that is not
-/// JSON.
-fn decode_fold_event(row: &PgRow, base: usize) -> Result<FoldEvent, sqlx::Error> {
-    let version: i64 = row.try_get_unchecked(base)?;
-    let name: String = row.try_get_unchecked(base + 1)?;
-    let event_version: i32 = row.try_get_unchecked(base + 2)?;
+/// Decodes the event of `stream` whose columns start at `base` as a fold needs it: version,
+/// name, event version, payload (read by position, as [`decode_event`] does). The payload is
+/// copied as stored, not checked: the event's decode parses it once, and reports text that
+/// is not JSON.
+fn decode_fold_event(
+    row: &PgRow,
+    base: usize,
+    stream: &StreamId,
+) -> Result<FoldEvent, esrs_core::Error> {
+    let version: i64 = row.try_get_unchecked(base).map_err(to_core)?;
+    let version = unsigned(version);
+    let name: String = row
+        .try_get_unchecked(base + 1)
+        .map_err(malformed(stream, version, "name"))?;
+    let event_version = row
+        .try_get_unchecked(base + 2)
+        .and_then(stored_event_version)
+        .map_err(malformed(stream, version, "event_version"))?;
     // The text as stored: the event's decode parses it, once.
-    let payload: &str = row.try_get_unchecked(base + 3)?;
-    let event_version = u32::try_from(event_version).map_err(|e| sqlx::Error::ColumnDecode {
-        index: "event_version".into(),
-        source: Box::new(e),
-    })?;
-    Ok(FoldEvent::new(
-        unsigned(version),
-        name,
-        event_version,
-        payload,
-    ))
+    let payload: &str = row
+        .try_get_unchecked(base + 3)
+        .map_err(malformed(stream, version, "payload"))?;
+    Ok(FoldEvent::new(version, name, event_version, payload))
 }
 
 /// The first and the longest pause of a read waiting for an older transaction.
@@ -192,7 +242,7 @@ trait Pages<'a>: Send + 'a {
     /// What to do next.
     fn next_page(&mut self) -> Page<'a>;
     /// Decodes one row and moves the cursor past it.
-    fn decode(&mut self, row: &PgRow) -> Result<Self::Item, sqlx::Error>;
+    fn decode(&mut self, row: &PgRow) -> esrs_core::Result<Self::Item>;
     /// The answer of a [`Page::Settle`] check: whether committed events lie beyond the
     /// cursor (the read goes on), or not (the read is complete).
     fn read_on(&mut self, _beyond: bool) {}
@@ -246,11 +296,11 @@ fn paged<'a, P: Pages<'a>>(
                             error
                         }
                         End::Query(error) => match lease.finish::<()>(Err(error)) {
-                            Err(error) => error,
+                            Err(error) => to_core(error),
                             Ok(()) => continue,
                         },
                     };
-                    yield Err(to_core(error));
+                    yield Err(error);
                     break;
                 }
                 Page::Settle { check, pause } => {
@@ -296,7 +346,7 @@ enum End {
     /// Every row was read and decoded.
     Complete,
     /// A row did not decode; the rest of the answer is unread.
-    Decode(sqlx::Error),
+    Decode(esrs_core::Error),
     /// The query failed.
     Query(sqlx::Error),
 }
@@ -339,7 +389,7 @@ impl<T, S: Stream<Item = esrs_core::Result<T>> + Unpin> Stream for Read<S> {
 }
 
 /// Decodes a row of a stream read into an item and its version.
-type DecodeRow<I> = fn(&PgRow, &StreamId) -> Result<(I, Version), sqlx::Error>;
+type DecodeRow<I> = fn(&PgRow, &StreamId) -> esrs_core::Result<(I, Version)>;
 
 /// The events of one stream with versions `from..=to`, in one query: with full envelopes
 /// (`read_stream`) or only what a fold needs (`read_stream_for_fold`).
@@ -354,6 +404,8 @@ struct StreamPages<'a, I> {
     event: DecodeRow<I>,
     /// The last version read.
     last: Version,
+    /// The events table as the store knew it when the query started.
+    table: super::seen::Table,
 }
 
 impl<'a, I: Send + 'a> Pages<'a> for StreamPages<'a, I> {
@@ -364,6 +416,7 @@ impl<'a, I: Send + 'a> Pages<'a> for StreamPages<'a, I> {
             return Page::Done;
         }
         self.started = true;
+        self.table = self.store.inner.seen.table();
         Page::Query(
             sqlx::query(self.sql)
                 .bind(self.stream.as_str().to_owned())
@@ -372,14 +425,17 @@ impl<'a, I: Send + 'a> Pages<'a> for StreamPages<'a, I> {
         )
     }
 
-    fn decode(&mut self, row: &PgRow) -> Result<I, sqlx::Error> {
+    fn decode(&mut self, row: &PgRow) -> esrs_core::Result<I> {
         let (item, version) = (self.event)(row, &self.stream)?;
         self.last = version;
         Ok(item)
     }
 
     fn complete(&mut self) {
-        self.store.inner.seen.record(&self.stream, self.last);
+        self.store
+            .inner
+            .seen
+            .record(&self.stream, self.last, self.table);
     }
 }
 
@@ -447,9 +503,9 @@ impl<'a> Pages<'a> for LogPages<'a> {
         }
     }
 
-    fn decode(&mut self, row: &PgRow) -> Result<RecordedEvent, sqlx::Error> {
+    fn decode(&mut self, row: &PgRow) -> esrs_core::Result<RecordedEvent> {
         // Consecutive events of one stream share its id.
-        let stream: &str = row.try_get_unchecked(8)?;
+        let stream: &str = row.try_get_unchecked(8).map_err(to_core)?;
         let stream = match &self.last_stream {
             Some(last) if last.as_str() == stream => last.clone(),
             _ => {
@@ -479,11 +535,13 @@ struct SnapshotPages<'a, I> {
     version_column: usize,
     payload_column: usize,
     /// Decodes an event row (its columns start at 1).
-    event: fn(&PgRow, &StreamId) -> Result<I, sqlx::Error>,
+    event: fn(&PgRow, &StreamId) -> esrs_core::Result<I>,
     snapshot: fn(Snapshot) -> I,
     /// The last version read (of an event, or the snapshot's), in the version column of
     /// both kinds of rows.
     last: Version,
+    /// The events table as the store knew it when the query started.
+    table: super::seen::Table,
 }
 
 impl<'a, I: Send + 'a> Pages<'a> for SnapshotPages<'a, I> {
@@ -494,6 +552,7 @@ impl<'a, I: Send + 'a> Pages<'a> for SnapshotPages<'a, I> {
             return Page::Done;
         }
         self.started = true;
+        self.table = self.store.inner.seen.table();
         Page::Query(
             sqlx::query(self.sql)
                 .bind(self.stream.as_str().to_owned())
@@ -502,9 +561,11 @@ impl<'a, I: Send + 'a> Pages<'a> for SnapshotPages<'a, I> {
         )
     }
 
-    fn decode(&mut self, row: &PgRow) -> Result<I, sqlx::Error> {
-        let is_snapshot: bool = row.try_get_unchecked(0)?;
-        let version: i64 = row.try_get_unchecked(self.version_column)?;
+    fn decode(&mut self, row: &PgRow) -> esrs_core::Result<I> {
+        let is_snapshot: bool = row.try_get_unchecked(0).map_err(to_core)?;
+        let version: i64 = row
+            .try_get_unchecked(self.version_column)
+            .map_err(to_core)?;
         self.last = unsigned(version);
         if !is_snapshot {
             self.events = true;
@@ -512,11 +573,11 @@ impl<'a, I: Send + 'a> Pages<'a> for SnapshotPages<'a, I> {
         }
         if self.events {
             // The snapshot must come first, or a fold would skip the events before it.
-            return Err(sqlx::Error::Protocol(
+            return Err(to_core(sqlx::Error::Protocol(
                 "the snapshot row came after events of its stream".into(),
-            ));
+            )));
         }
-        let payload = payload(row, self.payload_column)?;
+        let payload = payload(row, self.payload_column).map_err(to_core)?;
         Ok((self.snapshot)(Snapshot::new(
             self.stream.clone(),
             unsigned(version),
@@ -526,7 +587,10 @@ impl<'a, I: Send + 'a> Pages<'a> for SnapshotPages<'a, I> {
     }
 
     fn complete(&mut self) {
-        self.store.inner.seen.record(&self.stream, self.last);
+        self.store
+            .inner
+            .seen
+            .record(&self.stream, self.last, self.table);
     }
 }
 
@@ -547,13 +611,14 @@ impl PgStore {
                 from: signed(from.max(1)),
                 to: signed(to),
                 started: false,
-                event: |row, _| {
-                    decode_fold_event(row, 0).map(|e| {
+                event: |row, stream| {
+                    decode_fold_event(row, 0, stream).map(|e| {
                         let v = e.version;
                         (e, v)
                     })
                 },
                 last: 0,
+                table: 0,
             },
             span,
         )
@@ -580,9 +645,10 @@ impl PgStore {
                 events: false,
                 version_column: 1,
                 payload_column: 4,
-                event: |row, _| decode_fold_event(row, 1).map(FoldItem::Event),
+                event: |row, stream| decode_fold_event(row, 1, stream).map(FoldItem::Event),
                 snapshot: FoldItem::Snapshot,
                 last: 0,
+                table: 0,
             },
             span,
         )
@@ -611,6 +677,7 @@ impl PgStore {
                     })
                 },
                 last: 0,
+                table: 0,
             },
             span,
         )
@@ -659,13 +726,15 @@ impl PgStore {
                 event: |row, stream| decode_event(row, 1, stream.clone()).map(StreamItem::Event),
                 snapshot: StreamItem::Snapshot,
                 last: 0,
+                table: 0,
             },
             span,
         )
     }
 
     /// The events of `stream` with versions `from..=to`, read on `conn` (in the caller's
-    /// transaction, say).
+    /// transaction, say). A row that does not decode is a [`sqlx::Error::Decode`] whose
+    /// source is the [`esrs_core::Error::Decode`] naming it.
     pub(crate) async fn events_in(
         &self,
         conn: &mut sqlx::PgConnection,
@@ -680,7 +749,9 @@ impl PgStore {
             .fetch_all(conn)
             .await?;
         rows.iter()
-            .map(|row| decode_event(row, 0, stream.clone()))
+            .map(|row| {
+                decode_event(row, 0, stream.clone()).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+            })
             .collect()
     }
 

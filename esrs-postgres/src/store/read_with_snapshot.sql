@@ -16,3 +16,8 @@ UNION ALL
     WHERE stream_id = $1 AND version > coalesce((SELECT version FROM snapshot), 0)
     ORDER BY version
 )
+-- The order of a UNION ALL's rows is undefined without an ORDER BY of its own (a parallel
+-- plan may interleave its branches). The snapshot's version is below every event's (the
+-- WHERE above), so ordering by version puts the snapshot first; PostgreSQL merges the
+-- two sorted branches without sorting again.
+ORDER BY version
