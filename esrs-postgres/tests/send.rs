@@ -65,8 +65,13 @@ fn pg_store_futures<P: Projection<PgTransaction>>(
     event_store_futures(store, stream, key, request.clone(), snapshot, snapshot_key);
     assert_send(PgStore::connect("postgres://localhost/app"));
     assert_send(PgStoreOptions::new().connect("postgres://localhost/app"));
+    assert_send(
+        PgStoreOptions::new().connect_with("postgres://localhost/app".parse().expect("valid URL")),
+    );
     assert_send(store.migrate());
     assert_send(store.schema_version());
+    assert_send(store.grant_app_role("app"));
+    assert_send(store.sweep_idempotency_keys());
     assert_send(store.try_lock_projection("p"));
     assert_send(PgStore::head_position(store));
     assert_send(lock.release());
