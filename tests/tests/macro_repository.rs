@@ -119,6 +119,29 @@ fn carts() -> Repository<Cart, InMemoryStore> {
     Repository::new(InMemoryStore::new())
 }
 
+/// Another crate matches `ExecuteError` without a wildcard arm, and reads the version of
+/// a `Loaded`, an `Executed` and a `HistoryEntry` the same way.
+#[tokio::test]
+async fn execute_errors_match_exhaustively_and_versions_read_alike() {
+    let carts = carts();
+    let id = StreamId::new("exhaustive").unwrap();
+    let refused = carts.execute(&id, |c| c.check_out_without("pen")).await;
+    let what = match refused {
+        Ok(_) => "done",
+        Err(ExecuteError::Rejected(CartError::Empty)) => "empty",
+        Err(ExecuteError::Rejected(CartError::CheckedOut)) => "checked out",
+        Err(ExecuteError::Store(_)) => "store",
+    };
+    assert_eq!(what, "empty");
+    let executed = carts.execute(&id, |c| c.add_item("book")).await.unwrap();
+    let loaded = carts.load(&id).await.unwrap();
+    let history = carts.history(&id).await.unwrap();
+    assert_eq!(
+        (executed.version(), loaded.version(), history[0].version()),
+        (1, 1, 1)
+    );
+}
+
 #[tokio::test]
 async fn commands_fold_through_the_generated_aggregate() {
     let carts = carts();
