@@ -90,11 +90,11 @@ impl RequestDigest {
     }
 
     fn finish(hash: Sha256) -> Self {
-        use std::fmt::Write as _;
-        let bytes = hash.finalize();
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut text = String::with_capacity(64);
-        for byte in bytes {
-            let _ = write!(text, "{byte:02x}");
+        for byte in hash.finalize() {
+            text.push(char::from(HEX[usize::from(byte >> 4)]));
+            text.push(char::from(HEX[usize::from(byte & 0xf)]));
         }
         Self(text.into())
     }

@@ -1,0 +1,343 @@
+//! The command loop: load, decide, append, retry on conflicts, replay idempotent repeats.
+
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+
+use futures_util::StreamExt;
+use tracing::Instrument;
+
+use crate::aggregate::Aggregate;
+use crate::envelope::{AppendOutcome, AppendRequest, Metadata, NewEvent};
+use crate::error::{Error, Result};
+use crate::event::IntoEvents;
+use crate::idempotency::RequestDigest;
+use crate::store::EventStore;
+use crate::stream::{ExpectedVersion, IdempotencyKey, StreamId, Version};
+
+use super::{Repository, decoded_at};
+
+/// What a successful command did.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Executed<A: Aggregate> {
+    /// The versions and positions written. When `outcome.deduplicated` is true, the command
+    /// was a repeat of an earlier one with the same idempotency key: nothing was written and
+    /// this is the earlier outcome.
+    pub outcome: AppendOutcome,
+    /// The events the command produced (for a repeat, the events of the original).
+    pub events: Vec<A::Event>,
+    /// The state right after those events.
+    pub state: A,
+}
+
+/// Why a command did not complete: the command refused, or the store failed. The two
+/// variants are the whole story, so a `match` needs no wildcard arm.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecuteError<E> {
+    /// The command refused: the domain error it returned. Nothing was written.
+    #[error("command rejected: {0}")]
+    Rejected(E),
+    /// Loading or appending failed; [`Error::Conflict`] when another writer won and the
+    /// retries (if any) were used up.
+    #[error(transparent)]
+    Store(#[from] Error),
+}
+
+impl<E> ExecuteError<E> {
+    /// The domain error, if the command was rejected.
+    pub fn rejected(&self) -> Option<&E> {
+        match self {
+            Self::Rejected(e) => Some(e),
+            Self::Store(_) => None,
+        }
+    }
+
+    /// Whether another writer won the race.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Self::Store(Error::Conflict(_)))
+    }
+}
+
+impl<A: Aggregate, S: EventStore> Repository<A, S> {
+    /// Runs `command` on the current state of aggregate `id` and appends the events it
+    /// returns, expecting the version it loaded.
+    ///
+    /// The returned builder sets an idempotency key, metadata and retries; `.await` it to
+    /// run the command.
+    pub fn execute<F, R, E>(&self, id: &StreamId, command: F) -> Execute<'_, A, S, F>
+    where
+        F: FnMut(&A) -> std::result::Result<R, E> + Send,
+        R: IntoEvents<A::Event>,
+        E: Send,
+    {
+        Execute {
+            repository: self,
+            id: id.clone(),
+            command,
+            key: None,
+            metadata: Metadata::default(),
+            retries: None,
+        }
+    }
+
+    async fn run<F, R, E>(
+        &self,
+        id: StreamId,
+        mut command: F,
+        key: Option<IdempotencyKey>,
+        metadata: Metadata,
+        retries: u32,
+    ) -> std::result::Result<Executed<A>, ExecuteError<E>>
+    where
+        F: FnMut(&A) -> std::result::Result<R, E> + Send,
+        R: IntoEvents<A::Event>,
+    {
+        let stream = self.stream_of(&id)?;
+        // For a command, "the same request" is the same key on the same aggregate: the
+        // events are decided on the state, so they cannot identify the request.
+        // Computed only for a keyed command: most commands have no key.
+        let keyed = key.map(|key| (key, RequestDigest::of_command(&stream)));
+        if let Some((key, digest)) = &keyed {
+            if let Some(outcome) = self.find_key(key, &stream, digest).await? {
+                return self.replay_outcome(&stream, outcome).await;
+            }
+        }
+        let mut attempt = 0;
+        // After a conflict, the next attempts load from the store.
+        let mut use_cache = true;
+        loop {
+            let cached = match &self.cache {
+                Some(cache) if use_cache => cache.take(&stream),
+                _ => None,
+            };
+            let from_cache = cached.is_some();
+            let mut loaded = match cached {
+                Some(loaded) => loaded,
+                None => self.load_stream(&stream).await?,
+            };
+            // The command's own result type is not held across an await (it need not be
+            // `Send`): only its events or its rejection are.
+            let decided = command(&loaded.state).map(IntoEvents::into_events);
+            let events = match decided {
+                Ok(events) => events,
+                Err(rejected) => {
+                    // A rejection is only as fresh as the state it was decided on: a cached
+                    // state must still be the stream's latest for the rejection to stand.
+                    if from_cache && self.store.stream_version(&stream).await? != loaded.version {
+                        if let Some(cache) = &self.cache {
+                            cache.stale.fetch_add(1, Ordering::Relaxed);
+                        }
+                        use_cache = false;
+                        continue;
+                    }
+                    // The state was not touched: it is still the state at its version.
+                    self.cache_put(&stream, &loaded);
+                    // A keyed request refused on a state that its own first attempt may
+                    // have produced (a double click whose first request committed between
+                    // the key's lookup and the load): the original outcome stands.
+                    if let Some((key, digest)) = &keyed {
+                        if let Some(outcome) = self.find_key(key, &stream, digest).await? {
+                            return self.replay_outcome(&stream, outcome).await;
+                        }
+                    }
+                    return Err(ExecuteError::Rejected(rejected));
+                }
+            };
+            let encoded = match events
+                .iter()
+                .map(NewEvent::encode)
+                .collect::<std::result::Result<Vec<_>, _>>()
+            {
+                Ok(encoded) => encoded,
+                Err(error) => {
+                    self.cache_put(&stream, &loaded);
+                    return Err(Error::from(error).into());
+                }
+            };
+            let mut request = AppendRequest::new(
+                stream.clone(),
+                ExpectedVersion::Exact(loaded.version),
+                encoded,
+            )
+            .metadata(metadata.clone());
+            if let Some((key, digest)) = &keyed {
+                request = request
+                    .idempotency_key(key.clone())
+                    .request_digest(digest.clone());
+            }
+            match self.store.append(request).await {
+                Ok(outcome) if outcome.deduplicated => {
+                    // A concurrent request with the same key won: answer with its outcome
+                    // (the store checked it against this request's digest). The state is
+                    // not put back in the cache: it is older than the stream.
+                    if keyed.is_none() {
+                        return Err(Error::Store {
+                            source: "the store answered a request without an idempotency key \
+                                     with a deduplicated outcome"
+                                .into(),
+                        }
+                        .into());
+                    }
+                    return self.replay_outcome(&stream, outcome).await;
+                }
+                Ok(outcome) => {
+                    let before = loaded.version;
+                    for event in &events {
+                        loaded.state.apply(event);
+                    }
+                    loaded.version = outcome.last_version;
+                    self.maybe_snapshot(&stream, before, &loaded).await;
+                    self.cache_put(&stream, &loaded);
+                    return Ok(Executed {
+                        outcome,
+                        events,
+                        state: loaded.state,
+                    });
+                }
+                Err(Error::Conflict(conflict)) if from_cache => {
+                    // The cached state was stale: another writer appended since. The entry
+                    // is already out of the cache; reload and decide again, for free.
+                    if let Some(cache) = &self.cache {
+                        cache.stale.fetch_add(1, Ordering::Relaxed);
+                    }
+                    use_cache = false;
+                    tracing::debug!(%conflict, "stale cached state, reloading");
+                }
+                Err(Error::Conflict(conflict)) if attempt < retries => {
+                    attempt += 1;
+                    use_cache = false;
+                    tracing::debug!(%conflict, attempt, "conflict, reloading and retrying");
+                }
+                // Any other failure drops the state: an append that failed to answer may
+                // still have been committed.
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// The original outcome of the request made with `key`, if the store remembers one and
+    /// it was this request; an error if the key was used for another request.
+    async fn find_key(
+        &self,
+        key: &IdempotencyKey,
+        stream: &StreamId,
+        digest: &RequestDigest,
+    ) -> Result<Option<AppendOutcome>> {
+        self.store
+            .find_idempotency_key(key)
+            .await?
+            .map(|record| record.replay(key, stream, digest))
+            .transpose()
+    }
+
+    /// The original outcome of an idempotent request (already checked against this one),
+    /// with its events and the state right after them.
+    async fn replay_outcome<E>(
+        &self,
+        stream: &StreamId,
+        outcome: AppendOutcome,
+    ) -> std::result::Result<Executed<A>, ExecuteError<E>> {
+        let loaded = self.fold(stream, outcome.last_version).await?;
+        let mut events = Vec::new();
+        if !outcome.is_empty() {
+            let mut read = self.store.read_stream_for_fold(
+                stream,
+                outcome.first_version,
+                outcome.last_version,
+            );
+            while let Some(event) = read.next().await {
+                let event = event?;
+                events.push(decoded_at(stream, event.version, event.decode())?);
+            }
+        }
+        Ok(Executed {
+            outcome,
+            events,
+            state: loaded.state,
+        })
+    }
+}
+
+/// A command about to run: set an idempotency key, metadata or retries, then `.await` it.
+///
+/// Made by [`Repository::execute`].
+#[must_use = "a command does nothing until it is awaited"]
+pub struct Execute<'r, A, S, F> {
+    repository: &'r Repository<A, S>,
+    id: StreamId,
+    command: F,
+    key: Option<IdempotencyKey>,
+    metadata: Metadata,
+    retries: Option<u32>,
+}
+
+impl<A, S, F> std::fmt::Debug for Execute<'_, A, S, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Execute")
+            .field("id", &self.id)
+            .field("key", &self.key)
+            .field("metadata", &self.metadata)
+            .field("retries", &self.retries)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<A, S, F> Execute<'_, A, S, F> {
+    /// Makes the command idempotent: if a command with this key already appended, nothing
+    /// runs or is written and the original outcome is returned.
+    ///
+    /// "The same request" is the same key on the same aggregate: a repeat gets the original
+    /// outcome (its events and the state right after them) without the command running
+    /// again, also when the repeat races the original and would otherwise be refused by
+    /// the state the original produced. The key used for another aggregate is refused with
+    /// [`Error::IdempotencyKeyReused`], and the key of a raw
+    /// [`append`](crate::EventStore::append) with [`Error::IdempotencyKeyMismatch`]. Keys
+    /// are kept for the store's retention ([`DEFAULT_IDEMPOTENCY_RETENTION`](crate::DEFAULT_IDEMPOTENCY_RETENTION)
+    /// by default); a repeat after that runs as a new command.
+    pub fn idempotency_key(mut self, key: impl Into<IdempotencyKey>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Metadata stored with every event the command produces.
+    pub fn metadata(mut self, metadata: Metadata) -> Self {
+        self.metadata = metadata;
+        self
+    }
+
+    /// On a conflict, reload and run the command again, up to `retries` times.
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.retries = Some(retries);
+        self
+    }
+}
+
+impl<'r, A, S, F, R, E> IntoFuture for Execute<'r, A, S, F>
+where
+    A: Aggregate,
+    S: EventStore,
+    F: FnMut(&A) -> std::result::Result<R, E> + Send + 'r,
+    R: IntoEvents<A::Event> + 'r,
+    E: Send + 'r,
+{
+    type Output = std::result::Result<Executed<A>, ExecuteError<E>>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send + 'r>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        let retries = self.retries.unwrap_or(self.repository.retries);
+        let span = tracing::debug_span!("esrs.execute", aggregate = A::NAME, id = %self.id);
+        Box::pin(
+            self.repository
+                .run(self.id, self.command, self.key, self.metadata, retries)
+                .instrument(span),
+        )
+    }
+}
+
+impl<A: Aggregate> Executed<A> {
+    /// The stream's version after the command.
+    pub fn version(&self) -> Version {
+        self.outcome.last_version
+    }
+}

@@ -1,0 +1,188 @@
+//! Loading an aggregate: the latest snapshot and the tail, time travel and history.
+
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use tracing::Instrument;
+
+use crate::aggregate::Aggregate;
+use crate::envelope::RecordedEvent;
+use crate::error::Result;
+use crate::event::EventSet;
+use crate::store::{EventStore, FoldEvent, FoldItem};
+use crate::stream::{StreamId, Version};
+
+use super::{Repository, decoded_at};
+
+/// The state of an aggregate and the stream version it was folded up to.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Loaded<A> {
+    /// The state.
+    pub state: A,
+    /// The version of the last event applied; 0 for a new aggregate.
+    pub version: Version,
+}
+
+impl<A> Loaded<A> {
+    /// The version of the last event applied; 0 for a new aggregate. The same as the
+    /// `version` field, named like [`Executed::version`](super::Executed::version) and [`HistoryEntry::version`].
+    pub fn version(&self) -> Version {
+        self.version
+    }
+}
+
+impl<A> std::ops::Deref for Loaded<A> {
+    type Target = A;
+    fn deref(&self) -> &A {
+        &self.state
+    }
+}
+
+/// An event of an aggregate, decoded, with its stored envelope.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct HistoryEntry<E> {
+    /// The decoded event.
+    pub event: E,
+    /// The envelope: version, position, metadata, recorded time and the raw payload.
+    pub recorded: RecordedEvent,
+}
+
+impl<E: EventSet> HistoryEntry<E> {
+    /// The event's version in its stream.
+    pub fn version(&self) -> Version {
+        self.recorded.version
+    }
+}
+
+impl<A: Aggregate, S: EventStore> Repository<A, S> {
+    /// The current state of aggregate `id`: the latest usable snapshot plus the events
+    /// after it. An aggregate with no events is `A::default()` at version 0.
+    pub async fn load(&self, id: &StreamId) -> Result<Loaded<A>> {
+        let stream = self.stream_of(id)?;
+        let span = tracing::debug_span!("esrs.load", aggregate = A::NAME, stream = %stream);
+        self.load_stream(&stream).instrument(span).await
+    }
+
+    pub(super) async fn load_stream(&self, stream: &StreamId) -> Result<Loaded<A>> {
+        if A::SNAPSHOT_EVERY.is_none() {
+            return self.fold(stream, Version::MAX).await;
+        }
+        let mut items = self
+            .store
+            .read_stream_with_snapshot_for_fold(stream, A::SNAPSHOT_KEY);
+        let mut loaded = Loaded {
+            state: A::default(),
+            version: 0,
+        };
+        let mut first = true;
+        while let Some(item) = items.next().await {
+            match item? {
+                FoldItem::Snapshot(snapshot) if first => {
+                    match A::decode_snapshot(&snapshot.payload) {
+                        Some(Ok(state)) => {
+                            loaded = Loaded {
+                                state,
+                                version: snapshot.version,
+                            }
+                        }
+                        Some(Err(error)) => {
+                            tracing::warn!(
+                                aggregate = A::NAME,
+                                stream = %stream,
+                                snapshot_version = snapshot.version,
+                                %error,
+                                "ignoring a snapshot that does not decode; folding the whole stream"
+                            );
+                            drop(items);
+                            return self.fold(stream, Version::MAX).await;
+                        }
+                        None => {
+                            drop(items);
+                            return self.fold(stream, Version::MAX).await;
+                        }
+                    }
+                }
+                FoldItem::Snapshot(_) => {}
+                FoldItem::Event(event) => {
+                    Self::apply_fold_event(&mut loaded, stream, &event)?;
+                }
+            }
+            first = false;
+        }
+        Ok(loaded)
+    }
+
+    fn apply_fold_event(
+        loaded: &mut Loaded<A>,
+        stream: &StreamId,
+        event: &FoldEvent,
+    ) -> Result<()> {
+        let decoded = decoded_at(stream, event.version, event.decode::<A::Event>())?;
+        loaded.state.apply(&decoded);
+        loaded.version = event.version;
+        Ok(())
+    }
+
+    /// The fold of the events of `stream` up to version `to`, read with only what the fold
+    /// needs.
+    pub(super) async fn fold(&self, stream: &StreamId, to: Version) -> Result<Loaded<A>> {
+        let mut loaded = Loaded {
+            state: A::default(),
+            version: 0,
+        };
+        let mut events = self.store.read_stream_for_fold(stream, 1, to);
+        while let Some(event) = events.next().await {
+            Self::apply_fold_event(&mut loaded, stream, &event?)?;
+        }
+        Ok(loaded)
+    }
+
+    /// The fold of the events of `stream` recorded up to and including `until`; needs the
+    /// full envelope for the recorded time.
+    async fn fold_until(&self, stream: &StreamId, until: DateTime<Utc>) -> Result<Loaded<A>> {
+        let mut loaded = Loaded {
+            state: A::default(),
+            version: 0,
+        };
+        let mut events = self.store.read_stream(stream, 1, Version::MAX);
+        while let Some(event) = events.next().await {
+            let event = event?;
+            if event.recorded_at > until {
+                break;
+            }
+            let decoded = decoded_at(&event.stream, event.version, event.decode::<A::Event>())?;
+            loaded.state.apply(&decoded);
+            loaded.version = event.version;
+        }
+        Ok(loaded)
+    }
+
+    /// The state of aggregate `id` as of stream version `version`: the fold of its first
+    /// `version` events (fewer if the stream is shorter).
+    pub async fn load_at(&self, id: &StreamId, version: Version) -> Result<Loaded<A>> {
+        let stream = self.stream_of(id)?;
+        self.fold(&stream, version).await
+    }
+
+    /// The state of aggregate `id` as of time `at`: the fold of the events recorded up to
+    /// and including `at`.
+    pub async fn load_as_of(&self, id: &StreamId, at: DateTime<Utc>) -> Result<Loaded<A>> {
+        let stream = self.stream_of(id)?;
+        self.fold_until(&stream, at).await
+    }
+
+    /// Every event of aggregate `id`, decoded, with its envelope (version, metadata,
+    /// recorded time): the answer to "how did we get here?".
+    pub async fn history(&self, id: &StreamId) -> Result<Vec<HistoryEntry<A::Event>>> {
+        let stream = self.stream_of(id)?;
+        let mut events = self.store.read_stream(&stream, 1, Version::MAX);
+        let mut history = Vec::new();
+        while let Some(recorded) = events.next().await {
+            let recorded = recorded?;
+            let event = decoded_at(&recorded.stream, recorded.version, recorded.decode())?;
+            history.push(HistoryEntry { event, recorded });
+        }
+        Ok(history)
+    }
+}
