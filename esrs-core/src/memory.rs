@@ -167,10 +167,15 @@ impl InMemoryStore {
     fn append_now(&self, request: AppendRequest) -> Result<AppendOutcome> {
         request.check(self.inner.max_payload_bytes)?;
         let digest = request.idempotency_key.as_ref().map(|_| request.digest());
-        let now = Instant::now();
         let mut state = self.lock();
-        state.sweep_keys(now);
+        // The clock is read only when there are keys to compare or to sweep.
+        let now =
+            (request.idempotency_key.is_some() || !state.key_ages.is_empty()).then(Instant::now);
+        if let Some(now) = now {
+            state.sweep_keys(now);
+        }
         if let (Some(key), Some(digest)) = (&request.idempotency_key, &digest) {
+            let now = now.unwrap_or_else(Instant::now);
             if let Some(original) = state.live_key(key, now) {
                 return original.clone().replay(key, &request.stream, digest);
             }
@@ -219,6 +224,7 @@ impl InMemoryStore {
                 .extend(start..end);
         }
         if let Some(key) = request.idempotency_key {
+            let now = now.unwrap_or_else(Instant::now);
             state.key_ages.push_back((now, key.clone()));
             let record = IdempotencyRecord::new(outcome.clone(), digest);
             state.keys.insert(
