@@ -1,0 +1,633 @@
+//! The runner: reads the global log after the checkpoint in batches, hands events to the
+//! projection, commits the checkpoint, and follows the log live.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::sync::watch;
+
+use crate::envelope::RecordedEvent;
+use crate::error::Error;
+use crate::store::EventStore;
+use crate::stream::Position;
+
+use super::*;
+
+/// What a runner does when a batch fails: a handler error, an event it handles that does
+/// not decode, or a store failure. A failed batch is never skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ErrorPolicy {
+    /// Stop the runner with the error. The checkpoint stays before the failed batch.
+    #[default]
+    Stop,
+    /// Retry the batch from the last checkpoint up to `max` times in a row, waiting
+    /// `backoff` before the first retry and twice as long before each next one (at most
+    /// one minute); then stop with the error. A batch that commits resets the count.
+    Retry {
+        /// Retries in a row before giving up.
+        max: u32,
+        /// The wait before the first retry.
+        backoff: Duration,
+    },
+}
+
+impl ErrorPolicy {
+    /// The wait before retry number `attempt` (from 1), or `None` to stop.
+    pub(super) fn delay(self, attempt: u32) -> Option<Duration> {
+        match self {
+            Self::Stop => None,
+            Self::Retry { max, backoff } if attempt <= max => {
+                let factor = 1u32 << (attempt - 1).min(16);
+                Some(backoff.saturating_mul(factor).min(Duration::from_secs(60)))
+            }
+            Self::Retry { .. } => None,
+        }
+    }
+}
+
+/// What the owner of a running projection asks of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(super) struct Control {
+    pub(super) stop: bool,
+    pub(super) abort: bool,
+    pub(super) rebuilds: u64,
+}
+
+/// How a read pass ended.
+pub(super) enum PassEnd {
+    /// The log was read to its end; `read` events were read.
+    CaughtUp { read: u64 },
+    /// The owner asked for something.
+    Interrupted,
+}
+
+/// What a run does once caught up.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mode {
+    CatchUp,
+    Follow,
+}
+
+/// The default number of events per checkpoint commit.
+pub const DEFAULT_BATCH_SIZE: usize = 500;
+/// The default longest wait for new events before reading the log again.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(5);
+/// The longest pause when the store wakes the runner without new events to read.
+pub(super) const MAX_IDLE_PAUSE: Duration = Duration::from_millis(50);
+
+/// Runs a [`Projection`]: catches up from its checkpoint, then follows the log live.
+///
+/// ```
+/// # use esrs_core::projection::{InMemoryCheckpoints, Projection, ProjectionRunner, ErrorPolicy};
+/// # use esrs_core::{BoxError, InMemoryStore, RecordedEvent};
+/// # use std::time::Duration;
+/// # #[derive(Debug)] struct Counter(u64);
+/// # impl Projection for Counter {
+/// #     type Event = serde_json::Value;
+/// #     fn name(&self) -> &str { "counter" }
+/// #     async fn handle(&mut self, _: &mut (), _: serde_json::Value, _: &RecordedEvent) -> Result<(), BoxError> { self.0 += 1; Ok(()) }
+/// # }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let store = InMemoryStore::new();
+/// let running = ProjectionRunner::new(store, InMemoryCheckpoints::new(), Counter(0))
+///     .batch_size(1_000)
+///     .poll_interval(Duration::from_secs(1))
+///     .error_policy(ErrorPolicy::Retry { max: 5, backoff: Duration::from_millis(100) })
+///     .spawn();
+/// // … the read model follows the log …
+/// println!("{:?}", running.status());
+/// let runner = running.stop().await?;
+/// assert_eq!(runner.projection().0, 0);
+/// # Ok(()) }
+/// ```
+pub struct ProjectionRunner<S, C, P>
+where
+    C: CheckpointStore,
+{
+    store: S,
+    checkpoints: C,
+    projection: P,
+    name: String,
+    batch_size: usize,
+    poll_interval: Duration,
+    error_policy: ErrorPolicy,
+    lock_wait: Option<Duration>,
+    status: watch::Sender<ProjectionStatus>,
+}
+
+impl<S, C: CheckpointStore, P> std::fmt::Debug for ProjectionRunner<S, C, P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProjectionRunner")
+            .field("projection", &self.name)
+            .field("batch_size", &self.batch_size)
+            .field("poll_interval", &self.poll_interval)
+            .field("error_policy", &self.error_policy)
+            .field("lock_wait", &self.lock_wait)
+            .field("status", &*self.status.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, C, P> ProjectionRunner<S, C, P>
+where
+    S: EventStore,
+    C: CheckpointStore,
+    P: Projection<C::Tx>,
+{
+    /// A runner of `projection` over the events of `store`, keeping its checkpoint in
+    /// `checkpoints`. Defaults: batches of [`DEFAULT_BATCH_SIZE`] events, a poll every
+    /// [`DEFAULT_POLL_INTERVAL`] when the store sends no notification, [`ErrorPolicy::Stop`],
+    /// and [`ProjectionError::AlreadyRunning`] if another runner holds the projection.
+    pub fn new(store: S, checkpoints: C, projection: P) -> Self {
+        let name = projection.name().to_owned();
+        Self {
+            store,
+            checkpoints,
+            projection,
+            status: watch::Sender::new(ProjectionStatus::new(name.clone())),
+            name,
+            batch_size: DEFAULT_BATCH_SIZE,
+            poll_interval: DEFAULT_POLL_INTERVAL,
+            error_policy: ErrorPolicy::Stop,
+            lock_wait: None,
+        }
+    }
+
+    /// Sets how many events are read between two checkpoint commits (at least 1). Larger
+    /// batches write fewer checkpoints; but a batch's recorded events are held in memory
+    /// while it is handled, a transactional read model keeps one transaction open for the
+    /// whole batch, and after a crash an external read model gets up to one batch again.
+    pub fn batch_size(mut self, events: usize) -> Self {
+        self.batch_size = events.max(1);
+        self
+    }
+
+    /// Sets the longest wait for new events before the log is read again, in case a
+    /// notification is missed.
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+
+    /// Sets what happens when a batch fails.
+    pub fn error_policy(mut self, policy: ErrorPolicy) -> Self {
+        self.error_policy = policy;
+        self
+    }
+
+    /// Waits for another runner of the projection to stop, trying again every `retry`,
+    /// instead of failing with [`ProjectionError::AlreadyRunning`].
+    pub fn wait_for_lock(mut self, retry: Duration) -> Self {
+        self.lock_wait = Some(retry);
+        self
+    }
+
+    /// The projection.
+    pub fn projection(&self) -> &P {
+        &self.projection
+    }
+
+    /// The projection, mutably.
+    pub fn projection_mut(&mut self) -> &mut P {
+        &mut self.projection
+    }
+
+    /// The projection, consuming the runner.
+    pub fn into_projection(self) -> P {
+        self.projection
+    }
+
+    /// The event store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The checkpoint store.
+    pub fn checkpoints(&self) -> &C {
+        &self.checkpoints
+    }
+
+    /// The runner's progress and lag.
+    pub fn status(&self) -> ProjectionStatus {
+        self.status.borrow().clone()
+    }
+
+    /// Handles every event readable now after the checkpoint, committing as it goes, and
+    /// returns the new checkpoint.
+    pub async fn catch_up(&mut self) -> Result<Position, ProjectionError> {
+        let (_tx, mut control) = watch::channel(Control::default());
+        self.run(&mut control, Mode::CatchUp, false).await?;
+        Ok(self.status.borrow().checkpoint)
+    }
+
+    /// Empties the read model and its checkpoint ([`Projection::reset`]), then handles the
+    /// whole log; returns the new checkpoint.
+    pub async fn rebuild(&mut self) -> Result<Position, ProjectionError> {
+        let (_tx, mut control) = watch::channel(Control::default());
+        self.run(&mut control, Mode::CatchUp, true).await?;
+        Ok(self.status.borrow().checkpoint)
+    }
+
+    /// Starts following the log on a tokio task: catches up, then handles new events as
+    /// they are appended, until stopped or failed.
+    pub fn spawn(self) -> RunningProjection<S, C, P>
+    where
+        S: EventStore,
+    {
+        let (control, mut receiver) = watch::channel(Control::default());
+        let status = self.status.subscribe();
+        let name = self.name.clone();
+        let task = tokio::spawn(async move {
+            let mut runner = self;
+            runner
+                .run(&mut receiver, Mode::Follow, false)
+                .await
+                .map(|()| runner)
+        });
+        RunningProjection {
+            name,
+            control,
+            status,
+            task,
+        }
+    }
+
+    fn set_phase(&self, phase: Phase) {
+        self.status.send_modify(|s| s.phase = phase);
+    }
+
+    fn checkpoint_error(&self, source: CheckpointError) -> ProjectionError {
+        ProjectionError::Checkpoint {
+            projection: self.name.clone(),
+            source,
+        }
+    }
+
+    fn store_error(&self, source: Error) -> ProjectionError {
+        ProjectionError::Store {
+            projection: self.name.clone(),
+            source,
+        }
+    }
+
+    /// Takes the projection's lock, waiting for it if configured. `None` when stopped
+    /// while waiting.
+    async fn lock(
+        &mut self,
+        control: &mut watch::Receiver<Control>,
+    ) -> Result<Option<C::Lock>, ProjectionError> {
+        loop {
+            let lock = self
+                .checkpoints
+                .try_lock(&self.name)
+                .await
+                .map_err(|e| self.checkpoint_error(e))?;
+            if let Some(lock) = lock {
+                return Ok(Some(lock));
+            }
+            let Some(retry) = self.lock_wait else {
+                return Err(ProjectionError::AlreadyRunning {
+                    projection: self.name.clone(),
+                });
+            };
+            self.set_phase(Phase::WaitingForLock);
+            if pause(control, retry).await {
+                return Ok(None);
+            }
+        }
+    }
+
+    async fn run(
+        &mut self,
+        control: &mut watch::Receiver<Control>,
+        mode: Mode,
+        mut rebuild: bool,
+    ) -> Result<(), ProjectionError> {
+        let result = self.run_locked(control, mode, &mut rebuild).await;
+        match &result {
+            Ok(()) if mode == Mode::Follow => self.set_phase(Phase::Stopped),
+            Ok(()) => self.set_phase(Phase::Idle),
+            Err(e) => self.set_phase(Phase::Failed {
+                error: e.to_string(),
+            }),
+        }
+        result
+    }
+
+    async fn run_locked(
+        &mut self,
+        control: &mut watch::Receiver<Control>,
+        mode: Mode,
+        rebuild: &mut bool,
+    ) -> Result<(), ProjectionError> {
+        let Some(lock) = self.lock(control).await? else {
+            return Ok(());
+        };
+        // An abort drops the loop wherever it is, like a crash (the unit of work in progress
+        // is abandoned, never committed), but the lock is still given back here, so that
+        // `abort` returns once the checkpoint store has released it.
+        let abort = aborted(control.clone());
+        let result = tokio::select! {
+            biased;
+            () = abort => Ok(()),
+            result = self.run_loop(control, &lock, mode, rebuild) => result,
+        };
+        if let Err(e) = self.checkpoints.unlock(lock).await {
+            // The lock goes with its connection or process anyway.
+            tracing::warn!(projection = %self.name, error = %e, "failed to release the projection lock");
+        }
+        result
+    }
+
+    async fn run_loop(
+        &mut self,
+        control: &mut watch::Receiver<Control>,
+        lock: &C::Lock,
+        mode: Mode,
+        rebuild: &mut bool,
+    ) -> Result<(), ProjectionError> {
+        // From the channel's initial value, so that a rebuild requested before the runner
+        // got here (while it waited for its lock, say) is not lost.
+        let mut seen = Control::default();
+        let mut attempt = 0;
+        let mut empty_passes = 0u32;
+        let mut loaded = false;
+        loop {
+            let now = *control.borrow_and_update();
+            if now.stop {
+                return Ok(());
+            }
+            if now.rebuilds != seen.rebuilds {
+                *rebuild = true;
+            }
+            seen = now;
+            // One pass, then, when following, the wait for new events; true when done.
+            let step = async {
+                if !loaded {
+                    let checkpoint = self
+                        .checkpoints
+                        .load(&self.name)
+                        .await
+                        .map_err(|e| self.checkpoint_error(e))?;
+                    self.status.send_modify(|s| s.checkpoint = checkpoint);
+                    loaded = true;
+                }
+                if *rebuild {
+                    self.reset(lock).await?;
+                    *rebuild = false;
+                }
+                let PassEnd::CaughtUp { read } =
+                    self.pass(control, lock, seen, &mut attempt).await?
+                else {
+                    return Ok(false);
+                };
+                attempt = 0;
+                if mode == Mode::CatchUp {
+                    return Ok(true);
+                }
+                self.set_phase(Phase::Live);
+                empty_passes = if read == 0 { empty_passes + 1 } else { 0 };
+                if empty_passes > 1 {
+                    // The store said events might be readable, but none were: do not spin
+                    // on it.
+                    let idle =
+                        Duration::from_millis(1 << (empty_passes - 2).min(6)).min(MAX_IDLE_PAUSE);
+                    if pause(control, idle).await {
+                        return Ok(false);
+                    }
+                }
+                let checkpoint = self.status.borrow().checkpoint;
+                let wait = self.store.wait_for_events(checkpoint, self.poll_interval);
+                tokio::select! {
+                    waited = wait => waited.map_err(|e| self.store_error(e))?,
+                    () = asked(control) => {}
+                }
+                Ok::<_, ProjectionError>(false)
+            };
+            match step.await {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(e) if e.is_batch_failure() => {
+                    attempt += 1;
+                    let Some(delay) = self.error_policy.delay(attempt) else {
+                        return Err(e);
+                    };
+                    tracing::warn!(projection = %self.name, attempt, error = %e, "projection batch failed; retrying");
+                    self.set_phase(Phase::Retrying {
+                        attempt,
+                        error: e.to_string(),
+                    });
+                    if pause(control, delay).await {
+                        return Ok(());
+                    }
+                    // The failed commit may or may not have happened: read it back.
+                    loaded = false;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Resets the read model and its checkpoint in one unit of work.
+    async fn reset(&mut self, lock: &C::Lock) -> Result<(), ProjectionError> {
+        self.set_phase(Phase::Rebuilding);
+        let from = self.status.borrow().checkpoint;
+        let mut tx = self
+            .checkpoints
+            .begin()
+            .await
+            .map_err(|e| self.checkpoint_error(e))?;
+        self.checkpoints
+            .save(&mut tx, lock, &self.name, from, Position::START)
+            .await
+            .map_err(|e| self.checkpoint_error(e))?;
+        self.projection
+            .reset(&mut tx)
+            .await
+            .map_err(|source| ProjectionError::Reset {
+                projection: self.name.clone(),
+                source,
+            })?;
+        self.checkpoints
+            .commit(tx)
+            .await
+            .map_err(|e| self.checkpoint_error(e))?;
+        self.status.send_modify(|s| {
+            s.checkpoint = Position::START;
+            s.last_recorded_at = None;
+            s.rebuilds += 1;
+        });
+        tracing::info!(projection = %self.name, "projection reset for a rebuild");
+        Ok(())
+    }
+
+    /// Reads the log after the checkpoint to its end, in batches, each committed with its
+    /// checkpoint. Returns early, after committing the events handled so far, when the
+    /// owner asks for something.
+    ///
+    /// A batch is read before its unit of work begins, so no transaction of the runner is
+    /// open while the log is read: a store that holds readers back behind open writing
+    /// transactions (PostgreSQL's commit-safe order) is never held back by the runner
+    /// itself. Only one batch of recorded events is in memory at a time.
+    async fn pass(
+        &mut self,
+        control: &watch::Receiver<Control>,
+        lock: &C::Lock,
+        seen: Control,
+        attempt: &mut u32,
+    ) -> Result<PassEnd, ProjectionError> {
+        let Self {
+            store,
+            checkpoints,
+            projection,
+            name,
+            batch_size,
+            status,
+            ..
+        } = self;
+        let mut checkpoint = status.borrow().checkpoint;
+        let mut events = store.read_all(checkpoint);
+        let mut read = 0u64;
+        let mut batch: Vec<RecordedEvent> = Vec::with_capacity((*batch_size).min(4096));
+        loop {
+            let mut end = None;
+            batch.clear();
+            while batch.len() < *batch_size {
+                if interrupted(control, seen) {
+                    end = Some(PassEnd::Interrupted);
+                    break;
+                }
+                let Some(record) = events.next().await else {
+                    end = Some(PassEnd::CaughtUp { read });
+                    break;
+                };
+                let record = record.map_err(|source| ProjectionError::Store {
+                    projection: name.clone(),
+                    source,
+                })?;
+                if read == 0 {
+                    status.send_modify(|s| s.phase = Phase::CatchingUp);
+                }
+                read += 1;
+                batch.push(record);
+            }
+
+            let mut tx = None;
+            let mut last = checkpoint;
+            let mut last_at = None;
+            let (mut handled, mut skipped) = (0u64, 0u64);
+            for record in &batch {
+                if interrupted(control, seen) {
+                    // Commit what was handled, and leave the rest for the next pass.
+                    end = Some(PassEnd::Interrupted);
+                    break;
+                }
+                if projection.handles(&record.name) {
+                    let event = <P::Event as ProjectionEvents>::decode(record)
+                        .map_err(|source| ProjectionError::decode(name, record, source))?;
+                    if tx.is_none() {
+                        tx = Some(checkpoints.begin().await.map_err(|source| {
+                            ProjectionError::Checkpoint {
+                                projection: name.clone(),
+                                source,
+                            }
+                        })?);
+                    }
+                    if let Some(tx) = tx.as_mut() {
+                        projection
+                            .handle(tx, event, record)
+                            .await
+                            .map_err(|source| ProjectionError::Handler {
+                                projection: name.clone(),
+                                position: record.position,
+                                stream: record.stream.clone(),
+                                version: record.version,
+                                source,
+                            })?;
+                    }
+                    handled += 1;
+                } else {
+                    skipped += 1;
+                }
+                last = record.position;
+                last_at = Some(record.recorded_at);
+            }
+
+            if last != checkpoint {
+                let checkpoint_error = |source| ProjectionError::Checkpoint {
+                    projection: name.clone(),
+                    source,
+                };
+                let mut tx = match tx {
+                    Some(tx) => tx,
+                    None => checkpoints.begin().await.map_err(checkpoint_error)?,
+                };
+                checkpoints
+                    .save(&mut tx, lock, name, checkpoint, last)
+                    .await
+                    .map_err(checkpoint_error)?;
+                checkpoints.commit(tx).await.map_err(checkpoint_error)?;
+                checkpoint = last;
+                *attempt = 0;
+                status.send_modify(|s| {
+                    s.checkpoint = checkpoint;
+                    s.last_recorded_at = last_at.or(s.last_recorded_at);
+                    s.handled += handled;
+                    s.skipped += skipped;
+                });
+                // The head only feeds the lag report: a failure to read it must not stop a
+                // runner whose batch is committed.
+                match store.head_position().await {
+                    Ok(head) => status.send_modify(|s| s.head = head.or(s.head)),
+                    Err(error) => {
+                        tracing::debug!(projection = %name, %error, "cannot read the head of the log")
+                    }
+                }
+            }
+            if let Some(end) = end {
+                return Ok(end);
+            }
+        }
+    }
+}
+
+/// Whether the runner was asked to stop or rebuild since its pass began with `seen`: a
+/// version check first (an atomic load, cheap enough for every event), the value only when
+/// something was sent.
+///
+/// An abort is not an interruption: it drops the runner where it is, without committing.
+pub(super) fn interrupted(control: &watch::Receiver<Control>, seen: Control) -> bool {
+    control.has_changed().unwrap_or(true) && {
+        let now = *control.borrow();
+        now.stop != seen.stop || now.rebuilds != seen.rebuilds
+    }
+}
+
+/// Sleeps for `duration`, waking early when the owner asks for something; true if it asked
+/// to stop.
+pub(super) async fn pause(control: &mut watch::Receiver<Control>, duration: Duration) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(duration) => {}
+        () = asked(control) => {}
+    }
+    let now = *control.borrow();
+    now.stop || now.abort
+}
+
+/// Waits until the owner asks for something. Once the owner is gone (the
+/// [`RunningProjection`] handle was dropped, which leaves the runner running) nothing can
+/// be asked any more: it never returns, instead of returning at once on every call.
+pub(super) async fn asked(control: &mut watch::Receiver<Control>) {
+    if control.changed().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Waits until the owner asks the runner to abort; never, once the owner is gone.
+pub(super) async fn aborted(mut control: watch::Receiver<Control>) {
+    if control.wait_for(|c| c.abort).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
