@@ -2,8 +2,8 @@
 
 use serde_json::value::RawValue;
 
-use crate::envelope::SnapshotKey;
 use crate::event::{EncodeError, EventSet, Payload};
+use crate::snapshot::SnapshotKey;
 
 /// A consistency boundary of the domain: a state type rebuilt by applying its events in
 /// order, starting from [`Default`].

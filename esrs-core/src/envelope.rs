@@ -2,9 +2,11 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::event::{EventSet, Payload};
+use crate::event::{DecodeError, EventSet, Payload};
+use crate::idempotency::IdempotencyKey;
 use crate::idempotency::RequestDigest;
-use crate::stream::{IdempotencyKey, Position, StreamId, Version};
+use crate::position::Position;
+use crate::stream::{StreamId, Version};
 
 /// The largest metadata an append accepts, encoded as JSON: 64 KiB. Metadata is stored
 /// with every event of an append; keep it to ids and short labels.
@@ -394,49 +396,55 @@ impl RecordedEvent {
     }
 }
 
-/// Identifies the state layout and fold logic a snapshot was written by. A snapshot is only
-/// used by code with the same key; any other is ignored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// An event as a fold needs it: its version, stored name, payload version and payload,
+/// without the rest of its envelope (position, metadata, recorded time).
+///
+/// Read by [`EventStore::read_stream_for_fold`](crate::EventStore::read_stream_for_fold), which a store can answer with less data
+/// than [`EventStore::read_stream`](crate::EventStore::read_stream).
+#[derive(Debug, Clone)]
 #[non_exhaustive]
-pub struct SnapshotKey {
-    /// The aggregate's declared snapshot version.
-    pub version: u32,
-    /// A fingerprint of the aggregate's fold (its apply code).
-    pub fingerprint: u64,
+pub struct FoldEvent {
+    /// Its version in the stream (1 for the first event).
+    pub version: Version,
+    /// Its stored name.
+    pub name: String,
+    /// The version of its payload.
+    pub event_version: u32,
+    /// The JSON payload as stored. It is not parsed until [`decode`](Self::decode), which
+    /// parses it once, straight into the event (a payload that is not JSON is a
+    /// [`DecodeError::Malformed`] there).
+    pub payload: Box<str>,
 }
 
-impl SnapshotKey {
-    /// A snapshot key.
-    pub const fn new(version: u32, fingerprint: u64) -> Self {
+impl FoldEvent {
+    /// Assembles a fold event; used by store implementations.
+    pub fn new(
+        version: Version,
+        name: String,
+        event_version: u32,
+        payload: impl Into<Box<str>>,
+    ) -> Self {
         Self {
             version,
-            fingerprint,
+            name,
+            event_version,
+            payload: payload.into(),
         }
+    }
+
+    /// Decodes the payload as an event of `E`.
+    pub fn decode<E: EventSet>(&self) -> std::result::Result<E, DecodeError> {
+        E::decode(&self.name, self.event_version, &self.payload)
     }
 }
 
-/// The state of one stream at one version, stored to shorten later loads.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct Snapshot {
-    /// The stream.
-    pub stream: StreamId,
-    /// The stream version the state was folded up to.
-    pub version: Version,
-    /// The layout and fold logic that wrote it.
-    pub key: SnapshotKey,
-    /// The encoded state.
-    pub payload: Payload,
-}
-
-impl Snapshot {
-    /// A snapshot of `stream` at `version`.
-    pub fn new(stream: StreamId, version: Version, key: SnapshotKey, payload: Payload) -> Self {
+impl From<RecordedEvent> for FoldEvent {
+    fn from(event: RecordedEvent) -> Self {
         Self {
-            stream,
-            version,
-            key,
-            payload,
+            version: event.version,
+            name: event.name,
+            event_version: event.event_version,
+            payload: event.payload,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Errors of the runtime and the stores.
 
-use crate::stream::{ExpectedVersion, IdempotencyKey, StreamId, StreamIdError, Version};
+use crate::idempotency::IdempotencyKey;
+use crate::stream::{ExpectedVersion, StreamId, StreamIdError, Version};
 
 /// A specialised `Result` whose error defaults to [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

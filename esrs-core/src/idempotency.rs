@@ -21,13 +21,126 @@ use sha2::{Digest as _, Sha256};
 
 use crate::envelope::{AppendOutcome, AppendRequest};
 use crate::error::{Error, Result};
-use crate::stream::{ExpectedVersion, IdempotencyKey, StreamId};
+use std::fmt;
+use std::sync::Arc;
+
+use crate::stream::{ExpectedVersion, StreamId};
 
 /// How long a store remembers an idempotency key unless told otherwise: 7 days.
 ///
 /// Long enough for any client's retries, including a retry after an outage; a repeat after
 /// that is taken as a new request.
 pub const DEFAULT_IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+
+/// The longest idempotency key accepted by [`IdempotencyKey::new`], in bytes.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 256;
+
+/// A key that makes an append idempotent: a request retried with the same key appends
+/// nothing and receives the outcome of the first append.
+///
+/// Keys are not empty, at most [`MAX_IDEMPOTENCY_KEY_LEN`] bytes long and free of control
+/// characters (every store accepts exactly these); use a request id or a UUID.
+///
+/// ```
+/// use esrs_core::{IdempotencyKey, IdempotencyKeyError};
+///
+/// assert_eq!(IdempotencyKey::new("request-7").unwrap().as_str(), "request-7");
+/// assert_eq!(
+///     IdempotencyKey::new("a\0b"),
+///     Err(IdempotencyKeyError::ControlCharacter { found: '\0', at: 1 })
+/// );
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct IdempotencyKey(Arc<str>);
+
+/// Why a text was refused as an [`IdempotencyKey`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdempotencyKeyError {
+    /// The key was empty.
+    #[error("an idempotency key cannot be empty")]
+    Empty,
+    /// The key was longer than [`MAX_IDEMPOTENCY_KEY_LEN`] bytes.
+    #[error("an idempotency key is at most {max} bytes long, this one has {len}")]
+    TooLong {
+        /// The length of the refused key, in bytes.
+        len: usize,
+        /// The longest length accepted, in bytes.
+        max: usize,
+    },
+    /// The key held a control character (such as a newline or NUL).
+    #[error("an idempotency key cannot contain control characters; found {found:?} at byte {at}")]
+    ControlCharacter {
+        /// The refused character.
+        found: char,
+        /// Its byte offset in the key.
+        at: usize,
+    },
+}
+
+impl IdempotencyKey {
+    /// Validates `key` and makes an idempotency key of it.
+    pub fn new(key: impl AsRef<str>) -> Result<Self, IdempotencyKeyError> {
+        let key = key.as_ref();
+        if key.is_empty() {
+            return Err(IdempotencyKeyError::Empty);
+        }
+        if key.len() > MAX_IDEMPOTENCY_KEY_LEN {
+            return Err(IdempotencyKeyError::TooLong {
+                len: key.len(),
+                max: MAX_IDEMPOTENCY_KEY_LEN,
+            });
+        }
+        if let Some((at, found)) = key.char_indices().find(|(_, c)| c.is_control()) {
+            return Err(IdempotencyKeyError::ControlCharacter { found, at });
+        }
+        Ok(Self(Arc::from(key)))
+    }
+
+    /// The key as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<uuid::Uuid> for IdempotencyKey {
+    fn from(id: uuid::Uuid) -> Self {
+        Self(Arc::from(id.to_string()))
+    }
+}
+
+impl TryFrom<String> for IdempotencyKey {
+    type Error = IdempotencyKeyError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::new(s)
+    }
+}
+
+impl TryFrom<&str> for IdempotencyKey {
+    type Error = IdempotencyKeyError;
+    fn try_from(s: &str) -> Result<Self, Self::Error> {
+        Self::new(s)
+    }
+}
+
+impl From<IdempotencyKey> for String {
+    fn from(k: IdempotencyKey) -> Self {
+        k.0.to_string()
+    }
+}
+
+impl fmt::Debug for IdempotencyKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for IdempotencyKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// A digest of what a request asked for, stored with its idempotency key so that the key
 /// reused for a *different* request is detected.
@@ -235,5 +348,30 @@ mod tests {
         // A key stored without a digest matches any request on its stream.
         let legacy = IdempotencyRecord::new(outcome, None);
         assert!(legacy.replay(&key, &stream, &other).unwrap().deduplicated);
+    }
+
+    #[test]
+    fn idempotency_key_validation() {
+        assert_eq!(IdempotencyKey::new(""), Err(IdempotencyKeyError::Empty));
+        assert_eq!(
+            IdempotencyKey::new("k".repeat(MAX_IDEMPOTENCY_KEY_LEN + 1)),
+            Err(IdempotencyKeyError::TooLong {
+                len: MAX_IDEMPOTENCY_KEY_LEN + 1,
+                max: MAX_IDEMPOTENCY_KEY_LEN
+            })
+        );
+        assert!(IdempotencyKey::new("k".repeat(MAX_IDEMPOTENCY_KEY_LEN)).is_ok());
+        for bad in ["a\0b", "line\nbreak", "tab\there", "\u{7f}"] {
+            assert!(
+                matches!(
+                    IdempotencyKey::new(bad),
+                    Err(IdempotencyKeyError::ControlCharacter { .. })
+                ),
+                "{bad:?} is refused"
+            );
+        }
+        // Deserialising checks the key too.
+        assert!(serde_json::from_str::<IdempotencyKey>(r#""a\u0000b""#).is_err());
+        assert_eq!(IdempotencyKey::new("req-1").unwrap().as_str(), "req-1");
     }
 }

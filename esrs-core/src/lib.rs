@@ -75,6 +75,7 @@ mod error;
 mod event;
 mod idempotency;
 mod memory;
+mod position;
 mod private;
 pub mod projection;
 mod repository;
@@ -91,14 +92,18 @@ pub use catalog::{
     AggregateInfo, Catalog, CatalogConflict, CatalogError, EventInfo, catalog, check_catalog,
 };
 pub use envelope::{
-    AppendOutcome, AppendRequest, MAX_METADATA_BYTES, Metadata, MetadataError, NewEvent,
-    RecordedEvent, Snapshot, SnapshotKey,
+    AppendOutcome, AppendRequest, FoldEvent, MAX_METADATA_BYTES, Metadata, MetadataError, NewEvent,
+    RecordedEvent,
 };
 pub use error::{BoxError, Conflict, Error, Result};
 pub use esrs_derive::{Event, aggregate};
 pub use event::{DecodeError, EncodeError, Event, EventSet, IntoEvents, Payload, encode_json};
-pub use idempotency::{DEFAULT_IDEMPOTENCY_RETENTION, IdempotencyRecord, RequestDigest};
+pub use idempotency::{
+    DEFAULT_IDEMPOTENCY_RETENTION, IdempotencyKey, IdempotencyKeyError, IdempotencyRecord,
+    MAX_IDEMPOTENCY_KEY_LEN, RequestDigest,
+};
 pub use memory::InMemoryStore;
+pub use position::{Position, Sequence};
 pub use projection::{
     CheckpointStore, ErrorPolicy, InMemoryCheckpoints, Projection, ProjectionError,
     ProjectionEvents, ProjectionRunner, ProjectionStatus,
@@ -106,15 +111,12 @@ pub use projection::{
 pub use repository::{
     CacheStats, Execute, ExecuteError, Executed, HistoryEntry, Loaded, Repository,
 };
-pub use snapshot::{SNAPSHOT_KEYS_PER_STREAM, keep_snapshot};
+pub use snapshot::{SNAPSHOT_KEYS_PER_STREAM, Snapshot, SnapshotKey, keep_snapshot};
 pub use store::{
-    DEFAULT_MAX_PAYLOAD_BYTES, EventStore, EventStream, FoldEvent, FoldItem, FoldStream,
-    SnapshotAndEvents, SnapshotAndFoldEvents, StreamItem,
+    DEFAULT_MAX_PAYLOAD_BYTES, EventStore, EventStream, FoldItem, FoldStream, SnapshotAndEvents,
+    SnapshotAndFoldEvents, StreamItem,
 };
-pub use stream::{
-    ExpectedVersion, IdempotencyKey, IdempotencyKeyError, MAX_IDEMPOTENCY_KEY_LEN,
-    MAX_STREAM_ID_LEN, Position, Sequence, StreamId, StreamIdError, Version,
-};
+pub use stream::{ExpectedVersion, MAX_STREAM_ID_LEN, StreamId, StreamIdError, Version};
 
 /// The `chrono` of the recorded times and of [`Repository::load_as_of`], so a program needs no
 /// `chrono` dependency of its own to name them.

@@ -4,11 +4,14 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::envelope::{AppendOutcome, AppendRequest, RecordedEvent, Snapshot, SnapshotKey};
+use crate::envelope::{AppendOutcome, AppendRequest, RecordedEvent};
 use crate::error::{Conflict, Result};
+use crate::idempotency::IdempotencyKey;
 use crate::idempotency::{DEFAULT_IDEMPOTENCY_RETENTION, IdempotencyRecord};
+use crate::position::Position;
+use crate::snapshot::{Snapshot, SnapshotKey};
 use crate::store::{DEFAULT_MAX_PAYLOAD_BYTES, EventStore, EventStream};
-use crate::stream::{IdempotencyKey, Position, StreamId, Version};
+use crate::stream::{StreamId, Version};
 
 /// How many events a reader copies out per lock.
 const READ_CHUNK: usize = 256;

@@ -8,8 +8,8 @@ use std::marker::PhantomData;
 use serde_json::value::RawValue;
 
 use crate::aggregate::Aggregate;
-use crate::envelope::SnapshotKey;
 use crate::event::{DecodeError, EncodeError, Event, IntoEvents, Payload};
+use crate::snapshot::SnapshotKey;
 
 pub use crate::catalog::{AggregateInfo, EventInfo};
 pub use inventory;

@@ -1,8 +1,57 @@
-//! Which snapshots a store keeps: the rule of [`EventStore::save_snapshot`], written once.
+//! Snapshots: the stored state of a stream at a version, the key of the code that wrote it,
+//! and which snapshots a store keeps (the rule of [`EventStore::save_snapshot`], written once).
 //!
 //! [`EventStore::save_snapshot`]: crate::EventStore::save_snapshot
 
-use crate::Snapshot;
+use crate::event::Payload;
+use crate::stream::{StreamId, Version};
+
+/// Identifies the state layout and fold logic a snapshot was written by. A snapshot is only
+/// used by code with the same key; any other is ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct SnapshotKey {
+    /// The aggregate's declared snapshot version.
+    pub version: u32,
+    /// A fingerprint of the aggregate's fold (its apply code).
+    pub fingerprint: u64,
+}
+
+impl SnapshotKey {
+    /// A snapshot key.
+    pub const fn new(version: u32, fingerprint: u64) -> Self {
+        Self {
+            version,
+            fingerprint,
+        }
+    }
+}
+
+/// The state of one stream at one version, stored to shorten later loads.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Snapshot {
+    /// The stream.
+    pub stream: StreamId,
+    /// The stream version the state was folded up to.
+    pub version: Version,
+    /// The layout and fold logic that wrote it.
+    pub key: SnapshotKey,
+    /// The encoded state.
+    pub payload: Payload,
+}
+
+impl Snapshot {
+    /// A snapshot of `stream` at `version`.
+    pub fn new(stream: StreamId, version: Version, key: SnapshotKey, payload: Payload) -> Self {
+        Self {
+            stream,
+            version,
+            key,
+            payload,
+        }
+    }
+}
 
 /// How many snapshot keys a store keeps per stream: the key of the latest save and the
 /// `SNAPSHOT_KEYS_PER_STREAM - 1` other keys saved most recently.

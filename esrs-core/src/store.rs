@@ -6,11 +6,13 @@ use std::time::Duration;
 
 use futures_core::Stream;
 
-use crate::envelope::{AppendOutcome, AppendRequest, RecordedEvent, Snapshot, SnapshotKey};
+use crate::envelope::{AppendOutcome, AppendRequest, FoldEvent, RecordedEvent};
 use crate::error::Result;
-use crate::event::{DecodeError, EventSet};
+use crate::idempotency::IdempotencyKey;
 use crate::idempotency::IdempotencyRecord;
-use crate::stream::{IdempotencyKey, Position, StreamId, Version};
+use crate::position::Position;
+use crate::snapshot::{Snapshot, SnapshotKey};
+use crate::stream::{StreamId, Version};
 
 /// The default limit on the size of one event's payload: 1 MiB.
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
@@ -29,59 +31,6 @@ pub enum StreamItem {
     Snapshot(Snapshot),
     /// An event after the snapshot's version.
     Event(RecordedEvent),
-}
-
-/// An event as a fold needs it: its version, stored name, payload version and payload,
-/// without the rest of its envelope (position, metadata, recorded time).
-///
-/// Read by [`EventStore::read_stream_for_fold`], which a store can answer with less data
-/// than [`EventStore::read_stream`].
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct FoldEvent {
-    /// Its version in the stream (1 for the first event).
-    pub version: Version,
-    /// Its stored name.
-    pub name: String,
-    /// The version of its payload.
-    pub event_version: u32,
-    /// The JSON payload as stored. It is not parsed until [`decode`](Self::decode), which
-    /// parses it once, straight into the event (a payload that is not JSON is a
-    /// [`DecodeError::Malformed`] there).
-    pub payload: Box<str>,
-}
-
-impl FoldEvent {
-    /// Assembles a fold event; used by store implementations.
-    pub fn new(
-        version: Version,
-        name: String,
-        event_version: u32,
-        payload: impl Into<Box<str>>,
-    ) -> Self {
-        Self {
-            version,
-            name,
-            event_version,
-            payload: payload.into(),
-        }
-    }
-
-    /// Decodes the payload as an event of `E`.
-    pub fn decode<E: EventSet>(&self) -> std::result::Result<E, DecodeError> {
-        E::decode(&self.name, self.event_version, &self.payload)
-    }
-}
-
-impl From<RecordedEvent> for FoldEvent {
-    fn from(event: RecordedEvent) -> Self {
-        Self {
-            version: event.version,
-            name: event.name,
-            event_version: event.event_version,
-            payload: event.payload,
-        }
-    }
 }
 
 /// A stream of events as a fold needs them, read lazily from the store.

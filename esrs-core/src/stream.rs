@@ -1,4 +1,4 @@
-//! Stream identifiers, versions, positions and expectations.
+//! Stream identifiers, stream versions and the expected version of an append.
 
 use std::borrow::Borrow;
 use std::fmt;
@@ -175,57 +175,6 @@ impl<'de> serde::Deserialize<'de> for StreamId {
 /// version 1; a stream that does not exist yet is at version 0.
 pub type Version = u64;
 
-/// The global sequence number of an event in a store, over all streams. Sequence numbers
-/// are unique and grow with every append but may have gaps (an aborted append consumes
-/// some), and they are not commit-ordered: see [`Position`].
-pub type Sequence = u64;
-
-/// The place of an event in a store's global log, and the checkpoint of a reader of it.
-///
-/// Positions are totally ordered, and the global log is read in that order. `commit` is
-/// the store's commit-order key (for PostgreSQL the writing transaction's id; for the
-/// in-memory store the append's number) and `sequence` the event's global sequence number.
-/// A reader that keeps the last position it handled and asks for the events after it never
-/// skips an event, even one whose append committed after a later-numbered one.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Default,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-pub struct Position {
-    /// The store's commit-order key of the append that wrote the event.
-    pub commit: u64,
-    /// The event's global sequence number.
-    pub sequence: Sequence,
-}
-
-impl Position {
-    /// Before the first event: reading after it reads the whole log.
-    pub const START: Self = Self {
-        commit: 0,
-        sequence: 0,
-    };
-
-    /// A position.
-    pub const fn new(commit: u64, sequence: Sequence) -> Self {
-        Self { commit, sequence }
-    }
-}
-
-impl fmt::Display for Position {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}@{}", self.sequence, self.commit)
-    }
-}
-
 /// What the writer believes the stream's version to be, checked atomically by the store on
 /// append: the optimistic concurrency control of event sourcing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -257,116 +206,6 @@ impl fmt::Display for ExpectedVersion {
             Self::NoStream => f.write_str("no stream"),
             Self::Exact(v) => write!(f, "version {v}"),
         }
-    }
-}
-
-/// The longest idempotency key accepted by [`IdempotencyKey::new`], in bytes.
-pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 256;
-
-/// A key that makes an append idempotent: a request retried with the same key appends
-/// nothing and receives the outcome of the first append.
-///
-/// Keys are not empty, at most [`MAX_IDEMPOTENCY_KEY_LEN`] bytes long and free of control
-/// characters (every store accepts exactly these); use a request id or a UUID.
-///
-/// ```
-/// use esrs_core::{IdempotencyKey, IdempotencyKeyError};
-///
-/// assert_eq!(IdempotencyKey::new("request-7").unwrap().as_str(), "request-7");
-/// assert_eq!(
-///     IdempotencyKey::new("a\0b"),
-///     Err(IdempotencyKeyError::ControlCharacter { found: '\0', at: 1 })
-/// );
-/// ```
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct IdempotencyKey(Arc<str>);
-
-/// Why a text was refused as an [`IdempotencyKey`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum IdempotencyKeyError {
-    /// The key was empty.
-    #[error("an idempotency key cannot be empty")]
-    Empty,
-    /// The key was longer than [`MAX_IDEMPOTENCY_KEY_LEN`] bytes.
-    #[error("an idempotency key is at most {max} bytes long, this one has {len}")]
-    TooLong {
-        /// The length of the refused key, in bytes.
-        len: usize,
-        /// The longest length accepted, in bytes.
-        max: usize,
-    },
-    /// The key held a control character (such as a newline or NUL).
-    #[error("an idempotency key cannot contain control characters; found {found:?} at byte {at}")]
-    ControlCharacter {
-        /// The refused character.
-        found: char,
-        /// Its byte offset in the key.
-        at: usize,
-    },
-}
-
-impl IdempotencyKey {
-    /// Validates `key` and makes an idempotency key of it.
-    pub fn new(key: impl AsRef<str>) -> Result<Self, IdempotencyKeyError> {
-        let key = key.as_ref();
-        if key.is_empty() {
-            return Err(IdempotencyKeyError::Empty);
-        }
-        if key.len() > MAX_IDEMPOTENCY_KEY_LEN {
-            return Err(IdempotencyKeyError::TooLong {
-                len: key.len(),
-                max: MAX_IDEMPOTENCY_KEY_LEN,
-            });
-        }
-        if let Some((at, found)) = key.char_indices().find(|(_, c)| c.is_control()) {
-            return Err(IdempotencyKeyError::ControlCharacter { found, at });
-        }
-        Ok(Self(Arc::from(key)))
-    }
-
-    /// The key as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl From<uuid::Uuid> for IdempotencyKey {
-    fn from(id: uuid::Uuid) -> Self {
-        Self(Arc::from(id.to_string()))
-    }
-}
-
-impl TryFrom<String> for IdempotencyKey {
-    type Error = IdempotencyKeyError;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        Self::new(s)
-    }
-}
-
-impl TryFrom<&str> for IdempotencyKey {
-    type Error = IdempotencyKeyError;
-    fn try_from(s: &str) -> Result<Self, Self::Error> {
-        Self::new(s)
-    }
-}
-
-impl From<IdempotencyKey> for String {
-    fn from(k: IdempotencyKey) -> Self {
-        k.0.to_string()
-    }
-}
-
-impl fmt::Debug for IdempotencyKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.0, f)
-    }
-}
-
-impl fmt::Display for IdempotencyKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 
@@ -423,30 +262,5 @@ mod tests {
         assert!(!ExpectedVersion::NoStream.matches(1));
         assert!(ExpectedVersion::Exact(3).matches(3));
         assert!(!ExpectedVersion::Exact(3).matches(4));
-    }
-
-    #[test]
-    fn idempotency_key_validation() {
-        assert_eq!(IdempotencyKey::new(""), Err(IdempotencyKeyError::Empty));
-        assert_eq!(
-            IdempotencyKey::new("k".repeat(MAX_IDEMPOTENCY_KEY_LEN + 1)),
-            Err(IdempotencyKeyError::TooLong {
-                len: MAX_IDEMPOTENCY_KEY_LEN + 1,
-                max: MAX_IDEMPOTENCY_KEY_LEN
-            })
-        );
-        assert!(IdempotencyKey::new("k".repeat(MAX_IDEMPOTENCY_KEY_LEN)).is_ok());
-        for bad in ["a\0b", "line\nbreak", "tab\there", "\u{7f}"] {
-            assert!(
-                matches!(
-                    IdempotencyKey::new(bad),
-                    Err(IdempotencyKeyError::ControlCharacter { .. })
-                ),
-                "{bad:?} is refused"
-            );
-        }
-        // Deserialising checks the key too.
-        assert!(serde_json::from_str::<IdempotencyKey>(r#""a\u0000b""#).is_err());
-        assert_eq!(IdempotencyKey::new("req-1").unwrap().as_str(), "req-1");
     }
 }

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::stream::Position;
+use crate::position::Position;
 
 use super::*;
 

@@ -3,7 +3,8 @@
 use crate::envelope::RecordedEvent;
 use crate::error::{BoxError, Error};
 use crate::event::DecodeError;
-use crate::stream::{Position, StreamId, Version};
+use crate::position::Position;
+use crate::stream::{StreamId, Version};
 
 /// Why a [`CheckpointStore`](super::CheckpointStore) failed.
 #[derive(Debug, thiserror::Error)]

@@ -8,8 +8,8 @@ use tokio::sync::watch;
 
 use crate::envelope::RecordedEvent;
 use crate::error::Error;
+use crate::position::Position;
 use crate::store::EventStore;
-use crate::stream::Position;
 
 use super::*;
 

@@ -2,8 +2,8 @@
 
 use tokio::sync::watch;
 
+use crate::position::Position;
 use crate::store::EventStore;
-use crate::stream::Position;
 
 use super::*;
 

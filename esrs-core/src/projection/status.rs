@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::stream::Position;
+use crate::position::Position;
 
 /// What a runner is doing.
 #[derive(Debug, Clone, PartialEq, Eq)]

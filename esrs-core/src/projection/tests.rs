@@ -1,7 +1,7 @@
 use chrono::Utc;
 use std::time::Duration;
 
-use crate::stream::Position;
+use crate::position::Position;
 
 use super::*;
 

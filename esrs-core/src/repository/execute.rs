@@ -11,9 +11,10 @@ use crate::aggregate::Aggregate;
 use crate::envelope::{AppendOutcome, AppendRequest, Metadata, NewEvent};
 use crate::error::{Error, Result};
 use crate::event::IntoEvents;
+use crate::idempotency::IdempotencyKey;
 use crate::idempotency::RequestDigest;
 use crate::store::EventStore;
-use crate::stream::{ExpectedVersion, IdempotencyKey, StreamId, Version};
+use crate::stream::{ExpectedVersion, StreamId, Version};
 
 use super::{Repository, decoded_at};
 

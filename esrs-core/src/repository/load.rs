@@ -5,10 +5,11 @@ use futures_util::StreamExt;
 use tracing::Instrument;
 
 use crate::aggregate::Aggregate;
+use crate::envelope::FoldEvent;
 use crate::envelope::RecordedEvent;
 use crate::error::Result;
 use crate::event::EventSet;
-use crate::store::{EventStore, FoldEvent, FoldItem};
+use crate::store::{EventStore, FoldItem};
 use crate::stream::{StreamId, Version};
 
 use super::{Repository, decoded_at};

@@ -1,7 +1,7 @@
 //! The snapshot policy: every `A::SNAPSHOT_EVERY` events, a command saves the state it produced.
 
 use crate::aggregate::Aggregate;
-use crate::envelope::Snapshot;
+use crate::snapshot::Snapshot;
 use crate::store::EventStore;
 use crate::stream::{StreamId, Version};
 
