@@ -23,8 +23,10 @@ pub trait Aggregate: Default + Send + Sync + 'static {
     /// Take a snapshot every this many events; `None` never snapshots.
     const SNAPSHOT_EVERY: Option<u64> = None;
 
-    /// Identifies the snapshot layout and the fold logic; snapshots written under another
-    /// key are ignored.
+    /// Identifies the code that writes and reads snapshots: the declared
+    /// `#[aggregate(snapshot_version = N)]` (raise it when the state's layout changes) and a
+    /// fingerprint of the `#[apply]` handlers; snapshots written under another key are
+    /// ignored.
     const SNAPSHOT_KEY: SnapshotKey = SnapshotKey {
         version: 1,
         fingerprint: 0,

@@ -264,8 +264,8 @@ impl InMemoryStore {
     /// Copies up to a chunk of the global log after `after`.
     fn log_chunk(&self, after: Position) -> Vec<RecordedEvent> {
         let state = self.lock();
-        // Positions in the log are in increasing order, and sequence numbers are the index
-        // plus one, so the start is found without a search.
+        // Positions in the log are in increasing order: the first event after `after` is
+        // found by a binary search.
         let start = state.log.partition_point(|e| e.position <= after);
         let end = state.log.len().min(start + READ_CHUNK);
         state.log[start..end].to_vec()

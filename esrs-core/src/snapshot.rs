@@ -6,8 +6,11 @@
 use crate::event::Payload;
 use crate::stream::{StreamId, Version};
 
-/// Identifies the state layout and fold logic a snapshot was written by. A snapshot is only
-/// used by code with the same key; any other is ignored.
+/// Identifies the code a snapshot was written by: the snapshot version the aggregate declares
+/// (raise it when the state's layout changes) and a fingerprint of its `#[apply]` handlers'
+/// code. Only the handlers are fingerprinted, not the state type: a change of layout alone
+/// is caught by the declared version, or by the snapshot failing to decode. A snapshot is
+/// only used by code with the same key; any other is ignored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub struct SnapshotKey {
