@@ -265,13 +265,7 @@ impl PgStore {
             projection
                 .handle(&mut tx, event, &record)
                 .await
-                .map_err(|source| ProjectionError::Handler {
-                    projection: name.clone(),
-                    position: record.position,
-                    stream: record.stream.clone(),
-                    version: record.version,
-                    source,
-                })?;
+                .map_err(|source| ProjectionError::handler(&name, &record, source))?;
         }
         tx.commit().await.map_err(store_error)?;
         Ok(outcome)

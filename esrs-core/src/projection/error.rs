@@ -131,6 +131,18 @@ impl ProjectionError {
             source,
         }
     }
+
+    /// The error of a handler that failed on an event: it names the projection and the
+    /// event's position, stream and version.
+    pub fn handler(projection: &str, record: &RecordedEvent, source: BoxError) -> Self {
+        Self::Handler {
+            projection: projection.to_owned(),
+            position: record.position,
+            stream: record.stream.clone(),
+            version: record.version,
+            source,
+        }
+    }
 }
 
 impl ProjectionError {

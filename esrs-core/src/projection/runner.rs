@@ -539,13 +539,7 @@ where
                         projection
                             .handle(tx, event, record)
                             .await
-                            .map_err(|source| ProjectionError::Handler {
-                                projection: name.clone(),
-                                position: record.position,
-                                stream: record.stream.clone(),
-                                version: record.version,
-                                source,
-                            })?;
+                            .map_err(|source| ProjectionError::handler(name, record, source))?;
                     }
                     handled += 1;
                 } else {
