@@ -10,8 +10,9 @@ use common::fresh_store_with;
 use common::proxy::Proxy;
 use esrs_core::conformance::{event, unique_stream};
 use esrs_core::{AppendRequest, EventStore, ExpectedVersion, Version};
-use esrs_postgres::PgStoreOptions;
+use esrs_postgres::sqlx::PgPool;
 use esrs_postgres::sqlx::postgres::PgPoolOptions;
+use esrs_postgres::{PgStore, PgStoreOptions};
 use futures_util::{StreamExt, TryStreamExt};
 
 /// How many connections `store` has parked, as its `Debug` output says.
@@ -175,13 +176,11 @@ async fn cancelled_operations_leave_no_broken_connection() {
     assert!(acknowledged.iter().all(|first| first + 49 <= version));
 }
 
-/// Connections parked by the store go back to the pool within moments: another user of
-/// the pool gets every connection, and closing the pool completes.
-#[tokio::test]
-async fn parked_connections_return_to_the_pool() {
-    let store = fresh_store_with(|o| o.notifications(false)).await;
+/// A pool of `max_connections` and a store without notifications on it, over the schema of
+/// `store`.
+async fn small_store(store: &PgStore, max_connections: u32) -> (PgPool, PgStore) {
     let pool = PgPoolOptions::new()
-        .max_connections(3)
+        .max_connections(max_connections)
         .test_before_acquire(false)
         .acquire_timeout(Duration::from_secs(2))
         .connect_with(common::connect_options())
@@ -192,6 +191,15 @@ async fn parked_connections_return_to_the_pool() {
         .notifications(false)
         .build(pool.clone())
         .expect("valid options");
+    (pool, small)
+}
+
+/// Connections parked by the store go back to the pool within moments: another user of
+/// the pool gets every connection, and closing the pool completes.
+#[tokio::test]
+async fn parked_connections_return_to_the_pool() {
+    let store = fresh_store_with(|o| o.notifications(false)).await;
+    let (pool, small) = small_store(&store, 3).await;
     // Two reads at once use two connections, which the store parks.
     let a = unique_stream("a");
     let b = unique_stream("b");
@@ -306,18 +314,7 @@ async fn retrying_a_projection_lock_reuses_connections() {
 #[tokio::test]
 async fn closing_the_pool_completes_with_several_parked_connections() {
     let store = fresh_store_with(|o| o.notifications(false)).await;
-    let pool = PgPoolOptions::new()
-        .max_connections(4)
-        .test_before_acquire(false)
-        .acquire_timeout(Duration::from_secs(2))
-        .connect_with(common::connect_options())
-        .await
-        .expect("a pool");
-    let small = PgStoreOptions::new()
-        .schema(store.schema())
-        .notifications(false)
-        .build(pool.clone())
-        .expect("valid options");
+    let (pool, small) = small_store(&store, 4).await;
     let streams: Vec<_> = (0..3).map(|_| unique_stream("parked")).collect();
     for stream in &streams {
         small

@@ -39,26 +39,8 @@ impl ThrowawayRole {
 
 impl Drop for ThrowawayRole {
     fn drop(&mut self) {
-        let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime");
-            runtime.block_on(async move {
-                if let Ok(mut conn) =
-                    sqlx::PgConnection::connect_with(&common::connect_options()).await
-                {
-                    let _ = conn
-                        .execute(&*format!(
-                            "DROP OWNED BY {name}; DROP ROLE IF EXISTS {name}"
-                        ))
-                        .await;
-                    let _ = conn.close().await;
-                }
-            });
-        })
-        .join();
+        let name = &self.name;
+        common::clean_up(format!("DROP OWNED BY {name}; DROP ROLE IF EXISTS {name}"));
     }
 }
 

@@ -82,27 +82,31 @@ impl Deref for TestStore {
 
 impl Drop for TestStore {
     fn drop(&mut self) {
-        let schema = self.store.schema().to_owned();
-        // Drop runs inside the test's runtime; the clean-up gets a thread and runtime of its own.
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime");
-            runtime.block_on(async move {
-                use esrs_postgres::sqlx::{Connection, Executor};
-                if let Ok(mut conn) =
-                    esrs_postgres::sqlx::PgConnection::connect_with(&connect_options()).await
-                {
-                    let _ = conn
-                        .execute(&*format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-                        .await;
-                    let _ = conn.close().await;
-                }
-            });
-        })
-        .join();
+        let schema = self.store.schema();
+        clean_up(format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
     }
+}
+
+/// Runs `sql` on a connection of its own, ignoring failures: the clean-up of a test's
+/// schema or role, from a `Drop` that runs inside the test's runtime (so it gets a thread
+/// and runtime of its own).
+pub fn clean_up(sql: String) {
+    let _ = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async move {
+            use esrs_postgres::sqlx::{Connection, Executor};
+            if let Ok(mut conn) =
+                esrs_postgres::sqlx::PgConnection::connect_with(&connect_options()).await
+            {
+                let _ = conn.execute(&*sql).await;
+                let _ = conn.close().await;
+            }
+        });
+    })
+    .join();
 }
 
 impl EventStore for TestStore {
