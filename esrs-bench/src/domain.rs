@@ -179,7 +179,7 @@ mod tests {
         ] {
             let (name, version, json) = encode_by_hand(&event);
             assert_eq!(name, event.name());
-            assert_eq!(version as u32, event.version());
+            assert_eq!(version as u32, event.schema_version());
             assert_eq!(json, event.encode().unwrap().get());
         }
     }

@@ -37,7 +37,7 @@ impl EventSet for TallyEvent {
     fn name(&self) -> &'static str {
         "Added"
     }
-    fn version(&self) -> u32 {
+    fn schema_version(&self) -> u32 {
         1
     }
     fn encode(&self) -> Result<Payload, EncodeError> {

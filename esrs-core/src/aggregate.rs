@@ -28,7 +28,7 @@ pub trait Aggregate: Default + Send + Sync + 'static {
     /// fingerprint of the `#[apply]` handlers; snapshots written under another key are
     /// ignored.
     const SNAPSHOT_KEY: SnapshotKey = SnapshotKey {
-        version: 1,
+        schema_version: 1,
         fingerprint: 0,
     };
 

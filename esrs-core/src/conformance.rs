@@ -21,7 +21,7 @@ use futures_util::TryStreamExt;
 use crate::{
     AppendOutcome, AppendRequest, Error, EventStore, ExpectedVersion, FoldEvent, FoldItem,
     IdempotencyKey, Metadata, NewEvent, Payload, Position, RecordedEvent, Snapshot, SnapshotKey,
-    StreamId, StreamItem, Version,
+    StreamId, Version,
 };
 
 /// A JSON payload from a `serde_json::Value`.
@@ -107,7 +107,7 @@ pub async fn append_and_read_in_order<S: EventStore>(store: S) {
     for (i, e) in events.iter().enumerate() {
         assert_eq!(e.version, i as u64 + 1);
         assert_eq!(e.stream, stream);
-        assert_eq!(e.event_version, 1);
+        assert_eq!(e.schema_version, 1);
         assert_eq!(n_of(e), i as u64 + 1);
         assert!(
             e.recorded_at >= before
@@ -798,7 +798,7 @@ pub async fn global_log_order<S: EventStore>(store: S) {
 }
 
 /// Snapshots: the latest one with the asked key is returned; another key is ignored; an
-/// older one never replaces a newer; `read_stream_with_snapshot` gives the snapshot then
+/// older one never replaces a newer; `read_for_fold` with the key gives the snapshot then
 /// the tail.
 pub async fn snapshots<S: EventStore>(store: S) {
     let stream = unique_stream("snap");
@@ -821,13 +821,13 @@ pub async fn snapshots<S: EventStore>(store: S) {
             .is_none()
     );
 
-    let items: Vec<StreamItem> = store
-        .read_stream_with_snapshot(&stream, key)
+    let items: Vec<FoldItem> = store
+        .read_for_fold(&stream, 1, Version::MAX, Some(key))
         .try_collect()
         .await
         .expect("read succeeds");
     assert_eq!(items.len(), 6);
-    assert!(items.iter().all(|i| matches!(i, StreamItem::Event(_))));
+    assert!(items.iter().all(|i| matches!(i, FoldItem::Event(_))));
 
     store
         .save_snapshot(Snapshot::new(
@@ -861,23 +861,23 @@ pub async fn snapshots<S: EventStore>(store: S) {
             .is_none()
     );
 
-    let items: Vec<StreamItem> = store
-        .read_stream_with_snapshot(&stream, key)
+    let items: Vec<FoldItem> = store
+        .read_for_fold(&stream, 1, Version::MAX, Some(key))
         .try_collect()
         .await
         .expect("read succeeds");
     match &items[..] {
         [
-            StreamItem::Snapshot(s),
-            StreamItem::Event(e5),
-            StreamItem::Event(e6),
+            FoldItem::Snapshot(s),
+            FoldItem::Event(e5),
+            FoldItem::Event(e6),
         ] => {
             assert_eq!((s.version, e5.version, e6.version), (4, 5, 6));
         }
         other => panic!("expected a snapshot and two events, got {other:?}"),
     }
-    let items: Vec<StreamItem> = store
-        .read_stream_with_snapshot(&stream, other_key)
+    let items: Vec<FoldItem> = store
+        .read_for_fold(&stream, 1, Version::MAX, Some(other_key))
         .try_collect()
         .await
         .expect("read succeeds");
@@ -891,7 +891,7 @@ fn fold_view_of_recorded(e: &RecordedEvent) -> FoldView {
     (
         e.version,
         e.name.clone(),
-        e.event_version,
+        e.schema_version,
         e.payload().to_owned(),
     )
 }
@@ -900,7 +900,7 @@ fn fold_view(e: &FoldEvent) -> FoldView {
     (
         e.version,
         e.name.clone(),
-        e.event_version,
+        e.schema_version,
         e.payload.to_string(),
     )
 }
@@ -912,13 +912,6 @@ enum ItemView {
     Event(FoldView),
 }
 
-fn item_view_of_full(item: &StreamItem) -> ItemView {
-    match item {
-        StreamItem::Snapshot(s) => ItemView::Snapshot(s.version, s.payload.get().to_owned()),
-        StreamItem::Event(e) => ItemView::Event(fold_view_of_recorded(e)),
-    }
-}
-
 fn item_view(item: &FoldItem) -> ItemView {
     match item {
         FoldItem::Snapshot(s) => ItemView::Snapshot(s.version, s.payload.get().to_owned()),
@@ -926,33 +919,61 @@ fn item_view(item: &FoldItem) -> ItemView {
     }
 }
 
+/// `read_for_fold` of `from..=to` with `key`, checked against what it must equal: the
+/// snapshot of `key` (from `load_snapshot`) if its version lies in `from..=to`, then the
+/// events after it (from `read_stream`).
 async fn compare_snapshot_reads<S: EventStore>(
     store: &S,
     stream: &StreamId,
+    (from, to): (Version, Version),
     key: SnapshotKey,
 ) -> Vec<ItemView> {
-    let full: Vec<StreamItem> = store
-        .read_stream_with_snapshot(stream, key)
+    let snapshot = store
+        .load_snapshot(stream, key)
+        .await
+        .expect("load_snapshot succeeds")
+        .filter(|s| (from..=to).contains(&s.version));
+    let events_from = snapshot.as_ref().map_or(from, |s| s.version + 1);
+    let events: Vec<RecordedEvent> = store
+        .read_stream(stream, events_from, to)
         .try_collect()
         .await
-        .expect("read_stream_with_snapshot succeeds");
+        .expect("read_stream succeeds");
+    let expected: Vec<ItemView> = snapshot
+        .iter()
+        .map(|s| ItemView::Snapshot(s.version, s.payload.get().to_owned()))
+        .chain(
+            events
+                .iter()
+                .map(|e| ItemView::Event(fold_view_of_recorded(e))),
+        )
+        .collect();
     let narrow: Vec<FoldItem> = store
-        .read_stream_with_snapshot_for_fold(stream, key)
+        .read_for_fold(stream, from, to, Some(key))
         .try_collect()
         .await
-        .expect("read_stream_with_snapshot_for_fold succeeds");
-    let full: Vec<ItemView> = full.iter().map(item_view_of_full).collect();
+        .expect("read_for_fold succeeds");
     let narrow: Vec<ItemView> = narrow.iter().map(item_view).collect();
     assert_eq!(
-        narrow, full,
-        "the fold read with a snapshot matches the full read"
+        narrow, expected,
+        "the fold read of {from}..={to} with a snapshot matches the snapshot and the full read"
     );
     narrow
 }
 
-/// The reads for a fold (`read_stream_for_fold`, `read_stream_with_snapshot_for_fold`) give
-/// exactly the versions, names, event versions and payloads of the full reads, for every
-/// range, with and without a snapshot.
+/// Only the events of a fold read.
+fn fold_events(items: Vec<FoldItem>) -> Vec<FoldEvent> {
+    items
+        .into_iter()
+        .map(|item| match item {
+            FoldItem::Event(e) => e,
+            FoldItem::Snapshot(s) => panic!("a read without a snapshot key gave {s:?}"),
+        })
+        .collect()
+}
+
+/// The read for a fold (`read_for_fold`) gives exactly the versions, names, schema versions
+/// and payloads of the full read, for every range, with and without a snapshot.
 pub async fn fold_reads_match_full_reads<S: EventStore>(store: S) {
     let stream = unique_stream("fold");
     let events: Vec<_> = (1..=8u64)
@@ -1001,11 +1022,13 @@ pub async fn fold_reads_match_full_reads<S: EventStore>(store: S) {
             .try_collect()
             .await
             .expect("read_stream succeeds");
-        let narrow: Vec<FoldEvent> = store
-            .read_stream_for_fold(&stream, from, to)
-            .try_collect()
-            .await
-            .expect("read_stream_for_fold succeeds");
+        let narrow = fold_events(
+            store
+                .read_for_fold(&stream, from, to, None)
+                .try_collect()
+                .await
+                .expect("read_for_fold succeeds"),
+        );
         let full: Vec<FoldView> = full.iter().map(fold_view_of_recorded).collect();
         let narrow: Vec<FoldView> = narrow.iter().map(fold_view).collect();
         assert_eq!(
@@ -1018,16 +1041,16 @@ pub async fn fold_reads_match_full_reads<S: EventStore>(store: S) {
             "{from}..={to} has {expected} events"
         );
     }
-    let missing: Vec<FoldEvent> = store
-        .read_stream_for_fold(&unique_stream("fold-missing"), 1, Version::MAX)
+    let missing: Vec<FoldItem> = store
+        .read_for_fold(&unique_stream("fold-missing"), 1, Version::MAX, None)
         .try_collect()
         .await
-        .expect("read_stream_for_fold succeeds");
+        .expect("read_for_fold succeeds");
     assert!(missing.is_empty(), "a stream that does not exist is empty");
 
     let key = SnapshotKey::new(3, 0xf01d);
     let other_key = SnapshotKey::new(3, 0xf01e);
-    let items = compare_snapshot_reads(&store, &stream, key).await;
+    let items = compare_snapshot_reads(&store, &stream, ALL, key).await;
     assert_eq!(items.len(), 8, "without a snapshot, the whole stream");
     assert!(items.iter().all(|i| matches!(i, ItemView::Event(_))));
 
@@ -1040,7 +1063,7 @@ pub async fn fold_reads_match_full_reads<S: EventStore>(store: S) {
         ))
         .await
         .expect("save succeeds");
-    let items = compare_snapshot_reads(&store, &stream, key).await;
+    let items = compare_snapshot_reads(&store, &stream, ALL, key).await;
     match &items[..] {
         [
             ItemView::Snapshot(5, _),
@@ -1050,7 +1073,7 @@ pub async fn fold_reads_match_full_reads<S: EventStore>(store: S) {
         ] => assert_eq!((e6.0, e7.0, e8.0), (6, 7, 8)),
         other => panic!("expected a snapshot and three events, got {other:?}"),
     }
-    let items = compare_snapshot_reads(&store, &stream, other_key).await;
+    let items = compare_snapshot_reads(&store, &stream, ALL, other_key).await;
     assert_eq!(items.len(), 8, "a snapshot of another key is not used");
 
     // A snapshot at the head: the snapshot alone.
@@ -1063,14 +1086,47 @@ pub async fn fold_reads_match_full_reads<S: EventStore>(store: S) {
         ))
         .await
         .expect("save succeeds");
-    let items = compare_snapshot_reads(&store, &stream, key).await;
+    let items = compare_snapshot_reads(&store, &stream, ALL, key).await;
     assert!(
         matches!(&items[..], [ItemView::Snapshot(8, _)]),
         "a snapshot at the head and no event, got {items:?}"
     );
-    let missing = compare_snapshot_reads(&store, &unique_stream("fold-missing"), key).await;
+    let missing = compare_snapshot_reads(&store, &unique_stream("fold-missing"), ALL, key).await;
     assert!(missing.is_empty(), "a stream that does not exist is empty");
+
+    // A snapshot is used only inside the range asked for.
+    store
+        .save_snapshot(Snapshot::new(
+            stream.clone(),
+            4,
+            other_key,
+            payload(serde_json::json!({ "sum": 10 })),
+        ))
+        .await
+        .expect("save succeeds");
+    for (range, snapshot, events) in [
+        ((1, 3), None, 3),
+        ((1, 4), Some(4), 0),
+        ((2, 6), Some(4), 2),
+        ((4, 4), Some(4), 0),
+        ((5, Version::MAX), None, 4),
+        ((5, 4), None, 0),
+    ] {
+        let items = compare_snapshot_reads(&store, &stream, range, other_key).await;
+        let got = match items.first() {
+            Some(ItemView::Snapshot(v, _)) => Some(*v),
+            _ => None,
+        };
+        assert_eq!(
+            (got, items.len() - usize::from(got.is_some())),
+            (snapshot, events),
+            "the read of {range:?}"
+        );
+    }
 }
+
+/// Every version of a stream, for a fold read.
+const ALL: (Version, Version) = (1, Version::MAX);
 
 /// Stream ids, names and metadata with quotes, backslashes, SQL, unicode and the maximum
 /// length are stored and read back byte-exact.
@@ -1281,17 +1337,17 @@ pub async fn snapshots_kept_per_key<S: EventStore>(store: S) {
         Some((5, r#"{"at":5}"#.to_owned())),
         "a snapshot of another key does not replace this key's, an older one of the same key neither"
     );
-    let items: Vec<StreamItem> = store
-        .read_stream_with_snapshot(&stream, new)
+    let items: Vec<FoldItem> = store
+        .read_for_fold(&stream, 1, Version::MAX, Some(new))
         .try_collect()
         .await
         .expect("read succeeds");
     assert!(
-        matches!(&items[..], [StreamItem::Snapshot(s), rest @ ..] if s.version == 5 && rest.len() == 7),
+        matches!(&items[..], [FoldItem::Snapshot(s), rest @ ..] if s.version == 5 && rest.len() == 7),
         "the snapshot of its own key, then the events after it: {items:?}"
     );
     let items: Vec<FoldItem> = store
-        .read_stream_with_snapshot_for_fold(&stream, old)
+        .read_for_fold(&stream, 1, Version::MAX, Some(old))
         .try_collect()
         .await
         .expect("read succeeds");

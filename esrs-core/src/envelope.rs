@@ -163,24 +163,25 @@ fn nul_free(key: &str, value: &serde_json::Value, path: &mut String) -> Result<(
     }
 }
 
-/// An event ready to be appended: its stored name, version and encoded payload.
+/// An event ready to be appended: its stored name, the schema version of its payload and the
+/// encoded payload. The stream version it gets is decided by the append.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct NewEvent {
     /// The stored name.
     pub name: &'static str,
-    /// The payload's version.
-    pub version: u32,
+    /// The schema version of its payload (the event type's [`Event::VERSION`](crate::Event::VERSION)).
+    pub schema_version: u32,
     /// The JSON payload.
     pub payload: Payload,
 }
 
 impl NewEvent {
     /// An event with an already encoded payload.
-    pub fn new(name: &'static str, version: u32, payload: Payload) -> Self {
+    pub fn new(name: &'static str, schema_version: u32, payload: Payload) -> Self {
         Self {
             name,
-            version,
+            schema_version,
             payload,
         }
     }
@@ -189,7 +190,7 @@ impl NewEvent {
     pub fn encode<E: EventSet>(event: &E) -> Result<Self, crate::EncodeError> {
         Ok(Self {
             name: event.name(),
-            version: event.version(),
+            schema_version: event.schema_version(),
             payload: event.encode()?,
         })
     }
@@ -348,8 +349,8 @@ pub struct RecordedEvent {
     pub version: Version,
     /// Its stored name.
     pub name: String,
-    /// The version of its payload.
-    pub event_version: u32,
+    /// The schema version of its payload (its event type's version when it was written).
+    pub schema_version: u32,
     /// The JSON payload, as stored. Stores hold only valid JSON (the payloads they were
     /// given, or a column that checks it), so the text is not parsed again on its way out:
     /// [`decode`](Self::decode) parses it once, straight into the event.
@@ -368,7 +369,7 @@ impl RecordedEvent {
         stream: StreamId,
         version: Version,
         name: String,
-        event_version: u32,
+        schema_version: u32,
         payload: impl Into<Box<str>>,
         metadata: Metadata,
         recorded_at: DateTime<Utc>,
@@ -378,7 +379,7 @@ impl RecordedEvent {
             stream,
             version,
             name,
-            event_version,
+            schema_version,
             payload: payload.into(),
             metadata,
             recorded_at,
@@ -387,7 +388,7 @@ impl RecordedEvent {
 
     /// Decodes the payload as an event of `E`.
     pub fn decode<E: EventSet>(&self) -> Result<E, crate::DecodeError> {
-        E::decode(&self.name, self.event_version, &self.payload)
+        E::decode(&self.name, self.schema_version, &self.payload)
     }
 
     /// The JSON payload's text.
@@ -399,7 +400,7 @@ impl RecordedEvent {
 /// An event as a fold needs it: its version, stored name, payload version and payload,
 /// without the rest of its envelope (position, metadata, recorded time).
 ///
-/// Read by [`EventStore::read_stream_for_fold`](crate::EventStore::read_stream_for_fold), which a store can answer with less data
+/// Read by [`EventStore::read_for_fold`](crate::EventStore::read_for_fold), which a store can answer with less data
 /// than [`EventStore::read_stream`](crate::EventStore::read_stream).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -408,8 +409,8 @@ pub struct FoldEvent {
     pub version: Version,
     /// Its stored name.
     pub name: String,
-    /// The version of its payload.
-    pub event_version: u32,
+    /// The schema version of its payload (its event type's version when it was written).
+    pub schema_version: u32,
     /// The JSON payload as stored. It is not parsed until [`decode`](Self::decode), which
     /// parses it once, straight into the event (a payload that is not JSON is a
     /// [`DecodeError::Malformed`] there).
@@ -421,20 +422,20 @@ impl FoldEvent {
     pub fn new(
         version: Version,
         name: String,
-        event_version: u32,
+        schema_version: u32,
         payload: impl Into<Box<str>>,
     ) -> Self {
         Self {
             version,
             name,
-            event_version,
+            schema_version,
             payload: payload.into(),
         }
     }
 
     /// Decodes the payload as an event of `E`.
     pub fn decode<E: EventSet>(&self) -> std::result::Result<E, DecodeError> {
-        E::decode(&self.name, self.event_version, &self.payload)
+        E::decode(&self.name, self.schema_version, &self.payload)
     }
 }
 
@@ -443,7 +444,7 @@ impl From<RecordedEvent> for FoldEvent {
         Self {
             version: event.version,
             name: event.name,
-            event_version: event.event_version,
+            schema_version: event.schema_version,
             payload: event.payload,
         }
     }

@@ -49,8 +49,9 @@ pub trait EventSet: Sized + Send + Sync + 'static {
 
     /// The stored name of this event.
     fn name(&self) -> &'static str;
-    /// The version this event is encoded at (its type's current version).
-    fn version(&self) -> u32;
+    /// The schema version this event's payload is encoded at (its type's current
+    /// [`Event::VERSION`]).
+    fn schema_version(&self) -> u32;
     /// Encodes this event's payload as JSON.
     fn encode(&self) -> Result<Payload, EncodeError>;
     /// Decodes a stored event of any name in [`Self::NAMES`] from its payload's JSON text

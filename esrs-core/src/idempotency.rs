@@ -176,7 +176,7 @@ impl RequestDigest {
         hash.update((request.events.len() as u64).to_be_bytes());
         for event in &request.events {
             field(&mut hash, event.name.as_bytes());
-            hash.update(event.version.to_be_bytes());
+            hash.update(event.schema_version.to_be_bytes());
             field(&mut hash, event.payload.get().as_bytes());
         }
         Self::finish(hash)

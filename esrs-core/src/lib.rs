@@ -112,10 +112,7 @@ pub use repository::{
     CacheStats, Execute, ExecuteError, Executed, HistoryEntry, Loaded, Repository,
 };
 pub use snapshot::{SNAPSHOT_KEYS_PER_STREAM, Snapshot, SnapshotKey, keep_snapshot};
-pub use store::{
-    DEFAULT_MAX_PAYLOAD_BYTES, EventStore, EventStream, FoldItem, FoldStream, SnapshotAndEvents,
-    SnapshotAndFoldEvents, StreamItem,
-};
+pub use store::{DEFAULT_MAX_PAYLOAD_BYTES, EventStore, EventStream, FoldItem, FoldStream};
 pub use stream::{ExpectedVersion, MAX_STREAM_ID_LEN, StreamId, StreamIdError, Version};
 
 /// The `chrono` of the recorded times and of [`Repository::load_as_of`], so a program needs no

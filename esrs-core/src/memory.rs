@@ -213,7 +213,7 @@ impl InMemoryStore {
                     request.stream.clone(),
                     outcome.last_version,
                     event.name.to_owned(),
-                    event.version,
+                    event.schema_version,
                     event.payload,
                     request.metadata.clone(),
                     now,

@@ -9,9 +9,11 @@ pub type Sequence = u64;
 
 /// The place of an event in a store's global log, and the checkpoint of a reader of it.
 ///
-/// Positions are totally ordered, and the global log is read in that order. `commit` is
-/// the store's commit-order key (for PostgreSQL the writing transaction's id; for the
-/// in-memory store the append's number) and `sequence` the event's global sequence number.
+/// Positions are totally ordered, first by `transaction_id`, then by `sequence`, and the
+/// global log is read in that order. `transaction_id` identifies the append that wrote the
+/// event (for PostgreSQL the writing transaction's id, the `transaction_id` column of the
+/// events table; for the in-memory store the append's number) and `sequence` is the event's
+/// global sequence number.
 /// A reader that keeps the last position it handled and asks for the events after it never
 /// skips an event, even one whose append committed after a later-numbered one.
 #[derive(
@@ -28,8 +30,8 @@ pub type Sequence = u64;
     serde::Deserialize,
 )]
 pub struct Position {
-    /// The store's commit-order key of the append that wrote the event.
-    pub commit: u64,
+    /// The id of the transaction (the append) that wrote the event.
+    pub transaction_id: u64,
     /// The event's global sequence number.
     pub sequence: Sequence,
 }
@@ -37,18 +39,22 @@ pub struct Position {
 impl Position {
     /// Before the first event: reading after it reads the whole log.
     pub const START: Self = Self {
-        commit: 0,
+        transaction_id: 0,
         sequence: 0,
     };
 
     /// A position.
-    pub const fn new(commit: u64, sequence: Sequence) -> Self {
-        Self { commit, sequence }
+    pub const fn new(transaction_id: u64, sequence: Sequence) -> Self {
+        Self {
+            transaction_id,
+            sequence,
+        }
     }
 }
 
+/// Prints `transaction_id:sequence`, the parts in the order positions sort by.
 impl fmt::Display for Position {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}@{}", self.sequence, self.commit)
+        write!(f, "{}:{}", self.transaction_id, self.sequence)
     }
 }

@@ -32,9 +32,9 @@ pub const fn str_eq(a: &str, b: &str) -> bool {
 }
 
 /// A snapshot key in a constant expression.
-pub const fn snapshot_key(version: u32, fingerprint: u64) -> SnapshotKey {
+pub const fn snapshot_key(schema_version: u32, fingerprint: u64) -> SnapshotKey {
     SnapshotKey {
-        version,
+        schema_version,
         fingerprint,
     }
 }

@@ -14,17 +14,17 @@ use crate::stream::{StreamId, Version};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub struct SnapshotKey {
-    /// The aggregate's declared snapshot version.
-    pub version: u32,
+    /// The aggregate's declared snapshot schema version (`#[aggregate(snapshot_version = …)]`).
+    pub schema_version: u32,
     /// A fingerprint of the aggregate's fold (its apply code).
     pub fingerprint: u64,
 }
 
 impl SnapshotKey {
     /// A snapshot key.
-    pub const fn new(version: u32, fingerprint: u64) -> Self {
+    pub const fn new(schema_version: u32, fingerprint: u64) -> Self {
         Self {
-            version,
+            schema_version,
             fingerprint,
         }
     }

@@ -20,43 +20,18 @@ pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
 /// A stream of recorded events, read lazily from the store.
 pub type EventStream<'a> = Pin<Box<dyn Stream<Item = Result<RecordedEvent>> + Send + 'a>>;
 
-/// A stream of a snapshot (first, if one matched) then the events after it.
-pub type SnapshotAndEvents<'a> = Pin<Box<dyn Stream<Item = Result<StreamItem>> + Send + 'a>>;
+/// A stream of what a fold needs, read lazily from the store: a snapshot first if one was
+/// asked for and found, then events.
+pub type FoldStream<'a> = Pin<Box<dyn Stream<Item = Result<FoldItem>> + Send + 'a>>;
 
-/// An item of [`EventStore::read_stream_with_snapshot`].
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum StreamItem {
-    /// The latest snapshot with the requested key; always the first item when present.
-    Snapshot(Snapshot),
-    /// An event after the snapshot's version.
-    Event(RecordedEvent),
-}
-
-/// A stream of events as a fold needs them, read lazily from the store.
-pub type FoldStream<'a> = Pin<Box<dyn Stream<Item = Result<FoldEvent>> + Send + 'a>>;
-
-/// A stream of a snapshot (first, if one matched) then the events after it, as a fold needs
-/// them.
-pub type SnapshotAndFoldEvents<'a> = Pin<Box<dyn Stream<Item = Result<FoldItem>> + Send + 'a>>;
-
-/// An item of [`EventStore::read_stream_with_snapshot_for_fold`].
+/// An item of [`EventStore::read_for_fold`].
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum FoldItem {
-    /// The latest snapshot with the requested key; always the first item when present.
+    /// The snapshot of the requested key; always the first item when present.
     Snapshot(Snapshot),
-    /// An event after the snapshot's version.
+    /// An event, after the snapshot's version when there is one.
     Event(FoldEvent),
-}
-
-impl From<StreamItem> for FoldItem {
-    fn from(item: StreamItem) -> Self {
-        match item {
-            StreamItem::Snapshot(snapshot) => Self::Snapshot(snapshot),
-            StreamItem::Event(event) => Self::Event(event.into()),
-        }
-    }
 }
 
 /// Where events live: an append-only log of streams, with snapshots and idempotency keys.
@@ -88,26 +63,38 @@ pub trait EventStore: Send + Sync + 'static {
     /// safely visible now: the stream ends when the reader has caught up, it does not wait.
     fn read_all(&self, after: Position) -> EventStream<'_>;
 
-    /// The latest snapshot of `stream` written with `key`, then the events after it; the
-    /// whole stream when there is no such snapshot.
+    /// What a fold of `stream` up to version `to` needs: with `snapshot` a key, the stream's
+    /// snapshot of that key first if its version lies in `from..=to`, then the events after
+    /// the snapshot's version up to `to`; otherwise the events with versions `from..=to`.
+    /// The events carry only what a fold needs (no position, metadata or recorded time).
     ///
-    /// The default implementation makes two reads; a store may do it in one round trip.
-    fn read_stream_with_snapshot(
+    /// The default implementation makes two reads ([`load_snapshot`](EventStore::load_snapshot),
+    /// then [`read_stream`](EventStore::read_stream)); a store may read less, in one round
+    /// trip. A store that wraps another should forward this method too, or its reads lose the
+    /// inner store's narrower query.
+    fn read_for_fold(
         &self,
         stream: &StreamId,
-        key: SnapshotKey,
-    ) -> SnapshotAndEvents<'_> {
+        from: Version,
+        to: Version,
+        snapshot: Option<SnapshotKey>,
+    ) -> FoldStream<'_> {
         use futures_util::StreamExt;
         let stream = stream.clone();
         Box::pin(
             futures_util::stream::once(async move {
-                let snapshot = self.load_snapshot(&stream, key).await?;
-                let from = snapshot.as_ref().map_or(1, |s| s.version + 1);
-                let head =
-                    futures_util::stream::iter(snapshot.map(|s| Ok(StreamItem::Snapshot(s))));
+                let snapshot = match snapshot {
+                    Some(key) => self
+                        .load_snapshot(&stream, key)
+                        .await?
+                        .filter(|s| (from..=to).contains(&s.version)),
+                    None => None,
+                };
+                let from = snapshot.as_ref().map_or(from, |s| s.version + 1);
+                let head = futures_util::stream::iter(snapshot.map(|s| Ok(FoldItem::Snapshot(s))));
                 let tail = self
-                    .read_stream(&stream, from, Version::MAX)
-                    .map(|e| e.map(StreamItem::Event));
+                    .read_stream(&stream, from, to)
+                    .map(|e| e.map(|e| FoldItem::Event(e.into())));
                 Ok::<_, crate::Error>(head.chain(tail))
             })
             .map(|r| match r {
@@ -115,45 +102,6 @@ pub trait EventStore: Send + Sync + 'static {
                 Err(e) => futures_util::stream::once(async move { Err(e) }).right_stream(),
             })
             .flatten(),
-        )
-    }
-
-    /// The events of `stream` with versions `from..=to`, in order, with only what a fold
-    /// needs: the same events as [`read_stream`](EventStore::read_stream), without their
-    /// position, metadata and recorded time.
-    ///
-    /// The default implementation maps [`read_stream`](EventStore::read_stream); a store may
-    /// read less. A store that wraps another should forward this method too, or its reads
-    /// lose the inner store's narrower query.
-    fn read_stream_for_fold(
-        &self,
-        stream: &StreamId,
-        from: Version,
-        to: Version,
-    ) -> FoldStream<'_> {
-        use futures_util::StreamExt;
-        Box::pin(
-            self.read_stream(stream, from, to)
-                .map(|event| event.map(FoldEvent::from)),
-        )
-    }
-
-    /// The latest snapshot of `stream` written with `key`, then the events after it with
-    /// only what a fold needs: the same items as
-    /// [`read_stream_with_snapshot`](EventStore::read_stream_with_snapshot).
-    ///
-    /// The default implementation maps
-    /// [`read_stream_with_snapshot`](EventStore::read_stream_with_snapshot); a store may read
-    /// less. A store that wraps another should forward this method too.
-    fn read_stream_with_snapshot_for_fold(
-        &self,
-        stream: &StreamId,
-        key: SnapshotKey,
-    ) -> SnapshotAndFoldEvents<'_> {
-        use futures_util::StreamExt;
-        Box::pin(
-            self.read_stream_with_snapshot(stream, key)
-                .map(|item| item.map(FoldItem::from)),
         )
     }
 
@@ -220,27 +168,14 @@ impl<S: EventStore> EventStore for std::sync::Arc<S> {
     fn read_all(&self, after: Position) -> EventStream<'_> {
         (**self).read_all(after)
     }
-    fn read_stream_with_snapshot(
-        &self,
-        stream: &StreamId,
-        key: SnapshotKey,
-    ) -> SnapshotAndEvents<'_> {
-        (**self).read_stream_with_snapshot(stream, key)
-    }
-    fn read_stream_for_fold(
+    fn read_for_fold(
         &self,
         stream: &StreamId,
         from: Version,
         to: Version,
+        snapshot: Option<SnapshotKey>,
     ) -> FoldStream<'_> {
-        (**self).read_stream_for_fold(stream, from, to)
-    }
-    fn read_stream_with_snapshot_for_fold(
-        &self,
-        stream: &StreamId,
-        key: SnapshotKey,
-    ) -> SnapshotAndFoldEvents<'_> {
-        (**self).read_stream_with_snapshot_for_fold(stream, key)
+        (**self).read_for_fold(stream, from, to, snapshot)
     }
     fn save_snapshot(&self, snapshot: Snapshot) -> impl Future<Output = Result<()>> + Send {
         (**self).save_snapshot(snapshot)

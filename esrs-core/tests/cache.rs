@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use esrs_core::{
     Aggregate, AppendOutcome, AppendRequest, DecodeError, EncodeError, EventSet, EventStore,
-    EventStream, IdempotencyKey, InMemoryStore, Payload, Position, Repository, Result,
-    SnapshotAndEvents, SnapshotKey, StreamId, Version,
+    EventStream, IdempotencyKey, InMemoryStore, Payload, Position, Repository, Result, SnapshotKey,
+    StreamId, Version,
 };
 use futures_util::TryStreamExt;
 use serde::{Deserialize, Serialize};
@@ -30,7 +30,7 @@ impl EventSet for TallyEvent {
     fn name(&self) -> &'static str {
         "Added"
     }
-    fn version(&self) -> u32 {
+    fn schema_version(&self) -> u32 {
         1
     }
     fn encode(&self) -> Result<Payload, EncodeError> {
@@ -99,30 +99,15 @@ impl EventStore for CountingStore {
     fn read_all(&self, after: Position) -> EventStream<'_> {
         self.inner.read_all(after)
     }
-    fn read_stream_with_snapshot(
-        &self,
-        stream: &StreamId,
-        key: SnapshotKey,
-    ) -> SnapshotAndEvents<'_> {
-        self.stream_reads.fetch_add(1, Ordering::SeqCst);
-        self.inner.read_stream_with_snapshot(stream, key)
-    }
-    fn read_stream_for_fold(
+    fn read_for_fold(
         &self,
         stream: &StreamId,
         from: Version,
         to: Version,
+        snapshot: Option<esrs_core::SnapshotKey>,
     ) -> esrs_core::FoldStream<'_> {
         self.stream_reads.fetch_add(1, Ordering::SeqCst);
-        self.inner.read_stream_for_fold(stream, from, to)
-    }
-    fn read_stream_with_snapshot_for_fold(
-        &self,
-        stream: &StreamId,
-        key: SnapshotKey,
-    ) -> esrs_core::SnapshotAndFoldEvents<'_> {
-        self.stream_reads.fetch_add(1, Ordering::SeqCst);
-        self.inner.read_stream_with_snapshot_for_fold(stream, key)
+        self.inner.read_for_fold(stream, from, to, snapshot)
     }
     fn save_snapshot(
         &self,

@@ -16,7 +16,7 @@ impl EventSet for Ticked {
     fn name(&self) -> &'static str {
         "Ticked"
     }
-    fn version(&self) -> u32 {
+    fn schema_version(&self) -> u32 {
         1
     }
     fn encode(&self) -> Result<Payload, EncodeError> {

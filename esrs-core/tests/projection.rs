@@ -45,7 +45,7 @@ impl EventSet for ScoreEvent {
             Self::Penalised(_) => "Penalised",
         }
     }
-    fn version(&self) -> u32 {
+    fn schema_version(&self) -> u32 {
         1
     }
     fn encode(&self) -> Result<Payload, EncodeError> {
@@ -724,7 +724,7 @@ async fn status_reports_lag_and_stop_commits_progress() {
     // Stopped, it reports its lag against the head it last saw.
     let mut stale = runner.status();
     stale.phase = Phase::CatchingUp;
-    stale.head = Some(Position::new(next.commit + 10, next.sequence + 10));
+    stale.head = Some(Position::new(next.transaction_id + 10, next.sequence + 10));
     assert_eq!(stale.events_behind(), Some(10));
 }
 
@@ -806,13 +806,14 @@ impl EventStore for FlakyStore {
     ) -> esrs_core::EventStream<'_> {
         self.inner.read_stream(stream, from, to)
     }
-    fn read_stream_for_fold(
+    fn read_for_fold(
         &self,
         stream: &StreamId,
         from: esrs_core::Version,
         to: esrs_core::Version,
+        snapshot: Option<esrs_core::SnapshotKey>,
     ) -> esrs_core::FoldStream<'_> {
-        self.inner.read_stream_for_fold(stream, from, to)
+        self.inner.read_for_fold(stream, from, to, snapshot)
     }
     fn read_all(&self, after: Position) -> esrs_core::EventStream<'_> {
         use futures_util::StreamExt;

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use esrs_core::prelude::*;
 use esrs_core::{
-    AppendOutcome, AppendRequest, DecodeError, Error, NewEvent, Position, RecordedEvent, Snapshot,
-    SnapshotKey, StreamItem, Version,
+    AppendOutcome, AppendRequest, DecodeError, Error, FoldItem, NewEvent, Position, RecordedEvent,
+    Snapshot, SnapshotKey, Version,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -201,13 +201,14 @@ impl EventStore for RacingStore {
     ) -> esrs_core::EventStream<'_> {
         self.inner.read_stream(stream, from, to)
     }
-    fn read_stream_for_fold(
+    fn read_for_fold(
         &self,
         stream: &StreamId,
         from: Version,
         to: Version,
+        snapshot: Option<esrs_core::SnapshotKey>,
     ) -> esrs_core::FoldStream<'_> {
-        self.inner.read_stream_for_fold(stream, from, to)
+        self.inner.read_for_fold(stream, from, to, snapshot)
     }
     fn read_all(&self, after: Position) -> esrs_core::EventStream<'_> {
         self.inner.read_all(after)
@@ -544,9 +545,12 @@ async fn snapshots_every_n_events_and_are_only_an_optimisation() {
     assert_eq!(snapshot.version, 20);
 
     // The load uses the snapshot plus five events.
-    let items: Vec<StreamItem> = futures_util::TryStreamExt::try_collect(
-        store.read_stream_with_snapshot(&stream, SnappedCounter::SNAPSHOT_KEY),
-    )
+    let items: Vec<FoldItem> = futures_util::TryStreamExt::try_collect(store.read_for_fold(
+        &stream,
+        1,
+        Version::MAX,
+        Some(SnappedCounter::SNAPSHOT_KEY),
+    ))
     .await
     .unwrap();
     assert_eq!(items.len(), 6);

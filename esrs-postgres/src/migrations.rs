@@ -38,10 +38,15 @@ const MIGRATIONS: &[Migration] = &[
         description: "projection owners, fencing the checkpoint saves of a runner that lost its lock",
         sql: include_str!("migrations/0004_projection_owners.sql"),
     },
+    Migration {
+        version: 5,
+        description: "checkpoints name their transaction id like the events table does",
+        sql: include_str!("migrations/0005_checkpoint_transaction_id.sql"),
+    },
 ];
 
 /// The newest schema version this code applies.
-pub(crate) const LATEST_VERSION: i32 = 4;
+pub(crate) const LATEST_VERSION: i32 = 5;
 
 impl PgStore {
     /// The schema version this code migrates to: what [`schema_version`](Self::schema_version)

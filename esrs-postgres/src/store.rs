@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use esrs_core::{
     AppendOutcome, AppendRequest, EventStore, EventStream, IdempotencyKey, Position, Snapshot,
-    SnapshotAndEvents, SnapshotKey, StreamId, Version,
+    SnapshotKey, StreamId, Version,
 };
 use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
@@ -125,7 +125,6 @@ struct Sql {
     events_after: String,
     events_beyond: String,
     head_position: String,
-    read_with_snapshot: String,
     read_stream_for_fold: String,
     read_with_snapshot_for_fold: String,
     stream_version: String,
@@ -152,7 +151,6 @@ impl Sql {
             events_after: fill(include_str!("store/events_after.sql")),
             events_beyond: fill(include_str!("store/events_beyond.sql")),
             head_position: fill(include_str!("store/head_position.sql")),
-            read_with_snapshot: fill(include_str!("store/read_with_snapshot.sql")),
             read_stream_for_fold: fill(include_str!("store/read_stream_for_fold.sql")),
             read_with_snapshot_for_fold: fill(include_str!(
                 "store/read_with_snapshot_for_fold.sql"
@@ -523,29 +521,17 @@ impl EventStore for PgStore {
         self.read_all_pages(after)
     }
 
-    fn read_stream_with_snapshot(
-        &self,
-        stream: &StreamId,
-        key: SnapshotKey,
-    ) -> SnapshotAndEvents<'_> {
-        self.read_with_snapshot_pages(stream, key)
-    }
-
-    fn read_stream_for_fold(
+    fn read_for_fold(
         &self,
         stream: &StreamId,
         from: Version,
         to: Version,
+        snapshot: Option<SnapshotKey>,
     ) -> esrs_core::FoldStream<'_> {
-        self.read_fold_pages(stream, from, to)
-    }
-
-    fn read_stream_with_snapshot_for_fold(
-        &self,
-        stream: &StreamId,
-        key: SnapshotKey,
-    ) -> esrs_core::SnapshotAndFoldEvents<'_> {
-        self.read_fold_with_snapshot_pages(stream, key)
+        match snapshot {
+            Some(key) => self.read_fold_with_snapshot_pages(stream, from, to, key),
+            None => self.read_fold_pages(stream, from, to),
+        }
     }
 
     async fn save_snapshot(&self, snapshot: Snapshot) -> esrs_core::Result<()> {

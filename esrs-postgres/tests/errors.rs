@@ -154,22 +154,16 @@ async fn malformed_rows_are_decode_errors_naming_the_event() {
             .await
             .expect_err("malformed");
         expect(err, stream, column, "read_stream");
-        let err = store
-            .read_stream_with_snapshot(&id, key)
-            .try_collect::<Vec<_>>()
-            .await
-            .expect_err("malformed");
-        expect(err, stream, column, "read_stream_with_snapshot");
     }
     let negative = esrs_core::StreamId::new("negative").expect("stream id");
     let err = store
-        .read_stream_for_fold(&negative, 1, Version::MAX)
+        .read_for_fold(&negative, 1, Version::MAX, None)
         .try_collect::<Vec<_>>()
         .await
         .expect_err("malformed");
-    expect(err, "negative", "event_version", "read_stream_for_fold");
+    expect(err, "negative", "event_version", "read_for_fold");
     let err = store
-        .read_stream_with_snapshot_for_fold(&negative, key)
+        .read_for_fold(&negative, 1, Version::MAX, Some(key))
         .try_collect::<Vec<_>>()
         .await
         .expect_err("malformed");
@@ -177,7 +171,7 @@ async fn malformed_rows_are_decode_errors_naming_the_event() {
         err,
         "negative",
         "event_version",
-        "read_stream_with_snapshot_for_fold",
+        "read_for_fold with a snapshot key",
     );
     let err = store
         .read_all(Position::START)

@@ -10,8 +10,8 @@ use common::{TestStore, fresh_store, fresh_store_with};
 use esrs_core::conformance::{event, payload, unique_stream};
 use esrs_core::{
     AppendRequest, DecodeError, EncodeError, Error, EventSet, EventStore, ExpectedVersion,
-    NewEvent, Payload, Position, RecordedEvent, Repository, Snapshot, SnapshotKey, StreamId,
-    StreamItem, Version,
+    FoldItem, NewEvent, Payload, Position, RecordedEvent, Repository, Snapshot, SnapshotKey,
+    StreamId, Version,
 };
 use esrs_postgres::sqlx::postgres::PgPoolOptions;
 use esrs_postgres::sqlx::{self, Connection};
@@ -298,7 +298,7 @@ impl EventSet for AccountEvent {
     fn name(&self) -> &'static str {
         "Deposited"
     }
-    fn version(&self) -> u32 {
+    fn schema_version(&self) -> u32 {
         1
     }
     fn encode(&self) -> Result<Payload, EncodeError> {
@@ -846,19 +846,19 @@ async fn reads_page_through_long_results() {
         ))
         .await
         .expect("save");
-    let items: Vec<StreamItem> = store
-        .read_stream_with_snapshot(&stream, key)
+    let items: Vec<FoldItem> = store
+        .read_for_fold(&stream, 1, Version::MAX, Some(key))
         .try_collect()
         .await
         .expect("read");
     match &items[0] {
-        StreamItem::Snapshot(s) => assert_eq!((s.version, s.payload.get()), (10, r#"{"s":10}"#)),
+        FoldItem::Snapshot(s) => assert_eq!((s.version, s.payload.get()), (10, r#"{"s":10}"#)),
         other => panic!("expected the snapshot first, got {other:?}"),
     }
     let tail: Vec<_> = items[1..]
         .iter()
         .map(|i| match i {
-            StreamItem::Event(e) => e.version,
+            FoldItem::Event(e) => e.version,
             other => panic!("expected events after the snapshot, got {other:?}"),
         })
         .collect();

@@ -160,10 +160,15 @@ async fn an_app_role_uses_the_store_but_cannot_rewrite_history() {
         .expect("a save that prunes older keys");
     }
     let items: Vec<_> = app
-        .read_stream_with_snapshot(&stream, SnapshotKey::new(1, 11))
+        .read_for_fold(
+            &stream,
+            1,
+            esrs_core::Version::MAX,
+            Some(SnapshotKey::new(1, 11)),
+        )
         .try_collect()
         .await
-        .expect("read_stream_with_snapshot");
+        .expect("read_for_fold");
     assert_eq!(items.len(), 2, "the snapshot at 5 and event 6");
     let mut runner =
         ProjectionRunner::new(app.clone(), PgCheckpoints::new(&app), Counter::default());

@@ -25,9 +25,8 @@ fn event_store_futures<S: EventStore>(
     assert_send(store.append(request));
     assert_send(store.read_stream(stream, 1, u64::MAX));
     assert_send(store.read_all(Position::START));
-    assert_send(store.read_stream_with_snapshot(stream, snapshot_key));
-    assert_send(store.read_stream_for_fold(stream, 1, u64::MAX));
-    assert_send(store.read_stream_with_snapshot_for_fold(stream, snapshot_key));
+    assert_send(store.read_for_fold(stream, 1, u64::MAX, None));
+    assert_send(store.read_for_fold(stream, 1, u64::MAX, Some(snapshot_key)));
     assert_send(store.save_snapshot(snapshot));
     assert_send(store.load_snapshot(stream, snapshot_key));
     assert_send(store.find_idempotency_key(key));

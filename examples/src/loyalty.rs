@@ -173,7 +173,7 @@ impl<S: EventStore> LoyaltyPolicy<S> {
             return Ok(None);
         }
         let order =
-            OrderPlaced::decode(event.event_version, event.payload()).map_err(|source| {
+            OrderPlaced::decode(event.schema_version, event.payload()).map_err(|source| {
                 esrs_core::Error::Decode {
                     stream: event.stream.clone(),
                     version: event.version,

@@ -424,7 +424,7 @@ fn show(event: &RecordedEvent) -> String {
         "v{}  {} v{} {}",
         event.version,
         event.name,
-        event.event_version,
+        event.schema_version,
         event.payload()
     )
 }

@@ -159,7 +159,7 @@ async fn an_old_row_written_through_the_store_loads_through_the_upcaster() {
         .unwrap();
 
     let history = carts.history(&cart).await.unwrap();
-    assert_eq!(history[2].recorded.event_version, 1);
+    assert_eq!(history[2].recorded.schema_version, 1);
     assert_eq!(
         history[2].event,
         CartEvent::from(ItemRemoved {
@@ -183,6 +183,6 @@ async fn an_old_row_written_through_the_store_loads_through_the_upcaster() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!((row.name.as_str(), row.event_version), ("ItemRemoved", 2));
+    assert_eq!((row.name.as_str(), row.schema_version), ("ItemRemoved", 2));
     assert_eq!(row.payload(), r#"{"item":"ink","reason":"dried up"}"#);
 }

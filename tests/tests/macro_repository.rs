@@ -193,7 +193,7 @@ fn the_event_enum_decodes_by_stored_name_and_version() {
             reason: None
         })
     );
-    assert_eq!(old.version(), 2);
+    assert_eq!(old.schema_version(), 2);
     let unknown = CartEvent::decode("ItemStolen", 1, "{}").unwrap_err();
     match unknown {
         DecodeError::UnknownName { name, known } => {
@@ -256,7 +256,7 @@ async fn a_snapshot_is_taken_every_n_events_and_used_by_loads() {
     let state: Cart = serde_json::from_str(snapshot.payload.get()).unwrap();
     assert_eq!(state.items, ["a", "b", "c"]);
     assert_eq!(Cart::SNAPSHOT_EVERY, Some(3));
-    assert_eq!(Cart::SNAPSHOT_KEY.version, 1);
+    assert_eq!(Cart::SNAPSHOT_KEY.schema_version, 1);
     assert_ne!(Cart::SNAPSHOT_KEY.fingerprint, 0);
     carts.execute(&id, |c| c.add_item("d")).await.unwrap();
     let cart = carts.load(&id).await.unwrap();
@@ -278,7 +278,7 @@ async fn a_snapshot_written_by_another_fold_is_ignored() {
     };
     let payload = serde_json::value::to_raw_value(&forged).unwrap();
     let stale = SnapshotKey::new(
-        Cart::SNAPSHOT_KEY.version,
+        Cart::SNAPSHOT_KEY.schema_version,
         Cart::SNAPSHOT_KEY.fingerprint ^ 1,
     );
     let stream = carts.stream_of(&id).unwrap();

@@ -132,7 +132,7 @@ impl ProjectionEvents for serde_json::Value {
     fn decode(record: &RecordedEvent) -> Result<Self, DecodeError> {
         serde_json::from_str(record.payload()).map_err(|source| DecodeError::Malformed {
             name: "(any)",
-            version: record.event_version,
+            version: record.schema_version,
             source,
         })
     }

@@ -14,6 +14,7 @@ use crate::event::IntoEvents;
 use crate::idempotency::IdempotencyKey;
 use crate::idempotency::RequestDigest;
 use crate::store::EventStore;
+use crate::store::FoldItem;
 use crate::stream::{ExpectedVersion, StreamId, Version};
 
 use super::{Repository, decoded_at};
@@ -242,14 +243,13 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         let loaded = self.fold(stream, outcome.last_version).await?;
         let mut events = Vec::new();
         if !outcome.is_empty() {
-            let mut read = self.store.read_stream_for_fold(
-                stream,
-                outcome.first_version,
-                outcome.last_version,
-            );
-            while let Some(event) = read.next().await {
-                let event = event?;
-                events.push(decoded_at(stream, event.version, event.decode())?);
+            let mut read =
+                self.store
+                    .read_for_fold(stream, outcome.first_version, outcome.last_version, None);
+            while let Some(item) = read.next().await {
+                if let FoldItem::Event(event) = item? {
+                    events.push(decoded_at(stream, event.version, event.decode())?);
+                }
             }
         }
         Ok(Executed {

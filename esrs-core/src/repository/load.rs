@@ -71,7 +71,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         }
         let mut items = self
             .store
-            .read_stream_with_snapshot_for_fold(stream, A::SNAPSHOT_KEY);
+            .read_for_fold(stream, 1, Version::MAX, Some(A::SNAPSHOT_KEY));
         let mut loaded = Loaded {
             state: A::default(),
             version: 0,
@@ -132,9 +132,11 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             state: A::default(),
             version: 0,
         };
-        let mut events = self.store.read_stream_for_fold(stream, 1, to);
-        while let Some(event) = events.next().await {
-            Self::apply_fold_event(&mut loaded, stream, &event?)?;
+        let mut items = self.store.read_for_fold(stream, 1, to, None);
+        while let Some(item) = items.next().await {
+            if let FoldItem::Event(event) = item? {
+                Self::apply_fold_event(&mut loaded, stream, &event)?;
+            }
         }
         Ok(loaded)
     }

@@ -57,7 +57,7 @@ impl Shown<'static> {
         Ok((
             Shown {
                 name: event.name(),
-                version: event.version(),
+                version: event.schema_version(),
                 payload: value,
             },
             payload,
@@ -101,7 +101,7 @@ pub(super) fn list_lossy<E: EventSet>(events: &[E]) -> String {
                 .map(|(s, _)| s)
                 .unwrap_or_else(|m| Shown {
                     name: e.name(),
-                    version: e.version(),
+                    version: e.schema_version(),
                     payload: Value::String(m),
                 })
         })

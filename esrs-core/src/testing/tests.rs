@@ -81,7 +81,7 @@ impl EventSet for CartEvent {
             Self::Noted(_) => "Noted",
         }
     }
-    fn version(&self) -> u32 {
+    fn schema_version(&self) -> u32 {
         match self {
             Self::ItemRemoved(_) => 2,
             _ => 1,
@@ -482,7 +482,7 @@ impl Aggregate for Counter {
     const NAME: &'static str = "counter";
     const SNAPSHOT_EVERY: Option<u64> = Some(10);
     const SNAPSHOT_KEY: SnapshotKey = SnapshotKey {
-        version: 1,
+        schema_version: 1,
         fingerprint: 7,
     };
     type Event = CartEvent;

@@ -107,7 +107,7 @@ impl Generated<'_> {
                     }
                 }
 
-                fn version(&self) -> u32 {
+                fn schema_version(&self) -> u32 {
                     match self {
                         #(Self::#variants(_) => <#events as ::esrs_core::Event>::VERSION,)*
                     }

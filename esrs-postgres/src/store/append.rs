@@ -54,12 +54,12 @@ impl<'r> Params<'r> {
         let mut payloads = Vec::with_capacity(request.events.len());
         for event in &request.events {
             names.push(event.name);
-            versions.push(i32::try_from(event.version).map_err(|_| {
+            versions.push(i32::try_from(event.schema_version).map_err(|_| {
                 Error::Store {
                     source: format!(
-                        "event `{}` has version {}, over the largest storable version {}",
+                        "event `{}` has schema version {}, over the largest storable version {}",
                         event.name,
-                        event.version,
+                        event.schema_version,
                         i32::MAX
                     )
                     .into(),

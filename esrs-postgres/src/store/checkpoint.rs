@@ -57,9 +57,9 @@ impl PgStore {
     ) -> esrs_core::Result<bool> {
         let done = sqlx::query(&self.sql().move_checkpoint)
             .bind(projection)
-            .bind(signed(from.commit))
+            .bind(signed(from.transaction_id))
             .bind(signed(from.sequence))
-            .bind(signed(to.commit))
+            .bind(signed(to.transaction_id))
             .bind(signed(to.sequence))
             .execute(conn)
             .await

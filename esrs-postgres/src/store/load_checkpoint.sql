@@ -1,1 +1,1 @@
-SELECT commit, sequence FROM {schema}.checkpoints WHERE projection = $1
+SELECT transaction_id, sequence FROM {schema}.checkpoints WHERE projection = $1

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use esrs_core::{
     DecodeError, FoldEvent, FoldItem, Metadata, Payload, Position, RecordedEvent, Snapshot,
-    SnapshotKey, StreamId, StreamItem, Version,
+    SnapshotKey, StreamId, Version,
 };
 use futures_core::Stream;
 use futures_util::StreamExt;
@@ -392,7 +392,7 @@ impl<T, S: Stream<Item = esrs_core::Result<T>> + Unpin> Stream for Read<S> {
 type DecodeRow<I> = fn(&PgRow, &StreamId) -> esrs_core::Result<(I, Version)>;
 
 /// The events of one stream with versions `from..=to`, in one query: with full envelopes
-/// (`read_stream`) or only what a fold needs (`read_stream_for_fold`).
+/// (`read_stream`) or only what a fold needs (`read_for_fold` without a snapshot).
 struct StreamPages<'a, I> {
     store: &'a PgStore,
     sql: &'a str,
@@ -470,7 +470,7 @@ impl<'a> Pages<'a> for LogPages<'a> {
         if !short {
             return Page::Query(
                 sqlx::query(&self.store.sql().read_all)
-                    .bind(Xid8(self.after.commit))
+                    .bind(Xid8(self.after.transaction_id))
                     .bind(signed(self.after.sequence))
                     .bind(i64::from(page_size)),
             );
@@ -489,7 +489,7 @@ impl<'a> Pages<'a> for LogPages<'a> {
         self.backoff = (self.backoff * 2).min(MAX_SETTLE_BACKOFF);
         Page::Settle {
             check: sqlx::query(&self.store.sql().events_beyond)
-                .bind(Xid8(self.after.commit))
+                .bind(Xid8(self.after.transaction_id))
                 .bind(signed(self.after.sequence)),
             pause,
         }
@@ -527,6 +527,9 @@ struct SnapshotPages<'a, I> {
     store: &'a PgStore,
     sql: &'a str,
     key: SnapshotKey,
+    /// The versions asked for: the snapshot's must lie in them, and the events end at `to`.
+    from: i64,
+    to: i64,
     stream: StreamId,
     started: bool,
     /// Events were returned: a snapshot row after them is out of order.
@@ -548,7 +551,7 @@ impl<'a, I: Send + 'a> Pages<'a> for SnapshotPages<'a, I> {
     type Item = I;
 
     fn next_page(&mut self) -> Page<'a> {
-        if self.started {
+        if self.started || self.from > self.to {
             return Page::Done;
         }
         self.started = true;
@@ -556,8 +559,10 @@ impl<'a, I: Send + 'a> Pages<'a> for SnapshotPages<'a, I> {
         Page::Query(
             sqlx::query(self.sql)
                 .bind(self.stream.as_str().to_owned())
-                .bind(i64::from(self.key.version))
-                .bind(fingerprint(self.key.fingerprint)),
+                .bind(i64::from(self.key.schema_version))
+                .bind(fingerprint(self.key.fingerprint))
+                .bind(self.from)
+                .bind(self.to),
         )
     }
 
@@ -601,7 +606,7 @@ impl PgStore {
         from: Version,
         to: Version,
     ) -> esrs_core::FoldStream<'_> {
-        let span = tracing::debug_span!("esrs.pg.read_stream_for_fold", stream = %stream, from, to);
+        let span = tracing::debug_span!("esrs.pg.read_for_fold", stream = %stream, from, to);
         paged(
             self,
             StreamPages {
@@ -614,7 +619,7 @@ impl PgStore {
                 event: |row, stream| {
                     decode_fold_event(row, 0, stream).map(|e| {
                         let v = e.version;
-                        (e, v)
+                        (FoldItem::Event(e), v)
                     })
                 },
                 last: 0,
@@ -627,12 +632,14 @@ impl PgStore {
     pub(super) fn read_fold_with_snapshot_pages(
         &self,
         stream: &StreamId,
+        from: Version,
+        to: Version,
         key: SnapshotKey,
-    ) -> esrs_core::SnapshotAndFoldEvents<'_> {
+    ) -> esrs_core::FoldStream<'_> {
         let span = tracing::debug_span!(
             "esrs.pg.load_for_fold",
             stream = %stream,
-            snapshot_version = key.version,
+            snapshot_version = key.schema_version,
         );
         paged(
             self,
@@ -640,6 +647,8 @@ impl PgStore {
                 store: self,
                 sql: &self.sql().read_with_snapshot_for_fold,
                 key,
+                from: signed(from.max(1)),
+                to: signed(to),
                 stream: stream.clone(),
                 started: false,
                 events: false,
@@ -702,36 +711,6 @@ impl PgStore {
         )
     }
 
-    pub(super) fn read_with_snapshot_pages(
-        &self,
-        stream: &StreamId,
-        key: SnapshotKey,
-    ) -> esrs_core::SnapshotAndEvents<'_> {
-        let span = tracing::debug_span!(
-            "esrs.pg.load",
-            stream = %stream,
-            snapshot_version = key.version,
-        );
-        paged(
-            self,
-            SnapshotPages {
-                store: self,
-                sql: &self.sql().read_with_snapshot,
-                key,
-                stream: stream.clone(),
-                started: false,
-                events: false,
-                version_column: 3,
-                payload_column: 6,
-                event: |row, stream| decode_event(row, 1, stream.clone()).map(StreamItem::Event),
-                snapshot: StreamItem::Snapshot,
-                last: 0,
-                table: 0,
-            },
-            span,
-        )
-    }
-
     /// The events of `stream` with versions `from..=to`, read on `conn` (in the caller's
     /// transaction, say). A row that does not decode is a [`sqlx::Error::Decode`] whose
     /// source is the [`esrs_core::Error::Decode`] naming it.
@@ -763,7 +742,7 @@ impl PgStore {
         let mut lease = self.lease().await.map_err(to_core)?;
         let row = sqlx::query(&self.sql().load_snapshot)
             .bind(stream.as_str())
-            .bind(i64::from(key.version))
+            .bind(i64::from(key.schema_version))
             .bind(fingerprint(key.fingerprint))
             .fetch_optional(lease.conn())
             .await;
@@ -786,7 +765,7 @@ impl PgStore {
         let done = sqlx::query(&self.sql().save_snapshot)
             .bind(snapshot.stream.as_str())
             .bind(signed(snapshot.version))
-            .bind(i64::from(snapshot.key.version))
+            .bind(i64::from(snapshot.key.schema_version))
             .bind(fingerprint(snapshot.key.fingerprint))
             .bind(snapshot.payload.get())
             .bind(esrs_core::SNAPSHOT_KEYS_PER_STREAM as i64)
@@ -813,7 +792,7 @@ impl PgStore {
     pub(super) async fn has_events_after(&self, after: Position) -> esrs_core::Result<bool> {
         let mut lease = self.lease().await.map_err(to_core)?;
         let after = sqlx::query_scalar(&self.sql().events_after)
-            .bind(Xid8(after.commit))
+            .bind(Xid8(after.transaction_id))
             .bind(signed(after.sequence))
             .fetch_one(lease.conn())
             .await;

@@ -1,9 +1,11 @@
--- The snapshot row (if any) first, then the events after its version, with only the columns
+-- The stream's snapshot of a key ($2, $3) if its version lies in $4..=$5, first; then the
+-- events after its version (or from $4 when there is none) up to $5, with only the columns
 -- a fold needs.
 WITH snapshot AS (
     SELECT version, payload
     FROM {schema}.snapshots
     WHERE stream_id = $1 AND snapshot_version = $2 AND fingerprint = $3
+      AND version >= $4 AND version <= $5
 )
 SELECT true AS is_snapshot, version, NULL::text AS name, NULL::integer AS event_version, payload
 FROM snapshot
@@ -11,7 +13,8 @@ UNION ALL
 (
     SELECT false, version, name, event_version, payload
     FROM {schema}.events
-    WHERE stream_id = $1 AND version > coalesce((SELECT version FROM snapshot), 0)
+    WHERE stream_id = $1 AND version > coalesce((SELECT version FROM snapshot), $4 - 1)
+      AND version <= $5
     ORDER BY version
 )
 -- The order of a UNION ALL's rows is undefined without an ORDER BY of its own (a parallel

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use esrs_core::{
     AppendOutcome, AppendRequest, EventStore, EventStream, IdempotencyKey, Position, Snapshot,
-    SnapshotAndEvents, SnapshotKey, StreamId, Version,
+    SnapshotKey, StreamId, Version,
 };
 use esrs_postgres::sqlx::PgPool;
 use esrs_postgres::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -122,27 +122,14 @@ impl EventStore for TestStore {
     fn read_all(&self, after: Position) -> EventStream<'_> {
         self.store.read_all(after)
     }
-    fn read_stream_with_snapshot(
-        &self,
-        stream: &StreamId,
-        key: SnapshotKey,
-    ) -> SnapshotAndEvents<'_> {
-        self.store.read_stream_with_snapshot(stream, key)
-    }
-    fn read_stream_for_fold(
+    fn read_for_fold(
         &self,
         stream: &StreamId,
         from: Version,
         to: Version,
+        snapshot: Option<esrs_core::SnapshotKey>,
     ) -> esrs_core::FoldStream<'_> {
-        self.store.read_stream_for_fold(stream, from, to)
-    }
-    fn read_stream_with_snapshot_for_fold(
-        &self,
-        stream: &StreamId,
-        key: SnapshotKey,
-    ) -> esrs_core::SnapshotAndFoldEvents<'_> {
-        self.store.read_stream_with_snapshot_for_fold(stream, key)
+        self.store.read_for_fold(stream, from, to, snapshot)
     }
     fn save_snapshot(
         &self,

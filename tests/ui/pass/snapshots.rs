@@ -52,8 +52,8 @@ impl NoSnapshots {
 
 fn main() {
     assert_eq!(A::SNAPSHOT_EVERY, Some(50));
-    assert_eq!(A::SNAPSHOT_KEY.version, 3);
-    assert_eq!(B::SNAPSHOT_KEY.version, 1);
+    assert_eq!(A::SNAPSHOT_KEY.schema_version, 3);
+    assert_eq!(B::SNAPSHOT_KEY.schema_version, 1);
     assert_eq!(A::SNAPSHOT_KEY.fingerprint, B::SNAPSHOT_KEY.fingerprint);
     assert_ne!(A::SNAPSHOT_KEY.fingerprint, C::SNAPSHOT_KEY.fingerprint);
     assert_eq!(NoSnapshots::SNAPSHOT_EVERY, None);
