@@ -4,7 +4,8 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use esrs_core::{Aggregate, EventSet, NewEvent, Payload};
+use esrs_core::store::{NewEvent, Payload};
+use esrs_core::{Aggregate, EventSet};
 use serde_json::value::RawValue;
 
 use crate::domain::{Account, AccountEvent, Withdrawn, decode_by_hand, encode_by_hand, generated};

@@ -7,10 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use esrs_core::{
-    AppendRequest, EventStore, ExpectedVersion, NewEvent, Position, Repository, Snapshot, StreamId,
-    Version,
-};
+use esrs_core::store::{AppendRequest, NewEvent, Snapshot};
+use esrs_core::{EventStore, ExpectedVersion, Position, Repository, StreamId, Version};
 use futures_util::TryStreamExt;
 use serde_json::value::RawValue;
 
@@ -364,7 +362,7 @@ pub(crate) async fn project<S: EventStore>(
     let started = Instant::now();
     let mut runner = esrs_core::ProjectionRunner::new(
         store,
-        esrs_core::InMemoryCheckpoints::new(),
+        esrs_core::projection::InMemoryCheckpoints::new(),
         Balances::default(),
     );
     runner.catch_up().await?;

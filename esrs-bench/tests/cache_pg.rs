@@ -9,10 +9,9 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
-use esrs_core::{
-    Aggregate, DecodeError, EncodeError, EventSet, EventStore, Payload, Repository, StreamId,
-    Version,
-};
+use esrs_core::error::EncodeError;
+use esrs_core::store::Payload;
+use esrs_core::{Aggregate, DecodeError, EventSet, EventStore, Repository, StreamId, Version};
 use esrs_postgres::PgStore;
 use futures_util::TryStreamExt;
 use serde::{Deserialize, Serialize};
@@ -41,7 +40,7 @@ impl EventSet for TallyEvent {
         1
     }
     fn encode(&self) -> Result<Payload, EncodeError> {
-        esrs_core::encode_json("Added", &self.0)
+        esrs_core::store::encode_json("Added", &self.0)
     }
     fn decode(name: &str, version: u32, payload: &str) -> Result<Self, DecodeError> {
         match name {

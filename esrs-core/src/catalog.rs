@@ -2,8 +2,8 @@
 //!
 //! Every `#[derive(Event)]` registers its type and every `#[aggregate]` its aggregate at
 //! link time (through the [`inventory`] crate, so registration needs no code at start-up and
-//! no list kept by hand). Tools list the program's events with [`catalog`]; a start-up check
-//! or a test calls [`check_catalog`] to find a stored name claimed by two unrelated types, or
+//! no list kept by hand). Tools list the program's events with [`program`]; a start-up check
+//! or a test calls [`check`] to find a stored name claimed by two unrelated types, or
 //! a stream category claimed by two aggregates, anywhere in the program.
 //!
 //! The catalog holds what the linker kept: the types of every crate whose code the program
@@ -174,12 +174,12 @@ pub struct Catalog {
 /// #[event(name = "Opened", version = 2)]
 /// struct Opened { at: u64 }
 ///
-/// let catalog = esrs_core::catalog();
+/// let catalog = esrs_core::catalog::program();
 /// let opened = catalog.events_named("Opened").next().unwrap();
 /// assert_eq!(opened.version(), 2);
 /// assert!(opened.rust_type().ends_with("Opened"));
 /// ```
-pub fn catalog() -> Catalog {
+pub fn program() -> Catalog {
     let mut events: Vec<EventInfo> = inventory::iter::<EventInfo>.into_iter().copied().collect();
     events.sort_by(|a, b| {
         (a.name, a.version, a.rust_type()).cmp(&(b.name, b.version, b.rust_type()))
@@ -197,10 +197,10 @@ pub fn catalog() -> Catalog {
 /// Call it at start-up or in a test:
 ///
 /// ```
-/// esrs_core::check_catalog().expect("stored names are unique");
+/// esrs_core::catalog::check().expect("stored names are unique");
 /// ```
-pub fn check_catalog() -> Result<(), CatalogError> {
-    catalog().check()
+pub fn check() -> Result<(), CatalogError> {
+    program().check()
 }
 
 impl Catalog {

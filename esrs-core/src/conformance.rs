@@ -18,9 +18,11 @@ use std::sync::Arc;
 
 use futures_util::TryStreamExt;
 
+use crate::store::{
+    AppendOutcome, AppendRequest, FoldEvent, FoldItem, NewEvent, Payload, Snapshot, SnapshotKey,
+};
 use crate::{
-    AppendOutcome, AppendRequest, Error, EventStore, ExpectedVersion, FoldEvent, FoldItem,
-    IdempotencyKey, Metadata, NewEvent, Payload, Position, RecordedEvent, Snapshot, SnapshotKey,
+    Error, EventStore, ExpectedVersion, IdempotencyKey, Metadata, Position, RecordedEvent,
     StreamId, Version,
 };
 
@@ -576,7 +578,7 @@ pub async fn idempotency_key_with_another_request<S: EventStore>(store: S) {
 }
 
 /// Metadata that a store cannot keep (a NUL character anywhere, or over
-/// [`MAX_METADATA_BYTES`](crate::MAX_METADATA_BYTES)) is refused with
+/// [`Metadata::MAX_BYTES`](crate::Metadata::MAX_BYTES)) is refused with
 /// [`Error::InvalidMetadata`] by every store, and nothing is written.
 pub async fn invalid_metadata_refused<S: EventStore>(store: S) {
     let stream = unique_stream("metadata");
@@ -585,7 +587,7 @@ pub async fn invalid_metadata_refused<S: EventStore>(store: S) {
         crate::Metadata::new().with("note", "nul \0 inside"),
         crate::Metadata::new().with("nested", serde_json::json!({ "list": ["ok", "\0"] })),
         crate::Metadata::new().with("key\0", 1),
-        crate::Metadata::new().with("blob", "x".repeat(crate::MAX_METADATA_BYTES)),
+        crate::Metadata::new().with("blob", "x".repeat(crate::Metadata::MAX_BYTES)),
     ];
     for metadata in refused {
         let err = store
@@ -619,7 +621,7 @@ pub async fn invalid_metadata_refused<S: EventStore>(store: S) {
 /// nothing.
 pub async fn batch_atomicity<S: EventStore>(store: S) {
     let stream = unique_stream("batch");
-    let big = "x".repeat(crate::DEFAULT_MAX_PAYLOAD_BYTES + 1);
+    let big = "x".repeat(crate::store::DEFAULT_MAX_PAYLOAD_BYTES + 1);
     let batch = vec![
         event("A", 1),
         event("B", 2),
@@ -680,7 +682,7 @@ pub async fn batch_atomicity<S: EventStore>(store: S) {
 pub async fn oversized_payload_refused<S: EventStore>(store: S) {
     let stream = unique_stream("size");
     // `{"b":"…"}` is 8 bytes around the text.
-    let exact = "y".repeat(crate::DEFAULT_MAX_PAYLOAD_BYTES - 8);
+    let exact = "y".repeat(crate::store::DEFAULT_MAX_PAYLOAD_BYTES - 8);
     store
         .append(AppendRequest::new(
             stream.clone(),
@@ -693,7 +695,7 @@ pub async fn oversized_payload_refused<S: EventStore>(store: S) {
         ))
         .await
         .expect("a payload at the limit is stored");
-    let over = "y".repeat(crate::DEFAULT_MAX_PAYLOAD_BYTES - 7);
+    let over = "y".repeat(crate::store::DEFAULT_MAX_PAYLOAD_BYTES - 7);
     let err = store
         .append(AppendRequest::new(
             stream.clone(),
@@ -711,8 +713,8 @@ pub async fn oversized_payload_refused<S: EventStore>(store: S) {
             assert_eq!(
                 (*size, *limit),
                 (
-                    crate::DEFAULT_MAX_PAYLOAD_BYTES + 1,
-                    crate::DEFAULT_MAX_PAYLOAD_BYTES
+                    crate::store::DEFAULT_MAX_PAYLOAD_BYTES + 1,
+                    crate::store::DEFAULT_MAX_PAYLOAD_BYTES
                 )
             );
         }
@@ -1138,7 +1140,7 @@ pub async fn hostile_input_round_trips<S: EventStore>(store: S) {
         format!(
             "{}{}",
             uuid::Uuid::new_v4(),
-            "é".repeat((crate::MAX_STREAM_ID_LEN - 36) / 2)
+            "é".repeat((crate::StreamId::MAX_LEN - 36) / 2)
         ),
     ];
     for (i, text) in odd.iter().enumerate() {
@@ -1288,10 +1290,10 @@ macro_rules! store_conformance_tests {
     };
 }
 
-/// Snapshots are kept per key, by the rule of [`crate::keep_snapshot`]: a snapshot of one key
+/// Snapshots are kept per key, by the rule of [`crate::store::keep_snapshot`]: a snapshot of one key
 /// never replaces another key's (two deployed versions of a program keep theirs), a newer
 /// snapshot replaces the one of its key and an older changes nothing, and a stream keeps
-/// the [`crate::SNAPSHOT_KEYS_PER_STREAM`] keys saved most recently.
+/// the [`crate::store::SNAPSHOT_KEYS_PER_STREAM`] keys saved most recently.
 pub async fn snapshots_kept_per_key<S: EventStore>(store: S) {
     let stream = unique_stream("snap-keys");
     let old = SnapshotKey::new(1, 0xa);
@@ -1357,7 +1359,7 @@ pub async fn snapshots_kept_per_key<S: EventStore>(store: S) {
     );
 
     // Newer keys push the oldest out: `new` was saved before `old`, so it goes first.
-    let later: Vec<SnapshotKey> = (0..crate::SNAPSHOT_KEYS_PER_STREAM as u64 - 1)
+    let later: Vec<SnapshotKey> = (0..crate::store::SNAPSHOT_KEYS_PER_STREAM as u64 - 1)
         .map(|i| SnapshotKey::new(2, i))
         .collect();
     for (i, key) in later.iter().enumerate() {

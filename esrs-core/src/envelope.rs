@@ -8,10 +8,6 @@ use crate::idempotency::RequestDigest;
 use crate::position::Position;
 use crate::stream::{StreamId, Version};
 
-/// The largest metadata an append accepts, encoded as JSON: 64 KiB. Metadata is stored
-/// with every event of an append; keep it to ids and short labels.
-pub const MAX_METADATA_BYTES: usize = 64 * 1024;
-
 /// Why metadata was refused; see [`Metadata::validate`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -23,7 +19,7 @@ pub enum MetadataError {
         /// Where: `actor`, or the path of the custom field.
         field: String,
     },
-    /// The metadata, encoded as JSON, was over [`MAX_METADATA_BYTES`].
+    /// The metadata, encoded as JSON, was over [`Metadata::MAX_BYTES`].
     #[error(
         "metadata is {size} bytes encoded, over the limit of {limit}; keep metadata to ids and short labels"
     )]
@@ -56,6 +52,10 @@ pub struct Metadata {
 }
 
 impl Metadata {
+    /// The largest metadata an append accepts, encoded as JSON: 64 KiB. Metadata is stored
+    /// with every event of an append; keep it to ids and short labels.
+    pub const MAX_BYTES: usize = 64 * 1024;
+
     /// Empty metadata.
     pub fn new() -> Self {
         Self::default()
@@ -86,12 +86,13 @@ impl Metadata {
     }
 
     /// Checks what every store accepts: no NUL character in any text and at most
-    /// [`MAX_METADATA_BYTES`] encoded. Stores call it (through
+    /// [`Metadata::MAX_BYTES`] encoded. Stores call it (through
     /// [`AppendRequest::check`]) before writing anything, so the in-memory store refuses
     /// exactly what PostgreSQL would.
     ///
     /// ```
-    /// use esrs_core::{Metadata, MetadataError};
+    /// use esrs_core::Metadata;
+    /// use esrs_core::error::MetadataError;
     ///
     /// assert!(Metadata::new().with_actor("alice").validate().is_ok());
     /// assert!(matches!(
@@ -112,10 +113,10 @@ impl Metadata {
             return Ok(());
         }
         let size = serde_json::to_string(self).map_or(0, |text| text.len());
-        if size > MAX_METADATA_BYTES {
+        if size > Metadata::MAX_BYTES {
             return Err(MetadataError::TooLarge {
                 size,
-                limit: MAX_METADATA_BYTES,
+                limit: Metadata::MAX_BYTES,
             });
         }
         Ok(())
@@ -187,7 +188,7 @@ impl NewEvent {
     }
 
     /// Encodes an event of an [`EventSet`].
-    pub fn encode<E: EventSet>(event: &E) -> Result<Self, crate::EncodeError> {
+    pub fn encode<E: EventSet>(event: &E) -> Result<Self, crate::error::EncodeError> {
         Ok(Self {
             name: event.name(),
             schema_version: event.schema_version(),

@@ -32,17 +32,15 @@ use crate::stream::{ExpectedVersion, StreamId};
 /// that is taken as a new request.
 pub const DEFAULT_IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 
-/// The longest idempotency key accepted by [`IdempotencyKey::new`], in bytes.
-pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 256;
-
 /// A key that makes an append idempotent: a request retried with the same key appends
 /// nothing and receives the outcome of the first append.
 ///
-/// Keys are not empty, at most [`MAX_IDEMPOTENCY_KEY_LEN`] bytes long and free of control
+/// Keys are not empty, at most [`IdempotencyKey::MAX_LEN`] bytes long and free of control
 /// characters (every store accepts exactly these); use a request id or a UUID.
 ///
 /// ```
-/// use esrs_core::{IdempotencyKey, IdempotencyKeyError};
+/// use esrs_core::IdempotencyKey;
+/// use esrs_core::error::IdempotencyKeyError;
 ///
 /// assert_eq!(IdempotencyKey::new("request-7").unwrap().as_str(), "request-7");
 /// assert_eq!(
@@ -61,7 +59,7 @@ pub enum IdempotencyKeyError {
     /// The key was empty.
     #[error("an idempotency key cannot be empty")]
     Empty,
-    /// The key was longer than [`MAX_IDEMPOTENCY_KEY_LEN`] bytes.
+    /// The key was longer than [`IdempotencyKey::MAX_LEN`] bytes.
     #[error("an idempotency key is at most {max} bytes long, this one has {len}")]
     TooLong {
         /// The length of the refused key, in bytes.
@@ -80,16 +78,19 @@ pub enum IdempotencyKeyError {
 }
 
 impl IdempotencyKey {
+    /// The longest idempotency key accepted by [`IdempotencyKey::new`], in bytes.
+    pub const MAX_LEN: usize = 256;
+
     /// Validates `key` and makes an idempotency key of it.
     pub fn new(key: impl AsRef<str>) -> Result<Self, IdempotencyKeyError> {
         let key = key.as_ref();
         if key.is_empty() {
             return Err(IdempotencyKeyError::Empty);
         }
-        if key.len() > MAX_IDEMPOTENCY_KEY_LEN {
+        if key.len() > IdempotencyKey::MAX_LEN {
             return Err(IdempotencyKeyError::TooLong {
                 len: key.len(),
-                max: MAX_IDEMPOTENCY_KEY_LEN,
+                max: IdempotencyKey::MAX_LEN,
             });
         }
         if let Some((at, found)) = key.char_indices().find(|(_, c)| c.is_control()) {
@@ -354,13 +355,13 @@ mod tests {
     fn idempotency_key_validation() {
         assert_eq!(IdempotencyKey::new(""), Err(IdempotencyKeyError::Empty));
         assert_eq!(
-            IdempotencyKey::new("k".repeat(MAX_IDEMPOTENCY_KEY_LEN + 1)),
+            IdempotencyKey::new("k".repeat(IdempotencyKey::MAX_LEN + 1)),
             Err(IdempotencyKeyError::TooLong {
-                len: MAX_IDEMPOTENCY_KEY_LEN + 1,
-                max: MAX_IDEMPOTENCY_KEY_LEN
+                len: IdempotencyKey::MAX_LEN + 1,
+                max: IdempotencyKey::MAX_LEN
             })
         );
-        assert!(IdempotencyKey::new("k".repeat(MAX_IDEMPOTENCY_KEY_LEN)).is_ok());
+        assert!(IdempotencyKey::new("k".repeat(IdempotencyKey::MAX_LEN)).is_ok());
         for bad in ["a\0b", "line\nbreak", "tab\there", "\u{7f}"] {
             assert!(
                 matches!(

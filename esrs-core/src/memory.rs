@@ -24,7 +24,8 @@ const READ_CHUNK: usize = 256;
 ///
 /// ```
 /// # async fn demo() -> esrs_core::Result<()> {
-/// use esrs_core::{AppendRequest, EventStore, ExpectedVersion, InMemoryStore, NewEvent, StreamId};
+/// use esrs_core::{EventStore, ExpectedVersion, InMemoryStore, StreamId};
+/// use esrs_core::store::{AppendRequest, NewEvent};
 ///
 /// let store = InMemoryStore::new();
 /// let stream = StreamId::new("cart-1").unwrap();
@@ -55,7 +56,7 @@ struct State {
     /// For each stream, the indexes of its events in `log`, in version order.
     streams: HashMap<StreamId, Vec<usize>>,
     /// For each stream, its snapshots, one per key, the most recently saved first (see
-    /// [`keep_snapshot`](crate::keep_snapshot)).
+    /// [`keep_snapshot`](crate::store::keep_snapshot)).
     snapshots: HashMap<StreamId, Vec<Snapshot>>,
     keys: HashMap<IdempotencyKey, KeptKey>,
     /// The keys by the time they were stored, oldest first, for the sweep of expired ones.
@@ -316,7 +317,7 @@ impl EventStore for InMemoryStore {
     async fn save_snapshot(&self, snapshot: Snapshot) -> Result<()> {
         let mut state = self.lock();
         let kept = state.snapshots.entry(snapshot.stream.clone()).or_default();
-        crate::keep_snapshot(kept, snapshot);
+        crate::store::keep_snapshot(kept, snapshot);
         Ok(())
     }
 

@@ -60,7 +60,7 @@ impl Snapshot {
 /// `SNAPSHOT_KEYS_PER_STREAM - 1` other keys saved most recently.
 ///
 /// Two deployed versions of a program whose folds differ (a rolling deploy, a canary) write
-/// snapshots under different [`SnapshotKey`](crate::SnapshotKey)s; each keeps its own instead
+/// snapshots under different [`SnapshotKey`](crate::store::SnapshotKey)s; each keeps its own instead
 /// of overwriting the other's at every save. Older keys, whose code is gone, are pruned as
 /// newer ones are saved, so they do not pile up.
 pub const SNAPSHOT_KEYS_PER_STREAM: usize = 3;
@@ -96,7 +96,8 @@ pub fn keep_snapshot(kept: &mut Vec<Snapshot>, snapshot: Snapshot) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{SnapshotKey, StreamId};
+    use crate::StreamId;
+    use crate::store::SnapshotKey;
 
     fn snap(version: u64, fingerprint: u64) -> Snapshot {
         let payload = serde_json::value::to_raw_value(&version).unwrap();

@@ -4,13 +4,10 @@ use std::borrow::Borrow;
 use std::fmt;
 use std::sync::Arc;
 
-/// The longest stream id accepted by [`StreamId::new`], in bytes.
-pub const MAX_STREAM_ID_LEN: usize = 256;
-
 /// The identifier of one event stream: the history of one aggregate instance.
 ///
 /// A stream id is validated when it is made: it is not empty, at most
-/// [`MAX_STREAM_ID_LEN`] bytes long and free of control characters. Any other text,
+/// [`StreamId::MAX_LEN`] bytes long and free of control characters. Any other text,
 /// including quotes, backslashes and non-ASCII characters, is stored byte-exact.
 ///
 /// Cloning is cheap: the text is shared.
@@ -33,7 +30,7 @@ pub enum StreamIdError {
     /// The text was empty.
     #[error("a stream id cannot be empty")]
     Empty,
-    /// The text was longer than [`MAX_STREAM_ID_LEN`] bytes.
+    /// The text was longer than [`StreamId::MAX_LEN`] bytes.
     #[error("a stream id is at most {max} bytes long, this one has {len}")]
     TooLong {
         /// The length of the refused text, in bytes.
@@ -52,10 +49,13 @@ pub enum StreamIdError {
 }
 
 impl StreamId {
+    /// The longest stream id accepted by [`StreamId::new`], in bytes.
+    pub const MAX_LEN: usize = 256;
+
     /// Validates `id` and makes a stream id of it.
     pub fn new(id: impl AsRef<str>) -> Result<Self, StreamIdError> {
         let id = id.as_ref();
-        Self::validate(id, MAX_STREAM_ID_LEN)?;
+        Self::validate(id, StreamId::MAX_LEN)?;
         Ok(Self(Arc::from(id)))
     }
 
@@ -80,12 +80,13 @@ impl StreamId {
     /// [`StreamIdError::TooLong`] (its `len` is the length of the whole stream id).
     ///
     /// ```
-    /// use esrs_core::{MAX_STREAM_ID_LEN, StreamId, StreamIdError};
+    /// use esrs_core::StreamId;
+    /// use esrs_core::error::StreamIdError;
     ///
     /// let id = StreamId::new("42").unwrap();
     /// assert_eq!(StreamId::in_category("cart", &id).unwrap().as_str(), "cart-42");
     ///
-    /// let longest = StreamId::new("x".repeat(MAX_STREAM_ID_LEN)).unwrap();
+    /// let longest = StreamId::new("x".repeat(StreamId::MAX_LEN)).unwrap();
     /// assert!(matches!(
     ///     StreamId::in_category("cart", &longest),
     ///     Err(StreamIdError::TooLong { .. })
@@ -96,7 +97,7 @@ impl StreamId {
         s.push_str(category);
         s.push('-');
         s.push_str(&id.0);
-        Self::validate(&s, MAX_STREAM_ID_LEN)?;
+        Self::validate(&s, StreamId::MAX_LEN)?;
         Ok(Self(Arc::from(s)))
     }
 
@@ -216,15 +217,15 @@ mod tests {
     #[test]
     fn stream_id_validation() {
         assert_eq!(StreamId::new(""), Err(StreamIdError::Empty));
-        let long = "x".repeat(MAX_STREAM_ID_LEN + 1);
+        let long = "x".repeat(StreamId::MAX_LEN + 1);
         assert_eq!(
             StreamId::new(&long),
             Err(StreamIdError::TooLong {
-                len: MAX_STREAM_ID_LEN + 1,
-                max: MAX_STREAM_ID_LEN
+                len: StreamId::MAX_LEN + 1,
+                max: StreamId::MAX_LEN
             })
         );
-        assert!(StreamId::new("x".repeat(MAX_STREAM_ID_LEN)).is_ok());
+        assert!(StreamId::new("x".repeat(StreamId::MAX_LEN)).is_ok());
         assert_eq!(
             StreamId::new("ab\0"),
             Err(StreamIdError::ControlCharacter { found: '\0', at: 2 })
@@ -239,17 +240,17 @@ mod tests {
 
     #[test]
     fn in_category_checks_the_length_of_the_whole_id() {
-        let longest = StreamId::new("x".repeat(MAX_STREAM_ID_LEN)).unwrap();
+        let longest = StreamId::new("x".repeat(StreamId::MAX_LEN)).unwrap();
         assert_eq!(
             StreamId::in_category("cart", &longest),
             Err(StreamIdError::TooLong {
-                len: MAX_STREAM_ID_LEN + 5,
-                max: MAX_STREAM_ID_LEN
+                len: StreamId::MAX_LEN + 5,
+                max: StreamId::MAX_LEN
             })
         );
-        let fits = StreamId::new("x".repeat(MAX_STREAM_ID_LEN - 5)).unwrap();
+        let fits = StreamId::new("x".repeat(StreamId::MAX_LEN - 5)).unwrap();
         let stream = StreamId::in_category("cart", &fits).unwrap();
-        assert_eq!(stream.as_str().len(), MAX_STREAM_ID_LEN);
+        assert_eq!(stream.as_str().len(), StreamId::MAX_LEN);
         // What the stores return for it deserialises again.
         let json = serde_json::to_string(&stream).unwrap();
         assert_eq!(serde_json::from_str::<StreamId>(&json).unwrap(), stream);

@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use esrs_core::error::EncodeError;
+use esrs_core::store::{AppendOutcome, AppendRequest, EventStream, Payload, SnapshotKey};
 use esrs_core::{
-    Aggregate, AppendOutcome, AppendRequest, DecodeError, EncodeError, EventSet, EventStore,
-    EventStream, IdempotencyKey, InMemoryStore, Payload, Position, Repository, Result, SnapshotKey,
-    StreamId, Version,
+    Aggregate, DecodeError, EventSet, EventStore, IdempotencyKey, InMemoryStore, Position,
+    Repository, Result, StreamId, Version,
 };
 use futures_util::TryStreamExt;
 use serde::{Deserialize, Serialize};
@@ -35,7 +36,7 @@ impl EventSet for TallyEvent {
     }
     fn encode(&self) -> Result<Payload, EncodeError> {
         let TallyEvent::Added(e) = self;
-        esrs_core::encode_json("Added", e)
+        esrs_core::store::encode_json("Added", e)
     }
     fn decode(name: &str, version: u32, payload: &str) -> Result<Self, DecodeError> {
         match (name, version) {
@@ -104,14 +105,14 @@ impl EventStore for CountingStore {
         stream: &StreamId,
         from: Version,
         to: Version,
-        snapshot: Option<esrs_core::SnapshotKey>,
-    ) -> esrs_core::FoldStream<'_> {
+        snapshot: Option<esrs_core::store::SnapshotKey>,
+    ) -> esrs_core::store::FoldStream<'_> {
         self.stream_reads.fetch_add(1, Ordering::SeqCst);
         self.inner.read_for_fold(stream, from, to, snapshot)
     }
     fn save_snapshot(
         &self,
-        snapshot: esrs_core::Snapshot,
+        snapshot: esrs_core::store::Snapshot,
     ) -> impl Future<Output = Result<()>> + Send {
         self.inner.save_snapshot(snapshot)
     }
@@ -119,13 +120,13 @@ impl EventStore for CountingStore {
         &self,
         stream: &StreamId,
         key: SnapshotKey,
-    ) -> impl Future<Output = Result<Option<esrs_core::Snapshot>>> + Send {
+    ) -> impl Future<Output = Result<Option<esrs_core::store::Snapshot>>> + Send {
         self.inner.load_snapshot(stream, key)
     }
     fn find_idempotency_key(
         &self,
         key: &IdempotencyKey,
-    ) -> impl Future<Output = Result<Option<esrs_core::IdempotencyRecord>>> + Send {
+    ) -> impl Future<Output = Result<Option<esrs_core::store::IdempotencyRecord>>> + Send {
         self.inner.find_idempotency_key(key)
     }
     fn stream_version(&self, stream: &StreamId) -> impl Future<Output = Result<Version>> + Send {

@@ -4,9 +4,11 @@
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
 
+use esrs_core::DecodeError;
+use esrs_core::error::EncodeError;
 use esrs_core::prelude::*;
+use esrs_core::store::Payload;
 use esrs_core::testing::{PolicyTest, ProjectionTest};
-use esrs_core::{DecodeError, EncodeError, Payload};
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Ticked(u64);
@@ -20,7 +22,7 @@ impl EventSet for Ticked {
         1
     }
     fn encode(&self) -> Result<Payload, EncodeError> {
-        esrs_core::encode_json("Ticked", self)
+        esrs_core::store::encode_json("Ticked", self)
     }
     fn decode(name: &str, version: u32, payload: &str) -> Result<Self, DecodeError> {
         match name {

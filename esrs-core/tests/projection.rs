@@ -5,11 +5,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use esrs_core::error::EncodeError;
 use esrs_core::projection::{CheckpointError, Phase};
+use esrs_core::projection::{CheckpointStore, ErrorPolicy, InMemoryCheckpoints, ProjectionError};
+use esrs_core::store::{AppendRequest, NewEvent, Payload};
 use esrs_core::{
-    AppendRequest, BoxError, CheckpointStore, DecodeError, EncodeError, ErrorPolicy, EventSet,
-    EventStore, ExpectedVersion, InMemoryCheckpoints, InMemoryStore, NewEvent, Payload, Position,
-    Projection, ProjectionError, ProjectionRunner, RecordedEvent, StreamId,
+    BoxError, DecodeError, EventSet, EventStore, ExpectedVersion, InMemoryStore, Position,
+    Projection, ProjectionRunner, RecordedEvent, StreamId,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -50,7 +52,7 @@ impl EventSet for ScoreEvent {
     }
     fn encode(&self) -> Result<Payload, EncodeError> {
         match self {
-            Self::Scored(p) | Self::Penalised(p) => esrs_core::encode_json(self.name(), p),
+            Self::Scored(p) | Self::Penalised(p) => esrs_core::store::encode_json(self.name(), p),
         }
     }
     fn decode(name: &str, version: u32, payload: &str) -> Result<Self, DecodeError> {
@@ -795,7 +797,10 @@ fn unavailable() -> esrs_core::Error {
 }
 
 impl EventStore for FlakyStore {
-    async fn append(&self, request: AppendRequest) -> esrs_core::Result<esrs_core::AppendOutcome> {
+    async fn append(
+        &self,
+        request: AppendRequest,
+    ) -> esrs_core::Result<esrs_core::store::AppendOutcome> {
         self.inner.append(request).await
     }
     fn read_stream(
@@ -803,7 +808,7 @@ impl EventStore for FlakyStore {
         stream: &StreamId,
         from: esrs_core::Version,
         to: esrs_core::Version,
-    ) -> esrs_core::EventStream<'_> {
+    ) -> esrs_core::store::EventStream<'_> {
         self.inner.read_stream(stream, from, to)
     }
     fn read_for_fold(
@@ -811,11 +816,11 @@ impl EventStore for FlakyStore {
         stream: &StreamId,
         from: esrs_core::Version,
         to: esrs_core::Version,
-        snapshot: Option<esrs_core::SnapshotKey>,
-    ) -> esrs_core::FoldStream<'_> {
+        snapshot: Option<esrs_core::store::SnapshotKey>,
+    ) -> esrs_core::store::FoldStream<'_> {
         self.inner.read_for_fold(stream, from, to, snapshot)
     }
-    fn read_all(&self, after: Position) -> esrs_core::EventStream<'_> {
+    fn read_all(&self, after: Position) -> esrs_core::store::EventStream<'_> {
         use futures_util::StreamExt;
         self.reads.fetch_add(1, Ordering::SeqCst);
         if take_one(&self.read_failures) {
@@ -829,20 +834,20 @@ impl EventStore for FlakyStore {
         }
         self.inner.read_all(after)
     }
-    async fn save_snapshot(&self, snapshot: esrs_core::Snapshot) -> esrs_core::Result<()> {
+    async fn save_snapshot(&self, snapshot: esrs_core::store::Snapshot) -> esrs_core::Result<()> {
         self.inner.save_snapshot(snapshot).await
     }
     async fn load_snapshot(
         &self,
         stream: &StreamId,
-        key: esrs_core::SnapshotKey,
-    ) -> esrs_core::Result<Option<esrs_core::Snapshot>> {
+        key: esrs_core::store::SnapshotKey,
+    ) -> esrs_core::Result<Option<esrs_core::store::Snapshot>> {
         self.inner.load_snapshot(stream, key).await
     }
     async fn find_idempotency_key(
         &self,
         key: &esrs_core::IdempotencyKey,
-    ) -> esrs_core::Result<Option<esrs_core::IdempotencyRecord>> {
+    ) -> esrs_core::Result<Option<esrs_core::store::IdempotencyRecord>> {
         self.inner.find_idempotency_key(key).await
     }
     async fn stream_version(&self, stream: &StreamId) -> esrs_core::Result<esrs_core::Version> {

@@ -5,10 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use esrs_core::prelude::*;
-use esrs_core::{
-    AppendOutcome, AppendRequest, DecodeError, Error, FoldItem, NewEvent, Position, RecordedEvent,
-    Snapshot, SnapshotKey, Version,
-};
+use esrs_core::store::{AppendOutcome, AppendRequest, FoldItem, NewEvent, Snapshot, SnapshotKey};
+use esrs_core::{DecodeError, Error, Position, RecordedEvent, Version};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -198,7 +196,7 @@ impl EventStore for RacingStore {
         stream: &StreamId,
         from: Version,
         to: Version,
-    ) -> esrs_core::EventStream<'_> {
+    ) -> esrs_core::store::EventStream<'_> {
         self.inner.read_stream(stream, from, to)
     }
     fn read_for_fold(
@@ -206,11 +204,11 @@ impl EventStore for RacingStore {
         stream: &StreamId,
         from: Version,
         to: Version,
-        snapshot: Option<esrs_core::SnapshotKey>,
-    ) -> esrs_core::FoldStream<'_> {
+        snapshot: Option<esrs_core::store::SnapshotKey>,
+    ) -> esrs_core::store::FoldStream<'_> {
         self.inner.read_for_fold(stream, from, to, snapshot)
     }
-    fn read_all(&self, after: Position) -> esrs_core::EventStream<'_> {
+    fn read_all(&self, after: Position) -> esrs_core::store::EventStream<'_> {
         self.inner.read_all(after)
     }
     async fn save_snapshot(&self, snapshot: Snapshot) -> esrs_core::Result<()> {
@@ -226,7 +224,7 @@ impl EventStore for RacingStore {
     async fn find_idempotency_key(
         &self,
         key: &IdempotencyKey,
-    ) -> esrs_core::Result<Option<esrs_core::IdempotencyRecord>> {
+    ) -> esrs_core::Result<Option<esrs_core::store::IdempotencyRecord>> {
         if let Some(aggregate) = &self.key_race {
             if self.races_left.swap(0, Ordering::SeqCst) > 0 {
                 Repository::<Counter, _>::new(self.inner.clone())
@@ -447,13 +445,13 @@ async fn a_key_of_a_raw_append_is_refused_for_a_command() {
 #[tokio::test]
 async fn an_id_too_long_for_its_category_is_a_typed_error() {
     let repo = Repository::<Counter, _>::new(InMemoryStore::new());
-    let longest = id(&"x".repeat(esrs_core::MAX_STREAM_ID_LEN));
+    let longest = id(&"x".repeat(esrs_core::StreamId::MAX_LEN));
     let err = repo.execute(&longest, |c| c.add(1)).await.unwrap_err();
     assert!(
         matches!(
             err,
             ExecuteError::Store(Error::InvalidStreamId(
-                esrs_core::StreamIdError::TooLong { .. }
+                esrs_core::error::StreamIdError::TooLong { .. }
             ))
         ),
         "got {err:?}"
@@ -586,7 +584,7 @@ async fn snapshots_every_n_events_and_are_only_an_optimisation() {
             stream.clone(),
             25,
             SnapshotKey::new(1, 7),
-            esrs_core::encode_snapshot("counter", &lie).unwrap(),
+            esrs_core::__private::encode_snapshot("counter", &lie).unwrap(),
         ))
         .await
         .unwrap();

@@ -5,10 +5,9 @@
 //! See [`PgCheckpoints`].
 
 use esrs_core::projection::CheckpointError;
-use esrs_core::{
-    AppendOutcome, AppendRequest, CheckpointStore, Position, Projection, ProjectionError,
-    ProjectionEvents,
-};
+use esrs_core::projection::{CheckpointStore, ProjectionError, ProjectionEvents};
+use esrs_core::store::{AppendOutcome, AppendRequest};
+use esrs_core::{Position, Projection};
 use sqlx::Postgres;
 
 use crate::error::to_core;
@@ -31,7 +30,7 @@ pub type PgTransaction = sqlx::Transaction<'static, Postgres>;
 ///
 /// A runner holds a PostgreSQL advisory lock on a dedicated connection while it runs, so a
 /// second runner of the same projection, in any process, gets
-/// [`ProjectionError::AlreadyRunning`](esrs_core::ProjectionError::AlreadyRunning) or
+/// [`ProjectionError::AlreadyRunning`](esrs_core::projection::ProjectionError::AlreadyRunning) or
 /// waits ([`ProjectionRunner::wait_for_lock`](esrs_core::ProjectionRunner::wait_for_lock)).
 /// Should that connection drop without the runner knowing, and another runner take the
 /// lock, the runner that lost it fails with [`CheckpointError::LockLost`] at its next save,

@@ -13,10 +13,8 @@ pub use lock::ProjectionLock;
 use std::sync::Arc;
 use std::time::Duration;
 
-use esrs_core::{
-    AppendOutcome, AppendRequest, EventStore, EventStream, IdempotencyKey, Position, Snapshot,
-    SnapshotKey, StreamId, Version,
-};
+use esrs_core::store::{AppendOutcome, AppendRequest, EventStream, Snapshot, SnapshotKey};
+use esrs_core::{EventStore, IdempotencyKey, Position, StreamId, Version};
 use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 
@@ -205,14 +203,14 @@ impl Default for PgStoreOptions {
 
 impl PgStoreOptions {
     /// The defaults: schema `esrs`, payloads up to
-    /// [`DEFAULT_MAX_PAYLOAD_BYTES`](esrs_core::DEFAULT_MAX_PAYLOAD_BYTES), notifications on,
+    /// [`DEFAULT_MAX_PAYLOAD_BYTES`](esrs_core::store::DEFAULT_MAX_PAYLOAD_BYTES), notifications on,
     /// polling every 500 ms when no notification arrives, pages of 5,000 rows, and (for
     /// [`connect`](Self::connect)) a pool of 10 connections.
     pub fn new() -> Self {
         Self {
             schema: DEFAULT_SCHEMA.to_owned(),
-            max_payload_bytes: esrs_core::DEFAULT_MAX_PAYLOAD_BYTES,
-            idempotency_retention: esrs_core::DEFAULT_IDEMPOTENCY_RETENTION,
+            max_payload_bytes: esrs_core::store::DEFAULT_MAX_PAYLOAD_BYTES,
+            idempotency_retention: esrs_core::store::DEFAULT_IDEMPOTENCY_RETENTION,
             notify: true,
             notify_interval: DEFAULT_NOTIFY_INTERVAL,
             poll_interval: DEFAULT_POLL_INTERVAL,
@@ -300,7 +298,7 @@ impl PgStoreOptions {
     }
 
     /// How long idempotency keys are remembered
-    /// ([`DEFAULT_IDEMPOTENCY_RETENTION`](esrs_core::DEFAULT_IDEMPOTENCY_RETENTION), 7
+    /// ([`DEFAULT_IDEMPOTENCY_RETENTION`](esrs_core::store::DEFAULT_IDEMPOTENCY_RETENTION), 7
     /// days, by default). An older key is forgotten at once, whether or not
     /// [`PgStore::sweep_idempotency_keys`] has deleted its row yet: a request that comes
     /// back with it is appended as a new request.
@@ -527,7 +525,7 @@ impl EventStore for PgStore {
         from: Version,
         to: Version,
         snapshot: Option<SnapshotKey>,
-    ) -> esrs_core::FoldStream<'_> {
+    ) -> esrs_core::store::FoldStream<'_> {
         match snapshot {
             Some(key) => self.read_fold_with_snapshot_pages(stream, from, to, key),
             None => self.read_fold_pages(stream, from, to),
@@ -549,7 +547,7 @@ impl EventStore for PgStore {
     async fn find_idempotency_key(
         &self,
         key: &IdempotencyKey,
-    ) -> esrs_core::Result<Option<esrs_core::IdempotencyRecord>> {
+    ) -> esrs_core::Result<Option<esrs_core::store::IdempotencyRecord>> {
         self.fetch_key(key).await
     }
 

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use common::fresh_store;
 use esrs_core::conformance::{event, unique_stream};
-use esrs_core::{AppendRequest, Error, EventStore, ExpectedVersion};
+use esrs_core::store::AppendRequest;
+use esrs_core::{Error, EventStore, ExpectedVersion};
 use esrs_postgres::PgStoreOptions;
 
 /// The chain of sources of `error`, outermost first.
@@ -112,7 +113,8 @@ async fn a_closed_pool_is_not_retryable() {
 /// version, on every read path.
 #[tokio::test]
 async fn malformed_rows_are_decode_errors_naming_the_event() {
-    use esrs_core::{DecodeError, Position, SnapshotKey, Version};
+    use esrs_core::store::SnapshotKey;
+    use esrs_core::{DecodeError, Position, Version};
     use esrs_postgres::sqlx;
     use futures_util::TryStreamExt;
 

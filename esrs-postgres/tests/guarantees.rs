@@ -8,9 +8,10 @@ use std::time::Duration;
 use common::proxy::Proxy;
 use common::{TestStore, fresh_store, fresh_store_with};
 use esrs_core::conformance::{event, payload, unique_stream};
+use esrs_core::error::EncodeError;
+use esrs_core::store::{AppendRequest, FoldItem, NewEvent, Payload, Snapshot, SnapshotKey};
 use esrs_core::{
-    AppendRequest, DecodeError, EncodeError, Error, EventSet, EventStore, ExpectedVersion,
-    FoldItem, NewEvent, Payload, Position, RecordedEvent, Repository, Snapshot, SnapshotKey,
+    DecodeError, Error, EventSet, EventStore, ExpectedVersion, Position, RecordedEvent, Repository,
     StreamId, Version,
 };
 use esrs_postgres::sqlx::postgres::PgPoolOptions;
@@ -303,7 +304,7 @@ impl EventSet for AccountEvent {
     }
     fn encode(&self) -> Result<Payload, EncodeError> {
         let AccountEvent::Deposited(e) = self;
-        esrs_core::encode_json("Deposited", e)
+        esrs_core::store::encode_json("Deposited", e)
     }
     fn decode(name: &str, version: u32, payload: &str) -> Result<Self, DecodeError> {
         match (name, version) {

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{fresh_store, fresh_store_with};
+use esrs_core::Error;
 use esrs_core::conformance::{event, unique_stream};
 use esrs_core::prelude::*;
-use esrs_core::{AppendRequest, Error};
+use esrs_core::store::AppendRequest;
 use esrs_postgres::{PgStore, sqlx};
 
 #[derive(Event, Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 use common::{TestStore, fresh_store};
 use esrs_core::conformance::{event, unique_stream};
 use esrs_core::projection::CheckpointError;
+use esrs_core::projection::ProjectionError;
+use esrs_core::store::AppendRequest;
 use esrs_core::{
-    AppendRequest, BoxError, EventStore, ExpectedVersion, Position, Projection, ProjectionError,
-    ProjectionRunner, RecordedEvent,
+    BoxError, EventStore, ExpectedVersion, Position, Projection, ProjectionRunner, RecordedEvent,
 };
 use esrs_postgres::sqlx::postgres::PgPoolOptions;
 use esrs_postgres::sqlx::{self};

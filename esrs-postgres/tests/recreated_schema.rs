@@ -5,7 +5,8 @@ mod common;
 
 use common::fresh_store;
 use esrs_core::conformance::{event, unique_stream};
-use esrs_core::{AppendRequest, Error, EventStore, ExpectedVersion, Version};
+use esrs_core::store::AppendRequest;
+use esrs_core::{Error, EventStore, ExpectedVersion, Version};
 use esrs_postgres::sqlx;
 use futures_util::TryStreamExt;
 

@@ -6,9 +6,10 @@ mod common;
 use std::time::Duration;
 
 use esrs_core::conformance::{event, payload, unique_stream};
+use esrs_core::store::{AppendRequest, Snapshot, SnapshotKey};
 use esrs_core::{
-    AppendRequest, BoxError, EventStore, ExpectedVersion, IdempotencyKey, Position, Projection,
-    ProjectionRunner, RecordedEvent, Snapshot, SnapshotKey,
+    BoxError, EventStore, ExpectedVersion, IdempotencyKey, Position, Projection, ProjectionRunner,
+    RecordedEvent,
 };
 use esrs_postgres::sqlx::postgres::PgPoolOptions;
 use esrs_postgres::sqlx::{self, Connection, Executor};

@@ -4,10 +4,8 @@
 
 use std::time::Duration;
 
-use esrs_core::{
-    AppendRequest, EventStore, IdempotencyKey, InMemoryStore, Position, Projection, Snapshot,
-    SnapshotKey, StreamId,
-};
+use esrs_core::store::{AppendRequest, Snapshot, SnapshotKey};
+use esrs_core::{EventStore, IdempotencyKey, InMemoryStore, Position, Projection, StreamId};
 use esrs_postgres::sqlx::postgres::PgConnection;
 use esrs_postgres::{PgStore, PgStoreOptions, PgTransaction, ProjectionLock};
 

@@ -4,7 +4,8 @@
 mod common;
 
 use common::TestStore;
-use esrs_core::{EventStore, Snapshot, SnapshotKey, StreamId};
+use esrs_core::store::{Snapshot, SnapshotKey};
+use esrs_core::{EventStore, StreamId};
 use esrs_postgres::PgStoreOptions;
 use esrs_postgres::sqlx;
 

@@ -2,8 +2,9 @@
 //! history that explains the balance, with who did what and why.
 
 use chrono::{DateTime, Utc};
+use esrs_core::Version;
 use esrs_core::prelude::*;
-use esrs_core::{HistoryEntry, Version};
+use esrs_core::repository::HistoryEntry;
 use serde::{Deserialize, Serialize};
 
 /// Money was paid into the account, in whole currency units.

@@ -10,9 +10,10 @@
 
 use std::collections::HashMap;
 
+use esrs_core::store::{AppendOutcome, AppendRequest, NewEvent};
 use esrs_core::{
-    Aggregate, AppendOutcome, AppendRequest, BoxError, Event, EventStore, ExpectedVersion,
-    NewEvent, Projection, RecordedEvent, StreamId, aggregate,
+    Aggregate, BoxError, Event, EventStore, ExpectedVersion, Projection, RecordedEvent, StreamId,
+    aggregate,
 };
 use esrs_postgres::PgTransaction;
 use serde::{Deserialize, Serialize};

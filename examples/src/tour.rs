@@ -10,7 +10,8 @@ use std::io::Write;
 use std::time::Duration;
 
 use esrs_core::prelude::*;
-use esrs_core::{AppendRequest, NewEvent, RecordedEvent, Version};
+use esrs_core::store::{AppendRequest, NewEvent};
+use esrs_core::{RecordedEvent, Version};
 use futures_util::StreamExt;
 
 use crate::bank::{self, Account};
@@ -429,6 +430,6 @@ fn show(event: &RecordedEvent) -> String {
     )
 }
 
-fn json(value: serde_json::Value) -> Result<esrs_core::Payload, serde_json::Error> {
+fn json(value: serde_json::Value) -> Result<esrs_core::store::Payload, serde_json::Error> {
     serde_json::value::to_raw_value(&value)
 }

@@ -1,7 +1,8 @@
 //! The shopping cart: its rules with the given/when/then harness, and its life in a store.
 
+use esrs_core::Version;
 use esrs_core::prelude::*;
-use esrs_core::{AppendRequest, NewEvent, Version};
+use esrs_core::store::{AppendRequest, NewEvent};
 use esrs_examples::cart::{
     Cart, CartError, CartEvent, CheckedOut, ItemAdded, ItemRemoved, MAX_ITEMS,
 };

@@ -6,8 +6,8 @@ use esrs_examples as _;
 
 #[test]
 fn the_examples_catalog_is_consistent() {
-    esrs_core::check_catalog().expect("stored names and categories are unique");
-    let catalog = esrs_core::catalog();
+    esrs_core::catalog::check().expect("stored names and categories are unique");
+    let catalog = esrs_core::catalog::program();
 
     let aggregates: Vec<_> = catalog.aggregates().iter().map(|a| a.name()).collect();
     assert_eq!(

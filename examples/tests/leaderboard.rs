@@ -10,9 +10,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use esrs_core::projection::Phase;
+use esrs_core::projection::ProjectionError;
 use esrs_core::{
-    BoxError, EventStore, IdempotencyKey, Position, Projection, ProjectionError, ProjectionRunner,
-    RecordedEvent, StreamId,
+    BoxError, EventStore, IdempotencyKey, Position, Projection, ProjectionRunner, RecordedEvent,
+    StreamId,
 };
 use esrs_examples::leaderboard::{
     PgLeaderboard, PlayerEvent, Ranked, RedisLeaderboard, player_stream, record_score, score,
@@ -363,8 +364,8 @@ async fn one_runner_per_projection_across_connections() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkpoints_are_compare_and_set() {
-    use esrs_core::CheckpointStore;
     use esrs_core::projection::CheckpointError;
+    use esrs_core::projection::CheckpointStore;
 
     let fx = Fixture::new().await;
     let checkpoints = fx.checkpoints();

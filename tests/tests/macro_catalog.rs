@@ -1,9 +1,9 @@
 //! The program-wide catalog: every derived event and aggregate is listed, and
-//! `check_catalog` finds names claimed twice across aggregates, which no single macro
+//! `catalog::check` finds names claimed twice across aggregates, which no single macro
 //! invocation can see.
 
+use esrs_core::catalog::{self, CatalogConflict};
 use esrs_core::prelude::*;
-use esrs_core::{CatalogConflict, check_catalog};
 use serde::{Deserialize, Serialize};
 
 mod shipping {
@@ -120,7 +120,7 @@ fn short(types: &[&str]) -> Vec<String> {
 
 #[test]
 fn check_catalog_reports_every_name_claimed_twice() {
-    let error = check_catalog().unwrap_err();
+    let error = catalog::check().unwrap_err();
     let found: Vec<(&str, &str, Vec<String>)> = error
         .conflicts
         .iter()
@@ -164,7 +164,7 @@ fn check_catalog_reports_every_name_claimed_twice() {
 
 #[test]
 fn the_catalog_lists_every_event_and_aggregate() {
-    let catalog = esrs_core::catalog();
+    let catalog = esrs_core::catalog::program();
     let names: Vec<(&str, u32)> = catalog
         .events()
         .iter()

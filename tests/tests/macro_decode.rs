@@ -3,8 +3,9 @@
 
 #![deny(unused_qualifications, missing_docs)]
 
+use esrs_core::DecodeError;
+use esrs_core::catalog::EventInfo;
 use esrs_core::prelude::*;
-use esrs_core::{DecodeError, EventInfo};
 use serde::{Deserialize, Serialize};
 
 /// Version 1: the item was a bare name.
@@ -270,7 +271,7 @@ fn unit_and_tuple_structs_are_events() {
 
 #[test]
 fn the_catalog_lists_every_event_with_its_older_versions() {
-    let catalog = esrs_core::catalog();
+    let catalog = esrs_core::catalog::program();
     let priced: Vec<&EventInfo> = catalog.events_named("ItemPriced").collect();
     assert_eq!(priced.len(), 3, "{priced:?}");
     let current = priced.iter().find(|e| e.version() == 3).unwrap();
@@ -283,5 +284,5 @@ fn the_catalog_lists_every_event_with_its_older_versions() {
     assert!(current.upcast_from().unwrap().ends_with("::ItemPricedV2"));
     let ponged = catalog.events_named("nested.Ponged").next().unwrap();
     assert!(ponged.rust_type().ends_with("nested::deeper::Ponged"));
-    esrs_core::check_catalog().expect("the versions of ItemPriced form one chain");
+    esrs_core::catalog::check().expect("the versions of ItemPriced form one chain");
 }

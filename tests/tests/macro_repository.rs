@@ -4,7 +4,8 @@
 #![deny(unused_qualifications, missing_docs)]
 
 use esrs_core::prelude::*;
-use esrs_core::{DecodeError, EventSet, Snapshot, SnapshotKey};
+use esrs_core::store::{Snapshot, SnapshotKey};
+use esrs_core::{DecodeError, EventSet};
 use serde::{Deserialize, Serialize};
 
 /// An item was put in the cart.
@@ -308,7 +309,7 @@ async fn a_snapshot_written_by_another_fold_is_ignored() {
 
 #[test]
 fn the_catalog_knows_the_cart_and_its_events() {
-    let catalog = esrs_core::catalog();
+    let catalog = esrs_core::catalog::program();
     let cart = catalog
         .aggregates()
         .iter()
@@ -324,7 +325,7 @@ fn the_catalog_knows_the_cart_and_its_events() {
         .map(|e| e.version())
         .collect();
     assert_eq!(removed, [1, 2]);
-    esrs_core::check_catalog().unwrap();
+    esrs_core::catalog::check().unwrap();
 }
 
 /// A state whose handler is written exactly as in the macro crate's pinned-fingerprint test.

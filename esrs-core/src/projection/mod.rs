@@ -49,9 +49,10 @@
 //!   another fails instead of applying events twice.
 //!
 //! ```
-//! use esrs_core::projection::{InMemoryCheckpoints, Projection, ProjectionRunner};
-//! use esrs_core::{BoxError, EventStore, RecordedEvent};
-//! # use esrs_core::{AppendRequest, ExpectedVersion, InMemoryStore, NewEvent, StreamId};
+//! use esrs_core::projection::InMemoryCheckpoints;
+//! use esrs_core::{BoxError, EventStore, Projection, ProjectionRunner, RecordedEvent};
+//! # use esrs_core::{ExpectedVersion, InMemoryStore, StreamId};
+//! # use esrs_core::store::{AppendRequest, NewEvent};
 //!
 //! /// Counts every event of the store, whatever its name.
 //! #[derive(Debug, Default)]
@@ -79,7 +80,8 @@
 
 mod checkpoint;
 mod error;
-mod runner;
+pub(crate) mod read_model;
+pub(crate) mod runner;
 mod running;
 mod status;
 #[cfg(test)]
@@ -87,16 +89,15 @@ mod tests;
 
 pub use checkpoint::{CheckpointStore, InMemoryCheckpoints, InMemoryLock};
 pub use error::{CheckpointError, ProjectionError};
-pub use runner::{DEFAULT_BATCH_SIZE, DEFAULT_POLL_INTERVAL, ErrorPolicy, ProjectionRunner};
+pub(crate) use read_model::Projection;
+pub(crate) use runner::ProjectionRunner;
+pub use runner::{DEFAULT_BATCH_SIZE, DEFAULT_POLL_INTERVAL, ErrorPolicy};
 pub use running::RunningProjection;
 pub use status::{Phase, ProjectionStatus};
 
 use self::runner::Control;
 
-use std::future::Future;
-
 use crate::envelope::RecordedEvent;
-use crate::error::BoxError;
 use crate::event::{DecodeError, EventSet};
 
 /// What a projection reads from the global log: which stored names it handles, and how an
@@ -135,47 +136,5 @@ impl ProjectionEvents for serde_json::Value {
             version: record.schema_version,
             source,
         })
-    }
-}
-
-/// A read model built from the global log.
-///
-/// `Tx` is the unit of work of the [`CheckpointStore`] the projection runs with: `()` for
-/// [`InMemoryCheckpoints`], a database transaction for a database checkpoint store. A
-/// projection that writes only through `tx` has an exactly-once effect; one that writes
-/// elsewhere gets at-least-once delivery and should make its handler idempotent with the
-/// envelope's position (see the [module docs](self)).
-///
-/// The handler receives the decoded event and its envelope: the [`RecordedEvent`] it was
-/// decoded from, with its position, stream, version, metadata and recorded time.
-pub trait Projection<Tx: Send = ()>: Send + 'static {
-    /// The events it reads: an aggregate's event enum, or [`serde_json::Value`].
-    type Event: ProjectionEvents;
-
-    /// The name its checkpoint is stored under. Two runners of the same name never run at
-    /// the same time.
-    fn name(&self) -> &str;
-
-    /// Whether events stored under `name` are handled; the others are skipped without
-    /// being decoded. Defaults to the names of [`Self::Event`]; override it to narrow them,
-    /// for example to a set of stored names.
-    fn handles(&self, name: &str) -> bool {
-        <Self::Event as ProjectionEvents>::handles(name)
-    }
-
-    /// Applies one event to the read model. An error stops the batch: its checkpoint is not
-    /// saved, and the runner stops or retries as its [`ErrorPolicy`] says.
-    fn handle(
-        &mut self,
-        tx: &mut Tx,
-        event: Self::Event,
-        envelope: &RecordedEvent,
-    ) -> impl Future<Output = Result<(), BoxError>> + Send;
-
-    /// Empties the read model before a rebuild, in the same unit of work that resets the
-    /// checkpoint to the start. Does nothing by default.
-    fn reset(&mut self, tx: &mut Tx) -> impl Future<Output = Result<(), BoxError>> + Send {
-        let _ = tx;
-        async { Ok(()) }
     }
 }

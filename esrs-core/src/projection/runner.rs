@@ -79,8 +79,8 @@ pub(super) const MAX_IDLE_PAUSE: Duration = Duration::from_millis(50);
 /// Runs a [`Projection`]: catches up from its checkpoint, then follows the log live.
 ///
 /// ```
-/// # use esrs_core::projection::{InMemoryCheckpoints, Projection, ProjectionRunner, ErrorPolicy};
-/// # use esrs_core::{BoxError, InMemoryStore, RecordedEvent};
+/// # use esrs_core::projection::{ErrorPolicy, InMemoryCheckpoints};
+/// # use esrs_core::{BoxError, InMemoryStore, Projection, ProjectionRunner, RecordedEvent};
 /// # use std::time::Duration;
 /// # #[derive(Debug)] struct Counter(u64);
 /// # impl Projection for Counter {

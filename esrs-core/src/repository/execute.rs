@@ -294,7 +294,7 @@ impl<A, S, F> Execute<'_, A, S, F> {
     /// the state the original produced. The key used for another aggregate is refused with
     /// [`Error::IdempotencyKeyReused`], and the key of a raw
     /// [`append`](crate::EventStore::append) with [`Error::IdempotencyKeyMismatch`]. Keys
-    /// are kept for the store's retention ([`DEFAULT_IDEMPOTENCY_RETENTION`](crate::DEFAULT_IDEMPOTENCY_RETENTION)
+    /// are kept for the store's retention ([`DEFAULT_IDEMPOTENCY_RETENTION`](crate::store::DEFAULT_IDEMPOTENCY_RETENTION)
     /// by default); a repeat after that runs as a new command.
     pub fn idempotency_key(mut self, key: impl Into<IdempotencyKey>) -> Self {
         self.key = Some(key.into());

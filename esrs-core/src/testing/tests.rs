@@ -6,9 +6,9 @@ use serde_json::value::RawValue;
 
 use super::report::diff;
 use super::*;
-use crate::{
-    Aggregate, DecodeError, EncodeError, EventSet, IntoEvents, Payload, SnapshotKey, encode_json,
-};
+use crate::error::EncodeError;
+use crate::store::{Payload, SnapshotKey, encode_json};
+use crate::{Aggregate, DecodeError, EventSet, IntoEvents};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct ItemAdded {
@@ -493,10 +493,10 @@ impl Aggregate for Counter {
         }
     }
     fn encode_snapshot(&self) -> Option<Result<Payload, EncodeError>> {
-        Some(crate::encode_snapshot("counter", self))
+        Some(crate::__private::encode_snapshot("counter", self))
     }
     fn decode_snapshot(payload: &RawValue) -> Option<Result<Self, serde_json::Error>> {
-        Some(crate::decode_snapshot(payload))
+        Some(crate::__private::decode_snapshot(payload))
     }
 }
 

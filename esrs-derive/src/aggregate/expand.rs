@@ -115,7 +115,7 @@ impl Generated<'_> {
 
                 fn encode(
                     &self,
-                ) -> ::core::result::Result<::esrs_core::Payload, ::esrs_core::EncodeError> {
+                ) -> ::core::result::Result<::esrs_core::store::Payload, ::esrs_core::error::EncodeError> {
                     match self {
                         #(#encode,)*
                     }
@@ -212,13 +212,13 @@ impl Generated<'_> {
             quote! {
                 const SNAPSHOT_EVERY: ::core::option::Option<u64> =
                     ::core::option::Option::Some(#every);
-                const SNAPSHOT_KEY: ::esrs_core::SnapshotKey =
+                const SNAPSHOT_KEY: ::esrs_core::store::SnapshotKey =
                     #private::snapshot_key(#version, #fingerprint);
 
                 fn encode_snapshot(
                     &self,
                 ) -> ::core::option::Option<
-                    ::core::result::Result<::esrs_core::Payload, ::esrs_core::EncodeError>,
+                    ::core::result::Result<::esrs_core::store::Payload, ::esrs_core::error::EncodeError>,
                 > {
                     #encode
                 }

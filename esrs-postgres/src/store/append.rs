@@ -4,10 +4,9 @@
 
 use std::time::Instant;
 
-use esrs_core::{
-    AppendOutcome, AppendRequest, Conflict, EncodeError, Error, ExpectedVersion, IdempotencyKey,
-    IdempotencyRecord, Position, RequestDigest, StreamId,
-};
+use esrs_core::error::EncodeError;
+use esrs_core::store::{AppendOutcome, AppendRequest, IdempotencyRecord, RequestDigest};
+use esrs_core::{Conflict, Error, ExpectedVersion, IdempotencyKey, Position, StreamId};
 use sqlx::postgres::types::Oid;
 use sqlx::postgres::{PgConnection, PgRow};
 use sqlx::{Executor, Postgres, Row};

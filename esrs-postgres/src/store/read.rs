@@ -8,10 +8,8 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use esrs_core::{
-    DecodeError, FoldEvent, FoldItem, Metadata, Payload, Position, RecordedEvent, Snapshot,
-    SnapshotKey, StreamId, Version,
-};
+use esrs_core::store::{FoldEvent, FoldItem, Payload, Snapshot, SnapshotKey};
+use esrs_core::{DecodeError, Metadata, Position, RecordedEvent, StreamId, Version};
 use futures_core::Stream;
 use futures_util::StreamExt;
 use serde_json::value::RawValue;
@@ -605,7 +603,7 @@ impl PgStore {
         stream: &StreamId,
         from: Version,
         to: Version,
-    ) -> esrs_core::FoldStream<'_> {
+    ) -> esrs_core::store::FoldStream<'_> {
         let span = tracing::debug_span!("esrs.pg.read_for_fold", stream = %stream, from, to);
         paged(
             self,
@@ -635,7 +633,7 @@ impl PgStore {
         from: Version,
         to: Version,
         key: SnapshotKey,
-    ) -> esrs_core::FoldStream<'_> {
+    ) -> esrs_core::store::FoldStream<'_> {
         let span = tracing::debug_span!(
             "esrs.pg.load_for_fold",
             stream = %stream,
@@ -668,7 +666,7 @@ impl PgStore {
         stream: &StreamId,
         from: Version,
         to: Version,
-    ) -> esrs_core::EventStream<'_> {
+    ) -> esrs_core::store::EventStream<'_> {
         let span = tracing::debug_span!("esrs.pg.read_stream", stream = %stream, from, to);
         paged(
             self,
@@ -692,7 +690,7 @@ impl PgStore {
         )
     }
 
-    pub(super) fn read_all_pages(&self, after: Position) -> esrs_core::EventStream<'_> {
+    pub(super) fn read_all_pages(&self, after: Position) -> esrs_core::store::EventStream<'_> {
         let span = tracing::debug_span!("esrs.pg.read_all", after = %after);
         paged(
             self,
@@ -768,7 +766,7 @@ impl PgStore {
             .bind(i64::from(snapshot.key.schema_version))
             .bind(fingerprint(snapshot.key.fingerprint))
             .bind(snapshot.payload.get())
-            .bind(esrs_core::SNAPSHOT_KEYS_PER_STREAM as i64)
+            .bind(esrs_core::store::SNAPSHOT_KEYS_PER_STREAM as i64)
             .execute(lease.conn())
             .await;
         lease.finish(done).map_err(to_core)?;

@@ -7,10 +7,8 @@ pub mod proxy;
 use std::ops::Deref;
 use std::time::Duration;
 
-use esrs_core::{
-    AppendOutcome, AppendRequest, EventStore, EventStream, IdempotencyKey, Position, Snapshot,
-    SnapshotKey, StreamId, Version,
-};
+use esrs_core::store::{AppendOutcome, AppendRequest, EventStream, Snapshot, SnapshotKey};
+use esrs_core::{EventStore, IdempotencyKey, Position, StreamId, Version};
 use esrs_postgres::sqlx::PgPool;
 use esrs_postgres::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use esrs_postgres::{PgStore, PgStoreOptions};
@@ -127,8 +125,8 @@ impl EventStore for TestStore {
         stream: &StreamId,
         from: Version,
         to: Version,
-        snapshot: Option<esrs_core::SnapshotKey>,
-    ) -> esrs_core::FoldStream<'_> {
+        snapshot: Option<esrs_core::store::SnapshotKey>,
+    ) -> esrs_core::store::FoldStream<'_> {
         self.store.read_for_fold(stream, from, to, snapshot)
     }
     fn save_snapshot(
@@ -147,7 +145,8 @@ impl EventStore for TestStore {
     fn find_idempotency_key(
         &self,
         key: &IdempotencyKey,
-    ) -> impl Future<Output = esrs_core::Result<Option<esrs_core::IdempotencyRecord>>> + Send {
+    ) -> impl Future<Output = esrs_core::Result<Option<esrs_core::store::IdempotencyRecord>>> + Send
+    {
         self.store.find_idempotency_key(key)
     }
     fn stream_version(

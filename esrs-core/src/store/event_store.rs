@@ -108,11 +108,11 @@ pub trait EventStore: Send + Sync + 'static {
     /// Stores `snapshot` under its key: the stream, the [`SnapshotKey`] (snapshot version
     /// and fold fingerprint) it was written with.
     ///
-    /// Every store follows the rule of [`keep_snapshot`](crate::keep_snapshot): a stream keeps
+    /// Every store follows the rule of [`keep_snapshot`](crate::store::keep_snapshot): a stream keeps
     /// at most one snapshot per key; `snapshot` replaces the one of its key only if it is of a
     /// higher stream version (an older or equal one changes nothing); then the stream keeps
     /// the snapshot of this key and those of the
-    /// [`SNAPSHOT_KEYS_PER_STREAM`](crate::SNAPSHOT_KEYS_PER_STREAM)` - 1` other keys saved
+    /// [`SNAPSHOT_KEYS_PER_STREAM`](crate::store::SNAPSHOT_KEYS_PER_STREAM)` - 1` other keys saved
     /// most recently, and drops the rest. So two versions of a program whose folds differ
     /// each keep their own snapshot, and keys whose code is gone are pruned.
     fn save_snapshot(&self, snapshot: Snapshot) -> impl Future<Output = Result<()>> + Send;
@@ -127,7 +127,7 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// What the store remembers of the append made with `key`: its outcome and request
     /// digest, or `None` if no append was made with it or the key is older than the store's
-    /// retention (see the [`idempotency`](crate::IdempotencyRecord) rule). Decide what a
+    /// retention (see the [`idempotency`](crate::store::IdempotencyRecord) rule). Decide what a
     /// repeat gets with [`IdempotencyRecord::replay`].
     fn find_idempotency_key(
         &self,

@@ -56,7 +56,7 @@ pub enum Error {
 
     /// An idempotency key was reused for a different request on the same stream: the
     /// stored digest of the key's first request differs from this request's (see
-    /// [`RequestDigest`](crate::RequestDigest)). Nothing was written; use a new key for a
+    /// [`RequestDigest`](crate::store::RequestDigest)). Nothing was written; use a new key for a
     /// new request.
     #[error(
         "idempotency key `{key}` was already used for a different request on stream `{stream}`; a key identifies one request: use a new key for a new request"
@@ -80,7 +80,7 @@ pub enum Error {
         stream: StreamId,
         /// What is wrong with it.
         #[source]
-        source: crate::MetadataError,
+        source: crate::error::MetadataError,
     },
 
     /// An event payload was larger than the store accepts.
@@ -112,7 +112,7 @@ pub enum Error {
 
     /// An event or snapshot could not be encoded.
     #[error(transparent)]
-    Encode(#[from] crate::EncodeError),
+    Encode(#[from] crate::error::EncodeError),
 
     /// The store refused the operation for a reason that may pass on its own (for example a
     /// serialization failure); the operation can be retried as is.
