@@ -327,6 +327,27 @@ impl AppendOutcome {
         }
     }
 
+    /// The outcome of an append that wrote `count` events after version `previous` of
+    /// `stream`, the first and the last at `positions` (`None` when it wrote none): versions
+    /// `previous + 1 ..= previous + count`, not deduplicated. The one rule by which every
+    /// store reports a fresh append.
+    pub fn appended(
+        stream: StreamId,
+        previous: Version,
+        count: u64,
+        positions: Option<(Position, Position)>,
+    ) -> Self {
+        let (first_position, last_position) = positions.unzip();
+        Self::new(
+            stream,
+            previous + 1,
+            previous + count,
+            first_position,
+            last_position,
+            false,
+        )
+    }
+
     /// The number of events the append wrote (for a repeat, the original append).
     pub fn len(&self) -> u64 {
         (self.last_version + 1).saturating_sub(self.first_version)

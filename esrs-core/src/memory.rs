@@ -191,28 +191,20 @@ impl InMemoryStore {
         if !request.expected.matches(current) {
             return Err(Conflict::new(request.stream, request.expected, current).into());
         }
-        let mut outcome = AppendOutcome {
-            stream: request.stream.clone(),
-            first_version: current + 1,
-            last_version: current,
-            first_position: None,
-            last_position: None,
-            deduplicated: false,
-        };
-        if !request.events.is_empty() {
+        let count = request.events.len() as u64;
+        let mut positions = None;
+        if count > 0 {
             state.commits += 1;
             let commit = state.commits;
             let now = chrono::Utc::now();
             let start = state.log.len();
             for (i, event) in request.events.into_iter().enumerate() {
                 let position = Position::new(commit, (start + i + 1) as u64);
-                outcome.first_position.get_or_insert(position);
-                outcome.last_position = Some(position);
-                outcome.last_version += 1;
+                positions = Some((positions.map_or(position, |(first, _)| first), position));
                 state.log.push(RecordedEvent::new(
                     position,
                     request.stream.clone(),
-                    outcome.last_version,
+                    current + i as Version + 1,
                     event.name.to_owned(),
                     event.schema_version,
                     event.payload,
@@ -223,10 +215,11 @@ impl InMemoryStore {
             let end = state.log.len();
             state
                 .streams
-                .entry(request.stream)
+                .entry(request.stream.clone())
                 .or_default()
                 .extend(start..end);
         }
+        let outcome = AppendOutcome::appended(request.stream, current, count, positions);
         if let Some(key) = request.idempotency_key {
             let now = now.unwrap_or_else(Instant::now);
             state.key_ages.push_back((now, key.clone()));

@@ -79,7 +79,9 @@
 //! ```
 
 mod checkpoint;
+mod control;
 mod error;
+mod policy;
 pub(crate) mod read_model;
 pub(crate) mod runner;
 mod running;
@@ -89,13 +91,14 @@ mod tests;
 
 pub use checkpoint::{CheckpointStore, InMemoryCheckpoints, InMemoryLock};
 pub use error::{CheckpointError, ProjectionError};
+pub use policy::ErrorPolicy;
 pub(crate) use read_model::Projection;
 pub(crate) use runner::ProjectionRunner;
-pub use runner::{DEFAULT_BATCH_SIZE, DEFAULT_POLL_INTERVAL, ErrorPolicy};
+pub use runner::{DEFAULT_BATCH_SIZE, DEFAULT_POLL_INTERVAL};
 pub use running::RunningProjection;
 pub use status::{Phase, ProjectionStatus};
 
-use self::runner::Control;
+use self::control::Control;
 
 use crate::envelope::RecordedEvent;
 use crate::event::{DecodeError, EventSet};

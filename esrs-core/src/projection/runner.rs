@@ -11,48 +11,8 @@ use crate::error::Error;
 use crate::position::Position;
 use crate::store::EventStore;
 
+use super::control::{Control, aborted, asked, interrupted, pause};
 use super::*;
-
-/// What a runner does when a batch fails: a handler error, an event it handles that does
-/// not decode, or a store failure. A failed batch is never skipped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum ErrorPolicy {
-    /// Stop the runner with the error. The checkpoint stays before the failed batch.
-    #[default]
-    Stop,
-    /// Retry the batch from the last checkpoint up to `max` times in a row, waiting
-    /// `backoff` before the first retry and twice as long before each next one (at most
-    /// one minute); then stop with the error. A batch that commits resets the count.
-    Retry {
-        /// Retries in a row before giving up.
-        max: u32,
-        /// The wait before the first retry.
-        backoff: Duration,
-    },
-}
-
-impl ErrorPolicy {
-    /// The wait before retry number `attempt` (from 1), or `None` to stop.
-    pub(super) fn delay(self, attempt: u32) -> Option<Duration> {
-        match self {
-            Self::Stop => None,
-            Self::Retry { max, backoff } if attempt <= max => {
-                let factor = 1u32 << (attempt - 1).min(16);
-                Some(backoff.saturating_mul(factor).min(Duration::from_secs(60)))
-            }
-            Self::Retry { .. } => None,
-        }
-    }
-}
-
-/// What the owner of a running projection asks of it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(super) struct Control {
-    pub(super) stop: bool,
-    pub(super) abort: bool,
-    pub(super) rebuilds: u64,
-}
 
 /// How a read pass ended.
 pub(super) enum PassEnd {
@@ -584,44 +544,5 @@ where
                 return Ok(end);
             }
         }
-    }
-}
-
-/// Whether the runner was asked to stop or rebuild since its pass began with `seen`: a
-/// version check first (an atomic load, cheap enough for every event), the value only when
-/// something was sent.
-///
-/// An abort is not an interruption: it drops the runner where it is, without committing.
-pub(super) fn interrupted(control: &watch::Receiver<Control>, seen: Control) -> bool {
-    control.has_changed().unwrap_or(true) && {
-        let now = *control.borrow();
-        now.stop != seen.stop || now.rebuilds != seen.rebuilds
-    }
-}
-
-/// Sleeps for `duration`, waking early when the owner asks for something; true if it asked
-/// to stop.
-pub(super) async fn pause(control: &mut watch::Receiver<Control>, duration: Duration) -> bool {
-    tokio::select! {
-        () = tokio::time::sleep(duration) => {}
-        () = asked(control) => {}
-    }
-    let now = *control.borrow();
-    now.stop || now.abort
-}
-
-/// Waits until the owner asks for something. Once the owner is gone (the
-/// [`RunningProjection`] handle was dropped, which leaves the runner running) nothing can
-/// be asked any more: it never returns, instead of returning at once on every call.
-pub(super) async fn asked(control: &mut watch::Receiver<Control>) {
-    if control.changed().await.is_err() {
-        std::future::pending::<()>().await;
-    }
-}
-
-/// Waits until the owner asks the runner to abort; never, once the owner is gone.
-pub(super) async fn aborted(mut control: watch::Receiver<Control>) {
-    if control.wait_for(|c| c.abort).await.is_err() {
-        std::future::pending::<()>().await;
     }
 }

@@ -322,14 +322,14 @@ impl PgStore {
             }
         };
         let count = u64::try_from(inserted).unwrap_or_default();
-        let expected = unsigned(expected);
-        Ok(Some(Attempt::Decided(Ok(AppendOutcome::new(
+        Ok(Some(Attempt::Decided(Ok(AppendOutcome::appended(
             request.stream.clone(),
-            expected + 1,
-            expected + count,
-            Some(Position::new(transaction.0, unsigned(first))),
-            Some(Position::new(transaction.0, unsigned(last))),
-            false,
+            unsigned(expected),
+            count,
+            Some((
+                Position::new(transaction.0, unsigned(first)),
+                Position::new(transaction.0, unsigned(last)),
+            )),
         )))))
     }
 
