@@ -50,7 +50,7 @@
 //! | identity | [`StreamId`], [`Version`], [`ExpectedVersion`], [`IdempotencyKey`], [`Metadata`], [`Position`] | |
 //! | storage | [`EventStore`], [`InMemoryStore`], [`RecordedEvent`]; PostgreSQL in the `esrs-postgres` crate | [`store`]: what a store implementor needs |
 //! | read models | [`Projection`], [`ProjectionRunner`] | [`projection`]: checkpoints, error policies, status, the running handle |
-//! | errors | [`Error`], [`Result`], [`Conflict`], [`DecodeError`], [`ExecuteError`], [`BoxError`] | [`error`]: why a stream id, key, metadata or payload was refused |
+//! | errors | [`Error`], [`Result`], [`Conflict`], [`DecodeError`], [`ExecuteError`], [`BoxError`] | [`error`]: why a stream id, key, metadata or payload was refused; [`ErrorChain`](error::ErrorChain), which shows an error with its causes |
 //! | time and ids | [`chrono`], [`uuid`] (the versions esrs uses) | |
 //! | tests | | [`testing`]: `given` / `when` / `then` for aggregates, policies and projections |
 //!

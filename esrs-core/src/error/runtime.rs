@@ -33,6 +33,10 @@ impl Conflict {
 }
 
 /// An error of an event store or of the runtime around it.
+///
+/// Its `Display` says what failed; the cause, when there is one, is its
+/// [`source()`](std::error::Error::source). Show it to a person with its causes through
+/// [`ErrorChain`](crate::error::ErrorChain).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
