@@ -25,6 +25,7 @@ use std::process::ExitCode;
 use std::str::FromStr;
 use std::sync::Arc;
 
+use esrs_core::error::ErrorChain;
 use esrs_core::{InMemoryStore, Repository};
 use esrs_postgres::PgStore;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
@@ -245,7 +246,7 @@ fn main() -> ExitCode {
     match parent(&options) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("esrs-bench: {error}");
+            eprintln!("esrs-bench: {}", ErrorChain::new(&*error));
             ExitCode::FAILURE
         }
     }
@@ -457,12 +458,12 @@ fn child(args: &[String]) -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(error) => {
-                eprintln!("esrs-bench child: {error}");
+                eprintln!("esrs-bench child: {}", ErrorChain::new(&error));
                 ExitCode::FAILURE
             }
         },
         Err(error) => {
-            eprintln!("esrs-bench child: {error}");
+            eprintln!("esrs-bench child: {}", ErrorChain::new(&*error));
             ExitCode::FAILURE
         }
     }

@@ -282,7 +282,10 @@ pub async fn concurrent_writers_one_winner_per_version<S: EventStore>(store: S) 
                         assert_eq!(c.expected, ExpectedVersion::Exact(round));
                         conflicts += 1;
                     }
-                    Err(other) => panic!("unexpected error: {other}"),
+                    Err(other) => panic!(
+                        "unexpected error: {}",
+                        crate::error::ErrorChain::new(&other)
+                    ),
                 }
                 barrier.wait().await;
             }
@@ -351,7 +354,10 @@ pub async fn concurrent_writers_many_streams<S: EventStore>(
                             break;
                         }
                         Err(Error::Conflict(_)) => conflicts += 1,
-                        Err(other) => panic!("unexpected error: {other}"),
+                        Err(other) => panic!(
+                            "unexpected error: {}",
+                            crate::error::ErrorChain::new(&other)
+                        ),
                     }
                 }
             }
@@ -722,7 +728,8 @@ pub async fn oversized_payload_refused<S: EventStore>(store: S) {
     }
     assert!(
         err.to_string().contains("store the blob elsewhere"),
-        "{err}"
+        "{}",
+        crate::error::ErrorChain::new(&err)
     );
     assert_eq!(store.stream_version(&stream).await.expect("version"), 1);
 }

@@ -22,6 +22,18 @@ pub mod tour;
 /// output.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The exit code of an example's `main`: on an error, prints it with its causes (see
+/// [`ErrorChain`](esrs_core::error::ErrorChain)) and fails.
+pub fn exit_code(result: Result<(), BoxError>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {}", esrs_core::error::ErrorChain::new(&*error));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// The README's examples, compiled and run as doc tests.
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]

@@ -8,13 +8,19 @@
 //! On PostgreSQL the events go to the `esrs` schema of the database (created on first use),
 //! under ids with a random suffix so that every run starts from empty streams.
 
+use std::process::ExitCode;
+
 use esrs_core::InMemoryStore;
 use esrs_examples::BoxError;
 use esrs_examples::tour::{self, Ids};
 use esrs_postgres::PgStore;
 
 #[tokio::main]
-async fn main() -> Result<(), BoxError> {
+async fn main() -> ExitCode {
+    esrs_examples::exit_code(run().await)
+}
+
+async fn run() -> Result<(), BoxError> {
     let mut out = std::io::stdout();
     match std::env::var("DATABASE_URL") {
         Ok(url) if !url.is_empty() => {

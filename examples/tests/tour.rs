@@ -67,7 +67,8 @@ async fn the_tour_says_which_runtime_it_needs() {
         .unwrap_err();
     assert!(
         error.to_string().contains("multi-thread runtime"),
-        "{error}"
+        "{}",
+        esrs_core::error::ErrorChain::new(&*error)
     );
     assert!(out.is_empty());
 }

@@ -5,6 +5,7 @@
 
 use esrs_core::DecodeError;
 use esrs_core::catalog::EventInfo;
+use esrs_core::error::ErrorChain;
 use esrs_core::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -238,7 +239,11 @@ fn a_version_with_no_route_is_unknown() {
         matches!(&err, DecodeError::UnknownVersion { name: "Shelved", version: 2, known } if known == &[1, 3]),
         "{err:?}"
     );
-    assert!(err.to_string().contains("version 2"), "{err}");
+    assert!(
+        err.to_string().contains("version 2"),
+        "{}",
+        ErrorChain::new(&err)
+    );
 }
 
 mod nested {

@@ -7,7 +7,7 @@ use futures_util::StreamExt;
 use tokio::sync::watch;
 
 use crate::envelope::RecordedEvent;
-use crate::error::Error;
+use crate::error::{Error, ErrorChain};
 use crate::position::Position;
 use crate::store::EventStore;
 
@@ -270,7 +270,7 @@ where
             Ok(()) if mode == Mode::Follow => self.set_phase(Phase::Stopped),
             Ok(()) => self.set_phase(Phase::Idle),
             Err(e) => self.set_phase(Phase::Failed {
-                error: e.to_string(),
+                error: ErrorChain::new(e).to_string(),
             }),
         }
         result
@@ -296,7 +296,7 @@ where
         };
         if let Err(e) = self.checkpoints.unlock(lock).await {
             // The lock goes with its connection or process anyway.
-            tracing::warn!(projection = %self.name, error = %e, "failed to release the projection lock");
+            tracing::warn!(projection = %self.name, error = %ErrorChain::new(&e), "failed to release the projection lock");
         }
         result
     }
@@ -374,10 +374,10 @@ where
                     let Some(delay) = self.error_policy.delay(attempt) else {
                         return Err(e);
                     };
-                    tracing::warn!(projection = %self.name, attempt, error = %e, "projection batch failed; retrying");
+                    tracing::warn!(projection = %self.name, attempt, error = %ErrorChain::new(&e), "projection batch failed; retrying");
                     self.set_phase(Phase::Retrying {
                         attempt,
-                        error: e.to_string(),
+                        error: ErrorChain::new(&e).to_string(),
                     });
                     if pause(control, delay).await {
                         return Ok(());
@@ -536,7 +536,7 @@ where
                 match store.head_position().await {
                     Ok(head) => status.send_modify(|s| s.head = head.or(s.head)),
                     Err(error) => {
-                        tracing::debug!(projection = %name, %error, "cannot read the head of the log")
+                        tracing::debug!(projection = %name, error = %ErrorChain::new(&error), "cannot read the head of the log")
                     }
                 }
             }

@@ -25,14 +25,14 @@ pub enum Phase {
     Retrying {
         /// The retry about to be made, from 1.
         attempt: u32,
-        /// The failure.
+        /// The failure, with its causes (see [`ErrorChain`](crate::error::ErrorChain)).
         error: String,
     },
     /// Stopped on request.
     Stopped,
     /// Stopped by an error.
     Failed {
-        /// The failure.
+        /// The failure, with its causes (see [`ErrorChain`](crate::error::ErrorChain)).
         error: String,
     },
 }

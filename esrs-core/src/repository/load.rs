@@ -7,7 +7,7 @@ use tracing::Instrument;
 use crate::aggregate::Aggregate;
 use crate::envelope::FoldEvent;
 use crate::envelope::RecordedEvent;
-use crate::error::Result;
+use crate::error::{ErrorChain, Result};
 use crate::event::EventSet;
 use crate::store::{EventStore, FoldItem};
 use crate::stream::{StreamId, Version};
@@ -92,7 +92,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                                 aggregate = A::NAME,
                                 stream = %stream,
                                 snapshot_version = snapshot.version,
-                                %error,
+                                error = %ErrorChain::new(&error),
                                 "ignoring a snapshot that does not decode; folding the whole stream"
                             );
                             drop(items);

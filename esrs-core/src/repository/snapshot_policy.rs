@@ -1,6 +1,7 @@
 //! The snapshot policy: every `A::SNAPSHOT_EVERY` events, a command saves the state it produced.
 
 use crate::aggregate::Aggregate;
+use crate::error::ErrorChain;
 use crate::snapshot::Snapshot;
 use crate::store::EventStore;
 use crate::stream::{StreamId, Version};
@@ -23,14 +24,14 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         let payload = match loaded.state.encode_snapshot() {
             Some(Ok(payload)) => payload,
             Some(Err(error)) => {
-                tracing::warn!(aggregate = A::NAME, stream = %stream, %error, "cannot encode a snapshot; continuing without it");
+                tracing::warn!(aggregate = A::NAME, stream = %stream, error = %ErrorChain::new(&error), "cannot encode a snapshot; continuing without it");
                 return;
             }
             None => return,
         };
         let snapshot = Snapshot::new(stream.clone(), loaded.version, A::SNAPSHOT_KEY, payload);
         if let Err(error) = self.store.save_snapshot(snapshot).await {
-            tracing::warn!(aggregate = A::NAME, stream = %stream, %error, "cannot save a snapshot; continuing without it");
+            tracing::warn!(aggregate = A::NAME, stream = %stream, error = %ErrorChain::new(&error), "cannot save a snapshot; continuing without it");
         }
     }
 }

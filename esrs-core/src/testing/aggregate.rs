@@ -5,6 +5,7 @@ use std::fmt::{self, Debug};
 use serde_json::Value;
 
 use crate::aggregate::Aggregate;
+use crate::error::ErrorChain;
 use crate::event::{EventSet, IntoEvents};
 
 use super::Check;
@@ -86,10 +87,20 @@ impl<A: Aggregate> Given<A> {
         self.events += 1;
         let label = format!("given event {}", self.events);
         let raw = serde_json::value::to_raw_value(&payload)
-            .map_err(|e| format!("{label}: cannot encode its payload: {e}"))
+            .map_err(|e| {
+                format!(
+                    "{label}: cannot encode its payload: {}",
+                    ErrorChain::new(&e)
+                )
+            })
             .or_fail();
         let event = A::Event::decode(name, version, raw.get())
-            .map_err(|e| format!("{label} ({name} v{version} {payload}) cannot be decoded: {e}"))
+            .map_err(|e| {
+                format!(
+                    "{label} ({name} v{version} {payload}) cannot be decoded: {}",
+                    ErrorChain::new(&e)
+                )
+            })
             .or_fail();
         let shown = Shown {
             name,

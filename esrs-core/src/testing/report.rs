@@ -4,6 +4,7 @@ use std::fmt::{self, Debug, Display, Write as _};
 
 use serde_json::Value;
 
+use crate::error::ErrorChain;
 use crate::event::{EventSet, Payload};
 
 /// Fails the test at the caller's line.
@@ -45,13 +46,18 @@ impl Display for Shown<'_> {
 
 impl Shown<'static> {
     pub(super) fn encode<E: EventSet>(event: &E, label: &str) -> Result<(Self, Payload), String> {
-        let payload = event
-            .encode()
-            .map_err(|e| format!("{label} ({}) cannot be encoded: {e}", event.name()))?;
+        let payload = event.encode().map_err(|e| {
+            format!(
+                "{label} ({}) cannot be encoded: {}",
+                event.name(),
+                ErrorChain::new(&e)
+            )
+        })?;
         let value = serde_json::from_str(payload.get()).map_err(|e| {
             format!(
-                "{label} ({}) was encoded as invalid JSON: {e}",
-                event.name()
+                "{label} ({}) was encoded as invalid JSON: {}",
+                event.name(),
+                ErrorChain::new(&e)
             )
         })?;
         Ok((

@@ -5,6 +5,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use serde_json::Value;
 
 use crate::aggregate::Aggregate;
+use crate::error::ErrorChain;
 use crate::event::{EventSet, Payload};
 
 use super::aggregate::Then;
@@ -18,8 +19,12 @@ pub(super) fn round_trip<E: EventSet>(
     label: &str,
 ) -> Result<(E, Shown<'static>), String> {
     let (first, payload) = Shown::encode(event, label)?;
-    let decoded = E::decode(first.name, first.version, payload.get())
-        .map_err(|e| format!("{label} ({first}) does not decode back: {e}"))?;
+    let decoded = E::decode(first.name, first.version, payload.get()).map_err(|e| {
+        format!(
+            "{label} ({first}) does not decode back: {}",
+            ErrorChain::new(&e)
+        )
+    })?;
     let (again, _) = Shown::encode(&decoded, label)?;
     if again != first {
         return Err(format!(
@@ -81,21 +86,32 @@ pub(super) fn check_snapshot<A: Aggregate>(state: &A) -> Result<(), String> {
     let payload = match state.encode_snapshot() {
         None => return Ok(()),
         Some(Ok(payload)) => payload,
-        Some(Err(e)) => return Err(format!("the state cannot be encoded as a snapshot: {e}")),
+        Some(Err(e)) => {
+            return Err(format!(
+                "the state cannot be encoded as a snapshot: {}",
+                ErrorChain::new(&e)
+            ));
+        }
     };
     let decoded = match A::decode_snapshot(&payload) {
         None => return Ok(()),
         Some(Ok(decoded)) => decoded,
         Some(Err(e)) => {
             return Err(format!(
-                "the snapshot of the state does not decode back: {e}\n  snapshot: {}",
+                "the snapshot of the state does not decode back: {}\n  snapshot: {}",
+                ErrorChain::new(&e),
                 payload.get()
             ));
         }
     };
     let again = match decoded.encode_snapshot() {
         Some(Ok(again)) => again,
-        Some(Err(e)) => return Err(format!("the decoded snapshot cannot be encoded: {e}")),
+        Some(Err(e)) => {
+            return Err(format!(
+                "the decoded snapshot cannot be encoded: {}",
+                ErrorChain::new(&e)
+            ));
+        }
         None => return Ok(()),
     };
     let parse = |p: &Payload| serde_json::from_str::<Value>(p.get()).ok();

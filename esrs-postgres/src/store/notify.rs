@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use esrs_core::Position;
+use esrs_core::error::ErrorChain;
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use tokio::sync::{Mutex, watch};
 use tokio::time::Instant;
@@ -101,7 +102,7 @@ impl PgStore {
                         Err(error) => Err(error),
                     };
                     if let Err(error) = sent {
-                        tracing::warn!(%error, channel, "cannot notify readers of new events; they will poll");
+                        tracing::warn!(error = %ErrorChain::new(&error), channel, "cannot notify readers of new events; they will poll");
                     }
                     // Appends that commit meanwhile share the next notification.
                     tokio::time::sleep_until(started + interval).await;
@@ -177,7 +178,7 @@ impl PgStore {
                 true
             }
             Err(error) => {
-                tracing::warn!(%error, schema = self.schema(), "cannot listen for new events; polling instead");
+                tracing::warn!(error = %ErrorChain::new(&error), schema = self.schema(), "cannot listen for new events; polling instead");
                 state.task = None;
                 state.failed_at = Some(Instant::now());
                 false
@@ -205,7 +206,7 @@ impl PgStore {
                     // notifications may have been missed meanwhile): wake the waiters.
                     Ok(_) => generation.send_modify(|g| *g = g.wrapping_add(1)),
                     Err(error) => {
-                        tracing::warn!(%error, schema, "lost the notification listener; polling until it restarts");
+                        tracing::warn!(error = %ErrorChain::new(&error), schema, "lost the notification listener; polling until it restarts");
                         generation.send_modify(|g| *g = g.wrapping_add(1));
                         break;
                     }

@@ -6,14 +6,21 @@
 //!     cargo run -p esrs-examples --bin leaderboard
 //! ```
 
+use std::process::ExitCode;
+
 use esrs_core::{ProjectionRunner, StreamId};
+use esrs_examples::BoxError;
 use esrs_examples::leaderboard::{PgLeaderboard, Ranked, RedisLeaderboard, record_score};
 use esrs_postgres::{PgCheckpoints, PgStoreOptions};
 
 const SCHEMA: &str = "leaderboard_example";
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> ExitCode {
+    esrs_examples::exit_code(run().await)
+}
+
+async fn run() -> Result<(), BoxError> {
     let database_url = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
     let redis_url =

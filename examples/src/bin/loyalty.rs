@@ -5,12 +5,18 @@
 //! DATABASE_URL=postgres://… cargo run -p esrs-examples --bin loyalty  # PostgreSQL
 //! ```
 
+use std::process::ExitCode;
+
 use esrs_core::InMemoryStore;
 use esrs_examples::{BoxError, loyalty};
 use esrs_postgres::PgStore;
 
 #[tokio::main]
-async fn main() -> Result<(), BoxError> {
+async fn main() -> ExitCode {
+    esrs_examples::exit_code(run().await)
+}
+
+async fn run() -> Result<(), BoxError> {
     let mut out = std::io::stdout();
     match std::env::var("DATABASE_URL") {
         Ok(url) if !url.is_empty() => {
