@@ -133,7 +133,7 @@ pub enum DecodeError {
         known: Vec<u32>,
     },
     /// The payload does not match the event type of its name and version.
-    #[error("event `{name}` version {version} has a malformed payload: {source}")]
+    #[error("event `{name}` version {version} has a malformed payload")]
     Malformed {
         /// The stored name.
         name: &'static str,
@@ -156,7 +156,7 @@ pub enum DecodeError {
     /// The stored row itself is malformed: a column the store reads is out of its range or
     /// of the wrong shape (a negative event version, metadata that is not an object), so
     /// the store could not read the row as an event at all.
-    #[error("the stored row is malformed: column `{column}`: {source}")]
+    #[error("the stored row is malformed: column `{column}`")]
     MalformedRow {
         /// The column that did not decode.
         column: &'static str,
@@ -186,7 +186,7 @@ impl DecodeError {
 #[non_exhaustive]
 pub enum EncodeError {
     /// The value's `Serialize` impl failed.
-    #[error("cannot encode `{name}` as JSON: {source}")]
+    #[error("cannot encode `{name}` as JSON")]
     Json {
         /// The stored name of the event, or the aggregate's name for a snapshot.
         name: &'static str,

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use esrs_core::error::ErrorChain;
 use esrs_core::prelude::*;
 use esrs_core::store::{AppendOutcome, AppendRequest, FoldItem, NewEvent, Snapshot, SnapshotKey};
 use esrs_core::{DecodeError, Error, Position, RecordedEvent, Version};
@@ -689,7 +690,7 @@ async fn bad_stored_events_are_typed_errors_and_other_streams_stay_readable() {
         "{err:?}"
     );
     assert_eq!(
-        err.to_string(),
+        ErrorChain::new(&err).to_string(),
         "cannot decode event at version 1 of stream `counter-unknown`: unknown event name `Teleported`; this program knows [\"Added\", \"Reset\"]"
     );
     let err = repo.load(&id("future")).await.unwrap_err();

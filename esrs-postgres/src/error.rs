@@ -161,6 +161,29 @@ mod tests {
         assert!(!e.is_retryable());
     }
 
+    /// Each layer says what failed at its own layer; the chain shows every cause once, even
+    /// sqlx's, which prints its own cause.
+    #[test]
+    fn an_unavailable_database_shows_each_cause_once() {
+        use esrs_core::error::ErrorChain;
+        use std::error::Error as _;
+
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let setup = Error::from_sqlx(sqlx::Error::Io(refused));
+        assert_eq!(setup.to_string(), "PostgreSQL is unavailable");
+        assert_eq!(
+            ErrorChain::new(&setup).to_string(),
+            "PostgreSQL is unavailable: error communicating with database: refused"
+        );
+        let e: esrs_core::Error = setup.into();
+        assert_eq!(e.to_string(), "event store unavailable");
+        assert!(e.source().is_some_and(|s| s.is::<sqlx::Error>()));
+        assert_eq!(
+            ErrorChain::new(&e).to_string(),
+            "event store unavailable: error communicating with database: refused"
+        );
+    }
+
     #[test]
     fn setup_errors_convert() {
         let e: esrs_core::Error = Error::Unavailable(sqlx::Error::PoolTimedOut).into();

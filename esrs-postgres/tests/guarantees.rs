@@ -719,7 +719,8 @@ async fn an_unmigrated_store_says_to_migrate() {
         ),
         "{err:?}"
     );
-    assert!(err.to_string().contains("migrate"), "{err}");
+    let shown = esrs_core::error::ErrorChain::new(&err).to_string();
+    assert!(shown.contains("migrate"), "{shown}");
 }
 
 #[tokio::test]

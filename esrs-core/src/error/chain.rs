@@ -15,6 +15,7 @@ use std::fmt;
 /// let error = esrs_core::Error::Store {
 ///     source: "the disk is full".into(),
 /// };
+/// assert_eq!(error.to_string(), "event store failure");
 /// assert_eq!(
 ///     ErrorChain::new(&error).to_string(),
 ///     "event store failure: the disk is full"

@@ -74,11 +74,11 @@ pub enum Error {
 
     /// A stream id made by esrs (such as an aggregate's `"{category}-{id}"`) is not a
     /// valid stream id, for example because it is too long.
-    #[error("invalid stream id: {0}")]
+    #[error("invalid stream id")]
     InvalidStreamId(#[from] StreamIdError),
 
     /// The metadata of an append was refused before anything was written.
-    #[error("invalid metadata for stream `{stream}`: {source}")]
+    #[error("invalid metadata for stream `{stream}`")]
     InvalidMetadata {
         /// The stream.
         stream: StreamId,
@@ -103,7 +103,7 @@ pub enum Error {
     },
 
     /// A stored event could not be decoded.
-    #[error("cannot decode event at version {version} of stream `{stream}`: {source}")]
+    #[error("cannot decode event at version {version} of stream `{stream}`")]
     Decode {
         /// The stream.
         stream: StreamId,
@@ -120,7 +120,7 @@ pub enum Error {
 
     /// The store refused the operation for a reason that may pass on its own (for example a
     /// serialization failure); the operation can be retried as is.
-    #[error("transient store failure, safe to retry: {source}")]
+    #[error("transient store failure, safe to retry")]
     Retryable {
         /// The store's error.
         #[source]
@@ -129,7 +129,7 @@ pub enum Error {
 
     /// The store could not be reached or the connection was lost. An append that returned
     /// this error may or may not have been committed: retry it with its idempotency key.
-    #[error("event store unavailable: {source}")]
+    #[error("event store unavailable")]
     Unavailable {
         /// The store's error.
         #[source]
@@ -137,7 +137,7 @@ pub enum Error {
     },
 
     /// Any other store failure.
-    #[error("event store failure: {source}")]
+    #[error("event store failure")]
     Store {
         /// The store's error.
         #[source]

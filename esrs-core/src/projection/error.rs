@@ -28,7 +28,7 @@ pub enum CheckpointError {
         projection: String,
     },
     /// The checkpoint store's own failure.
-    #[error("checkpoint store failure: {0}")]
+    #[error("checkpoint store failure")]
     Store(#[source] BoxError),
 }
 
@@ -38,7 +38,7 @@ pub enum CheckpointError {
 pub enum ProjectionError {
     /// The handler failed on an event.
     #[error(
-        "projection `{projection}` failed on event {position} (version {version} of stream `{stream}`): {source}"
+        "projection `{projection}` failed on event {position} (version {version} of stream `{stream}`)"
     )]
     Handler {
         /// The projection.
@@ -55,7 +55,7 @@ pub enum ProjectionError {
     },
     /// An event the projection handles could not be decoded.
     #[error(
-        "projection `{projection}` cannot decode event {position} (version {version} of stream `{stream}`): {source}"
+        "projection `{projection}` cannot decode event {position} (version {version} of stream `{stream}`)"
     )]
     Decode {
         /// The projection.
@@ -71,7 +71,7 @@ pub enum ProjectionError {
         source: DecodeError,
     },
     /// The projection's reset hook failed; the rebuild did not happen.
-    #[error("projection `{projection}` failed to reset for a rebuild: {source}")]
+    #[error("projection `{projection}` failed to reset for a rebuild")]
     Reset {
         /// The projection.
         projection: String,
@@ -80,7 +80,7 @@ pub enum ProjectionError {
         source: BoxError,
     },
     /// Reading the event store failed.
-    #[error("projection `{projection}` failed to read the event store: {source}")]
+    #[error("projection `{projection}` failed to read the event store")]
     Store {
         /// The projection.
         projection: String,
@@ -89,7 +89,7 @@ pub enum ProjectionError {
         source: Error,
     },
     /// The checkpoint store failed, or another runner moved the checkpoint.
-    #[error("projection `{projection}`: {source}")]
+    #[error("projection `{projection}` failed at its checkpoint store")]
     Checkpoint {
         /// The projection.
         projection: String,
