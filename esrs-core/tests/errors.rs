@@ -143,14 +143,14 @@ fn no_error_prints_its_cause() {
         Box::new(Error::Encode(encode())),
         Box::new(Error::Retryable { source: cause() }),
         Box::new(Error::Unavailable { source: cause() }),
-        Box::new(Error::Store { source: cause() }),
+        Box::new(Error::Backend { source: cause() }),
         Box::new(decode()),
         Box::new(DecodeError::MalformedRow {
             column: "metadata",
             source: cause(),
         }),
         Box::new(encode()),
-        Box::new(CheckpointError::Store(cause())),
+        Box::new(CheckpointError::Backend(cause())),
         Box::new(ProjectionError::Handler {
             projection: "p".into(),
             position: Position::new(1, 0),
@@ -169,15 +169,15 @@ fn no_error_prints_its_cause() {
             projection: "p".into(),
             source: cause(),
         }),
-        Box::new(ProjectionError::Store {
+        Box::new(ProjectionError::EventStore {
             projection: "p".into(),
             source: Error::Unavailable { source: cause() },
         }),
         Box::new(ProjectionError::Checkpoint {
             projection: "p".into(),
-            source: CheckpointError::Store(cause()),
+            source: CheckpointError::Backend(cause()),
         }),
-        Box::new(ExecuteError::<std::convert::Infallible>::Store(
+        Box::new(ExecuteError::<std::convert::Infallible>::Failed(
             Error::Retryable { source: cause() },
         )),
     ];

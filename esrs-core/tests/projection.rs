@@ -912,7 +912,7 @@ async fn store_failures_follow_the_error_policy() {
     let mut runner = ProjectionRunner::new(store.clone(), models.clone(), TxScores::default());
     assert!(matches!(
         runner.catch_up().await,
-        Err(ProjectionError::Store {
+        Err(ProjectionError::EventStore {
             source: esrs_core::Error::Unavailable { .. },
             ..
         })

@@ -251,7 +251,7 @@ async fn a_conflict_is_a_typed_error_without_retries() {
     let err = repo.execute(&dave, |c| c.add(1)).await.unwrap_err();
     assert!(err.is_conflict());
     match err {
-        ExecuteError::Store(Error::Conflict(c)) => {
+        ExecuteError::Failed(Error::Conflict(c)) => {
             assert_eq!((c.expected, c.actual), (ExpectedVersion::Exact(0), 1));
             assert_eq!(c.stream.as_str(), "counter-dave");
         }
@@ -372,7 +372,7 @@ async fn an_idempotency_key_runs_the_command_once() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, ExecuteError::Store(Error::IdempotencyKeyReused { original_stream, .. }) if original_stream.as_str() == "counter-gina"),
+        matches!(&err, ExecuteError::Failed(Error::IdempotencyKeyReused { original_stream, .. }) if original_stream.as_str() == "counter-gina"),
         "got {err:?}"
     );
     assert_eq!(repo.load(&id("hank")).await.unwrap().version, 0);
@@ -434,7 +434,7 @@ async fn a_key_of_a_raw_append_is_refused_for_a_command() {
         .await
         .unwrap_err();
     match err {
-        ExecuteError::Store(Error::IdempotencyKeyMismatch { key: k, stream }) => {
+        ExecuteError::Failed(Error::IdempotencyKeyMismatch { key: k, stream }) => {
             assert_eq!((k, stream.as_str()), (key, "counter-lee"));
         }
         other => panic!("expected IdempotencyKeyMismatch, got {other:?}"),
@@ -451,7 +451,7 @@ async fn an_id_too_long_for_its_category_is_a_typed_error() {
     assert!(
         matches!(
             err,
-            ExecuteError::Store(Error::InvalidStreamId(
+            ExecuteError::Failed(Error::InvalidStreamId(
                 esrs_core::error::StreamIdError::TooLong { .. }
             ))
         ),
@@ -720,7 +720,7 @@ async fn bad_stored_events_are_typed_errors_and_other_streams_stay_readable() {
         .execute(&id("unknown"), |c| c.add(1))
         .await
         .unwrap_err();
-    assert!(matches!(err, ExecuteError::Store(Error::Decode { .. })));
+    assert!(matches!(err, ExecuteError::Failed(Error::Decode { .. })));
     assert_eq!(store.len(), 4);
 
     assert_eq!(repo.load(&id("fine")).await.unwrap().total, 1);
@@ -738,7 +738,7 @@ async fn an_oversized_event_is_refused_with_advice() {
         .await
         .unwrap_err();
     match &err {
-        ExecuteError::Store(Error::PayloadTooLarge {
+        ExecuteError::Failed(Error::PayloadTooLarge {
             name, size, limit, ..
         }) => {
             assert_eq!((*name, *size, *limit), ("Added", 19, 16));

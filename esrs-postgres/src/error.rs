@@ -65,7 +65,7 @@ impl From<Error> for esrs_core::Error {
                 source: Box::new(source),
             },
             Error::Database(source) => to_core(source),
-            other => Self::Store {
+            other => Self::Backend {
                 source: Box::new(other),
             },
         }
@@ -117,7 +117,7 @@ pub(crate) fn to_core(error: sqlx::Error) -> esrs_core::Error {
         sqlstate(&error).as_deref(),
         Some("3F000" | "42P01" | "42883")
     ) {
-        return esrs_core::Error::Store {
+        return esrs_core::Error::Backend {
             source: Box::new(Error::NotMigrated(error)),
         };
     }
@@ -127,7 +127,7 @@ pub(crate) fn to_core(error: sqlx::Error) -> esrs_core::Error {
         Some("40001" | "40P01") => esrs_core::Error::Retryable {
             source: Box::new(error),
         },
-        _ => esrs_core::Error::Store {
+        _ => esrs_core::Error::Backend {
             source: Box::new(error),
         },
     }
@@ -147,7 +147,7 @@ mod tests {
         assert!(matches!(to_core(io), esrs_core::Error::Unavailable { .. }));
         assert!(matches!(
             to_core(sqlx::Error::RowNotFound),
-            esrs_core::Error::Store { .. }
+            esrs_core::Error::Backend { .. }
         ));
     }
 
@@ -155,7 +155,7 @@ mod tests {
     fn permanent_failures_are_not_retryable() {
         assert!(matches!(
             to_core(sqlx::Error::PoolClosed),
-            esrs_core::Error::Store { .. }
+            esrs_core::Error::Backend { .. }
         ));
         let e: esrs_core::Error = Error::from_sqlx(sqlx::Error::PoolClosed).into();
         assert!(!e.is_retryable());
@@ -193,6 +193,6 @@ mod tests {
             reason: "r",
         }
         .into();
-        assert!(matches!(e, esrs_core::Error::Store { .. }));
+        assert!(matches!(e, esrs_core::Error::Backend { .. }));
     }
 }

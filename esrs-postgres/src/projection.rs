@@ -105,7 +105,7 @@ impl PgCheckpoints {
 const RUNNER_CONNECTIONS: u32 = 2;
 
 /// Why [`PgCheckpoints`] refuses to run a projection. It comes back as
-/// [`CheckpointError::Store`], whose source downcasts to it.
+/// [`CheckpointError::Backend`], whose source downcasts to it.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PgCheckpointError {
@@ -123,7 +123,7 @@ pub enum PgCheckpointError {
 }
 
 fn store_error(error: impl std::error::Error + Send + Sync + 'static) -> CheckpointError {
-    CheckpointError::Store(Box::new(error))
+    CheckpointError::Backend(Box::new(error))
 }
 
 impl CheckpointStore for PgCheckpoints {
@@ -213,7 +213,7 @@ impl PgStore {
     /// If the projection's handler fails, or an event it handles does not decode, nothing
     /// is appended and the error is returned. A repeated idempotency key returns the
     /// original outcome and applies nothing again. Conflicts come back as
-    /// [`ProjectionError::Store`] with [`esrs_core::Error::Conflict`].
+    /// [`ProjectionError::EventStore`] with [`esrs_core::Error::Conflict`].
     ///
     /// An inline projection keeps no checkpoint: it must not also be run by a
     /// [`ProjectionRunner`](esrs_core::ProjectionRunner) while appends go on, or events
@@ -229,19 +229,18 @@ impl PgStore {
         P: Projection<PgTransaction>,
     {
         let name = projection.name().to_owned();
-        let store_error = |source: sqlx::Error| ProjectionError::Store {
+        let store_error = |source: sqlx::Error| ProjectionError::EventStore {
             projection: name.clone(),
             source: to_core(source),
         };
         let mut tx = self.pool().begin().await.map_err(store_error)?;
         let stream = request.stream.clone();
-        let outcome =
-            self.append_in(&mut tx, request)
-                .await
-                .map_err(|source| ProjectionError::Store {
-                    projection: name.clone(),
-                    source,
-                })?;
+        let outcome = self.append_in(&mut tx, request).await.map_err(|source| {
+            ProjectionError::EventStore {
+                projection: name.clone(),
+                source,
+            }
+        })?;
         if outcome.deduplicated {
             // The original append applied its events; this transaction wrote nothing.
             return Ok(outcome);

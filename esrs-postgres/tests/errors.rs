@@ -76,7 +76,7 @@ async fn a_missing_database_is_not_retryable() {
         "{chain:?}"
     );
     let err = Error::from(err);
-    assert!(matches!(err, Error::Store { .. }), "{err:?}");
+    assert!(matches!(err, Error::Backend { .. }), "{err:?}");
     assert!(!err.is_retryable(), "{chain:?}");
 }
 
@@ -102,7 +102,7 @@ async fn a_closed_pool_is_not_retryable() {
         ))
         .await
         .expect_err("the pool is closed");
-    assert!(matches!(err, Error::Store { .. }), "{err:?}");
+    assert!(matches!(err, Error::Backend { .. }), "{err:?}");
     assert!(!err.is_retryable(), "{err:?}");
     let err = store.stream_version(&stream).await.expect_err("closed");
     assert!(!err.is_retryable(), "{err:?}");

@@ -709,7 +709,7 @@ async fn an_unmigrated_store_says_to_migrate() {
         ))
         .await
         .expect_err("no tables yet");
-    let Error::Store { source } = &err else {
+    let Error::Backend { source } = &err else {
         panic!("expected a store error, got {err:?}");
     };
     assert!(

@@ -129,7 +129,7 @@ async fn a_pool_too_small_for_a_runner_is_refused_at_start_up() {
     let started = Instant::now();
     let error = runner.catch_up().await.expect_err("refused");
     let ProjectionError::Checkpoint {
-        source: CheckpointError::Store(source),
+        source: CheckpointError::Backend(source),
         ..
     } = &error
     else {

@@ -152,7 +152,7 @@ impl<S: EventStore> LoyaltyPolicy<S> {
                     .metadata(metadata)
                     .await
                     .map_err(|e| match e {
-                        ExecuteError::Store(e) => e,
+                        ExecuteError::Failed(e) => e,
                         ExecuteError::Rejected(never) => match never {},
                     })?;
                 if !executed.outcome.deduplicated {

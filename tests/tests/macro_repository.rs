@@ -131,7 +131,7 @@ async fn execute_errors_match_exhaustively_and_versions_read_alike() {
         Ok(_) => "done",
         Err(ExecuteError::Rejected(CartError::Empty)) => "empty",
         Err(ExecuteError::Rejected(CartError::CheckedOut)) => "checked out",
-        Err(ExecuteError::Store(_)) => "store",
+        Err(ExecuteError::Failed(_)) => "failed",
     };
     assert_eq!(what, "empty");
     let executed = carts.execute(&id, |c| c.add_item("book")).await.unwrap();

@@ -12,7 +12,7 @@ use std::fmt;
 /// ```
 /// use esrs_core::error::ErrorChain;
 ///
-/// let error = esrs_core::Error::Store {
+/// let error = esrs_core::Error::Backend {
 ///     source: "the disk is full".into(),
 /// };
 /// assert_eq!(error.to_string(), "event store failure");

@@ -136,10 +136,11 @@ pub enum Error {
         source: BoxError,
     },
 
-    /// Any other store failure.
+    /// Any other failure of the store's backend (for example a database error that
+    /// retrying cannot fix, or a missing schema), or a store that broke its contract.
     #[error("event store failure")]
-    Store {
-        /// The store's error.
+    Backend {
+        /// The backend's own error.
         #[source]
         source: BoxError,
     },

@@ -27,9 +27,9 @@ pub enum CheckpointError {
         /// The projection.
         projection: String,
     },
-    /// The checkpoint store's own failure.
+    /// Any other failure of the checkpoint store's backend: its own error.
     #[error("checkpoint store failure")]
-    Store(#[source] BoxError),
+    Backend(#[source] BoxError),
 }
 
 /// Why a projection runner stopped.
@@ -79,12 +79,12 @@ pub enum ProjectionError {
         #[source]
         source: BoxError,
     },
-    /// Reading the event store failed.
-    #[error("projection `{projection}` failed to read the event store")]
-    Store {
+    /// The event store failed: reading the log, or, for an inline projection, appending.
+    #[error("projection `{projection}` failed at the event store")]
+    EventStore {
         /// The projection.
         projection: String,
-        /// The store's error.
+        /// The event store's error.
         #[source]
         source: Error,
     },

@@ -226,7 +226,7 @@ where
     }
 
     fn store_error(&self, source: Error) -> ProjectionError {
-        ProjectionError::Store {
+        ProjectionError::EventStore {
             projection: self.name.clone(),
             source,
         }
@@ -463,7 +463,7 @@ where
                     end = Some(PassEnd::CaughtUp { read });
                     break;
                 };
-                let record = record.map_err(|source| ProjectionError::Store {
+                let record = record.map_err(|source| ProjectionError::EventStore {
                     projection: name.clone(),
                     source,
                 })?;

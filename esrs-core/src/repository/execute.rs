@@ -33,17 +33,18 @@ pub struct Executed<A: Aggregate> {
     pub state: A,
 }
 
-/// Why a command did not complete: the command refused, or the store failed. The two
+/// Why a command did not complete: the command refused, or running it failed. The two
 /// variants are the whole story, so a `match` needs no wildcard arm.
 #[derive(Debug, thiserror::Error)]
 pub enum ExecuteError<E> {
     /// The command refused: the domain error it returned. Nothing was written.
     #[error("command rejected: {0}")]
     Rejected(E),
-    /// Loading or appending failed; [`Error::Conflict`] when another writer won and the
-    /// retries (if any) were used up.
+    /// Running the command failed: the aggregate's stream id, loading it or appending its
+    /// events; [`Error::Conflict`] when another writer won and the retries (if any) were
+    /// used up.
     #[error(transparent)]
-    Store(#[from] Error),
+    Failed(#[from] Error),
 }
 
 impl<E> ExecuteError<E> {
@@ -51,13 +52,13 @@ impl<E> ExecuteError<E> {
     pub fn rejected(&self) -> Option<&E> {
         match self {
             Self::Rejected(e) => Some(e),
-            Self::Store(_) => None,
+            Self::Failed(_) => None,
         }
     }
 
     /// Whether another writer won the race.
     pub fn is_conflict(&self) -> bool {
-        matches!(self, Self::Store(Error::Conflict(_)))
+        matches!(self, Self::Failed(Error::Conflict(_)))
     }
 }
 
@@ -174,7 +175,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                     // (the store checked it against this request's digest). The state is
                     // not put back in the cache: it is older than the stream.
                     if keyed.is_none() {
-                        return Err(Error::Store {
+                        return Err(Error::Backend {
                             source: "the store answered a request without an idempotency key \
                                      with a deduplicated outcome"
                                 .into(),

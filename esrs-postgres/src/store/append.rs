@@ -43,7 +43,7 @@ impl<'r> Params<'r> {
             ExpectedVersion::NoStream => Some(0),
             ExpectedVersion::Exact(version) => Some(signed(version)),
             other => {
-                return Err(Error::Store {
+                return Err(Error::Backend {
                     source: format!("unsupported expected version: {other}").into(),
                 });
             }
@@ -54,7 +54,7 @@ impl<'r> Params<'r> {
         for event in &request.events {
             names.push(event.name);
             versions.push(i32::try_from(event.schema_version).map_err(|_| {
-                Error::Store {
+                Error::Backend {
                     source: format!(
                         "event `{}` has schema version {}, over the largest storable version {}",
                         event.name,
@@ -449,7 +449,7 @@ fn replay(
     original: IdempotencyRecord,
 ) -> esrs_core::Result<AppendOutcome> {
     let Some(key) = &request.idempotency_key else {
-        return Err(Error::Store {
+        return Err(Error::Backend {
             source: "a deduplicated outcome for a request without an idempotency key".into(),
         });
     };
@@ -508,7 +508,7 @@ fn decode_outcome(
             let actual: i64 = row.try_get(3)?;
             Err(Conflict::new(request.stream.clone(), request.expected, unsigned(actual)).into())
         }
-        other => Err(Error::Store {
+        other => Err(Error::Backend {
             source: format!("unexpected result `{other}` from the append function").into(),
         }),
     })
