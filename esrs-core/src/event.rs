@@ -22,6 +22,15 @@ pub trait Event: Sized + Send + Sync + 'static {
     const NAME: &'static str;
     /// The version of this type's payload; at least 1.
     const VERSION: u32;
+    /// Former stored names (`#[event(aliases = ["ProductAdded"])]`): rows stored under them
+    /// decode as this event, so an event can be renamed without rewriting history. New
+    /// events are always stored under [`Self::NAME`].
+    const ALIASES: &'static [&'static str] = &[];
+    /// Whether [`Self::NAME`] was chosen by the author (`#[event(name = "…")]`, or a
+    /// hand-written impl) rather than taken from the Rust type's name, which a rename of the
+    /// type would change. `#[aggregate(require_event_names)]` refuses events where it is
+    /// `false`.
+    const EXPLICIT_NAME: bool = true;
 
     /// Every stored version this type can decode, ascending, ending with [`Self::VERSION`].
     fn known_versions() -> Vec<u32> {
@@ -46,6 +55,9 @@ pub trait Event: Sized + Send + Sync + 'static {
 pub trait EventSet: Sized + Send + Sync + 'static {
     /// The stored names of every event in the set.
     const NAMES: &'static [&'static str];
+    /// The aliases of each event of [`Self::NAMES`], in the same order (see
+    /// [`Event::ALIASES`]); empty when no event has any.
+    const ALIASES: &'static [&'static [&'static str]] = &[];
 
     /// The stored name of this event.
     fn name(&self) -> &'static str;
@@ -54,13 +66,13 @@ pub trait EventSet: Sized + Send + Sync + 'static {
     fn schema_version(&self) -> u32;
     /// Encodes this event's payload as JSON.
     fn encode(&self) -> Result<Payload, EncodeError>;
-    /// Decodes a stored event of any name in [`Self::NAMES`] from its payload's JSON text
-    /// (see [`Event::decode`]).
+    /// Decodes a stored event of any name in [`Self::NAMES`] or [`Self::ALIASES`] from its
+    /// payload's JSON text (see [`Event::decode`]).
     fn decode(name: &str, version: u32, payload: &str) -> Result<Self, DecodeError>;
 
-    /// Whether events stored under `name` belong to this set.
+    /// Whether events stored under `name`, a name or an alias, belong to this set.
     fn handles(name: &str) -> bool {
-        Self::NAMES.contains(&name)
+        Self::NAMES.contains(&name) || Self::ALIASES.iter().any(|aliases| aliases.contains(&name))
     }
 }
 

@@ -13,6 +13,50 @@ use crate::snapshot::SnapshotKey;
 
 pub use crate::catalog::{AggregateInfo, EventInfo};
 pub use inventory;
+pub use schemars;
+
+/// The JSON Schema of an event's payload, from the `JsonSchema` of the mirror of its struct
+/// that `#[derive(Event)]` declares (draft 2020-12, nested types under `$defs`).
+pub fn event_schema<T: schemars::JsonSchema>() -> serde_json::Value {
+    crate::catalog::schema_of::<T>()
+}
+
+/// A field of an event has a JSON Schema.
+#[diagnostic::on_unimplemented(
+    message = "the event field type `{Self}` has no JSON Schema, which the event catalog records for every event",
+    label = "no `schemars::JsonSchema` for `{Self}`",
+    note = "add `#[derive(schemars::JsonSchema)]` to `{Self}` (with `schemars = \"1\"` in your dependencies), or mark the field `#[event(schema_any)]` (any value), or the event `#[event(schema = false)]`"
+)]
+pub trait FieldSchema: schemars::JsonSchema {}
+impl<T: schemars::JsonSchema + ?Sized> FieldSchema for T {}
+
+/// Requires `T: FieldSchema`; called by the schema function of `#[derive(Event)]` at each
+/// field, so a missing schema is reported there with what to do.
+pub const fn field_has_schema<T: FieldSchema + ?Sized>() {}
+
+/// Whether `name` is in `list`, in a constant expression.
+pub const fn str_in(name: &str, list: &[&str]) -> bool {
+    let mut i = 0;
+    while i < list.len() {
+        if str_eq(name, list[i]) {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+/// Whether two lists share a name, in a constant expression.
+pub const fn lists_meet(a: &[&str], b: &[&str]) -> bool {
+    let mut i = 0;
+    while i < a.len() {
+        if str_in(a[i], b) {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
 
 /// Compares two strings in a constant expression; used to reject two events of one
 /// aggregate stored under one name.

@@ -12,7 +12,7 @@ const MODULES: [(&str, &str); 6] = [
     ("error", include_str!("../src/error/mod.rs")),
     ("projection", include_str!("../src/projection/mod.rs")),
     ("repository", include_str!("../src/repository/mod.rs")),
-    ("catalog", include_str!("../src/catalog.rs")),
+    ("catalog", include_str!("../src/catalog/mod.rs")),
     ("testing", include_str!("../src/testing/mod.rs")),
 ];
 

@@ -159,3 +159,57 @@ where
 pub(crate) fn bad_name_char(name: &str) -> Option<char> {
     name.chars().find(|c| c.is_control() || c.is_whitespace())
 }
+
+/// Parses `= true` or `= false`.
+pub(crate) fn bool_value(
+    cx: &mut Ctxt,
+    meta: &ParseNestedMeta<'_>,
+    example: &str,
+) -> syn::Result<Option<(bool, Span)>> {
+    let expr: Expr = meta.value()?.parse()?;
+    match &expr {
+        Expr::Lit(ExprLit {
+            lit: Lit::Bool(b), ..
+        }) => Ok(Some((b.value, b.span))),
+        _ => {
+            cx.error_spanned_by(
+                &expr,
+                format!("expected `true` or `false`, e.g. `{example}`"),
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// Parses `= ["a", "b"]`: each string with its span (elements that are not strings are
+/// reported and left out).
+pub(crate) fn string_list_value(
+    cx: &mut Ctxt,
+    meta: &ParseNestedMeta<'_>,
+    example: &str,
+) -> syn::Result<Vec<(String, Span)>> {
+    let expr: Expr = meta.value()?.parse()?;
+    let Expr::Array(array) = &expr else {
+        cx.error_spanned_by(
+            &expr,
+            format!("expected a list of string literals, e.g. `{example}`"),
+        );
+        return Ok(Vec::new());
+    };
+    // The good strings are kept beside the errors, so that their own checks run too.
+    let mut values = Vec::new();
+    for element in &array.elems {
+        match element {
+            Expr::Lit(ExprLit {
+                lit: Lit::Str(s), ..
+            }) => values.push((s.value(), s.span())),
+            other => {
+                cx.error_spanned_by(
+                    other,
+                    format!("expected a string literal, e.g. `{example}`"),
+                );
+            }
+        }
+    }
+    Ok(values)
+}

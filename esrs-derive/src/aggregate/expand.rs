@@ -100,6 +100,9 @@ impl Generated<'_> {
                 const NAMES: &'static [&'static str] = &[
                     #(<#events as ::esrs_core::Event>::NAME,)*
                 ];
+                const ALIASES: &'static [&'static [&'static str]] = &[
+                    #(<#events as ::esrs_core::Event>::ALIASES,)*
+                ];
 
                 fn name(&self) -> &'static str {
                     match self {
@@ -128,6 +131,14 @@ impl Generated<'_> {
                 ) -> ::core::result::Result<Self, ::esrs_core::DecodeError> {
                     #(
                         if name == <#events as ::esrs_core::Event>::NAME {
+                            return <#events as ::esrs_core::Event>::decode(version, payload)
+                                .map(Self::#variants);
+                        }
+                    )*
+                    // Rows stored under a former name: looked at only once no current name
+                    // matched, so decoding current names costs nothing more.
+                    #(
+                        if <#events as ::esrs_core::Event>::ALIASES.contains(&name) {
                             return <#events as ::esrs_core::Event>::decode(version, payload)
                                 .map(Self::#variants);
                         }
@@ -253,6 +264,19 @@ impl Generated<'_> {
         let mut checks = TokenStream::new();
         for (j, later) in self.handlers.iter().enumerate() {
             let event = &later.event;
+            if self.args.require_event_names {
+                let message = format!(
+                    "aggregate `{}` has `require_event_names`, but its event `{}` takes its stored name from its Rust type's name, which a rename of the type would change: give `{}` #[event(name = \"…\")] with the name it is stored under today",
+                    self.self_text,
+                    attr::path_text(&event.path),
+                    attr::path_text(&event.path),
+                );
+                checks.extend(quote_spanned! {event.span()=>
+                    const _: () = if !<#event as ::esrs_core::Event>::EXPLICIT_NAME {
+                        ::core::panic!("{}", #message)
+                    };
+                });
+            }
             for earlier in &self.handlers[..j] {
                 let first = &earlier.event;
                 let message = format!(
@@ -265,6 +289,26 @@ impl Generated<'_> {
                     const _: () = if #private::str_eq(
                         <#first as ::esrs_core::Event>::NAME,
                         <#event as ::esrs_core::Event>::NAME,
+                    ) {
+                        ::core::panic!("{}", #message)
+                    };
+                });
+                let message = format!(
+                    "`{}` and `{}` share a stored name or alias, so aggregate `{}` could not tell their stored events apart: an alias is a former name of one event only; remove it from one of them",
+                    attr::path_text(&first.path),
+                    attr::path_text(&event.path),
+                    self.self_text,
+                );
+                checks.extend(quote_spanned! {event.span()=>
+                    const _: () = if #private::str_in(
+                        <#first as ::esrs_core::Event>::NAME,
+                        <#event as ::esrs_core::Event>::ALIASES,
+                    ) || #private::str_in(
+                        <#event as ::esrs_core::Event>::NAME,
+                        <#first as ::esrs_core::Event>::ALIASES,
+                    ) || #private::lists_meet(
+                        <#first as ::esrs_core::Event>::ALIASES,
+                        <#event as ::esrs_core::Event>::ALIASES,
                     ) {
                         ::core::panic!("{}", #message)
                     };

@@ -18,6 +18,7 @@ const KEYS: &[&str] = &[
     "snapshot_version",
     "event_enum",
     "derive",
+    "require_event_names",
 ];
 
 /// The parsed `#[aggregate(...)]` arguments.
@@ -30,6 +31,8 @@ struct Args {
     snapshot_version: Option<(u32, Span)>,
     event_enum: Option<(Visibility, Ident)>,
     derive: Option<Vec<Path>>,
+    /// `require_event_names`: every event must have `#[event(name = "…")]`.
+    require_event_names: bool,
 }
 
 /// One `#[apply]` handler.

@@ -77,6 +77,17 @@ pub(super) fn parse_args(cx: &mut Ctxt, tokens: TokenStream) -> Args {
                 let ident: Ident = input.parse()?;
                 args.event_enum = Some((vis, ident));
             }
+            Some("require_event_names") => {
+                if meta.input.is_empty() || meta.input.peek(Token![,]) {
+                    args.require_event_names = true;
+                } else {
+                    cx.error_spanned_by(
+                        &meta.path,
+                        "write `require_event_names`, with no value: #[aggregate(name = \"cart\", require_event_names)]",
+                    );
+                    attr::skip_value(&meta)?;
+                }
+            }
             Some("derive") => {
                 let content;
                 syn::parenthesized!(content in meta.input);

@@ -7,9 +7,10 @@ use syn::{Data, DeriveInput};
 
 use crate::attr;
 
-use super::{EventInput, PayloadUpcast};
+use super::{EventInput, Mirror, PayloadUpcast, Style};
 
-/// The `Event` impl, the compile-time checks of `upcast_from` and the catalog entry.
+/// The `Event` impl, the compile-time checks of `upcast_from`, the schema and the catalog
+/// entry.
 pub(super) fn expand(input: &EventInput<'_>) -> TokenStream {
     let ident = input.ident;
     let name = &input.name;
@@ -125,18 +126,38 @@ pub(super) fn expand(input: &EventInput<'_>) -> TokenStream {
             };
         }
     });
-    let info = match &input.upcast_from {
-        Some(prev) => quote! {
-            #private::EventInfo::of::<#ident>().with_upcast_from::<#prev>()
-        },
-        None => quote!(#private::EventInfo::of::<#ident>()),
-    };
+    let mut info = quote!(#private::EventInfo::of::<#ident>());
+    if let Some(prev) = &input.upcast_from {
+        info = quote!(#info.with_upcast_from::<#prev>());
+    }
+    if !input.upcasts.is_empty() {
+        let steps = input.upcasts.iter().map(|u| {
+            let (from, to, with) = (u.from, u.to, attr::path_text(&u.with));
+            quote!((#from, #to, #with))
+        });
+        info = quote!(#info.with_payload_upcasters(&[#(#steps),*]));
+    }
+    let schema = input.schema.as_ref().map(|mirror| schema_fn(ident, mirror));
+    if schema.is_some() {
+        info = quote!(#info.with_schema(__esrs_event_schema));
+    }
+    let aliases = (!input.aliases.is_empty()).then(|| {
+        let aliases = &input.aliases;
+        quote!(const ALIASES: &'static [&'static ::core::primitive::str] = &[#(#aliases),*];)
+    });
+    let implicit = (!input.explicit_name).then(|| {
+        quote!(
+            const EXPLICIT_NAME: ::core::primitive::bool = false;
+        )
+    });
 
     quote! {
         #[automatically_derived]
         impl ::esrs_core::Event for #ident {
             const NAME: &'static str = #name;
             const VERSION: u32 = #version;
+            #aliases
+            #implicit
 
             #known_versions
 
@@ -158,8 +179,94 @@ pub(super) fn expand(input: &EventInput<'_>) -> TokenStream {
 
         const _: () = {
             #previous_checks
+            #schema
             #private::inventory::submit! { #info }
         };
+    }
+}
+
+/// `fn __esrs_event_schema() -> serde_json::Value`: the payload's JSON Schema, derived by
+/// schemars from a mirror of the struct (same fields, types and serde attributes) declared
+/// inside the function, where it takes the event's name. Called only when the catalog is
+/// written or checked, never on the encode or decode path.
+fn schema_fn(ident: &syn::Ident, mirror: &Mirror<'_>) -> TokenStream {
+    let private = quote!(::esrs_core::__private);
+    let attrs = &mirror.attrs;
+    let fields = mirror.fields.iter().map(|field| {
+        let field_attrs = &field.attrs;
+        let ty = match field.ty {
+            Some(ty) => quote!(#ty),
+            None => quote!(#private::serde_json::Value),
+        };
+        match &field.member {
+            syn::Member::Named(name) => quote!(#(#field_attrs)* #name: #ty),
+            syn::Member::Unnamed(_) => quote!(#(#field_attrs)* #ty),
+        }
+    });
+    let body = match mirror.style {
+        Style::Named => quote!({ #(#fields,)* }),
+        Style::Tuple => quote!((#(#fields,)*);),
+        Style::Unit => quote!(;),
+    };
+    // A field type without a JSON Schema is reported at the field, with what to do.
+    let assertions = mirror.fields.iter().filter_map(|field| {
+        let ty = field.ty?;
+        Some(quote_spanned! {ty.span()=>
+            #private::field_has_schema::<#ty>();
+        })
+    });
+    // Schemars reads a bare `#[serde(default)]` from the struct's `Default`: the mirror's
+    // is the event's, field by field.
+    let default = mirror.default.then(|| {
+        let members: Vec<&syn::Member> = mirror.fields.iter().map(|f| &f.member).collect();
+        let bindings: Vec<syn::Ident> = (0..members.len())
+            .map(|i| quote::format_ident!("__field{}", i))
+            .collect();
+        let patterns = mirror.fields.iter().zip(&bindings).map(|(field, binding)| {
+            if field.ty.is_some() {
+                quote!(#binding)
+            } else {
+                quote!(_)
+            }
+        });
+        let values = mirror.fields.iter().zip(&bindings).map(|(field, binding)| {
+            if field.ty.is_some() {
+                quote!(#binding)
+            } else {
+                quote!(#private::serde_json::Value::Null)
+            }
+        });
+        quote! {
+            impl ::core::default::Default for #ident {
+                fn default() -> Self {
+                    let __EsrsEvent { #(#members: #patterns),* } =
+                        <__EsrsEvent as ::core::default::Default>::default();
+                    #ident { #(#members: #values),* }
+                }
+            }
+        }
+    });
+    let alias = mirror
+        .default
+        .then(|| quote!(#[allow(dead_code)] type __EsrsEvent = #ident;));
+    quote! {
+        #alias
+        fn __esrs_event_schema() -> #private::serde_json::Value {
+            // schemars' output calls `.into()`, even in a user's `#![no_implicit_prelude]`
+            // module; and names `serde` for the defaults of `serialize_with` fields.
+            #[allow(unused_imports)]
+            use ::core::convert::Into as _;
+            #[allow(unused_imports)]
+            use #private::serde;
+            #(#assertions)*
+            #[derive(#private::schemars::JsonSchema)]
+            #[schemars(crate = "::esrs_core::__private::schemars")]
+            #(#attrs)*
+            #[allow(dead_code, non_camel_case_types)]
+            struct #ident #body
+            #default
+            #private::event_schema::<#ident>()
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! `#[derive(Event)]`: parse the struct and its `#[event(...)]` attributes (`parse`), check
 //! the versions and upcasters together (`check`), then expand the `Event` impl, its
-//! upcasters and its catalog entry (`expand`).
+//! upcasters, its schema and its catalog entry (`expand`).
 
 mod check;
 mod expand;
@@ -8,12 +8,20 @@ mod parse;
 
 use proc_macro2::{Span, TokenStream};
 use quote::quote;
-use syn::{DeriveInput, Ident, Path};
+use syn::{Attribute, DeriveInput, Ident, Member, Path, Type};
 
 use crate::ctxt::Ctxt;
 
-const KEYS: &[&str] = &["name", "version", "upcast_from", "upcast"];
+const KEYS: &[&str] = &[
+    "name",
+    "aliases",
+    "version",
+    "upcast_from",
+    "upcast",
+    "schema",
+];
 const UPCAST_KEYS: &[&str] = &["from", "to", "with"];
+const FIELD_KEYS: &[&str] = &["schema_any"];
 
 /// A payload-level upcaster: `upcast(from = 1, to = 2, with = path)`.
 struct PayloadUpcast {
@@ -27,9 +35,45 @@ struct PayloadUpcast {
 struct EventInput<'a> {
     ident: &'a Ident,
     name: String,
+    /// Whether `name` was written, rather than taken from the type's name.
+    explicit_name: bool,
+    /// Former stored names whose rows decode as this event.
+    aliases: Vec<String>,
     version: u32,
     upcast_from: Option<Path>,
     upcasts: Vec<PayloadUpcast>,
+    /// What the payload's JSON Schema is derived from; `None` with `schema = false`.
+    schema: Option<Mirror<'a>>,
+}
+
+/// A copy of the struct's shape for schemars: its fields with their types and serde
+/// attributes, and the struct's serde attributes. Its `JsonSchema` derive is the event's
+/// schema, so the user writes no derive of their own.
+struct Mirror<'a> {
+    /// The struct's `#[serde(...)]` attributes.
+    attrs: Vec<&'a Attribute>,
+    /// Whether the struct has a bare `#[serde(default)]`, which schemars reads from the
+    /// struct's `Default` (the mirror then gets one, built from the event's).
+    default: bool,
+    fields: Vec<MirrorField<'a>>,
+    style: Style,
+}
+
+/// One field of the mirror.
+struct MirrorField<'a> {
+    member: Member,
+    /// The field's type; `None` for `#[event(schema_any)]`, whose schema accepts any value.
+    ty: Option<&'a Type>,
+    /// The field's serde attributes, as the mirror carries them.
+    attrs: Vec<TokenStream>,
+}
+
+/// How the struct's fields are written.
+#[derive(Clone, Copy, PartialEq)]
+enum Style {
+    Named,
+    Tuple,
+    Unit,
 }
 
 /// Expands `#[derive(Event)]`.
