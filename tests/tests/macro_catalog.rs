@@ -103,6 +103,17 @@ mod billing {
     }
 }
 
+mod renames {
+    use super::*;
+
+    /// Claims "Shipped", the stored name of two other events, as its former name.
+    #[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+    #[event(name = "Dispatched", aliases = ["Shipped"])]
+    pub(crate) struct Dispatched {
+        pub(crate) carrier: String,
+    }
+}
+
 fn short(types: &[&str]) -> Vec<String> {
     types
         .iter()
@@ -127,6 +138,7 @@ fn check_catalog_reports_every_name_claimed_twice() {
         .map(|c| match c {
             CatalogConflict::EventName { name, types } => ("event", *name, short(types)),
             CatalogConflict::AggregateName { name, types } => ("aggregate", *name, short(types)),
+            CatalogConflict::Alias { alias, types } => ("alias", *alias, short(types)),
             other => panic!("unexpected conflict {other:?}"),
         })
         .collect();
@@ -146,6 +158,15 @@ fn check_catalog_reports_every_name_claimed_twice() {
                 "event",
                 "Shipped",
                 vec!["orders::Shipped".to_owned(), "shipping::Shipped".into()]
+            ),
+            (
+                "alias",
+                "Shipped",
+                vec![
+                    "renames::Dispatched".to_owned(),
+                    "orders::Shipped".into(),
+                    "shipping::Shipped".into()
+                ]
             ),
             (
                 "aggregate",
@@ -176,6 +197,7 @@ fn the_catalog_lists_every_event_and_aggregate() {
             ("Billed", 1),
             ("Billed", 2),
             ("Billed", 2),
+            ("Dispatched", 1),
             ("Shipped", 1),
             ("Shipped", 1)
         ]
@@ -188,4 +210,38 @@ fn the_catalog_lists_every_event_and_aggregate() {
         .unwrap();
     assert_eq!(billed.older_versions(), [1]);
     assert_eq!(billed.known_versions(), [1, 2]);
+}
+
+#[test]
+fn the_lock_check_refuses_names_claimed_twice() {
+    // An empty lock: whatever it holds, names claimed twice in the program are refused.
+    let path = std::env::temp_dir().join(format!("esrs-conflicts-{}.json", std::process::id()));
+    std::fs::write(
+        &path,
+        r#"{ "format": 1, "schema_dialect": "https://json-schema.org/draft/2020-12/schema", "aggregates": {}, "events": {} }"#,
+    )
+    .unwrap();
+    let result = catalog::verify_lock(&path);
+    let written = catalog::write_lock(&path);
+    std::fs::remove_file(&path).unwrap();
+    let Err(catalog::LockError::Breaking { changes, .. }) = result else {
+        panic!("{result:?}");
+    };
+    let messages: Vec<String> = changes
+        .iter()
+        .map(|c| c.to_string().replace("macro_catalog::", ""))
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            "the stored event name `Billed` is used by unrelated types [\"billing::BilledV1\", \"billing::Billed\", \"billing::BilledAgain\"]; give each its own #[event(name = \"…\")], or link the versions of one event with #[event(upcast_from = …)]",
+            "the stored event name `Shipped` is used by unrelated types [\"orders::Shipped\", \"shipping::Shipped\"]; give each its own #[event(name = \"…\")], or link the versions of one event with #[event(upcast_from = …)]",
+            "the alias `Shipped` is claimed by [\"renames::Dispatched\", \"orders::Shipped\", \"shipping::Shipped\"]; an alias is a former name of one event, used by no other: remove it from all but one #[event(aliases = […])]",
+            "the aggregate name `order` is used by [\"billing::Invoice\", \"orders::Order\"]; give each its own #[aggregate(name = \"…\")]",
+        ]
+    );
+    assert!(
+        matches!(written, Err(catalog::LockError::Breaking { .. })),
+        "a lock cannot hold names claimed twice: {written:?}"
+    );
 }

@@ -386,6 +386,7 @@ impl Walk<'_> {
                 return;
             }
         }
+        let written = (was, now);
         let was = resolve(self.roots.0, was);
         let now = resolve(self.roots.1, now);
         if is_object(was) && is_object(now) {
@@ -417,8 +418,8 @@ impl Walk<'_> {
                 name: self.name.to_owned(),
                 version: self.version,
                 field: path.to_owned(),
-                was: describe(self.roots.0, was),
-                now: describe(self.roots.1, now),
+                was: describe(self.roots.0, written.0),
+                now: describe(self.roots.1, written.1),
             });
         }
     }
