@@ -44,7 +44,7 @@
 //!
 //! | concept | at the root | details in |
 //! |---|---|---|
-//! | events | [`Event`] (the trait and its derive), [`EventSet`] (the event enum `#[aggregate]` generates) | [`catalog`]: the program's events and their check |
+//! | events | [`Event`] (the trait and its derive), [`EventSet`] (the event enum `#[aggregate]` generates) | [`catalog`]: the program's events, their check, and the lock file of their schemas (`verify_lock`) |
 //! | aggregates | [`aggregate`] (the macro), [`Aggregate`] (what it implements), [`IntoEvents`] (what commands return) | |
 //! | running commands | [`Repository`]: `load`, `load_at`, `load_as_of`, `history`, `execute(…).idempotency_key(…).retries(…)` | [`repository`]: the command builder, its result, loaded states, history entries |
 //! | identity | [`StreamId`], [`Version`], [`ExpectedVersion`], [`IdempotencyKey`], [`Metadata`], [`Position`] | |
