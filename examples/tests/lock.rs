@@ -285,6 +285,9 @@ fn compatible_changes_pass() {
             versions["2"].as_object_mut().unwrap().remove("schema");
         },
         &[
+            "event `ItemRemoved` version 1: upcast route now 1 -> 2: From<esrs_examples::cart::ItemRemovedV1>; 2 -> 3: payload upcaster add_at",
+            "event `ItemRemoved` version 2: now decoded through a payload upcaster",
+            "event `ItemRemoved` version 2: upcast route now 2 -> 3: payload upcaster add_at",
             "event `ItemRemoved` version 2 is read without a schema of its own; the lock keeps the one it had",
             "event `ItemRemoved`: new version 3",
         ],

@@ -203,6 +203,16 @@ pub(super) fn compare(locked: &Lock, program: &Lock) -> (Vec<BreakingChange>, Ve
                 current.rust_type, event.rust_type
             ));
         }
+        if current.explicit_name != event.explicit_name {
+            cx.compatible.push(format!(
+                "event `{now}`: its stored name is now {}",
+                if current.explicit_name {
+                    "explicit"
+                } else {
+                    "its Rust type's name"
+                }
+            ));
+        }
         for alias in &event.aliases {
             if alias != now && !current.aliases.contains(alias) {
                 cx.breaking.push(BreakingChange::AliasRemoved {
@@ -229,6 +239,24 @@ pub(super) fn compare(locked: &Lock, program: &Lock) -> (Vec<BreakingChange>, Ve
                 });
                 continue;
             };
+            if old.rust_type != new.rust_type {
+                cx.compatible.push(match &new.rust_type {
+                    Some(t) => format!("event `{now}` version {version}: now decoded as `{t}`"),
+                    None => format!(
+                        "event `{now}` version {version}: now decoded through a payload upcaster"
+                    ),
+                });
+            }
+            if old.upcast != new.upcast {
+                cx.compatible.push(format!(
+                    "event `{now}` version {version}: upcast route now {}",
+                    if new.upcast.is_empty() {
+                        "none (the current version)".to_owned()
+                    } else {
+                        new.upcast.join("; ")
+                    }
+                ));
+            }
             match (&old.schema, &new.schema) {
                 (Some(was), Some(now)) => cx.schema(name, version, was, now),
                 (Some(_), None) => cx.compatible.push(format!(

@@ -117,6 +117,15 @@ mod tests {
             "#[event(upcast(from = 1, to = 1, with = f), version = 2)] struct E;",
             "#[event(upcast(from = 1, with = f, colour = 2), version = 2)] struct E;",
             "#[event(version = 2, upcast(from = 1, to = 3, with = f))] struct E;",
+            "#[event(aliases = \"Old\")] struct E;",
+            "#[event(aliases = [\"E\"])] struct E;",
+            "#[event(aliases = [\"Old\", \"Old\"])] struct E;",
+            "#[event(aliases = [\"an old\"])] struct E;",
+            "#[event(schema = 0)] struct E;",
+            "struct E { #[event(schema_any = true)] a: u8 }",
+            "struct E { #[event(colour)] a: u8 }",
+            "#[event(schema = false)] struct E { #[event(schema_any)] a: u8 }",
+            "struct E { #[serde(deserialize_with = \"f\")] a: u8 }",
         ];
         for item in inputs {
             let out = derive_str(item);
@@ -129,6 +138,54 @@ mod tests {
         let out = derive_str("union U { a: u8 }");
         assert!(
             out.contains("compile_error") && !out.contains("impl"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn the_schema_is_a_function_of_the_catalog_entry_only() {
+        let out = derive_str(
+            "#[serde(rename_all = \"camelCase\")] struct E { #[serde(default)] a_b: u8 }",
+        );
+        assert!(out.contains("fn __esrs_event_schema"), "{out}");
+        assert!(out.contains("with_schema (__esrs_event_schema)"), "{out}");
+        // The mirror carries the serde attributes; decode does not call the schema.
+        assert!(
+            out.contains("# [serde (rename_all = \"camelCase\")]"),
+            "{out}"
+        );
+        assert!(out.contains("# [serde (default)] a_b : u8"), "{out}");
+        let decode = &out[out.find("fn decode").unwrap()..out.find("const _").unwrap()];
+        assert!(!decode.contains("schema"), "{decode}");
+
+        let out = derive_str("#[event(schema = false)] struct E { a: u8 }");
+        assert!(
+            !out.contains("__esrs_event_schema") && !out.contains("JsonSchema"),
+            "{out}"
+        );
+
+        let out = derive_str(
+            "struct E { #[event(schema_any)] #[serde(with = \"m\", rename = \"x\")] a: u8 }",
+        );
+        assert!(
+            out.contains(
+                "# [serde (rename = \"x\")] a : :: esrs_core :: __private :: serde_json :: Value"
+            ),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn names_and_aliases_are_recorded() {
+        let out = derive_str("#[event(aliases = [\"Old\", \"Older\"])] struct E;");
+        assert!(out.contains("const ALIASES : & 'static [& 'static :: core :: primitive :: str] = & [\"Old\" , \"Older\"]"), "{out}");
+        assert!(
+            out.contains("const EXPLICIT_NAME : :: core :: primitive :: bool = false"),
+            "{out}"
+        );
+        let out = derive_str("#[event(name = \"E\")] struct E;");
+        assert!(
+            !out.contains("EXPLICIT_NAME") && !out.contains("ALIASES"),
             "{out}"
         );
     }
