@@ -1,0 +1,173 @@
+//! The relay and the consumer against the real NATS server.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use esrs_core::projection::{ErrorPolicy, InMemoryCheckpoints};
+use esrs_core::{BoxError, Projection, ProjectionRunner, RecordedEvent};
+use esrs_nats::{JetStreamProjection, Outbox, Relay, RelayError};
+use esrs_postgres::PgCheckpoints;
+
+/// Remembers every event it is handed.
+#[derive(Debug, Default)]
+struct Collect(Vec<RecordedEvent>);
+
+impl Projection for Collect {
+    type Event = serde_json::Value;
+    fn name(&self) -> &str {
+        "collect"
+    }
+    async fn handle(
+        &mut self,
+        _tx: &mut (),
+        _event: serde_json::Value,
+        envelope: &RecordedEvent,
+    ) -> Result<(), BoxError> {
+        self.0.push(envelope.clone());
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_events_arrive_exactly_once_and_in_stream_order() {
+    let (store, _schema) = fresh_store().await;
+    let js = TestStream::create(jetstream_at(&nats_url()).await, Duration::from_secs(120)).await;
+    // 1,000 appends of 10 events, round robin over 100 streams: 100 events per stream,
+    // interleaved in the log.
+    let expected = append_events(&store, 100, 1_000, 10, "a").await;
+
+    let relay = Relay::builder(js.jetstream.clone(), &js.name)
+        .subject_prefix(&js.prefix)
+        .build()
+        .await
+        .unwrap();
+    let mut runner = ProjectionRunner::new(
+        store.clone(),
+        Outbox::new(PgCheckpoints::new(&store)),
+        relay,
+    );
+    runner.catch_up().await.unwrap();
+    // Caught up again: nothing more is sent.
+    runner.catch_up().await.unwrap();
+
+    let messages = js.read_all().await;
+    assert_exactly_once_in_order(&messages, &expected);
+    for (subject, record) in &messages {
+        assert_eq!(
+            *subject,
+            esrs_nats::subject::default_subject(&js.prefix, record.stream.as_str())
+        );
+        assert_eq!(record.name, "InvoiceIssued");
+        assert_eq!(record.schema_version, 1);
+    }
+
+    // The consumer rebuilds the same envelopes, in the same order.
+    let stream = js.stream().await;
+    let mut consumer =
+        JetStreamProjection::new(stream, InMemoryCheckpoints::new(), Collect::default())
+            .filter_subject(format!("{}.invoice.>", js.prefix))
+            .batch_size(1_000)
+            .fetch_wait(Duration::from_millis(300));
+    let progress = consumer.catch_up().await.unwrap();
+    assert_eq!(progress.checkpoint.sequence, 10_000);
+    let seen = &consumer.projection().0;
+    assert_eq!(seen.len(), 10_000);
+    let mut positions: Vec<_> = seen.iter().map(|r| r.position).collect();
+    let sorted = {
+        let mut p = positions.clone();
+        p.sort();
+        p
+    };
+    assert_eq!(positions, sorted, "the consumer reads in the log's order");
+    positions.dedup();
+    assert_eq!(positions.len(), 10_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_whose_duplicate_window_is_too_short_is_refused() {
+    let js = TestStream::create(jetstream_at(&nats_url()).await, Duration::from_secs(10)).await;
+    let error = Relay::builder(js.jetstream.clone(), &js.name)
+        .duplicate_window(Duration::from_secs(60))
+        .build()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            RelayError::DuplicateWindowTooShort { stream_window, relay_window, .. }
+                if stream_window == Duration::from_secs(10) && relay_window == Duration::from_secs(60)
+        ),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("duplicate_window"), "{error}");
+    let missing = Relay::builder(js.jetstream.clone(), "NO_SUCH_STREAM")
+        .build()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(missing, RelayError::StreamInfo { .. }),
+        "{missing:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_relays_at_once_publish_nothing_twice() {
+    let (store, _schema) = fresh_store().await;
+    let js = TestStream::create(jetstream_at(&nats_url()).await, Duration::from_secs(120)).await;
+    let relay = || async {
+        Relay::builder(js.jetstream.clone(), &js.name)
+            .subject_prefix(&js.prefix)
+            .build()
+            .await
+            .unwrap()
+    };
+    // Two processes' relays over one store: the projection lock lets one run, and the
+    // other takes over when it stops.
+    let spawn = |relay| {
+        ProjectionRunner::new(
+            store.clone(),
+            Outbox::new(PgCheckpoints::new(&store)),
+            relay,
+        )
+        .batch_size(100)
+        .poll_interval(Duration::from_millis(200))
+        .wait_for_lock(Duration::from_millis(100))
+        .error_policy(ErrorPolicy::Retry {
+            max: 50,
+            backoff: Duration::from_millis(50),
+        })
+        .spawn()
+    };
+    let first = spawn(relay().await);
+    let second = spawn(relay().await);
+    let mut expected = append_events(&store, 20, 100, 5, "b").await;
+    js.wait_for(500, Duration::from_secs(30)).await;
+    first.stop().await.unwrap();
+    for (stream, n) in append_events(&store, 20, 100, 5, "c").await {
+        expected.insert(stream, n);
+    }
+    js.wait_for(1_000, Duration::from_secs(30)).await;
+    second.stop().await.unwrap();
+
+    // Two relays without a shared lock (separate checkpoint stores) each send the whole
+    // log: the message ids make JetStream keep one copy.
+    let mut a = ProjectionRunner::new(
+        store.clone(),
+        Outbox::new(InMemoryCheckpoints::new()),
+        relay().await,
+    );
+    let mut b = ProjectionRunner::new(
+        store.clone(),
+        Outbox::new(InMemoryCheckpoints::new()),
+        relay().await,
+    );
+    let (ra, rb) = tokio::join!(a.catch_up(), b.catch_up());
+    ra.unwrap();
+    rb.unwrap();
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let messages = js.read_all().await;
+    assert_exactly_once_in_order(&messages, &expected);
+}
