@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace: unit, integration, doc and compile-fail tests, against a
-# real PostgreSQL server and a real Redis server.
+# real PostgreSQL server, a real Redis server and a real NATS server with JetStream.
 #
 # PostgreSQL: DATABASE_URL if set; else the server on 127.0.0.1:5432 if one answers; else a
 # throwaway cluster started from the installed PostgreSQL binaries in a temporary folder and
 # stopped when the run ends.
 # Redis: REDIS_URL if set; else the server on 127.0.0.1:6379 if one answers; else a
 # throwaway redis-server on a free port.
+# NATS with JetStream: NATS_URL if set; else the server on 127.0.0.1:4222 if one answers; else
+# a throwaway `nats-server -js` on a free port. (The esrs-nats fault tests also start throwaway
+# servers of their own, which they stop and restart: NATS_SERVER_BIN names the binary.)
 #
 # Extra arguments are passed to `cargo test`.
 set -euo pipefail
@@ -104,6 +107,40 @@ else
     log "Install it, e.g. 'apt-get install redis-server' on Debian/Ubuntu or 'brew install redis' on macOS,"
     log "or point REDIS_URL at a server: REDIS_URL=redis://host:6379 $0"
     exit 1
+fi
+
+if [ -n "${NATS_URL:-}" ]; then
+    log "using NATS_URL from the environment"
+elif port_answers 127.0.0.1 4222; then
+    export NATS_URL="nats://127.0.0.1:4222"
+    log "using the NATS server on 127.0.0.1:4222"
+elif command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ]; then
+    nats_bin=$(command -v nats-server || echo /usr/sbin/nats-server)
+    port=$(free_port)
+    dir=$(mktemp -d -t esrs-nats.XXXXXX)
+    log "starting a throwaway nats-server -js on port $port"
+    "$nats_bin" -js -a 127.0.0.1 -p "$port" -sd "$dir" >"$dir/nats.log" 2>&1 &
+    echo $! >"$dir/nats.pid"
+    for _ in $(seq 50); do port_answers 127.0.0.1 "$port" && break; sleep 0.1; done
+    port_answers 127.0.0.1 "$port" || { cat "$dir/nats.log" >&2; exit 1; }
+    cleanup_steps+=("kill \$(cat '$dir/nats.pid') 2>/dev/null; rm -rf '$dir'")
+    export NATS_URL="nats://127.0.0.1:$port"
+else
+    log "no NATS server answers on 127.0.0.1:4222, NATS_URL is not set, and nats-server is not installed."
+    log "Install it, e.g. 'apt-get install nats-server' on Debian/Ubuntu or 'brew install nats-server' on macOS,"
+    log "or point NATS_URL at a server with JetStream enabled: NATS_URL=nats://host:4222 $0"
+    exit 1
+fi
+if [ -z "${NATS_SERVER_BIN:-}" ]; then
+    if command -v nats-server >/dev/null 2>&1; then
+        export NATS_SERVER_BIN=$(command -v nats-server)
+    elif [ -x /usr/sbin/nats-server ]; then
+        export NATS_SERVER_BIN=/usr/sbin/nats-server
+    else
+        log "nats-server is not installed: the esrs-nats tests that stop and restart NATS need it"
+        log "(e.g. 'apt-get install nats-server'), or set NATS_SERVER_BIN=/path/to/nats-server."
+        exit 1
+    fi
 fi
 
 log "cargo test --workspace --all-features $*"
