@@ -6,6 +6,9 @@
 //! - [`loyalty`]: a policy that turns every order into loyalty points, exactly once;
 //! - [`leaderboard`]: scores projected into a ranked PostgreSQL table and a Redis sorted set
 //!   (`cargo run -p esrs-examples --bin leaderboard`);
+//! - [`warehouse`]: invoices issued in one process, published to NATS JetStream exactly once,
+//!   and a finance report built from JetStream in another process
+//!   (`cargo run -p esrs-examples --bin warehouse-issue`, then `--bin warehouse-report`);
 //! - [`tour`]: the main example (`cargo run -p esrs-examples`), a walk through the cart and
 //!   the bank account against a real store.
 //!
@@ -17,6 +20,7 @@ pub mod cart;
 pub mod leaderboard;
 pub mod loyalty;
 pub mod tour;
+pub mod warehouse;
 
 /// What an example can fail with: a store error, a refused command, or an error writing its
 /// output.

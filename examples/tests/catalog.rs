@@ -12,7 +12,7 @@ fn the_examples_catalog_is_consistent() {
     let aggregates: Vec<_> = catalog.aggregates().iter().map(|a| a.name()).collect();
     assert_eq!(
         aggregates,
-        ["account", "cart", "loyalty", "orders", "player"]
+        ["account", "cart", "invoice", "loyalty", "orders", "player"]
     );
 
     let events: Vec<_> = catalog
@@ -25,6 +25,7 @@ fn the_examples_catalog_is_consistent() {
         [
             ("CartCheckedOut", 1),
             ("Deposited", 1),
+            ("InvoiceIssued", 1),
             ("ItemAdded", 1),
             ("ItemRemoved", 1),
             ("ItemRemoved", 2),
