@@ -14,8 +14,8 @@ use crate::headers;
 
 /// The default number of messages per read-model transaction.
 pub const DEFAULT_CONSUMER_BATCH: usize = 500;
-/// The default longest wait of one fetch for new messages.
-pub const DEFAULT_FETCH_WAIT: Duration = Duration::from_secs(1);
+/// The default pause before fetching again when the stream had nothing new.
+pub const DEFAULT_IDLE_WAIT: Duration = Duration::from_millis(20);
 
 /// Feeds a [`Projection`] from the messages a [`Relay`](crate::Relay) published, with an
 /// exactly-once effect for a transactional read model.
@@ -44,7 +44,7 @@ pub struct JetStreamProjection<C: CheckpointStore, P> {
     name: String,
     filter_subject: String,
     batch_size: usize,
-    fetch_wait: Duration,
+    idle_wait: Duration,
 }
 
 impl<C: CheckpointStore, P> std::fmt::Debug for JetStreamProjection<C, P> {
@@ -54,7 +54,7 @@ impl<C: CheckpointStore, P> std::fmt::Debug for JetStreamProjection<C, P> {
             .field("projection", &self.name)
             .field("filter_subject", &self.filter_subject)
             .field("batch_size", &self.batch_size)
-            .field("fetch_wait", &self.fetch_wait)
+            .field("idle_wait", &self.idle_wait)
             .finish_non_exhaustive()
     }
 }
@@ -85,7 +85,7 @@ where
             projection,
             filter_subject: String::new(),
             batch_size: DEFAULT_CONSUMER_BATCH,
-            fetch_wait: DEFAULT_FETCH_WAIT,
+            idle_wait: DEFAULT_IDLE_WAIT,
         }
     }
 
@@ -102,9 +102,11 @@ where
         self
     }
 
-    /// Sets the longest wait of one fetch for new messages.
-    pub fn fetch_wait(mut self, wait: Duration) -> Self {
-        self.fetch_wait = wait;
+    /// Sets the pause before fetching again when the stream had nothing new (a fetch
+    /// returns at once with what the stream holds): the longest extra latency of a
+    /// message that arrives while the consumer is idle.
+    pub fn idle_wait(mut self, wait: Duration) -> Self {
+        self.idle_wait = wait;
         self
     }
 
@@ -207,6 +209,12 @@ where
             }
             match self.batch(&consumer, lock, &mut checkpoint).await {
                 Ok(0) if until_idle => break Ok(()),
+                Ok(0) => {
+                    tokio::select! {
+                        () = tokio::time::sleep(self.idle_wait) => {}
+                        () = stop.as_mut() => break Ok(()),
+                    }
+                }
                 Ok(n) => handled += n,
                 Err(e) => break Err(e),
             }
@@ -229,7 +237,7 @@ where
         let mut messages = consumer
             .fetch()
             .max_messages(self.batch_size)
-            .expires(self.fetch_wait)
+            .expires(Duration::from_secs(5))
             .messages()
             .await
             .map_err(|e| self.fetch_error(e))?;

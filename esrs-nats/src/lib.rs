@@ -117,7 +117,7 @@ mod relay;
 pub mod subject;
 
 pub use consumer::{
-    ConsumerProgress, DEFAULT_CONSUMER_BATCH, DEFAULT_FETCH_WAIT, JetStreamProjection,
+    ConsumerProgress, DEFAULT_CONSUMER_BATCH, DEFAULT_IDLE_WAIT, JetStreamProjection,
 };
 pub use error::{ConsumerError, RelayError};
 pub use relay::{

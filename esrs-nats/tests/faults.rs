@@ -173,7 +173,6 @@ async fn consumer_for(
         },
     )
     .batch_size(50)
-    .fetch_wait(Duration::from_millis(300))
 }
 
 /// A consumer process: `ESRS_NATS_CHILD_CONSUMER=<read model schema> <stream> <nats url>`.

@@ -68,8 +68,7 @@ async fn ten_thousand_events_arrive_exactly_once_and_in_stream_order() {
     let mut consumer =
         JetStreamProjection::new(stream, InMemoryCheckpoints::new(), Collect::default())
             .filter_subject(format!("{}.invoice.>", js.prefix))
-            .batch_size(1_000)
-            .fetch_wait(Duration::from_millis(300));
+            .batch_size(1_000);
     let progress = consumer.catch_up().await.unwrap();
     assert_eq!(progress.checkpoint.sequence, 10_000);
     let seen = &consumer.projection().0;
