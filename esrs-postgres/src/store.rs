@@ -140,28 +140,28 @@ impl Sql {
     fn new(schema: &str) -> Self {
         let fill = |sql: &str| sql.replace("{schema}", schema);
         Self {
-            append: fill(include_str!("store/append.sql")),
-            append_expected: fill(include_str!("store/append_expected.sql")),
-            append_one: fill(include_str!("store/append_one.sql")),
-            append_one_seen: fill(include_str!("store/append_one_seen.sql")),
-            read_stream: fill(include_str!("store/read_stream.sql")),
-            read_all: fill(include_str!("store/read_all.sql")),
-            events_after: fill(include_str!("store/events_after.sql")),
-            events_beyond: fill(include_str!("store/events_beyond.sql")),
-            head_position: fill(include_str!("store/head_position.sql")),
-            read_stream_for_fold: fill(include_str!("store/read_stream_for_fold.sql")),
+            append: fill(include_str!("store/sql/append.sql")),
+            append_expected: fill(include_str!("store/sql/append_expected.sql")),
+            append_one: fill(include_str!("store/sql/append_one.sql")),
+            append_one_seen: fill(include_str!("store/sql/append_one_seen.sql")),
+            read_stream: fill(include_str!("store/sql/read_stream.sql")),
+            read_all: fill(include_str!("store/sql/read_all.sql")),
+            events_after: fill(include_str!("store/sql/events_after.sql")),
+            events_beyond: fill(include_str!("store/sql/events_beyond.sql")),
+            head_position: fill(include_str!("store/sql/head_position.sql")),
+            read_stream_for_fold: fill(include_str!("store/sql/read_stream_for_fold.sql")),
             read_with_snapshot_for_fold: fill(include_str!(
-                "store/read_with_snapshot_for_fold.sql"
+                "store/sql/read_with_snapshot_for_fold.sql"
             )),
-            stream_version: fill(include_str!("store/stream_version.sql")),
-            find_key: fill(include_str!("store/find_key.sql")),
-            sweep_keys: fill(include_str!("store/sweep_keys.sql")),
-            save_snapshot: fill(include_str!("store/save_snapshot.sql")),
-            load_snapshot: fill(include_str!("store/load_snapshot.sql")),
-            load_checkpoint: fill(include_str!("store/load_checkpoint.sql")),
-            take_projection: fill(include_str!("store/take_projection.sql")),
-            move_checkpoint: fill(include_str!("store/move_checkpoint.sql")),
-            projection_owner: fill(include_str!("store/projection_owner.sql")),
+            stream_version: fill(include_str!("store/sql/stream_version.sql")),
+            find_key: fill(include_str!("store/sql/find_key.sql")),
+            sweep_keys: fill(include_str!("store/sql/sweep_keys.sql")),
+            save_snapshot: fill(include_str!("store/sql/save_snapshot.sql")),
+            load_snapshot: fill(include_str!("store/sql/load_snapshot.sql")),
+            load_checkpoint: fill(include_str!("store/sql/load_checkpoint.sql")),
+            take_projection: fill(include_str!("store/sql/take_projection.sql")),
+            move_checkpoint: fill(include_str!("store/sql/move_checkpoint.sql")),
+            projection_owner: fill(include_str!("store/sql/projection_owner.sql")),
         }
     }
 }
