@@ -8,6 +8,7 @@ mod notify;
 mod options;
 mod read;
 mod seen;
+mod snapshot;
 mod sql;
 
 pub use lock::ProjectionLock;

@@ -1,0 +1,137 @@
+//! Reads of the global log: in pages, in commit-safe order, waiting briefly for older
+//! transactions still open.
+
+use std::time::{Duration, Instant};
+
+use esrs_core::{Position, RecordedEvent, StreamId};
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+
+use super::decode::{Xid8, decode_event, signed};
+use super::{Page, Pages, paged};
+use crate::error::to_core;
+use crate::store::PgStore;
+
+/// The first and the longest pause of a read waiting for an older transaction.
+const MIN_SETTLE_BACKOFF: Duration = Duration::from_millis(1);
+const MAX_SETTLE_BACKOFF: Duration = Duration::from_millis(25);
+
+/// The global log after a position, up to the oldest running transaction.
+///
+/// When a page comes back short, the read has reached the oldest running transaction. If
+/// committed events lie beyond it (an older transaction is still open), the read waits for
+/// it, with a short backoff and up to the store's settle time, then reads on; otherwise, or
+/// when the time is up, it ends.
+struct LogPages<'a> {
+    store: &'a PgStore,
+    after: Position,
+    in_page: u32,
+    started: bool,
+    /// A settle check found events after the cursor: read the next page.
+    retry: bool,
+    caught_up: bool,
+    settle_until: Option<Instant>,
+    backoff: Duration,
+    last_stream: Option<StreamId>,
+}
+
+impl<'a> Pages<'a> for LogPages<'a> {
+    type Item = RecordedEvent;
+
+    fn next_page(&mut self) -> Page<'a> {
+        let page_size = self.store.inner.page_size;
+        let short = self.started && self.in_page < page_size && !self.retry;
+        self.started = true;
+        self.retry = false;
+        self.in_page = 0;
+        if !short {
+            return Page::Query(
+                sqlx::query(&self.store.sql().read_all)
+                    .bind(Xid8(self.after.transaction_id))
+                    .bind(signed(self.after.sequence))
+                    .bind(i64::from(page_size)),
+            );
+        }
+        if self.caught_up {
+            return Page::Done;
+        }
+        let now = Instant::now();
+        let until = *self
+            .settle_until
+            .get_or_insert(now + self.store.inner.settle_time);
+        if now >= until {
+            return Page::Done;
+        }
+        let pause = self.backoff.min(until - now);
+        self.backoff = (self.backoff * 2).min(MAX_SETTLE_BACKOFF);
+        Page::Settle {
+            check: sqlx::query(&self.store.sql().events_beyond)
+                .bind(Xid8(self.after.transaction_id))
+                .bind(signed(self.after.sequence)),
+            pause,
+        }
+    }
+
+    fn read_on(&mut self, beyond: bool) {
+        if beyond {
+            self.retry = true;
+        } else {
+            self.caught_up = true;
+        }
+    }
+
+    fn decode(&mut self, row: &PgRow) -> esrs_core::Result<RecordedEvent> {
+        // Consecutive events of one stream share its id.
+        let stream: &str = row.try_get_unchecked(8).map_err(to_core)?;
+        let stream = match &self.last_stream {
+            Some(last) if last.as_str() == stream => last.clone(),
+            _ => {
+                let id = StreamId::from_stored(stream);
+                self.last_stream = Some(id.clone());
+                id
+            }
+        };
+        let event = decode_event(row, 0, stream)?;
+        self.in_page += 1;
+        self.after = event.position;
+        Ok(event)
+    }
+}
+
+impl PgStore {
+    pub(in crate::store) fn read_all_pages(
+        &self,
+        after: Position,
+    ) -> esrs_core::store::EventStream<'_> {
+        let span = tracing::debug_span!("esrs.pg.read_all", after = %after);
+        paged(
+            self,
+            LogPages {
+                store: self,
+                after,
+                in_page: 0,
+                started: false,
+                retry: false,
+                caught_up: false,
+                settle_until: None,
+                backoff: MIN_SETTLE_BACKOFF,
+                last_stream: None,
+            },
+            span,
+        )
+    }
+
+    /// Whether events after `after` are readable by [`read_all`](esrs_core::EventStore::read_all) now.
+    pub(in crate::store) async fn has_events_after(
+        &self,
+        after: Position,
+    ) -> esrs_core::Result<bool> {
+        let mut lease = self.lease().await.map_err(to_core)?;
+        let after = sqlx::query_scalar(&self.sql().events_after)
+            .bind(Xid8(after.transaction_id))
+            .bind(signed(after.sequence))
+            .fetch_one(lease.conn())
+            .await;
+        lease.finish(after).map_err(to_core)
+    }
+}

@@ -1,0 +1,56 @@
+//! Snapshots: loaded by their key, saved by the replacement rule of
+//! [`EventStore::save_snapshot`](esrs_core::EventStore::save_snapshot).
+
+use esrs_core::StreamId;
+use esrs_core::store::{Snapshot, SnapshotKey};
+use sqlx::Row;
+
+use super::PgStore;
+use super::read::{fingerprint, payload, signed, unsigned};
+use crate::error::to_core;
+
+impl PgStore {
+    pub(in crate::store) async fn fetch_snapshot(
+        &self,
+        stream: &StreamId,
+        key: SnapshotKey,
+    ) -> esrs_core::Result<Option<Snapshot>> {
+        let mut lease = self.lease().await.map_err(to_core)?;
+        let row = sqlx::query(&self.sql().load_snapshot)
+            .bind(stream.as_str())
+            .bind(i64::from(key.schema_version))
+            .bind(fingerprint(key.fingerprint))
+            .fetch_optional(lease.conn())
+            .await;
+        let row = lease.finish(row).map_err(to_core)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let version: i64 = row.try_get(0).map_err(to_core)?;
+        let payload = payload(&row, 1).map_err(to_core)?;
+        Ok(Some(Snapshot::new(
+            stream.clone(),
+            unsigned(version),
+            key,
+            payload,
+        )))
+    }
+
+    pub(in crate::store) async fn store_snapshot(
+        &self,
+        snapshot: Snapshot,
+    ) -> esrs_core::Result<()> {
+        let mut lease = self.lease().await.map_err(to_core)?;
+        let done = sqlx::query(&self.sql().save_snapshot)
+            .bind(snapshot.stream.as_str())
+            .bind(signed(snapshot.version))
+            .bind(i64::from(snapshot.key.schema_version))
+            .bind(fingerprint(snapshot.key.fingerprint))
+            .bind(snapshot.payload.get())
+            .bind(esrs_core::store::SNAPSHOT_KEYS_PER_STREAM as i64)
+            .execute(lease.conn())
+            .await;
+        lease.finish(done).map_err(to_core)?;
+        Ok(())
+    }
+}
