@@ -2,12 +2,11 @@
 
 mod append;
 mod checkpoint;
-mod conn;
+mod connection;
 mod lock;
 mod notify;
 mod options;
 mod read;
-mod seen;
 mod snapshot;
 mod sql;
 
@@ -65,7 +64,7 @@ pub struct PgStore {
 }
 
 struct Inner {
-    conns: conn::Connections,
+    conns: connection::Connections,
     schema: String,
     max_payload_bytes: usize,
     idempotency_retention: Duration,
@@ -76,7 +75,7 @@ struct Inner {
     settle_time: Duration,
     sql: Sql,
     notifier: notify::Notifier,
-    seen: seen::Seen,
+    seen: connection::Seen,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -118,9 +117,10 @@ impl PgStore {
         self.inner.conns.pool()
     }
 
-    /// A connection for one operation (see [`PgStoreOptions::reuse_connections`]).
-    async fn lease(&self) -> std::result::Result<conn::Lease<'_>, sqlx::Error> {
-        self.inner.conns.lease().await
+    /// The store's connections, through which every database access of the crate goes
+    /// (see [`PgStoreOptions::reuse_connections`]).
+    pub(crate) fn connections(&self) -> &connection::Connections {
+        &self.inner.conns
     }
 
     /// The schema holding the store's tables.

@@ -129,17 +129,16 @@ impl PgStore {
         let mut races = 0;
         loop {
             // The events table as known before the attempt, or as the insert reports it:
-            // what the attempt writes is recorded as seen in that table (see `seen`).
+            // what the attempt writes is recorded as seen in that table (see `connection::Seen`).
             let mut table = self.inner.seen.table();
             // The notification is sent after the commit, outside the append's transaction.
             let attempt = match self.insert_expected(request, &params, &mut table).await? {
                 Some(attempt) => attempt,
                 None => {
-                    let mut lease = self.lease().await.map_err(to_core)?;
-                    let row = self
-                        .call_append(lease.conn(), request, &params, false)
-                        .await;
-                    attempt(lease.finish(row), request)?
+                    let mut lease = self.connections().lease().await.map_err(to_core)?;
+                    let row = self.call_append(&mut lease, request, &params, false).await;
+                    drop(lease);
+                    attempt(row, request)?
                 }
             };
             match attempt {
@@ -236,7 +235,7 @@ impl PgStore {
         &self,
         request: &AppendRequest,
         params: &Params<'_>,
-        table: &mut super::seen::Table,
+        table: &mut super::connection::Table,
     ) -> esrs_core::Result<Option<Attempt>> {
         let Some(expected) = params.expected else {
             return Ok(None);
@@ -251,7 +250,7 @@ impl PgStore {
             None
         };
         let seen_in = Oid(seen.unwrap_or(0));
-        let mut lease = self.lease().await.map_err(to_core)?;
+        let mut lease = self.connections().lease().await.map_err(to_core)?;
         // One event: the same insert without the arrays (less work for the server).
         let inserted = if let ([name], [version], [payload]) = (
             params.names.as_slice(),
@@ -272,9 +271,10 @@ impl PgStore {
                 .bind(*payload)
                 .bind(params.metadata.as_deref())
                 .bind(seen_in)
-                .fetch_optional(lease.conn())
+                .fetch_optional(&mut lease)
                 .await;
-            lease.finish(row).and_then(|row| {
+            drop(lease);
+            row.and_then(|row| {
                 row.map(|row| {
                     let sequence: i64 = row.try_get(0)?;
                     let transaction: Xid8 = row.try_get(1)?;
@@ -294,9 +294,10 @@ impl PgStore {
                 .bind(params.payloads.as_slice())
                 .bind(params.metadata.as_deref())
                 .bind(seen_in)
-                .fetch_one(lease.conn())
+                .fetch_one(&mut lease)
                 .await;
-            lease.finish(row).and_then(|row| {
+            drop(lease);
+            row.and_then(|row| {
                 let inserted: i64 = row.try_get(0)?;
                 if inserted == 0 {
                     return Ok(None);
@@ -388,13 +389,13 @@ impl PgStore {
         &self,
         key: &IdempotencyKey,
     ) -> esrs_core::Result<Option<IdempotencyRecord>> {
-        let mut lease = self.lease().await.map_err(to_core)?;
+        let mut lease = self.connections().lease().await.map_err(to_core)?;
         let row = sqlx::query(&self.sql().find_key)
             .bind(key.as_str())
             .bind(self.idempotency_retention().as_secs_f64())
-            .fetch_optional(lease.conn())
+            .fetch_optional(&mut lease)
             .await;
-        let row = lease.finish(row).map_err(to_core)?;
+        let row = row.map_err(to_core)?;
         row.map(|row| record_from_row(&row, 0))
             .transpose()
             .map_err(to_core)
@@ -411,13 +412,13 @@ impl PgStore {
         const BATCH: i64 = 1_000;
         let mut deleted = 0;
         loop {
-            let mut lease = self.lease().await.map_err(to_core)?;
+            let mut lease = self.connections().lease().await.map_err(to_core)?;
             let done = sqlx::query(&self.sql().sweep_keys)
                 .bind(self.idempotency_retention().as_secs_f64())
                 .bind(BATCH)
-                .execute(lease.conn())
+                .execute(&mut lease)
                 .await;
-            let rows = lease.finish(done).map_err(to_core)?.rows_affected();
+            let rows = done.map_err(to_core)?.rows_affected();
             deleted += rows;
             if rows < BATCH as u64 {
                 tracing::debug!(deleted, "swept expired idempotency keys");

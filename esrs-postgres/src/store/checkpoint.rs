@@ -15,7 +15,8 @@ use crate::error::to_core;
 impl PgStore {
     /// The checkpoint of `projection`, if it has one.
     pub async fn load_checkpoint(&self, projection: &str) -> esrs_core::Result<Option<Position>> {
-        self.load_checkpoint_with(self.pool(), projection).await
+        let mut lease = self.connections().lease().await.map_err(to_core)?;
+        self.load_checkpoint_with(&mut lease, projection).await
     }
 
     /// The checkpoint of `projection` as seen by the caller's transaction.

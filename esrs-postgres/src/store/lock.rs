@@ -74,22 +74,20 @@ impl PgStore {
         // First, whether another session holds it: a plain read, on one of the store's
         // connections, that leaves nothing behind if it is cancelled. A standby runner
         // retrying the lock opens no connection per try.
-        let mut lease = self.lease().await.map_err(to_core)?;
-        let held: Result<(bool, i64), sqlx::Error> = sqlx::query_as(HELD)
-            .bind(format!("esrs projection {}.{projection}", self.schema()))
-            .fetch_one(lease.conn())
-            .await;
-        let (held, key) = lease.finish(held).map_err(to_core)?;
+        let (held, key) = {
+            let mut lease = self.connections().lease().await.map_err(to_core)?;
+            sqlx::query_as::<_, (bool, i64)>(HELD)
+                .bind(format!("esrs projection {}.{projection}", self.schema()))
+                .fetch_one(&mut lease)
+                .await
+                .map_err(to_core)?
+        };
         if held {
             return Ok(None);
         }
         // It looks free: take it on a connection that leaves the pool first (the pool may
         // open another in its place).
-        let lease = self.lease().await.map_err(to_core)?;
-        let ((), conn) = lease.finish_or_keep(Ok(()), |()| true).map_err(to_core)?;
-        let Some(mut conn) = conn else {
-            return Ok(None);
-        };
+        let mut conn = self.connections().lease().await.map_err(to_core)?.detach();
         let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
             .bind(key)
             .fetch_one(&mut conn)
@@ -114,11 +112,11 @@ impl PgStore {
     /// The position of the last event [`read_all`](esrs_core::EventStore::read_all) can
     /// return now, if any: the head a projection measures its lag against.
     pub async fn head_position(&self) -> esrs_core::Result<Option<Position>> {
-        let mut lease = self.lease().await.map_err(to_core)?;
+        let mut lease = self.connections().lease().await.map_err(to_core)?;
         let row = sqlx::query_as::<_, (Xid8, i64)>(&self.sql().head_position)
-            .fetch_optional(lease.conn())
+            .fetch_optional(&mut lease)
             .await;
-        let row = lease.finish(row).map_err(to_core)?;
+        let row = row.map_err(to_core)?;
         Ok(row.map(|(commit, sequence)| Position::new(commit.0, super::read::unsigned(sequence))))
     }
 }

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use esrs_core::Position;
 use esrs_core::error::ErrorChain;
-use sqlx::postgres::{PgListener, PgPoolOptions};
 use tokio::sync::{Mutex, watch};
 use tokio::time::Instant;
 
@@ -91,14 +90,12 @@ impl PgStore {
             loop {
                 while notifier.pending.swap(false, Ordering::SeqCst) {
                     let started = Instant::now();
-                    let sent = match store.lease().await {
-                        Ok(mut lease) => {
-                            let sent = sqlx::query(NOTIFY)
-                                .bind(&channel)
-                                .execute(lease.conn())
-                                .await;
-                            lease.finish(sent)
-                        }
+                    let sent = match store.connections().lease().await {
+                        Ok(mut lease) => sqlx::query(NOTIFY)
+                            .bind(&channel)
+                            .execute(&mut lease)
+                            .await
+                            .map(drop),
                         Err(error) => Err(error),
                     };
                     if let Err(error) = sent {
@@ -186,25 +183,21 @@ impl PgStore {
         }
     }
 
+    /// Starts the task that wakes the store's waiters on every notification its listener
+    /// receives.
     async fn start_listener(&self) -> Result<tokio::task::JoinHandle<()>, sqlx::Error> {
-        // A connection of its own, so the listener never takes one from the store's pool.
-        let options = (*self.pool().connect_options()).clone();
-        let pool = PgPoolOptions::new()
-            .max_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_lazy_with(options);
-        let mut listener = PgListener::connect_with(&pool).await?;
-        listener.listen(&self.notification_channel()).await?;
+        let mut listener = self
+            .connections()
+            .listen(&self.notification_channel())
+            .await?;
         let generation = self.inner.notifier.generation.clone();
         let schema = self.schema().to_owned();
         Ok(tokio::spawn(async move {
             loop {
-                match listener.try_recv().await {
+                match listener.recv().await {
                     // A notification, or a lost connection that was re-established (and
                     // notifications may have been missed meanwhile): wake the waiters.
-                    Ok(_) => generation.send_modify(|g| *g = g.wrapping_add(1)),
+                    Ok(()) => generation.send_modify(|g| *g = g.wrapping_add(1)),
                     Err(error) => {
                         tracing::warn!(error = %ErrorChain::new(&error), schema, "lost the notification listener; polling until it restarts");
                         generation.send_modify(|g| *g = g.wrapping_add(1));
@@ -212,7 +205,7 @@ impl PgStore {
                     }
                 }
             }
-            pool.close().await;
+            listener.close().await;
         }))
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 
-use super::{Inner, PgStore, Sql, conn, notify, seen};
+use super::{Inner, PgStore, Sql, connection, notify};
 use crate::error::{Error, Result};
 
 /// The schema esrs uses when none is configured.
@@ -271,10 +271,10 @@ impl PgStoreOptions {
     pub(super) fn build_unchecked(self, pool: PgPool) -> PgStore {
         PgStore {
             inner: Arc::new(Inner {
-                conns: conn::Connections::new(pool, self.reuse_connections),
+                conns: connection::Connections::new(pool, self.reuse_connections),
                 sql: Sql::new(&self.schema),
                 notifier: notify::Notifier::new(),
-                seen: seen::Seen::default(),
+                seen: connection::Seen::default(),
                 schema: self.schema,
                 max_payload_bytes: self.max_payload_bytes,
                 idempotency_retention: self.idempotency_retention,

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use futures_core::Stream;
 use futures_util::StreamExt;
+use sqlx::Postgres;
 use sqlx::postgres::{PgArguments, PgRow};
-use sqlx::{Postgres, Row};
 
 use super::PgStore;
 use crate::error::to_core;
@@ -52,7 +52,8 @@ trait Pages<'a>: Send + 'a {
 type Items<'a, T> = Pin<Box<dyn Stream<Item = esrs_core::Result<T>> + Send + 'a>>;
 
 /// Streams the items of `pages`, one query at a time, each on a connection leased for it
-/// (parked again when the query has returned all its rows).
+/// (parked again when the query has returned all its rows, or failed with an error the
+/// server reported).
 fn paged<'a, P: Pages<'a>>(
     store: &'a PgStore,
     mut pages: P,
@@ -63,54 +64,44 @@ fn paged<'a, P: Pages<'a>>(
             match pages.next_page() {
                 Page::Done => break,
                 Page::Query(query) => {
-                    let mut lease = match store.lease().await {
+                    let mut lease = match store.connections().lease().await {
                         Ok(lease) => lease,
                         Err(error) => {
                             yield Err(to_core(error));
                             break;
                         }
                     };
-                    let mut rows = query.fetch(lease.conn());
-                    let end = loop {
+                    let mut rows = query.fetch(&mut lease);
+                    let failed = loop {
                         match rows.next().await {
                             Some(Ok(row)) => match pages.decode(&row) {
                                 Ok(item) => yield Ok(item),
-                                Err(error) => break End::Decode(error),
+                                // The rest of the answer is unread: the lease returns the
+                                // connection to the pool, which recovers it.
+                                Err(error) => break Some(error),
                             },
-                            Some(Err(error)) => break End::Query(error),
-                            None => break End::Complete,
+                            Some(Err(error)) => break Some(to_core(error)),
+                            None => break None,
                         }
                     };
+                    // The connection is parked or returned before the error is yielded: a
+                    // reader may drop the stream when it sees the error.
                     drop(rows);
-                    let error = match end {
-                        End::Complete => {
-                            let _ = lease.finish(Ok(()));
-                            pages.complete();
-                            continue;
+                    drop(lease);
+                    match failed {
+                        None => pages.complete(),
+                        Some(error) => {
+                            yield Err(error);
+                            break;
                         }
-                        // The rest of the answer is unread: the connection goes back to
-                        // the pool, which recovers it.
-                        End::Decode(error) => {
-                            drop(lease);
-                            error
-                        }
-                        End::Query(error) => match lease.finish::<()>(Err(error)) {
-                            Err(error) => to_core(error),
-                            Ok(()) => continue,
-                        },
-                    };
-                    yield Err(error);
-                    break;
+                    }
                 }
                 Page::Settle { check, pause } => {
-                    let beyond: Result<(bool, bool), sqlx::Error> = match store.lease().await {
-                        Ok(mut lease) => {
-                            let row = check.fetch_one(lease.conn()).await;
-                            let beyond = row.map(|row| {
-                                Ok((row.try_get_unchecked(0)?, row.try_get_unchecked(1)?))
-                            });
-                            lease.finish(beyond).and_then(|beyond| beyond)
-                        }
+                    let beyond = match store.connections().lease().await {
+                        Ok(mut lease) => check
+                            .fetch_one(&mut lease)
+                            .await
+                            .and_then(|row| log::settle_check(&row)),
                         Err(error) => Err(error),
                     };
                     match beyond {
@@ -138,16 +129,6 @@ fn paged<'a, P: Pages<'a>>(
         started: Instant::now(),
         count: 0,
     })
-}
-
-/// How a query of a read ended.
-enum End {
-    /// Every row was read and decoded.
-    Complete,
-    /// A row did not decode; the rest of the answer is unread.
-    Decode(esrs_core::Error),
-    /// The query failed.
-    Query(sqlx::Error),
 }
 
 /// A read's items, counted, in the read's one span (entered while the read is polled, only

@@ -15,14 +15,14 @@ impl PgStore {
         stream: &StreamId,
         key: SnapshotKey,
     ) -> esrs_core::Result<Option<Snapshot>> {
-        let mut lease = self.lease().await.map_err(to_core)?;
+        let mut lease = self.connections().lease().await.map_err(to_core)?;
         let row = sqlx::query(&self.sql().load_snapshot)
             .bind(stream.as_str())
             .bind(i64::from(key.schema_version))
             .bind(fingerprint(key.fingerprint))
-            .fetch_optional(lease.conn())
+            .fetch_optional(&mut lease)
             .await;
-        let row = lease.finish(row).map_err(to_core)?;
+        let row = row.map_err(to_core)?;
         let Some(row) = row else {
             return Ok(None);
         };
@@ -40,7 +40,7 @@ impl PgStore {
         &self,
         snapshot: Snapshot,
     ) -> esrs_core::Result<()> {
-        let mut lease = self.lease().await.map_err(to_core)?;
+        let mut lease = self.connections().lease().await.map_err(to_core)?;
         let done = sqlx::query(&self.sql().save_snapshot)
             .bind(snapshot.stream.as_str())
             .bind(signed(snapshot.version))
@@ -48,9 +48,9 @@ impl PgStore {
             .bind(fingerprint(snapshot.key.fingerprint))
             .bind(snapshot.payload.get())
             .bind(esrs_core::store::SNAPSHOT_KEYS_PER_STREAM as i64)
-            .execute(lease.conn())
+            .execute(&mut lease)
             .await;
-        lease.finish(done).map_err(to_core)?;
+        done.map_err(to_core)?;
         Ok(())
     }
 }

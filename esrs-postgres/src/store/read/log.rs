@@ -98,6 +98,12 @@ impl<'a> Pages<'a> for LogPages<'a> {
     }
 }
 
+/// The answer of the settle check (`events_beyond.sql`): whether committed events lie
+/// beyond the cursor, and whether an older open transaction holds some of them back.
+pub(super) fn settle_check(row: &PgRow) -> Result<(bool, bool), sqlx::Error> {
+    Ok((row.try_get_unchecked(0)?, row.try_get_unchecked(1)?))
+}
+
 impl PgStore {
     pub(in crate::store) fn read_all_pages(
         &self,
@@ -126,12 +132,12 @@ impl PgStore {
         &self,
         after: Position,
     ) -> esrs_core::Result<bool> {
-        let mut lease = self.lease().await.map_err(to_core)?;
+        let mut lease = self.connections().lease().await.map_err(to_core)?;
         let after = sqlx::query_scalar(&self.sql().events_after)
             .bind(Xid8(after.transaction_id))
             .bind(signed(after.sequence))
-            .fetch_one(lease.conn())
+            .fetch_one(&mut lease)
             .await;
-        lease.finish(after).map_err(to_core)
+        after.map_err(to_core)
     }
 }

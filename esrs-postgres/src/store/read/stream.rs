@@ -28,7 +28,7 @@ struct StreamPages<'a, I> {
     /// The last version read.
     last: Version,
     /// The events table as the store knew it when the query started.
-    table: crate::store::seen::Table,
+    table: crate::store::connection::Table,
 }
 
 impl<'a, I: Send + 'a> Pages<'a> for StreamPages<'a, I> {
@@ -85,7 +85,7 @@ struct SnapshotPages<'a, I> {
     /// both kinds of rows.
     last: Version,
     /// The events table as the store knew it when the query started.
-    table: crate::store::seen::Table,
+    table: crate::store::connection::Table,
 }
 
 impl<'a, I: Send + 'a> Pages<'a> for SnapshotPages<'a, I> {
@@ -260,12 +260,12 @@ impl PgStore {
         &self,
         stream: &StreamId,
     ) -> esrs_core::Result<Version> {
-        let mut lease = self.lease().await.map_err(to_core)?;
+        let mut lease = self.connections().lease().await.map_err(to_core)?;
         let version = sqlx::query_scalar::<_, i64>(&self.sql().stream_version)
             .bind(stream.as_str())
-            .fetch_one(lease.conn())
+            .fetch_one(&mut lease)
             .await;
-        let version = lease.finish(version).map_err(to_core)?;
+        let version = version.map_err(to_core)?;
         Ok(unsigned(version))
     }
 }
