@@ -107,11 +107,6 @@ impl PgStore {
         PgStoreOptions::new().build_unchecked(pool)
     }
 
-    /// Options to build a store with.
-    pub fn builder() -> PgStoreOptions {
-        PgStoreOptions::new()
-    }
-
     /// The pool the store uses.
     pub fn pool(&self) -> &PgPool {
         self.inner.conns.pool()
@@ -151,15 +146,15 @@ impl PgStore {
 
 impl EventStore for PgStore {
     async fn append(&self, request: AppendRequest) -> esrs_core::Result<AppendOutcome> {
-        self.append_batch(request).await
+        append::append(self, request).await
     }
 
     fn read_stream(&self, stream: &StreamId, from: Version, to: Version) -> EventStream<'_> {
-        self.read_stream_pages(stream, from, to)
+        read::read_stream(self, stream, from, to)
     }
 
     fn read_all(&self, after: Position) -> EventStream<'_> {
-        self.read_all_pages(after)
+        read::read_all(self, after)
     }
 
     fn read_for_fold(
@@ -169,14 +164,11 @@ impl EventStore for PgStore {
         to: Version,
         snapshot: Option<SnapshotKey>,
     ) -> esrs_core::store::FoldStream<'_> {
-        match snapshot {
-            Some(key) => self.read_fold_with_snapshot_pages(stream, from, to, key),
-            None => self.read_fold_pages(stream, from, to),
-        }
+        read::read_for_fold(self, stream, from, to, snapshot)
     }
 
     async fn save_snapshot(&self, snapshot: Snapshot) -> esrs_core::Result<()> {
-        self.store_snapshot(snapshot).await
+        snapshot::save_snapshot(self, snapshot).await
     }
 
     async fn load_snapshot(
@@ -184,22 +176,22 @@ impl EventStore for PgStore {
         stream: &StreamId,
         key: SnapshotKey,
     ) -> esrs_core::Result<Option<Snapshot>> {
-        self.fetch_snapshot(stream, key).await
+        snapshot::load_snapshot(self, stream, key).await
     }
 
     async fn find_idempotency_key(
         &self,
         key: &IdempotencyKey,
     ) -> esrs_core::Result<Option<esrs_core::store::IdempotencyRecord>> {
-        self.fetch_key(key).await
+        append::find_idempotency_key(self, key).await
     }
 
     async fn stream_version(&self, stream: &StreamId) -> esrs_core::Result<Version> {
-        self.fetch_stream_version(stream).await
+        read::stream_version(self, stream).await
     }
 
     async fn wait_for_events(&self, after: Position, timeout: Duration) -> esrs_core::Result<()> {
-        self.wait(after, timeout).await
+        notify::wait_for_events(self, after, timeout).await
     }
 
     async fn head_position(&self) -> esrs_core::Result<Option<Position>> {

@@ -97,32 +97,54 @@ enum Attempt {
     LostRace { on_key: bool },
 }
 
-impl PgStore {
-    pub(super) async fn append_batch(
-        &self,
-        request: AppendRequest,
-    ) -> esrs_core::Result<AppendOutcome> {
-        let span = tracing::debug_span!(
-            "esrs.pg.append",
-            stream = %request.stream,
-            events = request.events.len(),
-            expected = %request.expected,
+/// Appends `request`, retrying an append with [`ExpectedVersion::Any`] that lost a race
+/// for the stream's next version, and notifies readers after the commit.
+pub(super) async fn append(
+    store: &PgStore,
+    request: AppendRequest,
+) -> esrs_core::Result<AppendOutcome> {
+    let span = tracing::debug_span!(
+        "esrs.pg.append",
+        stream = %request.stream,
+        events = request.events.len(),
+        expected = %request.expected,
+    );
+    async {
+        let started = Instant::now();
+        let result = store.append_retrying(&request).await;
+        tracing::debug!(
+            elapsed_us = started.elapsed().as_micros() as u64,
+            ok = result.is_ok(),
+            deduplicated = result.as_ref().is_ok_and(|o| o.deduplicated),
+            "append complete"
         );
-        async {
-            let started = Instant::now();
-            let result = self.append_retrying(&request).await;
-            tracing::debug!(
-                elapsed_us = started.elapsed().as_micros() as u64,
-                ok = result.is_ok(),
-                deduplicated = result.as_ref().is_ok_and(|o| o.deduplicated),
-                "append complete"
-            );
-            result
-        }
-        .instrument(span)
-        .await
+        result
     }
+    .instrument(span)
+    .await
+}
 
+/// What the store remembers of the append made with `key`, unless the key has expired.
+pub(super) async fn find_idempotency_key(
+    store: &PgStore,
+    key: &IdempotencyKey,
+) -> esrs_core::Result<Option<IdempotencyRecord>> {
+    let mut lease = store.connections().lease().await.map_err(to_core)?;
+    let row = sqlx::query(&store.sql().find_idempotency_key)
+        .bind(key.as_str())
+        .bind(store.idempotency_retention().as_secs_f64())
+        .fetch_optional(&mut lease)
+        .await
+        .map_err(to_core)?;
+    drop(lease);
+    row.map(|row| record_from_row(&row, 0))
+        .transpose()
+        .map_err(to_core)
+}
+
+impl PgStore {
+    /// Appends `request`: the plain insert when it applies, else the append function, again
+    /// after each race lost by an append with [`ExpectedVersion::Any`].
     async fn append_retrying(&self, request: &AppendRequest) -> esrs_core::Result<AppendOutcome> {
         request.check(self.max_payload_bytes())?;
         let params = Params::new(request)?;
@@ -215,7 +237,7 @@ impl PgStore {
                     None => Err(Conflict::new(
                         request.stream.clone(),
                         request.expected,
-                        self.fetch_stream_version(&request.stream).await?,
+                        super::read::stream_version(self, &request.stream).await?,
                     )
                     .into()),
                 },
@@ -369,36 +391,20 @@ impl PgStore {
         on_key: bool,
     ) -> esrs_core::Result<Option<esrs_core::Result<AppendOutcome>>> {
         if let Some(key) = &request.idempotency_key {
-            if let Some(original) = self.fetch_key(key).await? {
+            if let Some(original) = find_idempotency_key(self, key).await? {
                 return Ok(Some(replay(request, original)));
             }
         }
         if on_key || request.expected == ExpectedVersion::Any {
             return Ok(None);
         }
-        let actual = self.fetch_stream_version(&request.stream).await?;
+        let actual = super::read::stream_version(self, &request.stream).await?;
         Ok(Some(Err(Conflict::new(
             request.stream.clone(),
             request.expected,
             actual,
         )
         .into())))
-    }
-
-    pub(super) async fn fetch_key(
-        &self,
-        key: &IdempotencyKey,
-    ) -> esrs_core::Result<Option<IdempotencyRecord>> {
-        let mut lease = self.connections().lease().await.map_err(to_core)?;
-        let row = sqlx::query(&self.sql().find_key)
-            .bind(key.as_str())
-            .bind(self.idempotency_retention().as_secs_f64())
-            .fetch_optional(&mut lease)
-            .await;
-        let row = row.map_err(to_core)?;
-        row.map(|row| record_from_row(&row, 0))
-            .transpose()
-            .map_err(to_core)
     }
 
     /// Deletes the idempotency keys older than the store's
@@ -413,7 +419,7 @@ impl PgStore {
         let mut deleted = 0;
         loop {
             let mut lease = self.connections().lease().await.map_err(to_core)?;
-            let done = sqlx::query(&self.sql().sweep_keys)
+            let done = sqlx::query(&self.sql().sweep_idempotency_keys)
                 .bind(self.idempotency_retention().as_secs_f64())
                 .bind(BATCH)
                 .execute(&mut lease)

@@ -1,11 +1,9 @@
 //! The exclusive right to run one projection, held as a session advisory lock.
 
-use esrs_core::Position;
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;
 
 use super::PgStore;
-use super::read::Xid8;
 use crate::error::to_core;
 
 /// The exclusive right to run one projection against a store's schema, across processes.
@@ -107,16 +105,5 @@ impl PgStore {
         // out of the pool for good.
         let _ = conn.close().await;
         Ok(None)
-    }
-
-    /// The position of the last event [`read_all`](esrs_core::EventStore::read_all) can
-    /// return now, if any: the head a projection measures its lag against.
-    pub async fn head_position(&self) -> esrs_core::Result<Option<Position>> {
-        let mut lease = self.connections().lease().await.map_err(to_core)?;
-        let row = sqlx::query_as::<_, (Xid8, i64)>(&self.sql().head_position)
-            .fetch_optional(&mut lease)
-            .await;
-        let row = row.map_err(to_core)?;
-        Ok(row.map(|(commit, sequence)| Position::new(commit.0, super::read::unsigned(sequence))))
     }
 }

@@ -55,6 +55,48 @@ impl Drop for Notifier {
     }
 }
 
+/// Waits until events after `after` are readable by
+/// [`read_all`](esrs_core::EventStore::read_all), a notification arrives, or `timeout`
+/// passes.
+pub(super) async fn wait_for_events(
+    store: &PgStore,
+    after: Position,
+    timeout: Duration,
+) -> esrs_core::Result<()> {
+    let deadline = Instant::now() + timeout;
+    // Connecting the listener counts against the timeout: a slow or unreachable server
+    // makes this wait end on time, polling.
+    let listening = store.inner.notify
+        && tokio::time::timeout_at(deadline, store.ensure_listening())
+            .await
+            .unwrap_or(false);
+    // Subscribed before the check, so a commit between the check and the wait wakes it.
+    let mut notified = store.inner.notifier.generation.subscribe();
+    loop {
+        if store.has_events_after(after).await? {
+            return Ok(());
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(());
+        }
+        let poll = deadline.min(now + store.inner.poll_interval);
+        if listening {
+            tokio::select! {
+                changed = notified.changed() => {
+                    if changed.is_ok() {
+                        return Ok(());
+                    }
+                    tokio::time::sleep_until(poll).await;
+                }
+                () = tokio::time::sleep_until(poll) => {}
+            }
+        } else {
+            tokio::time::sleep_until(poll).await;
+        }
+    }
+}
+
 impl PgStore {
     /// Tells readers that an append committed: this process's waiters at once, others
     /// through `NOTIFY`.
@@ -117,43 +159,6 @@ impl PgStore {
                 }
             }
         });
-    }
-
-    /// Waits until events after `after` are readable by `read_all`, a notification
-    /// arrives, or `timeout` passes.
-    pub(super) async fn wait(&self, after: Position, timeout: Duration) -> esrs_core::Result<()> {
-        let deadline = Instant::now() + timeout;
-        // Connecting the listener counts against the timeout: a slow or unreachable server
-        // makes this wait end on time, polling.
-        let listening = self.inner.notify
-            && tokio::time::timeout_at(deadline, self.ensure_listening())
-                .await
-                .unwrap_or(false);
-        // Subscribed before the check, so a commit between the check and the wait wakes it.
-        let mut notified = self.inner.notifier.generation.subscribe();
-        loop {
-            if self.has_events_after(after).await? {
-                return Ok(());
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Ok(());
-            }
-            let poll = deadline.min(now + self.inner.poll_interval);
-            if listening {
-                tokio::select! {
-                    changed = notified.changed() => {
-                        if changed.is_ok() {
-                            return Ok(());
-                        }
-                        tokio::time::sleep_until(poll).await;
-                    }
-                    () = tokio::time::sleep_until(poll) => {}
-                }
-            } else {
-                tokio::time::sleep_until(poll).await;
-            }
-        }
     }
 
     /// Starts the store's listener if it is not running; whether it runs.

@@ -8,6 +8,8 @@ mod log;
 mod stream;
 
 pub(crate) use decode::{Xid8, fingerprint, payload, signed, unsigned};
+pub(super) use log::read_all;
+pub(super) use stream::{read_for_fold, read_stream, stream_version};
 
 use std::pin::Pin;
 use std::task::{Context, Poll};

@@ -3,11 +3,12 @@
 
 use std::time::{Duration, Instant};
 
+use esrs_core::store::EventStream;
 use esrs_core::{Position, RecordedEvent, StreamId};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
-use super::decode::{Xid8, decode_event, signed};
+use super::decode::{Xid8, decode_event, signed, unsigned};
 use super::{Page, Pages, paged};
 use crate::error::to_core;
 use crate::store::PgStore;
@@ -104,40 +105,51 @@ pub(super) fn settle_check(row: &PgRow) -> Result<(bool, bool), sqlx::Error> {
     Ok((row.try_get_unchecked(0)?, row.try_get_unchecked(1)?))
 }
 
+/// The events of the global log after `after`, in pages, up to the oldest running
+/// transaction.
+pub(in crate::store) fn read_all(store: &PgStore, after: Position) -> EventStream<'_> {
+    let span = tracing::debug_span!("esrs.pg.read_all", after = %after);
+    paged(
+        store,
+        LogPages {
+            store,
+            after,
+            in_page: 0,
+            started: false,
+            retry: false,
+            caught_up: false,
+            settle_until: None,
+            backoff: MIN_SETTLE_BACKOFF,
+            last_stream: None,
+        },
+        span,
+    )
+}
+
 impl PgStore {
-    pub(in crate::store) fn read_all_pages(
-        &self,
-        after: Position,
-    ) -> esrs_core::store::EventStream<'_> {
-        let span = tracing::debug_span!("esrs.pg.read_all", after = %after);
-        paged(
-            self,
-            LogPages {
-                store: self,
-                after,
-                in_page: 0,
-                started: false,
-                retry: false,
-                caught_up: false,
-                settle_until: None,
-                backoff: MIN_SETTLE_BACKOFF,
-                last_stream: None,
-            },
-            span,
-        )
+    /// The position of the last event [`read_all`](esrs_core::EventStore::read_all) can
+    /// return now, if any: the head a projection measures its lag against.
+    pub async fn head_position(&self) -> esrs_core::Result<Option<Position>> {
+        let mut lease = self.connections().lease().await.map_err(to_core)?;
+        let row = sqlx::query_as::<_, (Xid8, i64)>(&self.sql().head_position)
+            .fetch_optional(&mut lease)
+            .await
+            .map_err(to_core)?;
+        Ok(row.map(|(transaction, sequence)| Position::new(transaction.0, unsigned(sequence))))
     }
 
-    /// Whether events after `after` are readable by [`read_all`](esrs_core::EventStore::read_all) now.
+    /// Whether events after `after` are readable by
+    /// [`read_all`](esrs_core::EventStore::read_all) now.
     pub(in crate::store) async fn has_events_after(
         &self,
         after: Position,
     ) -> esrs_core::Result<bool> {
         let mut lease = self.connections().lease().await.map_err(to_core)?;
-        let after = sqlx::query_scalar(&self.sql().events_after)
+        sqlx::query_scalar(&self.sql().events_after)
             .bind(Xid8(after.transaction_id))
             .bind(signed(after.sequence))
             .fetch_one(&mut lease)
-            .await;
-        after.map_err(to_core)
+            .await
+            .map_err(to_core)
     }
 }

@@ -1,7 +1,7 @@
 //! Reads of one stream: its events, or what a fold needs of them after a snapshot; each is
 //! one query, whatever the stream's length.
 
-use esrs_core::store::{FoldItem, Snapshot, SnapshotKey};
+use esrs_core::store::{EventStream, FoldItem, FoldStream, Snapshot, SnapshotKey};
 use esrs_core::{RecordedEvent, StreamId, Version};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
@@ -140,19 +140,52 @@ impl<'a, I: Send + 'a> Pages<'a> for SnapshotPages<'a, I> {
     }
 }
 
-impl PgStore {
-    pub(in crate::store) fn read_fold_pages(
-        &self,
-        stream: &StreamId,
-        from: Version,
-        to: Version,
-    ) -> esrs_core::store::FoldStream<'_> {
+/// The events of `stream` with versions `from..=to`, with full envelopes, in one query.
+pub(in crate::store) fn read_stream<'a>(
+    store: &'a PgStore,
+    stream: &StreamId,
+    from: Version,
+    to: Version,
+) -> EventStream<'a> {
+    let span = tracing::debug_span!("esrs.pg.read_stream", stream = %stream, from, to);
+    paged(
+        store,
+        StreamPages {
+            store,
+            sql: &store.sql().read_stream,
+            stream: stream.clone(),
+            from: signed(from.max(1)),
+            to: signed(to),
+            started: false,
+            event: |row, stream| {
+                decode_event(row, 0, stream.clone()).map(|e| {
+                    let v = e.version;
+                    (e, v)
+                })
+            },
+            last: 0,
+            table: 0,
+        },
+        span,
+    )
+}
+
+/// What a fold needs of the events of `stream` with versions `from..=to`, after the
+/// stream's snapshot of `snapshot` if it has one in that range: one query either way.
+pub(in crate::store) fn read_for_fold<'a>(
+    store: &'a PgStore,
+    stream: &StreamId,
+    from: Version,
+    to: Version,
+    snapshot: Option<SnapshotKey>,
+) -> FoldStream<'a> {
+    let Some(key) = snapshot else {
         let span = tracing::debug_span!("esrs.pg.read_for_fold", stream = %stream, from, to);
-        paged(
-            self,
+        return paged(
+            store,
             StreamPages {
-                store: self,
-                sql: &self.sql().read_stream_for_fold,
+                store,
+                sql: &store.sql().read_for_fold,
                 stream: stream.clone(),
                 from: signed(from.max(1)),
                 to: signed(to),
@@ -167,72 +200,50 @@ impl PgStore {
                 table: 0,
             },
             span,
-        )
-    }
-
-    pub(in crate::store) fn read_fold_with_snapshot_pages(
-        &self,
-        stream: &StreamId,
-        from: Version,
-        to: Version,
-        key: SnapshotKey,
-    ) -> esrs_core::store::FoldStream<'_> {
-        let span = tracing::debug_span!(
-            "esrs.pg.load_for_fold",
-            stream = %stream,
-            snapshot_version = key.schema_version,
         );
-        paged(
-            self,
-            SnapshotPages {
-                store: self,
-                sql: &self.sql().read_with_snapshot_for_fold,
-                key,
-                from: signed(from.max(1)),
-                to: signed(to),
-                stream: stream.clone(),
-                started: false,
-                events: false,
-                version_column: 1,
-                payload_column: 4,
-                event: |row, stream| decode_fold_event(row, 1, stream).map(FoldItem::Event),
-                snapshot: FoldItem::Snapshot,
-                last: 0,
-                table: 0,
-            },
-            span,
-        )
-    }
+    };
+    let span = tracing::debug_span!(
+        "esrs.pg.load_for_fold",
+        stream = %stream,
+        snapshot_version = key.schema_version,
+    );
+    paged(
+        store,
+        SnapshotPages {
+            store,
+            sql: &store.sql().read_for_fold_with_snapshot,
+            key,
+            from: signed(from.max(1)),
+            to: signed(to),
+            stream: stream.clone(),
+            started: false,
+            events: false,
+            version_column: 1,
+            payload_column: 4,
+            event: |row, stream| decode_fold_event(row, 1, stream).map(FoldItem::Event),
+            snapshot: FoldItem::Snapshot,
+            last: 0,
+            table: 0,
+        },
+        span,
+    )
+}
 
-    pub(in crate::store) fn read_stream_pages(
-        &self,
-        stream: &StreamId,
-        from: Version,
-        to: Version,
-    ) -> esrs_core::store::EventStream<'_> {
-        let span = tracing::debug_span!("esrs.pg.read_stream", stream = %stream, from, to);
-        paged(
-            self,
-            StreamPages {
-                store: self,
-                sql: &self.sql().read_stream,
-                stream: stream.clone(),
-                from: signed(from.max(1)),
-                to: signed(to),
-                started: false,
-                event: |row, stream| {
-                    decode_event(row, 0, stream.clone()).map(|e| {
-                        let v = e.version;
-                        (e, v)
-                    })
-                },
-                last: 0,
-                table: 0,
-            },
-            span,
-        )
-    }
+/// The version of `stream`: that of its last event, 0 if it has none.
+pub(in crate::store) async fn stream_version(
+    store: &PgStore,
+    stream: &StreamId,
+) -> esrs_core::Result<Version> {
+    let mut lease = store.connections().lease().await.map_err(to_core)?;
+    let version = sqlx::query_scalar::<_, i64>(&store.sql().stream_version)
+        .bind(stream.as_str())
+        .fetch_one(&mut lease)
+        .await
+        .map_err(to_core)?;
+    Ok(unsigned(version))
+}
 
+impl PgStore {
     /// The events of `stream` with versions `from..=to`, read on `conn` (in the caller's
     /// transaction, say). A row that does not decode is a [`sqlx::Error::Decode`] whose
     /// source is the [`esrs_core::Error::Decode`] naming it.
@@ -254,18 +265,5 @@ impl PgStore {
                 decode_event(row, 0, stream.clone()).map_err(|e| sqlx::Error::Decode(Box::new(e)))
             })
             .collect()
-    }
-
-    pub(in crate::store) async fn fetch_stream_version(
-        &self,
-        stream: &StreamId,
-    ) -> esrs_core::Result<Version> {
-        let mut lease = self.connections().lease().await.map_err(to_core)?;
-        let version = sqlx::query_scalar::<_, i64>(&self.sql().stream_version)
-            .bind(stream.as_str())
-            .fetch_one(&mut lease)
-            .await;
-        let version = version.map_err(to_core)?;
-        Ok(unsigned(version))
     }
 }
