@@ -14,6 +14,8 @@ use tracing::Instrument;
 
 use super::PgStore;
 use super::read::{Xid8, signed, unsigned};
+use super::sql::pg_type::{INT8, OID, TEXT, XID8};
+use super::sql::{Column, concat, index, offset};
 use crate::error::{to_core, unique_violation};
 
 /// The unique constraint an append collides on when another request took its key.
@@ -298,9 +300,9 @@ impl PgStore {
             drop(lease);
             row.and_then(|row| {
                 row.map(|row| {
-                    let sequence: i64 = row.try_get(0)?;
-                    let transaction: Xid8 = row.try_get(1)?;
-                    let Oid(written_in) = row.try_get(2)?;
+                    let sequence: i64 = row.try_get(ONE_SEQUENCE)?;
+                    let transaction: Xid8 = row.try_get(ONE_TRANSACTION_ID)?;
+                    let Oid(written_in) = row.try_get(ONE_TABLE)?;
                     self.inner.seen.learn(written_in);
                     *table = written_in;
                     Ok((1, transaction, sequence, sequence))
@@ -320,15 +322,15 @@ impl PgStore {
                 .await;
             drop(lease);
             row.and_then(|row| {
-                let inserted: i64 = row.try_get(0)?;
+                let inserted: i64 = row.try_get(INSERTED)?;
                 if inserted == 0 {
                     return Ok(None);
                 }
                 Ok(Some((
                     inserted,
-                    row.try_get(1)?,
-                    row.try_get(2)?,
-                    row.try_get(3)?,
+                    row.try_get(INSERTED_TRANSACTION_ID)?,
+                    row.try_get(INSERTED_FIRST_SEQUENCE)?,
+                    row.try_get(INSERTED_LAST_SEQUENCE)?,
                 )))
             })
         };
@@ -463,30 +465,82 @@ fn replay(
     original.replay(key, &request.stream, &request.digest())
 }
 
-/// Reads a key's record from columns starting at `base`: the outcome's six columns, then
-/// the request digest.
+/// The columns [`outcome_from_row`] reads, in order from its `base`.
+const OUTCOME_COLUMNS: &[Column] = &[
+    Column::new("stream_id", TEXT),
+    Column::new("first_version", INT8),
+    Column::new("last_version", INT8),
+    Column::new("transaction_id", XID8),
+    Column::new("first_sequence", INT8),
+    Column::new("last_sequence", INT8),
+];
+const STREAM_ID: usize = index(OUTCOME_COLUMNS, "stream_id");
+const FIRST_VERSION: usize = index(OUTCOME_COLUMNS, "first_version");
+const LAST_VERSION: usize = index(OUTCOME_COLUMNS, "last_version");
+const TRANSACTION_ID: usize = index(OUTCOME_COLUMNS, "transaction_id");
+const FIRST_SEQUENCE: usize = index(OUTCOME_COLUMNS, "first_sequence");
+const LAST_SEQUENCE: usize = index(OUTCOME_COLUMNS, "last_sequence");
+
+/// The columns [`record_from_row`] reads, in order from its `base`: an outcome, then the
+/// request's digest (`find_idempotency_key.sql`).
+pub(crate) const RECORD_COLUMNS: &[Column] =
+    &concat::<7>(&[OUTCOME_COLUMNS, &[Column::new("request_digest", TEXT)]]);
+const RECORD_OUTCOME: usize = offset(RECORD_COLUMNS, OUTCOME_COLUMNS);
+const REQUEST_DIGEST: usize = index(RECORD_COLUMNS, "request_digest");
+
+/// The columns of the append function's row ([`decode_outcome`]): what the append did,
+/// then the record it wrote or found ([`RECORD_COLUMNS`]).
+pub(crate) const APPEND_COLUMNS: &[Column] =
+    &concat::<8>(&[&[Column::new("kind", TEXT)], RECORD_COLUMNS]);
+const KIND: usize = index(APPEND_COLUMNS, "kind");
+const APPEND_RECORD: usize = offset(APPEND_COLUMNS, RECORD_COLUMNS);
+/// A conflict reports the stream's actual version as its last version.
+const ACTUAL_VERSION: usize = index(APPEND_COLUMNS, "last_version");
+
+/// The columns of a one-event insert (`append_one.sql`, `append_one_seen.sql`).
+pub(crate) const ONE_INSERTED_COLUMNS: &[Column] = &[
+    Column::new("sequence", INT8),
+    Column::new("transaction_id", XID8),
+    Column::new("tableoid", OID),
+];
+const ONE_SEQUENCE: usize = index(ONE_INSERTED_COLUMNS, "sequence");
+const ONE_TRANSACTION_ID: usize = index(ONE_INSERTED_COLUMNS, "transaction_id");
+const ONE_TABLE: usize = index(ONE_INSERTED_COLUMNS, "tableoid");
+
+/// The columns of a batch insert (`append_expected.sql`).
+pub(crate) const INSERTED_COLUMNS: &[Column] = &[
+    Column::new("inserted", INT8),
+    Column::new("transaction_id", XID8),
+    Column::new("first_sequence", INT8),
+    Column::new("last_sequence", INT8),
+];
+const INSERTED: usize = index(INSERTED_COLUMNS, "inserted");
+const INSERTED_TRANSACTION_ID: usize = index(INSERTED_COLUMNS, "transaction_id");
+const INSERTED_FIRST_SEQUENCE: usize = index(INSERTED_COLUMNS, "first_sequence");
+const INSERTED_LAST_SEQUENCE: usize = index(INSERTED_COLUMNS, "last_sequence");
+
+/// Reads a key's record from columns ([`RECORD_COLUMNS`]) starting at `base`.
 fn record_from_row(row: &PgRow, base: usize) -> Result<IdempotencyRecord, sqlx::Error> {
-    let outcome = outcome_from_row(row, base, true)?;
-    let digest: Option<String> = row.try_get(base + 6)?;
+    let outcome = outcome_from_row(row, base + RECORD_OUTCOME, true)?;
+    let digest: Option<String> = row.try_get(base + REQUEST_DIGEST)?;
     Ok(IdempotencyRecord::new(
         outcome,
         digest.map(RequestDigest::from_stored),
     ))
 }
 
-/// Reads an outcome from columns starting at `base`: stream, first version, last version,
-/// transaction id, first sequence, last sequence.
+/// Reads an outcome from columns ([`OUTCOME_COLUMNS`]) starting at `base`.
 fn outcome_from_row(
     row: &PgRow,
     base: usize,
     deduplicated: bool,
 ) -> Result<AppendOutcome, sqlx::Error> {
-    let stream: String = row.try_get(base)?;
-    let first_version: i64 = row.try_get(base + 1)?;
-    let last_version: i64 = row.try_get(base + 2)?;
-    let transaction: Option<Xid8> = row.try_get(base + 3)?;
-    let first_sequence: Option<i64> = row.try_get(base + 4)?;
-    let last_sequence: Option<i64> = row.try_get(base + 5)?;
+    let stream: String = row.try_get(base + STREAM_ID)?;
+    let first_version: i64 = row.try_get(base + FIRST_VERSION)?;
+    let last_version: i64 = row.try_get(base + LAST_VERSION)?;
+    let transaction: Option<Xid8> = row.try_get(base + TRANSACTION_ID)?;
+    let first_sequence: Option<i64> = row.try_get(base + FIRST_SEQUENCE)?;
+    let last_sequence: Option<i64> = row.try_get(base + LAST_SEQUENCE)?;
     let position = |sequence: Option<i64>| {
         transaction
             .zip(sequence)
@@ -502,17 +556,21 @@ fn outcome_from_row(
     ))
 }
 
-/// Turns the append function's row into the append's result.
+/// Turns the append function's row ([`APPEND_COLUMNS`]) into the append's result.
 fn decode_outcome(
     row: &PgRow,
     request: &AppendRequest,
 ) -> Result<esrs_core::Result<AppendOutcome>, sqlx::Error> {
-    let kind: &str = row.try_get(0)?;
+    let kind: &str = row.try_get(KIND)?;
     Ok(match kind {
-        "appended" => Ok(outcome_from_row(row, 1, false)?),
-        "deduplicated" => replay(request, record_from_row(row, 1)?),
+        "appended" => Ok(outcome_from_row(
+            row,
+            APPEND_RECORD + RECORD_OUTCOME,
+            false,
+        )?),
+        "deduplicated" => replay(request, record_from_row(row, APPEND_RECORD)?),
         "conflict" => {
-            let actual: i64 = row.try_get(3)?;
+            let actual: i64 = row.try_get(ACTUAL_VERSION)?;
             Err(Conflict::new(request.stream.clone(), request.expected, unsigned(actual)).into())
         }
         other => Err(Error::Backend {

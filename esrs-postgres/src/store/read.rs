@@ -7,8 +7,16 @@ mod decode;
 mod log;
 mod stream;
 
+#[cfg(test)]
+pub(crate) use decode::{EVENT_COLUMNS, FOLD_EVENT_COLUMNS};
 pub(crate) use decode::{Xid8, fingerprint, payload, signed, unsigned};
 pub(super) use log::read_all;
+#[cfg(test)]
+pub(crate) use log::{
+    EVENTS_AFTER_COLUMNS, EVENTS_BEYOND_COLUMNS, HEAD_POSITION_COLUMNS, LOG_COLUMNS,
+};
+#[cfg(test)]
+pub(crate) use stream::{FOLD_WITH_SNAPSHOT_COLUMNS, STREAM_VERSION_COLUMNS};
 pub(super) use stream::{read_for_fold, read_stream, stream_version};
 
 use std::pin::Pin;

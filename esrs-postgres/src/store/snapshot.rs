@@ -7,7 +7,15 @@ use sqlx::Row;
 
 use super::PgStore;
 use super::read::{fingerprint, payload, signed, unsigned};
+use super::sql::pg_type::{INT8, JSON};
+use super::sql::{Column, index};
 use crate::error::to_core;
+
+/// The columns [`load_snapshot`] reads.
+pub(crate) const SNAPSHOT_COLUMNS: &[Column] =
+    &[Column::new("version", INT8), Column::new("payload", JSON)];
+const VERSION: usize = index(SNAPSHOT_COLUMNS, "version");
+const PAYLOAD: usize = index(SNAPSHOT_COLUMNS, "payload");
 
 /// The snapshot of `stream` saved under `key`, if there is one.
 pub(super) async fn load_snapshot(
@@ -27,8 +35,8 @@ pub(super) async fn load_snapshot(
     let Some(row) = row else {
         return Ok(None);
     };
-    let version: i64 = row.try_get(0).map_err(to_core)?;
-    let payload = payload(&row, 1).map_err(to_core)?;
+    let version: i64 = row.try_get(VERSION).map_err(to_core)?;
+    let payload = payload(&row, PAYLOAD).map_err(to_core)?;
     Ok(Some(Snapshot::new(
         stream.clone(),
         unsigned(version),

@@ -10,6 +10,8 @@ use sqlx::types::Json;
 use sqlx::{Postgres, Row, ValueRef};
 
 use crate::error::to_core;
+use crate::store::sql::pg_type::{INT4, INT8, JSON, JSONB, TEXT, TIMESTAMPTZ, XID8};
+use crate::store::sql::{Column, index};
 
 /// A PostgreSQL `xid8`: a transaction id with its epoch, which never wraps around.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,8 +129,29 @@ fn stored_event_version(value: i32) -> Result<u32, sqlx::Error> {
     })
 }
 
-/// Decodes the event whose columns start at `base`: sequence, transaction id, version,
-/// name, event version, payload, metadata, recorded time.
+/// The columns [`decode_event`] reads, in order from its `base`.
+pub(crate) const EVENT_COLUMNS: &[Column] = &[
+    Column::new("sequence", INT8),
+    Column::new("transaction_id", XID8),
+    Column::new("version", INT8),
+    Column::new("name", TEXT),
+    Column::new("event_version", INT4),
+    Column::new("payload", JSON),
+    Column::new("metadata", JSONB),
+    Column::new("recorded_at", TIMESTAMPTZ),
+];
+
+/// Where [`decode_event`] reads each part of an event, from its `base`.
+const SEQUENCE: usize = index(EVENT_COLUMNS, "sequence");
+const TRANSACTION_ID: usize = index(EVENT_COLUMNS, "transaction_id");
+const VERSION: usize = index(EVENT_COLUMNS, "version");
+const NAME: usize = index(EVENT_COLUMNS, "name");
+const EVENT_VERSION: usize = index(EVENT_COLUMNS, "event_version");
+const PAYLOAD: usize = index(EVENT_COLUMNS, "payload");
+const METADATA: usize = index(EVENT_COLUMNS, "metadata");
+const RECORDED_AT: usize = index(EVENT_COLUMNS, "recorded_at");
+
+/// Decodes the event whose columns ([`EVENT_COLUMNS`]) start at `base`.
 ///
 /// The store's queries fix the columns' types, so they are read by position without the
 /// per-column type check; a value that does not decode is still an error, which names the
@@ -139,37 +162,35 @@ pub(super) fn decode_event(
     base: usize,
     stream: StreamId,
 ) -> Result<RecordedEvent, esrs_core::Error> {
-    let version: i64 = row.try_get_unchecked(base + 2).map_err(to_core)?;
+    let version: i64 = row.try_get_unchecked(base + VERSION).map_err(to_core)?;
     let version = unsigned(version);
+    let bad = |column: usize| malformed(&stream, version, EVENT_COLUMNS[column].name);
     let sequence: i64 = row
-        .try_get_unchecked(base)
-        .map_err(malformed(&stream, version, "sequence"))?;
-    let transaction: Xid8 =
-        row.try_get_unchecked(base + 1)
-            .map_err(malformed(&stream, version, "transaction_id"))?;
-    let name: String = row
-        .try_get_unchecked(base + 3)
-        .map_err(malformed(&stream, version, "name"))?;
+        .try_get_unchecked(base + SEQUENCE)
+        .map_err(bad(SEQUENCE))?;
+    let transaction: Xid8 = row
+        .try_get_unchecked(base + TRANSACTION_ID)
+        .map_err(bad(TRANSACTION_ID))?;
+    let name: String = row.try_get_unchecked(base + NAME).map_err(bad(NAME))?;
     let event_version = row
-        .try_get_unchecked(base + 4)
+        .try_get_unchecked(base + EVENT_VERSION)
         .and_then(stored_event_version)
-        .map_err(malformed(&stream, version, "event_version"))?;
+        .map_err(bad(EVENT_VERSION))?;
     // The text as stored (the column is `json`, which PostgreSQL checks on the way in).
     let payload: &str = row
-        .try_get_unchecked(base + 5)
-        .map_err(malformed(&stream, version, "payload"))?;
+        .try_get_unchecked(base + PAYLOAD)
+        .map_err(bad(PAYLOAD))?;
     let metadata = row
-        .try_get_raw(base + 6)
+        .try_get_raw(base + METADATA)
         .and_then(|raw| {
             if raw.is_null() {
                 return Ok(Metadata::default());
             }
-            let Json(metadata): Json<Metadata> = row.try_get_unchecked(base + 6)?;
+            let Json(metadata): Json<Metadata> = row.try_get_unchecked(base + METADATA)?;
             Ok(metadata)
         })
-        .map_err(malformed(&stream, version, "metadata"))?;
-    let recorded_at =
-        timestamp(row, base + 7).map_err(malformed(&stream, version, "recorded_at"))?;
+        .map_err(bad(METADATA))?;
+    let recorded_at = timestamp(row, base + RECORDED_AT).map_err(bad(RECORDED_AT))?;
     Ok(RecordedEvent::new(
         Position::new(transaction.0, unsigned(sequence)),
         stream,
@@ -182,27 +203,44 @@ pub(super) fn decode_event(
     ))
 }
 
-/// Decodes the event of `stream` whose columns start at `base` as a fold needs it: version,
-/// name, event version, payload (read by position, as [`decode_event`] does). The payload is
-/// copied as stored, not checked: the event's decode parses it once, and reports text that
-/// is not JSON.
+/// The columns [`decode_fold_event`] reads, in order from its `base`.
+pub(crate) const FOLD_EVENT_COLUMNS: &[Column] = &[
+    Column::new("version", INT8),
+    Column::new("name", TEXT),
+    Column::new("event_version", INT4),
+    Column::new("payload", JSON),
+];
+
+/// Where [`decode_fold_event`] reads each part of an event, from its `base`.
+const FOLD_VERSION: usize = index(FOLD_EVENT_COLUMNS, "version");
+const FOLD_NAME: usize = index(FOLD_EVENT_COLUMNS, "name");
+const FOLD_EVENT_VERSION: usize = index(FOLD_EVENT_COLUMNS, "event_version");
+const FOLD_PAYLOAD: usize = index(FOLD_EVENT_COLUMNS, "payload");
+
+/// Decodes the event of `stream` whose columns ([`FOLD_EVENT_COLUMNS`]) start at `base` as
+/// a fold needs it (read by position, as [`decode_event`] does). The payload is copied as
+/// stored, not checked: the event's decode parses it once, and reports text that is not
+/// JSON.
 pub(super) fn decode_fold_event(
     row: &PgRow,
     base: usize,
     stream: &StreamId,
 ) -> Result<FoldEvent, esrs_core::Error> {
-    let version: i64 = row.try_get_unchecked(base).map_err(to_core)?;
+    let version: i64 = row
+        .try_get_unchecked(base + FOLD_VERSION)
+        .map_err(to_core)?;
     let version = unsigned(version);
+    let bad = |column: usize| malformed(stream, version, FOLD_EVENT_COLUMNS[column].name);
     let name: String = row
-        .try_get_unchecked(base + 1)
-        .map_err(malformed(stream, version, "name"))?;
+        .try_get_unchecked(base + FOLD_NAME)
+        .map_err(bad(FOLD_NAME))?;
     let event_version = row
-        .try_get_unchecked(base + 2)
+        .try_get_unchecked(base + FOLD_EVENT_VERSION)
         .and_then(stored_event_version)
-        .map_err(malformed(stream, version, "event_version"))?;
+        .map_err(bad(FOLD_EVENT_VERSION))?;
     // The text as stored: the event's decode parses it, once.
     let payload: &str = row
-        .try_get_unchecked(base + 3)
-        .map_err(malformed(stream, version, "payload"))?;
+        .try_get_unchecked(base + FOLD_PAYLOAD)
+        .map_err(bad(FOLD_PAYLOAD))?;
     Ok(FoldEvent::new(version, name, event_version, payload))
 }

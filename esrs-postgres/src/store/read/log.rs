@@ -8,10 +8,38 @@ use esrs_core::{Position, RecordedEvent, StreamId};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
-use super::decode::{Xid8, decode_event, signed, unsigned};
+use super::decode::{EVENT_COLUMNS, Xid8, decode_event, signed, unsigned};
 use super::{Page, Pages, paged};
 use crate::error::to_core;
 use crate::store::PgStore;
+use crate::store::sql::pg_type::{BOOL, INT8, TEXT, XID8};
+use crate::store::sql::{Column, concat, index, offset};
+
+/// The columns of a page of the global log: an event ([`EVENT_COLUMNS`]), then its stream.
+pub(crate) const LOG_COLUMNS: &[Column] =
+    &concat::<9>(&[EVENT_COLUMNS, &[Column::new("stream_id", TEXT)]]);
+
+/// Where a page's row holds its event, and its stream.
+const LOG_EVENT: usize = offset(LOG_COLUMNS, EVENT_COLUMNS);
+const LOG_STREAM_ID: usize = index(LOG_COLUMNS, "stream_id");
+
+/// The column of `events_after.sql`: whether events after the position are readable now.
+pub(crate) const EVENTS_AFTER_COLUMNS: &[Column] = &[Column::new("readable", BOOL)];
+const READABLE: usize = index(EVENTS_AFTER_COLUMNS, "readable");
+
+/// The columns of the settle check (`events_beyond.sql`).
+pub(crate) const EVENTS_BEYOND_COLUMNS: &[Column] =
+    &[Column::new("beyond", BOOL), Column::new("held_back", BOOL)];
+const BEYOND: usize = index(EVENTS_BEYOND_COLUMNS, "beyond");
+const HELD_BACK: usize = index(EVENTS_BEYOND_COLUMNS, "held_back");
+
+/// The columns of `head_position.sql`: the position of the last readable event.
+pub(crate) const HEAD_POSITION_COLUMNS: &[Column] = &[
+    Column::new("transaction_id", XID8),
+    Column::new("sequence", INT8),
+];
+const HEAD_TRANSACTION_ID: usize = index(HEAD_POSITION_COLUMNS, "transaction_id");
+const HEAD_SEQUENCE: usize = index(HEAD_POSITION_COLUMNS, "sequence");
 
 /// The first and the longest pause of a read waiting for an older transaction.
 const MIN_SETTLE_BACKOFF: Duration = Duration::from_millis(1);
@@ -83,7 +111,7 @@ impl<'a> Pages<'a> for LogPages<'a> {
 
     fn decode(&mut self, row: &PgRow) -> esrs_core::Result<RecordedEvent> {
         // Consecutive events of one stream share its id.
-        let stream: &str = row.try_get_unchecked(8).map_err(to_core)?;
+        let stream: &str = row.try_get_unchecked(LOG_STREAM_ID).map_err(to_core)?;
         let stream = match &self.last_stream {
             Some(last) if last.as_str() == stream => last.clone(),
             _ => {
@@ -92,17 +120,20 @@ impl<'a> Pages<'a> for LogPages<'a> {
                 id
             }
         };
-        let event = decode_event(row, 0, stream)?;
+        let event = decode_event(row, LOG_EVENT, stream)?;
         self.in_page += 1;
         self.after = event.position;
         Ok(event)
     }
 }
 
-/// The answer of the settle check (`events_beyond.sql`): whether committed events lie
+/// The answer of the settle check ([`EVENTS_BEYOND_COLUMNS`]): whether committed events lie
 /// beyond the cursor, and whether an older open transaction holds some of them back.
 pub(super) fn settle_check(row: &PgRow) -> Result<(bool, bool), sqlx::Error> {
-    Ok((row.try_get_unchecked(0)?, row.try_get_unchecked(1)?))
+    Ok((
+        row.try_get_unchecked(BEYOND)?,
+        row.try_get_unchecked(HELD_BACK)?,
+    ))
 }
 
 /// The events of the global log after `after`, in pages, up to the oldest running
@@ -131,11 +162,18 @@ impl PgStore {
     /// return now, if any: the head a projection measures its lag against.
     pub async fn head_position(&self) -> esrs_core::Result<Option<Position>> {
         let mut lease = self.connections().lease().await.map_err(to_core)?;
-        let row = sqlx::query_as::<_, (Xid8, i64)>(&self.sql().head_position)
+        let row = sqlx::query(&self.sql().head_position)
             .fetch_optional(&mut lease)
             .await
             .map_err(to_core)?;
-        Ok(row.map(|(transaction, sequence)| Position::new(transaction.0, unsigned(sequence))))
+        drop(lease);
+        row.map(|row| {
+            let transaction: Xid8 = row.try_get(HEAD_TRANSACTION_ID)?;
+            let sequence: i64 = row.try_get(HEAD_SEQUENCE)?;
+            Ok(Position::new(transaction.0, unsigned(sequence)))
+        })
+        .transpose()
+        .map_err(to_core)
     }
 
     /// Whether events after `after` are readable by
@@ -145,11 +183,12 @@ impl PgStore {
         after: Position,
     ) -> esrs_core::Result<bool> {
         let mut lease = self.connections().lease().await.map_err(to_core)?;
-        sqlx::query_scalar(&self.sql().events_after)
+        let row = sqlx::query(&self.sql().events_after)
             .bind(Xid8(after.transaction_id))
             .bind(signed(after.sequence))
             .fetch_one(&mut lease)
             .await
-            .map_err(to_core)
+            .map_err(to_core)?;
+        row.try_get(READABLE).map_err(to_core)
     }
 }

@@ -6,10 +6,14 @@ use esrs_core::{RecordedEvent, StreamId, Version};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
-use super::decode::{decode_event, decode_fold_event, fingerprint, payload, signed, unsigned};
+use super::decode::{
+    FOLD_EVENT_COLUMNS, decode_event, decode_fold_event, fingerprint, payload, signed, unsigned,
+};
 use super::{Page, Pages, paged};
 use crate::error::to_core;
 use crate::store::PgStore;
+use crate::store::sql::pg_type::{BOOL, INT8};
+use crate::store::sql::{Column, concat, index, offset};
 
 /// Decodes a row of a stream read into an item and its version.
 type DecodeRow<I> = fn(&PgRow, &StreamId) -> esrs_core::Result<(I, Version)>;
@@ -62,8 +66,24 @@ impl<'a, I: Send + 'a> Pages<'a> for StreamPages<'a, I> {
     }
 }
 
-/// A stream's snapshot and the events after it, in one query: with full envelopes, or only
-/// what a fold needs. The first column of a row says whether it is the snapshot.
+/// The columns of a row of `read_for_fold_with_snapshot.sql`: whether it is the snapshot,
+/// then an event as a fold needs it ([`FOLD_EVENT_COLUMNS`]), whose version and payload
+/// columns are the snapshot's version and payload in the snapshot's row.
+pub(crate) const FOLD_WITH_SNAPSHOT_COLUMNS: &[Column] =
+    &concat::<5>(&[&[Column::new("is_snapshot", BOOL)], FOLD_EVENT_COLUMNS]);
+
+/// Where a row of a snapshot read holds its parts.
+const IS_SNAPSHOT: usize = index(FOLD_WITH_SNAPSHOT_COLUMNS, "is_snapshot");
+const FOLD_EVENT: usize = offset(FOLD_WITH_SNAPSHOT_COLUMNS, FOLD_EVENT_COLUMNS);
+const SNAPSHOT_VERSION: usize = index(FOLD_WITH_SNAPSHOT_COLUMNS, "version");
+const SNAPSHOT_PAYLOAD: usize = index(FOLD_WITH_SNAPSHOT_COLUMNS, "payload");
+
+/// The column of `stream_version.sql`.
+pub(crate) const STREAM_VERSION_COLUMNS: &[Column] = &[Column::new("version", INT8)];
+const STREAM_VERSION: usize = index(STREAM_VERSION_COLUMNS, "version");
+
+/// A stream's snapshot and the events after it, in one query ([`FOLD_WITH_SNAPSHOT_COLUMNS`]).
+/// The first column of a row says whether it is the snapshot.
 struct SnapshotPages<'a, I> {
     store: &'a PgStore,
     sql: &'a str,
@@ -75,10 +95,7 @@ struct SnapshotPages<'a, I> {
     started: bool,
     /// Events were returned: a snapshot row after them is out of order.
     events: bool,
-    /// The columns of the snapshot's version and payload.
-    version_column: usize,
-    payload_column: usize,
-    /// Decodes an event row (its columns start at 1).
+    /// Decodes an event row.
     event: fn(&PgRow, &StreamId) -> esrs_core::Result<I>,
     snapshot: fn(Snapshot) -> I,
     /// The last version read (of an event, or the snapshot's), in the version column of
@@ -108,10 +125,8 @@ impl<'a, I: Send + 'a> Pages<'a> for SnapshotPages<'a, I> {
     }
 
     fn decode(&mut self, row: &PgRow) -> esrs_core::Result<I> {
-        let is_snapshot: bool = row.try_get_unchecked(0).map_err(to_core)?;
-        let version: i64 = row
-            .try_get_unchecked(self.version_column)
-            .map_err(to_core)?;
+        let is_snapshot: bool = row.try_get_unchecked(IS_SNAPSHOT).map_err(to_core)?;
+        let version: i64 = row.try_get_unchecked(SNAPSHOT_VERSION).map_err(to_core)?;
         self.last = unsigned(version);
         if !is_snapshot {
             self.events = true;
@@ -123,7 +138,7 @@ impl<'a, I: Send + 'a> Pages<'a> for SnapshotPages<'a, I> {
                 "the snapshot row came after events of its stream".into(),
             )));
         }
-        let payload = payload(row, self.payload_column).map_err(to_core)?;
+        let payload = payload(row, SNAPSHOT_PAYLOAD).map_err(to_core)?;
         Ok((self.snapshot)(Snapshot::new(
             self.stream.clone(),
             unsigned(version),
@@ -218,9 +233,7 @@ pub(in crate::store) fn read_for_fold<'a>(
             stream: stream.clone(),
             started: false,
             events: false,
-            version_column: 1,
-            payload_column: 4,
-            event: |row, stream| decode_fold_event(row, 1, stream).map(FoldItem::Event),
+            event: |row, stream| decode_fold_event(row, FOLD_EVENT, stream).map(FoldItem::Event),
             snapshot: FoldItem::Snapshot,
             last: 0,
             table: 0,
@@ -235,11 +248,12 @@ pub(in crate::store) async fn stream_version(
     stream: &StreamId,
 ) -> esrs_core::Result<Version> {
     let mut lease = store.connections().lease().await.map_err(to_core)?;
-    let version = sqlx::query_scalar::<_, i64>(&store.sql().stream_version)
+    let row = sqlx::query(&store.sql().stream_version)
         .bind(stream.as_str())
         .fetch_one(&mut lease)
         .await
         .map_err(to_core)?;
+    let version: i64 = row.try_get(STREAM_VERSION).map_err(to_core)?;
     Ok(unsigned(version))
 }
 
