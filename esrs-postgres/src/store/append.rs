@@ -16,6 +16,7 @@ use super::PgStore;
 use super::read::{Xid8, signed, unsigned};
 use super::sql::pg_type::{INT8, OID, TEXT, XID8};
 use super::sql::{Column, concat, index, offset};
+use crate::Error as PgError;
 use crate::error::{to_core, unique_violation};
 
 /// The unique constraint an append collides on when another request took its key.
@@ -44,11 +45,7 @@ impl<'r> Params<'r> {
             ExpectedVersion::Any => None,
             ExpectedVersion::NoStream => Some(0),
             ExpectedVersion::Exact(version) => Some(signed(version)),
-            other => {
-                return Err(Error::Backend {
-                    source: format!("unsupported expected version: {other}").into(),
-                });
-            }
+            other => return Err(PgError::UnsupportedExpectedVersion(other).into()),
         };
         let mut names = Vec::with_capacity(request.events.len());
         let mut versions = Vec::with_capacity(request.events.len());
@@ -56,14 +53,9 @@ impl<'r> Params<'r> {
         for event in &request.events {
             names.push(event.name);
             versions.push(i32::try_from(event.schema_version).map_err(|_| {
-                Error::Backend {
-                    source: format!(
-                        "event `{}` has schema version {}, over the largest storable version {}",
-                        event.name,
-                        event.schema_version,
-                        i32::MAX
-                    )
-                    .into(),
+                PgError::SchemaVersionTooLarge {
+                    name: event.name,
+                    schema_version: event.schema_version,
                 }
             })?);
             payloads.push(event.payload.get());
@@ -458,9 +450,10 @@ fn replay(
     original: IdempotencyRecord,
 ) -> esrs_core::Result<AppendOutcome> {
     let Some(key) = &request.idempotency_key else {
-        return Err(Error::Backend {
-            source: "a deduplicated outcome for a request without an idempotency key".into(),
-        });
+        return Err(PgError::UnexpectedAnswer(
+            "a deduplicated outcome for a request without an idempotency key".to_owned(),
+        )
+        .into());
     };
     original.replay(key, &request.stream, &request.digest())
 }
@@ -573,8 +566,9 @@ fn decode_outcome(
             let actual: i64 = row.try_get(ACTUAL_VERSION)?;
             Err(Conflict::new(request.stream.clone(), request.expected, unsigned(actual)).into())
         }
-        other => Err(Error::Backend {
-            source: format!("unexpected result `{other}` from the append function").into(),
-        }),
+        other => Err(PgError::UnexpectedAnswer(format!(
+            "unexpected result `{other}` from the append function"
+        ))
+        .into()),
     })
 }
