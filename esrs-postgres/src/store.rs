@@ -3,6 +3,7 @@
 mod append;
 mod checkpoint;
 mod connection;
+mod idempotency;
 mod lock;
 mod notify;
 mod options;
@@ -183,7 +184,7 @@ impl EventStore for PgStore {
         &self,
         key: &IdempotencyKey,
     ) -> esrs_core::Result<Option<esrs_core::store::IdempotencyRecord>> {
-        append::find_idempotency_key(self, key).await
+        idempotency::find_idempotency_key(self, key).await
     }
 
     async fn stream_version(&self, stream: &StreamId) -> esrs_core::Result<Version> {

@@ -10,9 +10,11 @@
 // The column lists are read by the test of the statements; the decoders next to them
 // compute their positions from them.
 #[cfg(test)]
-use super::append::{APPEND_COLUMNS, INSERTED_COLUMNS, ONE_INSERTED_COLUMNS, RECORD_COLUMNS};
+use super::append::{APPEND_COLUMNS, INSERTED_COLUMNS, ONE_INSERTED_COLUMNS};
 #[cfg(test)]
 use super::checkpoint::CHECKPOINT_COLUMNS;
+#[cfg(test)]
+use super::idempotency::RECORD_COLUMNS;
 #[cfg(test)]
 use super::lock::{EPOCH_COLUMNS, LOCK_HELD_COLUMNS};
 #[cfg(test)]
