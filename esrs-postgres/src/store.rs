@@ -1,4 +1,12 @@
-//! [`PgStore`]: its options, its SQL and the [`EventStore`] implementation.
+//! [`PgStore`] and its [`EventStore`] implementation, whose operations live in modules
+//! named for them:
+//!
+//! - `connection`: the one way to the database (leases, parking, the listener's
+//!   connection) and the stream versions seen through it;
+//! - `append`, `idempotency`, `snapshot`, `read` (`stream`, `log`, `decode`), `notify`:
+//!   the operations of the trait, and `checkpoint`, `lock` those of projections;
+//! - `options`: [`PgStoreOptions`]; `sql`: the statements (in `sql/`) and the columns each
+//!   one's decoder reads.
 
 mod append;
 mod checkpoint;
