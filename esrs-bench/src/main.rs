@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use esrs_core::error::ErrorChain;
 use esrs_core::{InMemoryStore, Repository};
-use esrs_postgres::PgStore;
+use esrs_postgres::{PgStore, PgStoreOptions};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, Executor};
 
@@ -521,7 +521,7 @@ async fn raw_conn(url: &Option<String>) -> Result<PgConnection, BoxError> {
 
 /// The esrs PostgreSQL store as a user opens it: default options, migrated.
 async fn pg_store(url: &Option<String>) -> Result<PgStore, BoxError> {
-    let mut options = PgStore::builder();
+    let mut options = PgStoreOptions::new();
     if let Some(rows) = std::env::var(PAGE_SIZE_ENV)
         .ok()
         .and_then(|n| n.parse().ok())
@@ -609,7 +609,7 @@ async fn run_child(id: &str, connect: Option<String>) -> Result<Report, BoxError
         }
         "w1:esrs-quiet" | "w2:esrs-quiet" => {
             let spec = if id.starts_with("w1") { W1 } else { W2 };
-            let store = PgStore::builder()
+            let store = PgStoreOptions::new()
                 .notifications(false)
                 .connect(needs_url(&connect)?)
                 .await?;
@@ -834,7 +834,7 @@ async fn round_trips_in(
         .test_before_acquire(false)
         .connect_with(through_proxy.clone())
         .await?;
-    let store = PgStore::builder().build(pool)?;
+    let store = PgStoreOptions::new().build(pool)?;
     store.migrate().await?;
     // The same with notifications off: what remains is the caller's own round trips.
     let quiet_pool = PgPoolOptions::new()
@@ -842,7 +842,9 @@ async fn round_trips_in(
         .test_before_acquire(false)
         .connect_with(through_proxy.clone())
         .await?;
-    let quiet = PgStore::builder().notifications(false).build(quiet_pool)?;
+    let quiet = PgStoreOptions::new()
+        .notifications(false)
+        .build(quiet_pool)?;
     let repo = Repository::<domain::Account, _>::new(store.clone());
     lines.push((
         "esrs append of 1 event (EventStore::append)".into(),

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use esrs_core::error::EncodeError;
 use esrs_core::store::Payload;
 use esrs_core::{Aggregate, DecodeError, EventSet, EventStore, Repository, StreamId, Version};
-use esrs_postgres::PgStore;
+use esrs_postgres::{PgStore, PgStoreOptions};
 use futures_util::TryStreamExt;
 use serde::{Deserialize, Serialize};
 
@@ -73,7 +73,7 @@ fn database_url() -> String {
 }
 
 async fn store(schema: &str) -> PgStore {
-    PgStore::builder()
+    PgStoreOptions::new()
         .schema(schema)
         .max_connections(4)
         .connect(&database_url())

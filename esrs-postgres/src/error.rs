@@ -1,12 +1,16 @@
 //! Errors of setting up the store, and how database errors map to [`esrs_core::Error`].
 
+use esrs_core::ExpectedVersion;
+
 /// A specialised `Result` whose error defaults to [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// An error of connecting, configuring or migrating a [`PgStore`](crate::PgStore).
 ///
 /// The [`EventStore`](esrs_core::EventStore) operations report [`esrs_core::Error`]
-/// instead; this type converts into it, so `?` works in code that uses either.
+/// instead; this type converts into it, so `?` works in code that uses either. The
+/// failures of an operation that are the store's own (not the database's) are variants of
+/// this type, the source of an [`esrs_core::Error::Backend`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -45,6 +49,30 @@ pub enum Error {
     /// that does not exist, a refused login, a closed pool, a malformed URL.
     #[error("PostgreSQL error")]
     Database(#[source] sqlx::Error),
+
+    /// An append expected a version this store cannot check (it checks
+    /// [`Any`](ExpectedVersion::Any), [`NoStream`](ExpectedVersion::NoStream) and
+    /// [`Exact`](ExpectedVersion::Exact)). Nothing was written.
+    #[error("unsupported expected version: {0}")]
+    UnsupportedExpectedVersion(ExpectedVersion),
+
+    /// An event's schema version is over the largest the events table stores
+    /// (`i32::MAX`). Nothing was written.
+    #[error(
+        "event `{name}` has schema version {schema_version}, over the largest storable version {max}",
+        max = i32::MAX
+    )]
+    SchemaVersionTooLarge {
+        /// The stored name of the event.
+        name: &'static str,
+        /// Its schema version.
+        schema_version: u32,
+    },
+
+    /// The database answered in a way this program does not expect (a schema changed by
+    /// hand, say): what it answered.
+    #[error("{0}")]
+    UnexpectedAnswer(String),
 }
 
 impl Error {
@@ -72,15 +100,62 @@ impl From<Error> for esrs_core::Error {
     }
 }
 
+/// The SQLSTATE codes the store acts on for which sqlx has no typed accessor (as
+/// `DatabaseError::is_unique_violation` is for `23505`), by their names in PostgreSQL's
+/// list of error codes.
+mod sqlstate {
+    /// The class of connection exceptions (`08…`).
+    pub(super) const CONNECTION_EXCEPTION_CLASS: &str = "08";
+    /// The server is shutting down (`admin_shutdown`).
+    pub(super) const ADMIN_SHUTDOWN: &str = "57P01";
+    /// The backend was terminated as the server crashed (`crash_shutdown`).
+    pub(super) const CRASH_SHUTDOWN: &str = "57P02";
+    /// The server cannot accept connections yet (`cannot_connect_now`).
+    pub(super) const CANNOT_CONNECT_NOW: &str = "57P03";
+    /// `too_many_connections`.
+    pub(super) const TOO_MANY_CONNECTIONS: &str = "53300";
+    /// No such schema (`invalid_schema_name`).
+    pub(super) const INVALID_SCHEMA_NAME: &str = "3F000";
+    /// No such table (`undefined_table`).
+    pub(super) const UNDEFINED_TABLE: &str = "42P01";
+    /// No such function (`undefined_function`).
+    pub(super) const UNDEFINED_FUNCTION: &str = "42883";
+    /// `serialization_failure`.
+    pub(super) const SERIALIZATION_FAILURE: &str = "40001";
+    /// `deadlock_detected`.
+    pub(super) const DEADLOCK_DETECTED: &str = "40P01";
+
+    /// The server could not be reached or the session ended: retrying may help. Not here,
+    /// as retrying cannot help: `invalid_catalog_name` (the database does not exist).
+    pub(super) const UNAVAILABLE: &[&str] = &[
+        ADMIN_SHUTDOWN,
+        CRASH_SHUTDOWN,
+        CANNOT_CONNECT_NOW,
+        TOO_MANY_CONNECTIONS,
+    ];
+
+    /// The store's schema, tables or functions are missing: it was not migrated.
+    pub(super) const NOT_MIGRATED: &[&str] =
+        &[INVALID_SCHEMA_NAME, UNDEFINED_TABLE, UNDEFINED_FUNCTION];
+
+    /// The transaction was rolled back and can be run again as is.
+    pub(super) const RETRYABLE: &[&str] = &[SERIALIZATION_FAILURE, DEADLOCK_DETECTED];
+}
+
 /// The SQLSTATE of a database error, if it is one.
-pub(crate) fn sqlstate(error: &sqlx::Error) -> Option<std::borrow::Cow<'_, str>> {
+fn sqlstate(error: &sqlx::Error) -> Option<std::borrow::Cow<'_, str>> {
     error.as_database_error().and_then(|db| db.code())
+}
+
+/// Whether `error` is a database error whose SQLSTATE is one of `codes`.
+fn has_sqlstate(error: &sqlx::Error, codes: &[&str]) -> bool {
+    sqlstate(error).is_some_and(|code| codes.contains(&&*code))
 }
 
 /// The constraint named by a unique violation, if the error is one.
 pub(crate) fn unique_violation(error: &sqlx::Error) -> Option<&str> {
     match error {
-        sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
             Some(db.constraint().unwrap_or(""))
         }
         _ => None,
@@ -94,12 +169,10 @@ fn is_unavailable(error: &sqlx::Error) -> bool {
         | sqlx::Error::Tls(_)
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::WorkerCrashed => true,
+        // Not here, as retrying cannot help: a closed pool (`PoolClosed`).
         sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            // 08: connection exception; 57P01..57P03: the server is shutting down, the
-            // backend was terminated, or it cannot accept connections yet; 53300: too many
-            // connections. Not here, as retrying cannot help: 3D000 (the database does not
-            // exist) and a closed pool (`PoolClosed`).
-            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300")
+            code.starts_with(sqlstate::CONNECTION_EXCEPTION_CLASS)
+                || sqlstate::UNAVAILABLE.contains(&&*code)
         }),
         _ => false,
     }
@@ -112,24 +185,18 @@ pub(crate) fn to_core(error: sqlx::Error) -> esrs_core::Error {
             source: Box::new(error),
         };
     }
-    // 3F000: no such schema; 42P01: no such table; 42883: no such function.
-    if matches!(
-        sqlstate(&error).as_deref(),
-        Some("3F000" | "42P01" | "42883")
-    ) {
+    if has_sqlstate(&error, sqlstate::NOT_MIGRATED) {
         return esrs_core::Error::Backend {
             source: Box::new(Error::NotMigrated(error)),
         };
     }
-    match sqlstate(&error).as_deref() {
-        // Serialization failure and deadlock: the transaction was rolled back and can be
-        // run again as is.
-        Some("40001" | "40P01") => esrs_core::Error::Retryable {
+    if has_sqlstate(&error, sqlstate::RETRYABLE) {
+        return esrs_core::Error::Retryable {
             source: Box::new(error),
-        },
-        _ => esrs_core::Error::Backend {
-            source: Box::new(error),
-        },
+        };
+    }
+    esrs_core::Error::Backend {
+        source: Box::new(error),
     }
 }
 

@@ -63,9 +63,10 @@ impl PgStore {
         let schema = self.schema();
         // The name is written into SQL unquoted: a keyword such as `user` or `order` would
         // pass the character check and break every statement.
+        let mut lease = self.connections().lease().await.map_err(Error::from_sqlx)?;
         let plain: bool = sqlx::query_scalar("SELECT quote_ident($1) = $1")
             .bind(schema)
-            .fetch_one(self.pool())
+            .fetch_one(&mut lease)
             .await
             .map_err(Error::from_sqlx)?;
         if !plain {
@@ -74,7 +75,7 @@ impl PgStore {
                 reason: "it is an SQL keyword; choose another name",
             });
         }
-        let mut tx = self.pool().begin().await.map_err(Error::from_sqlx)?;
+        let mut tx = lease.begin().await.map_err(Error::from_sqlx)?;
         sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('esrs migrate ' || $1, 0))")
             .bind(schema)
             .execute(&mut *tx)
@@ -144,11 +145,12 @@ impl PgStore {
     /// The schema version applied in the database: 0 before [`PgStore::migrate`] ran.
     pub async fn schema_version(&self) -> Result<i32> {
         let schema = self.schema();
+        let mut lease = self.connections().lease().await.map_err(Error::from_sqlx)?;
         let exists: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = $1 AND tablename = 'migrations')",
         )
         .bind(schema)
-        .fetch_one(self.pool())
+        .fetch_one(&mut lease)
         .await
         .map_err(Error::from_sqlx)?;
         if !exists {
@@ -156,7 +158,7 @@ impl PgStore {
         }
         let version: Option<i32> =
             sqlx::query_scalar(&format!("SELECT max(version) FROM {schema}.migrations"))
-                .fetch_one(self.pool())
+                .fetch_one(&mut lease)
                 .await
                 .map_err(Error::from_sqlx)?;
         Ok(version.unwrap_or(0))

@@ -140,7 +140,7 @@ impl CheckpointStore for PgCheckpoints {
     }
 
     async fn begin(&self) -> Result<PgTransaction, CheckpointError> {
-        self.store.pool().begin().await.map_err(store_error)
+        self.store.connections().begin().await.map_err(store_error)
     }
 
     async fn save(
@@ -233,7 +233,7 @@ impl PgStore {
             projection: name.clone(),
             source: to_core(source),
         };
-        let mut tx = self.pool().begin().await.map_err(store_error)?;
+        let mut tx = self.connections().begin().await.map_err(store_error)?;
         let stream = request.stream.clone();
         let outcome = self.append_in(&mut tx, request).await.map_err(|source| {
             ProjectionError::EventStore {

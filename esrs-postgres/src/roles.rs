@@ -28,7 +28,8 @@ impl PgStore {
     /// (a member inherits ownership, and with it `ALTER TABLE`).
     pub async fn grant_app_role(&self, role: &str) -> Result<()> {
         let schema = self.schema();
-        let mut tx = self.pool().begin().await.map_err(Error::from_sqlx)?;
+        let mut lease = self.connections().lease().await.map_err(Error::from_sqlx)?;
+        let mut tx = lease.begin().await.map_err(Error::from_sqlx)?;
         let role: String = sqlx::query_scalar("SELECT quote_ident($1)")
             .bind(role)
             .fetch_one(&mut *tx)

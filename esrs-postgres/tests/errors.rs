@@ -182,3 +182,39 @@ async fn malformed_rows_are_decode_errors_naming_the_event() {
         .expect_err("malformed");
     expect(err, "negative", "event_version", "read_all");
 }
+
+/// A request the store refuses before writing anything comes back as a backend error whose
+/// source is the typed reason, with its message as before.
+#[tokio::test]
+async fn a_schema_version_the_table_cannot_store_is_a_typed_refusal() {
+    let store = fresh_store().await;
+    let stream = unique_stream("too-new");
+    let mut too_new = event("E", 1);
+    too_new.schema_version = u32::MAX;
+    let err = store
+        .append(AppendRequest::new(
+            stream.clone(),
+            ExpectedVersion::NoStream,
+            vec![too_new],
+        ))
+        .await
+        .expect_err("refused");
+    let Error::Backend { source } = &err else {
+        panic!("expected a backend error, got {err:?}");
+    };
+    assert!(
+        matches!(
+            source.downcast_ref::<esrs_postgres::Error>(),
+            Some(esrs_postgres::Error::SchemaVersionTooLarge {
+                name: "E",
+                schema_version: u32::MAX
+            })
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        source.to_string(),
+        "event `E` has schema version 4294967295, over the largest storable version 2147483647"
+    );
+    assert_eq!(store.stream_version(&stream).await.expect("version"), 0);
+}

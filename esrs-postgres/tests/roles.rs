@@ -13,7 +13,7 @@ use esrs_core::{
 };
 use esrs_postgres::sqlx::postgres::PgPoolOptions;
 use esrs_postgres::sqlx::{self, Connection, Executor};
-use esrs_postgres::{PgCheckpoints, PgStore, PgTransaction};
+use esrs_postgres::{PgCheckpoints, PgStoreOptions, PgTransaction};
 use futures_util::TryStreamExt;
 
 /// A LOGIN role with a name no other test uses, dropped (with its grants) when this is.
@@ -94,7 +94,7 @@ async fn an_app_role_uses_the_store_but_cannot_rewrite_history() {
         .connect_with(common::connect_options().username(&role.name))
         .await
         .expect("the app role logs in");
-    let app = PgStore::builder()
+    let app = PgStoreOptions::new()
         .schema(owner.schema())
         .settle_time(Duration::from_secs(5))
         .build(app_pool.clone())

@@ -9,8 +9,8 @@ use esrs_postgres::sqlx;
 
 /// The snapshot reads, as the store runs them.
 const STATEMENTS: [(&str, &str); 1] = [(
-    "read_with_snapshot_for_fold",
-    include_str!("../src/store/read_with_snapshot_for_fold.sql"),
+    "read_for_fold_with_snapshot",
+    include_str!("../src/store/sql/read_for_fold_with_snapshot.sql"),
 )];
 
 /// The plan's top node orders the whole result by version, so no plan of the branches can

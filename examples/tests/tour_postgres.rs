@@ -2,7 +2,7 @@
 //! in a schema of its own that is dropped afterwards.
 
 use esrs_examples::tour::{self, Ids};
-use esrs_postgres::PgStore;
+use esrs_postgres::PgStoreOptions;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_tour_runs_on_postgres() {
@@ -12,7 +12,7 @@ async fn the_tour_runs_on_postgres() {
         "esrs_tour_{}",
         &uuid::Uuid::new_v4().simple().to_string()[..12]
     );
-    let store = PgStore::builder()
+    let store = PgStoreOptions::new()
         .schema(&schema)
         .max_connections(4)
         .connect(&url)

@@ -5,15 +5,21 @@
 use std::time::Instant;
 
 use esrs_core::error::EncodeError;
-use esrs_core::store::{AppendOutcome, AppendRequest, IdempotencyRecord, RequestDigest};
-use esrs_core::{Conflict, Error, ExpectedVersion, IdempotencyKey, Position, StreamId};
+use esrs_core::store::{AppendOutcome, AppendRequest, RequestDigest};
+use esrs_core::{Conflict, Error, ExpectedVersion, IdempotencyKey, Position};
 use sqlx::postgres::types::Oid;
 use sqlx::postgres::{PgConnection, PgRow};
 use sqlx::{Executor, Postgres, Row};
 use tracing::Instrument;
 
 use super::PgStore;
+use super::idempotency::{
+    RECORD_COLUMNS, RECORD_OUTCOME, find_idempotency_key, outcome_from_row, record_from_row, replay,
+};
 use super::read::{Xid8, signed, unsigned};
+use super::sql::pg_type::{INT8, OID, TEXT, XID8};
+use super::sql::{Column, concat, index, offset};
+use crate::Error as PgError;
 use crate::error::{to_core, unique_violation};
 
 /// The unique constraint an append collides on when another request took its key.
@@ -42,11 +48,7 @@ impl<'r> Params<'r> {
             ExpectedVersion::Any => None,
             ExpectedVersion::NoStream => Some(0),
             ExpectedVersion::Exact(version) => Some(signed(version)),
-            other => {
-                return Err(Error::Backend {
-                    source: format!("unsupported expected version: {other}").into(),
-                });
-            }
+            other => return Err(PgError::UnsupportedExpectedVersion(other).into()),
         };
         let mut names = Vec::with_capacity(request.events.len());
         let mut versions = Vec::with_capacity(request.events.len());
@@ -54,14 +56,9 @@ impl<'r> Params<'r> {
         for event in &request.events {
             names.push(event.name);
             versions.push(i32::try_from(event.schema_version).map_err(|_| {
-                Error::Backend {
-                    source: format!(
-                        "event `{}` has schema version {}, over the largest storable version {}",
-                        event.name,
-                        event.schema_version,
-                        i32::MAX
-                    )
-                    .into(),
+                PgError::SchemaVersionTooLarge {
+                    name: event.name,
+                    schema_version: event.schema_version,
                 }
             })?);
             payloads.push(event.payload.get());
@@ -97,49 +94,52 @@ enum Attempt {
     LostRace { on_key: bool },
 }
 
-impl PgStore {
-    pub(super) async fn append_batch(
-        &self,
-        request: AppendRequest,
-    ) -> esrs_core::Result<AppendOutcome> {
-        let span = tracing::debug_span!(
-            "esrs.pg.append",
-            stream = %request.stream,
-            events = request.events.len(),
-            expected = %request.expected,
+/// Appends `request`, retrying an append with [`ExpectedVersion::Any`] that lost a race
+/// for the stream's next version, and notifies readers after the commit.
+pub(super) async fn append(
+    store: &PgStore,
+    request: AppendRequest,
+) -> esrs_core::Result<AppendOutcome> {
+    let span = tracing::debug_span!(
+        "esrs.pg.append",
+        stream = %request.stream,
+        events = request.events.len(),
+        expected = %request.expected,
+    );
+    async {
+        let started = Instant::now();
+        let result = store.append_retrying(&request).await;
+        tracing::debug!(
+            elapsed_us = started.elapsed().as_micros() as u64,
+            ok = result.is_ok(),
+            deduplicated = result.as_ref().is_ok_and(|o| o.deduplicated),
+            "append complete"
         );
-        async {
-            let started = Instant::now();
-            let result = self.append_retrying(&request).await;
-            tracing::debug!(
-                elapsed_us = started.elapsed().as_micros() as u64,
-                ok = result.is_ok(),
-                deduplicated = result.as_ref().is_ok_and(|o| o.deduplicated),
-                "append complete"
-            );
-            result
-        }
-        .instrument(span)
-        .await
+        result
     }
+    .instrument(span)
+    .await
+}
 
+impl PgStore {
+    /// Appends `request`: the plain insert when it applies, else the append function, again
+    /// after each race lost by an append with [`ExpectedVersion::Any`].
     async fn append_retrying(&self, request: &AppendRequest) -> esrs_core::Result<AppendOutcome> {
         request.check(self.max_payload_bytes())?;
         let params = Params::new(request)?;
         let mut races = 0;
         loop {
             // The events table as known before the attempt, or as the insert reports it:
-            // what the attempt writes is recorded as seen in that table (see `seen`).
+            // what the attempt writes is recorded as seen in that table (see `connection::Seen`).
             let mut table = self.inner.seen.table();
             // The notification is sent after the commit, outside the append's transaction.
             let attempt = match self.insert_expected(request, &params, &mut table).await? {
                 Some(attempt) => attempt,
                 None => {
-                    let mut lease = self.lease().await.map_err(to_core)?;
-                    let row = self
-                        .call_append(lease.conn(), request, &params, false)
-                        .await;
-                    attempt(lease.finish(row), request)?
+                    let mut lease = self.connections().lease().await.map_err(to_core)?;
+                    let row = self.call_append(&mut lease, request, &params, false).await;
+                    drop(lease);
+                    attempt(row, request)?
                 }
             };
             match attempt {
@@ -216,7 +216,7 @@ impl PgStore {
                     None => Err(Conflict::new(
                         request.stream.clone(),
                         request.expected,
-                        self.fetch_stream_version(&request.stream).await?,
+                        super::read::stream_version(self, &request.stream).await?,
                     )
                     .into()),
                 },
@@ -236,7 +236,7 @@ impl PgStore {
         &self,
         request: &AppendRequest,
         params: &Params<'_>,
-        table: &mut super::seen::Table,
+        table: &mut super::connection::Table,
     ) -> esrs_core::Result<Option<Attempt>> {
         let Some(expected) = params.expected else {
             return Ok(None);
@@ -251,7 +251,7 @@ impl PgStore {
             None
         };
         let seen_in = Oid(seen.unwrap_or(0));
-        let mut lease = self.lease().await.map_err(to_core)?;
+        let mut lease = self.connections().lease().await.map_err(to_core)?;
         // One event: the same insert without the arrays (less work for the server).
         let inserted = if let ([name], [version], [payload]) = (
             params.names.as_slice(),
@@ -272,13 +272,14 @@ impl PgStore {
                 .bind(*payload)
                 .bind(params.metadata.as_deref())
                 .bind(seen_in)
-                .fetch_optional(lease.conn())
+                .fetch_optional(&mut lease)
                 .await;
-            lease.finish(row).and_then(|row| {
+            drop(lease);
+            row.and_then(|row| {
                 row.map(|row| {
-                    let sequence: i64 = row.try_get(0)?;
-                    let transaction: Xid8 = row.try_get(1)?;
-                    let Oid(written_in) = row.try_get(2)?;
+                    let sequence: i64 = row.try_get(ONE_SEQUENCE)?;
+                    let transaction: Xid8 = row.try_get(ONE_TRANSACTION_ID)?;
+                    let Oid(written_in) = row.try_get(ONE_TABLE)?;
                     self.inner.seen.learn(written_in);
                     *table = written_in;
                     Ok((1, transaction, sequence, sequence))
@@ -294,18 +295,19 @@ impl PgStore {
                 .bind(params.payloads.as_slice())
                 .bind(params.metadata.as_deref())
                 .bind(seen_in)
-                .fetch_one(lease.conn())
+                .fetch_one(&mut lease)
                 .await;
-            lease.finish(row).and_then(|row| {
-                let inserted: i64 = row.try_get(0)?;
+            drop(lease);
+            row.and_then(|row| {
+                let inserted: i64 = row.try_get(INSERTED)?;
                 if inserted == 0 {
                     return Ok(None);
                 }
                 Ok(Some((
                     inserted,
-                    row.try_get(1)?,
-                    row.try_get(2)?,
-                    row.try_get(3)?,
+                    row.try_get(INSERTED_TRANSACTION_ID)?,
+                    row.try_get(INSERTED_FIRST_SEQUENCE)?,
+                    row.try_get(INSERTED_LAST_SEQUENCE)?,
                 )))
             })
         };
@@ -368,62 +370,20 @@ impl PgStore {
         on_key: bool,
     ) -> esrs_core::Result<Option<esrs_core::Result<AppendOutcome>>> {
         if let Some(key) = &request.idempotency_key {
-            if let Some(original) = self.fetch_key(key).await? {
+            if let Some(original) = find_idempotency_key(self, key).await? {
                 return Ok(Some(replay(request, original)));
             }
         }
         if on_key || request.expected == ExpectedVersion::Any {
             return Ok(None);
         }
-        let actual = self.fetch_stream_version(&request.stream).await?;
+        let actual = super::read::stream_version(self, &request.stream).await?;
         Ok(Some(Err(Conflict::new(
             request.stream.clone(),
             request.expected,
             actual,
         )
         .into())))
-    }
-
-    pub(super) async fn fetch_key(
-        &self,
-        key: &IdempotencyKey,
-    ) -> esrs_core::Result<Option<IdempotencyRecord>> {
-        let mut lease = self.lease().await.map_err(to_core)?;
-        let row = sqlx::query(&self.sql().find_key)
-            .bind(key.as_str())
-            .bind(self.idempotency_retention().as_secs_f64())
-            .fetch_optional(lease.conn())
-            .await;
-        let row = lease.finish(row).map_err(to_core)?;
-        row.map(|row| record_from_row(&row, 0))
-            .transpose()
-            .map_err(to_core)
-    }
-
-    /// Deletes the idempotency keys older than the store's
-    /// [retention](crate::PgStoreOptions::idempotency_retention), in batches of 1,000, and
-    /// returns how many it deleted.
-    ///
-    /// Expired keys are already ignored by appends and lookups; the sweep only reclaims
-    /// their rows. Call it now and then (say hourly) from one process. It never blocks an
-    /// append: each batch is its own short statement and skips rows an append has locked.
-    pub async fn sweep_idempotency_keys(&self) -> esrs_core::Result<u64> {
-        const BATCH: i64 = 1_000;
-        let mut deleted = 0;
-        loop {
-            let mut lease = self.lease().await.map_err(to_core)?;
-            let done = sqlx::query(&self.sql().sweep_keys)
-                .bind(self.idempotency_retention().as_secs_f64())
-                .bind(BATCH)
-                .execute(lease.conn())
-                .await;
-            let rows = lease.finish(done).map_err(to_core)?.rows_affected();
-            deleted += rows;
-            if rows < BATCH as u64 {
-                tracing::debug!(deleted, "swept expired idempotency keys");
-                return Ok(deleted);
-            }
-        }
     }
 }
 
@@ -442,74 +402,57 @@ fn attempt(row: Result<PgRow, sqlx::Error>, request: &AppendRequest) -> esrs_cor
     }
 }
 
-/// What `request` gets for the record of its key: the original outcome, or why the key
-/// cannot be reused for it (the rule of [`IdempotencyRecord::replay`]).
-fn replay(
-    request: &AppendRequest,
-    original: IdempotencyRecord,
-) -> esrs_core::Result<AppendOutcome> {
-    let Some(key) = &request.idempotency_key else {
-        return Err(Error::Backend {
-            source: "a deduplicated outcome for a request without an idempotency key".into(),
-        });
-    };
-    original.replay(key, &request.stream, &request.digest())
-}
+/// The columns of the append function's row ([`decode_outcome`]): what the append did,
+/// then the record it wrote or found ([`RECORD_COLUMNS`]).
+pub(crate) const APPEND_COLUMNS: &[Column] =
+    &concat::<8>(&[&[Column::new("kind", TEXT)], RECORD_COLUMNS]);
+const KIND: usize = index(APPEND_COLUMNS, "kind");
+const APPEND_RECORD: usize = offset(APPEND_COLUMNS, RECORD_COLUMNS);
+/// A conflict reports the stream's actual version as its last version.
+const ACTUAL_VERSION: usize = index(APPEND_COLUMNS, "last_version");
 
-/// Reads a key's record from columns starting at `base`: the outcome's six columns, then
-/// the request digest.
-fn record_from_row(row: &PgRow, base: usize) -> Result<IdempotencyRecord, sqlx::Error> {
-    let outcome = outcome_from_row(row, base, true)?;
-    let digest: Option<String> = row.try_get(base + 6)?;
-    Ok(IdempotencyRecord::new(
-        outcome,
-        digest.map(RequestDigest::from_stored),
-    ))
-}
+/// The columns of a one-event insert (`append_one.sql`, `append_one_seen.sql`).
+pub(crate) const ONE_INSERTED_COLUMNS: &[Column] = &[
+    Column::new("sequence", INT8),
+    Column::new("transaction_id", XID8),
+    Column::new("tableoid", OID),
+];
+const ONE_SEQUENCE: usize = index(ONE_INSERTED_COLUMNS, "sequence");
+const ONE_TRANSACTION_ID: usize = index(ONE_INSERTED_COLUMNS, "transaction_id");
+const ONE_TABLE: usize = index(ONE_INSERTED_COLUMNS, "tableoid");
 
-/// Reads an outcome from columns starting at `base`: stream, first version, last version,
-/// transaction id, first sequence, last sequence.
-fn outcome_from_row(
-    row: &PgRow,
-    base: usize,
-    deduplicated: bool,
-) -> Result<AppendOutcome, sqlx::Error> {
-    let stream: String = row.try_get(base)?;
-    let first_version: i64 = row.try_get(base + 1)?;
-    let last_version: i64 = row.try_get(base + 2)?;
-    let transaction: Option<Xid8> = row.try_get(base + 3)?;
-    let first_sequence: Option<i64> = row.try_get(base + 4)?;
-    let last_sequence: Option<i64> = row.try_get(base + 5)?;
-    let position = |sequence: Option<i64>| {
-        transaction
-            .zip(sequence)
-            .map(|(t, s)| Position::new(t.0, unsigned(s)))
-    };
-    Ok(AppendOutcome::new(
-        StreamId::from_stored(stream),
-        unsigned(first_version),
-        unsigned(last_version),
-        position(first_sequence),
-        position(last_sequence),
-        deduplicated,
-    ))
-}
+/// The columns of a batch insert (`append_expected.sql`).
+pub(crate) const INSERTED_COLUMNS: &[Column] = &[
+    Column::new("inserted", INT8),
+    Column::new("transaction_id", XID8),
+    Column::new("first_sequence", INT8),
+    Column::new("last_sequence", INT8),
+];
+const INSERTED: usize = index(INSERTED_COLUMNS, "inserted");
+const INSERTED_TRANSACTION_ID: usize = index(INSERTED_COLUMNS, "transaction_id");
+const INSERTED_FIRST_SEQUENCE: usize = index(INSERTED_COLUMNS, "first_sequence");
+const INSERTED_LAST_SEQUENCE: usize = index(INSERTED_COLUMNS, "last_sequence");
 
-/// Turns the append function's row into the append's result.
+/// Turns the append function's row ([`APPEND_COLUMNS`]) into the append's result.
 fn decode_outcome(
     row: &PgRow,
     request: &AppendRequest,
 ) -> Result<esrs_core::Result<AppendOutcome>, sqlx::Error> {
-    let kind: &str = row.try_get(0)?;
+    let kind: &str = row.try_get(KIND)?;
     Ok(match kind {
-        "appended" => Ok(outcome_from_row(row, 1, false)?),
-        "deduplicated" => replay(request, record_from_row(row, 1)?),
+        "appended" => Ok(outcome_from_row(
+            row,
+            APPEND_RECORD + RECORD_OUTCOME,
+            false,
+        )?),
+        "deduplicated" => replay(request, record_from_row(row, APPEND_RECORD)?),
         "conflict" => {
-            let actual: i64 = row.try_get(3)?;
+            let actual: i64 = row.try_get(ACTUAL_VERSION)?;
             Err(Conflict::new(request.stream.clone(), request.expected, unsigned(actual)).into())
         }
-        other => Err(Error::Backend {
-            source: format!("unexpected result `{other}` from the append function").into(),
-        }),
+        other => Err(PgError::UnexpectedAnswer(format!(
+            "unexpected result `{other}` from the append function"
+        ))
+        .into()),
     })
 }

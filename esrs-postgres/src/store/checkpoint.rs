@@ -9,13 +9,28 @@ use sqlx::postgres::PgConnection;
 use sqlx::{Executor, Postgres, Row};
 
 use super::PgStore;
+use super::lock::EPOCH_COLUMNS;
 use super::read::{signed, unsigned};
+use super::sql::pg_type::INT8;
+use super::sql::{Column, index};
 use crate::error::to_core;
+
+/// The columns of `load_checkpoint.sql`: where the checkpoint is.
+pub(crate) const CHECKPOINT_COLUMNS: &[Column] = &[
+    Column::new("transaction_id", INT8),
+    Column::new("sequence", INT8),
+];
+const TRANSACTION_ID: usize = index(CHECKPOINT_COLUMNS, "transaction_id");
+const SEQUENCE: usize = index(CHECKPOINT_COLUMNS, "sequence");
+
+/// Where a row of `projection_owner.sql` holds the owner's epoch.
+const EPOCH: usize = index(EPOCH_COLUMNS, "epoch");
 
 impl PgStore {
     /// The checkpoint of `projection`, if it has one.
     pub async fn load_checkpoint(&self, projection: &str) -> esrs_core::Result<Option<Position>> {
-        self.load_checkpoint_with(self.pool(), projection).await
+        let mut lease = self.connections().lease().await.map_err(to_core)?;
+        self.load_checkpoint_with(&mut lease, projection).await
     }
 
     /// The checkpoint of `projection` as seen by the caller's transaction.
@@ -76,13 +91,15 @@ impl PgStore {
         projection: &str,
         epoch: i64,
     ) -> Result<bool, sqlx::Error> {
-        let current: Option<i64> = sqlx::query_scalar(&self.sql().projection_owner)
+        let current = sqlx::query(&self.sql().projection_owner)
             .bind(projection)
             .fetch_optional(conn)
             .await?;
+        let current: Option<i64> = current.map(|row| row.try_get(EPOCH)).transpose()?;
         Ok(current == Some(epoch))
     }
 
+    /// The checkpoint of `projection`, read on `executor`.
     async fn load_checkpoint_with<'e, E>(
         &self,
         executor: E,
@@ -97,9 +114,9 @@ impl PgStore {
             .await
             .map_err(to_core)?;
         row.map(|row| {
-            let commit: i64 = row.try_get(0)?;
-            let sequence: i64 = row.try_get(1)?;
-            Ok(Position::new(unsigned(commit), unsigned(sequence)))
+            let transaction: i64 = row.try_get(TRANSACTION_ID)?;
+            let sequence: i64 = row.try_get(SEQUENCE)?;
+            Ok(Position::new(unsigned(transaction), unsigned(sequence)))
         })
         .transpose()
         .map_err(to_core)

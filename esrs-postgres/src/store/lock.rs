@@ -1,11 +1,11 @@
 //! The exclusive right to run one projection, held as a session advisory lock.
 
-use esrs_core::Position;
-use sqlx::Connection;
 use sqlx::postgres::PgConnection;
+use sqlx::{Connection, Row};
 
 use super::PgStore;
-use super::read::Xid8;
+use super::sql::pg_type::{BOOL, INT8};
+use super::sql::{Column, index};
 use crate::error::to_core;
 
 /// The exclusive right to run one projection against a store's schema, across processes.
@@ -46,18 +46,17 @@ impl ProjectionLock {
     }
 }
 
-/// Whether a session of this database holds the advisory lock of the key hashed from `$1`,
-/// and the key. A `bigint` advisory key is shown in `pg_locks` split in two: its high half
-/// as `classid`, its low half as `objid`, with `objsubid` 1.
-const HELD: &str = "SELECT EXISTS (
-        SELECT 1 FROM pg_locks
-        WHERE locktype = 'advisory'
-          AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-          AND classid = ((k >> 32) & 4294967295)::oid
-          AND objid = (k & 4294967295)::oid
-          AND objsubid = 1
-    ), k
-    FROM hashtextextended($1, 0) AS k";
+/// The columns of `projection_lock_held.sql`: whether another session holds the lock, and
+/// the lock's key.
+pub(crate) const LOCK_HELD_COLUMNS: &[Column] =
+    &[Column::new("held", BOOL), Column::new("key", INT8)];
+const HELD: usize = index(LOCK_HELD_COLUMNS, "held");
+const KEY: usize = index(LOCK_HELD_COLUMNS, "key");
+
+/// The column of a projection's owner epoch (`take_projection.sql`,
+/// `projection_owner.sql`).
+pub(crate) const EPOCH_COLUMNS: &[Column] = &[Column::new("epoch", INT8)];
+const EPOCH: usize = index(EPOCH_COLUMNS, "epoch");
 
 impl PgStore {
     /// Takes the exclusive right to run `projection`, or returns `None` if another runner
@@ -74,22 +73,23 @@ impl PgStore {
         // First, whether another session holds it: a plain read, on one of the store's
         // connections, that leaves nothing behind if it is cancelled. A standby runner
         // retrying the lock opens no connection per try.
-        let mut lease = self.lease().await.map_err(to_core)?;
-        let held: Result<(bool, i64), sqlx::Error> = sqlx::query_as(HELD)
-            .bind(format!("esrs projection {}.{projection}", self.schema()))
-            .fetch_one(lease.conn())
-            .await;
-        let (held, key) = lease.finish(held).map_err(to_core)?;
+        let (held, key) = {
+            let mut lease = self.connections().lease().await.map_err(to_core)?;
+            let row = sqlx::query(&self.sql().projection_lock_held)
+                .bind(format!("esrs projection {}.{projection}", self.schema()))
+                .fetch_one(&mut lease)
+                .await
+                .map_err(to_core)?;
+            let held: bool = row.try_get(HELD).map_err(to_core)?;
+            let key: i64 = row.try_get(KEY).map_err(to_core)?;
+            (held, key)
+        };
         if held {
             return Ok(None);
         }
         // It looks free: take it on a connection that leaves the pool first (the pool may
         // open another in its place).
-        let lease = self.lease().await.map_err(to_core)?;
-        let ((), conn) = lease.finish_or_keep(Ok(()), |()| true).map_err(to_core)?;
-        let Some(mut conn) = conn else {
-            return Ok(None);
-        };
+        let mut conn = self.connections().lease().await.map_err(to_core)?.detach();
         let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
             .bind(key)
             .fetch_one(&mut conn)
@@ -98,27 +98,17 @@ impl PgStore {
         if locked {
             // The new owner, from now on: a save of the previous one still in progress is
             // waited for, and none of its later saves commits.
-            let epoch: i64 = sqlx::query_scalar(&self.sql().take_projection)
+            let row = sqlx::query(&self.sql().take_projection)
                 .bind(projection)
                 .fetch_one(&mut conn)
                 .await
                 .map_err(to_core)?;
+            let epoch: i64 = row.try_get(EPOCH).map_err(to_core)?;
             return Ok(Some(ProjectionLock { conn, key, epoch }));
         }
         // Taken in between by another runner: this connection holds nothing, but it is
         // out of the pool for good.
         let _ = conn.close().await;
         Ok(None)
-    }
-
-    /// The position of the last event [`read_all`](esrs_core::EventStore::read_all) can
-    /// return now, if any: the head a projection measures its lag against.
-    pub async fn head_position(&self) -> esrs_core::Result<Option<Position>> {
-        let mut lease = self.lease().await.map_err(to_core)?;
-        let row = sqlx::query_as::<_, (Xid8, i64)>(&self.sql().head_position)
-            .fetch_optional(lease.conn())
-            .await;
-        let row = lease.finish(row).map_err(to_core)?;
-        Ok(row.map(|(commit, sequence)| Position::new(commit.0, super::read::unsigned(sequence))))
     }
 }

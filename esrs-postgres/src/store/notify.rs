@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use esrs_core::Position;
 use esrs_core::error::ErrorChain;
-use sqlx::postgres::{PgListener, PgPoolOptions};
 use tokio::sync::{Mutex, watch};
 use tokio::time::Instant;
 
@@ -56,6 +55,48 @@ impl Drop for Notifier {
     }
 }
 
+/// Waits until events after `after` are readable by
+/// [`read_all`](esrs_core::EventStore::read_all), a notification arrives, or `timeout`
+/// passes.
+pub(super) async fn wait_for_events(
+    store: &PgStore,
+    after: Position,
+    timeout: Duration,
+) -> esrs_core::Result<()> {
+    let deadline = Instant::now() + timeout;
+    // Connecting the listener counts against the timeout: a slow or unreachable server
+    // makes this wait end on time, polling.
+    let listening = store.inner.notify
+        && tokio::time::timeout_at(deadline, store.ensure_listening())
+            .await
+            .unwrap_or(false);
+    // Subscribed before the check, so a commit between the check and the wait wakes it.
+    let mut notified = store.inner.notifier.generation.subscribe();
+    loop {
+        if store.has_events_after(after).await? {
+            return Ok(());
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(());
+        }
+        let poll = deadline.min(now + store.inner.poll_interval);
+        if listening {
+            tokio::select! {
+                changed = notified.changed() => {
+                    if changed.is_ok() {
+                        return Ok(());
+                    }
+                    tokio::time::sleep_until(poll).await;
+                }
+                () = tokio::time::sleep_until(poll) => {}
+            }
+        } else {
+            tokio::time::sleep_until(poll).await;
+        }
+    }
+}
+
 impl PgStore {
     /// Tells readers that an append committed: this process's waiters at once, others
     /// through `NOTIFY`.
@@ -91,14 +132,12 @@ impl PgStore {
             loop {
                 while notifier.pending.swap(false, Ordering::SeqCst) {
                     let started = Instant::now();
-                    let sent = match store.lease().await {
-                        Ok(mut lease) => {
-                            let sent = sqlx::query(NOTIFY)
-                                .bind(&channel)
-                                .execute(lease.conn())
-                                .await;
-                            lease.finish(sent)
-                        }
+                    let sent = match store.connections().lease().await {
+                        Ok(mut lease) => sqlx::query(NOTIFY)
+                            .bind(&channel)
+                            .execute(&mut lease)
+                            .await
+                            .map(drop),
                         Err(error) => Err(error),
                     };
                     if let Err(error) = sent {
@@ -120,43 +159,6 @@ impl PgStore {
                 }
             }
         });
-    }
-
-    /// Waits until events after `after` are readable by `read_all`, a notification
-    /// arrives, or `timeout` passes.
-    pub(super) async fn wait(&self, after: Position, timeout: Duration) -> esrs_core::Result<()> {
-        let deadline = Instant::now() + timeout;
-        // Connecting the listener counts against the timeout: a slow or unreachable server
-        // makes this wait end on time, polling.
-        let listening = self.inner.notify
-            && tokio::time::timeout_at(deadline, self.ensure_listening())
-                .await
-                .unwrap_or(false);
-        // Subscribed before the check, so a commit between the check and the wait wakes it.
-        let mut notified = self.inner.notifier.generation.subscribe();
-        loop {
-            if self.has_events_after(after).await? {
-                return Ok(());
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Ok(());
-            }
-            let poll = deadline.min(now + self.inner.poll_interval);
-            if listening {
-                tokio::select! {
-                    changed = notified.changed() => {
-                        if changed.is_ok() {
-                            return Ok(());
-                        }
-                        tokio::time::sleep_until(poll).await;
-                    }
-                    () = tokio::time::sleep_until(poll) => {}
-                }
-            } else {
-                tokio::time::sleep_until(poll).await;
-            }
-        }
     }
 
     /// Starts the store's listener if it is not running; whether it runs.
@@ -186,25 +188,21 @@ impl PgStore {
         }
     }
 
+    /// Starts the task that wakes the store's waiters on every notification its listener
+    /// receives.
     async fn start_listener(&self) -> Result<tokio::task::JoinHandle<()>, sqlx::Error> {
-        // A connection of its own, so the listener never takes one from the store's pool.
-        let options = (*self.pool().connect_options()).clone();
-        let pool = PgPoolOptions::new()
-            .max_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_lazy_with(options);
-        let mut listener = PgListener::connect_with(&pool).await?;
-        listener.listen(&self.notification_channel()).await?;
+        let mut listener = self
+            .connections()
+            .listen(&self.notification_channel())
+            .await?;
         let generation = self.inner.notifier.generation.clone();
         let schema = self.schema().to_owned();
         Ok(tokio::spawn(async move {
             loop {
-                match listener.try_recv().await {
+                match listener.recv().await {
                     // A notification, or a lost connection that was re-established (and
                     // notifications may have been missed meanwhile): wake the waiters.
-                    Ok(_) => generation.send_modify(|g| *g = g.wrapping_add(1)),
+                    Ok(()) => generation.send_modify(|g| *g = g.wrapping_add(1)),
                     Err(error) => {
                         tracing::warn!(error = %ErrorChain::new(&error), schema, "lost the notification listener; polling until it restarts");
                         generation.send_modify(|g| *g = g.wrapping_add(1));
@@ -212,7 +210,7 @@ impl PgStore {
                     }
                 }
             }
-            pool.close().await;
+            listener.close().await;
         }))
     }
 }

@@ -55,7 +55,7 @@ pub async fn fresh_store_with(
     // Other tests of the cluster hold the global-log horizon back for moments; reads wait
     // longer for them than the default so that their results are complete.
     let store = configure(
-        PgStore::builder()
+        PgStoreOptions::new()
             .schema(&schema)
             .settle_time(Duration::from_secs(5)),
     )

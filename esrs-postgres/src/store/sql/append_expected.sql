@@ -16,5 +16,6 @@ WITH inserted AS (
     RETURNING sequence, transaction_id
 )
 -- Every inserted row has the statement's transaction id; `min(xid8)` would need PostgreSQL 15.
-SELECT count(*), (array_agg(transaction_id))[1], min(sequence), max(sequence)
+SELECT count(*) AS inserted, (array_agg(transaction_id))[1] AS transaction_id,
+       min(sequence) AS first_sequence, max(sequence) AS last_sequence
 FROM inserted

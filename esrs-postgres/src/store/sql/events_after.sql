@@ -3,4 +3,4 @@ SELECT EXISTS (
     FROM {schema}.events
     WHERE (transaction_id, sequence) > ($1, $2)
       AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-)
+) AS readable

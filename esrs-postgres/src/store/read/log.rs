@@ -1,0 +1,194 @@
+//! Reads of the global log: in pages, in commit-safe order, waiting briefly for older
+//! transactions still open.
+
+use std::time::{Duration, Instant};
+
+use esrs_core::store::EventStream;
+use esrs_core::{Position, RecordedEvent, StreamId};
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+
+use super::decode::{EVENT_COLUMNS, Xid8, decode_event, signed, unsigned};
+use super::{Page, Pages, paged};
+use crate::error::to_core;
+use crate::store::PgStore;
+use crate::store::sql::pg_type::{BOOL, INT8, TEXT, XID8};
+use crate::store::sql::{Column, concat, index, offset};
+
+/// The columns of a page of the global log: an event ([`EVENT_COLUMNS`]), then its stream.
+pub(crate) const LOG_COLUMNS: &[Column] =
+    &concat::<9>(&[EVENT_COLUMNS, &[Column::new("stream_id", TEXT)]]);
+
+/// Where a page's row holds its event, and its stream.
+const LOG_EVENT: usize = offset(LOG_COLUMNS, EVENT_COLUMNS);
+const LOG_STREAM_ID: usize = index(LOG_COLUMNS, "stream_id");
+
+/// The column of `events_after.sql`: whether events after the position are readable now.
+pub(crate) const EVENTS_AFTER_COLUMNS: &[Column] = &[Column::new("readable", BOOL)];
+const READABLE: usize = index(EVENTS_AFTER_COLUMNS, "readable");
+
+/// The columns of the settle check (`events_beyond.sql`).
+pub(crate) const EVENTS_BEYOND_COLUMNS: &[Column] =
+    &[Column::new("beyond", BOOL), Column::new("held_back", BOOL)];
+const BEYOND: usize = index(EVENTS_BEYOND_COLUMNS, "beyond");
+const HELD_BACK: usize = index(EVENTS_BEYOND_COLUMNS, "held_back");
+
+/// The columns of `head_position.sql`: the position of the last readable event.
+pub(crate) const HEAD_POSITION_COLUMNS: &[Column] = &[
+    Column::new("transaction_id", XID8),
+    Column::new("sequence", INT8),
+];
+const HEAD_TRANSACTION_ID: usize = index(HEAD_POSITION_COLUMNS, "transaction_id");
+const HEAD_SEQUENCE: usize = index(HEAD_POSITION_COLUMNS, "sequence");
+
+/// The first and the longest pause of a read waiting for an older transaction.
+const MIN_SETTLE_BACKOFF: Duration = Duration::from_millis(1);
+const MAX_SETTLE_BACKOFF: Duration = Duration::from_millis(25);
+
+/// The global log after a position, up to the oldest running transaction.
+///
+/// When a page comes back short, the read has reached the oldest running transaction. If
+/// committed events lie beyond it (an older transaction is still open), the read waits for
+/// it, with a short backoff and up to the store's settle time, then reads on; otherwise, or
+/// when the time is up, it ends.
+struct LogPages<'a> {
+    store: &'a PgStore,
+    after: Position,
+    in_page: u32,
+    started: bool,
+    /// A settle check found events after the cursor: read the next page.
+    retry: bool,
+    caught_up: bool,
+    settle_until: Option<Instant>,
+    backoff: Duration,
+    last_stream: Option<StreamId>,
+}
+
+impl<'a> Pages<'a> for LogPages<'a> {
+    type Item = RecordedEvent;
+
+    fn next_page(&mut self) -> Page<'a> {
+        let page_size = self.store.inner.page_size;
+        let short = self.started && self.in_page < page_size && !self.retry;
+        self.started = true;
+        self.retry = false;
+        self.in_page = 0;
+        if !short {
+            return Page::Query(
+                sqlx::query(&self.store.sql().read_all)
+                    .bind(Xid8(self.after.transaction_id))
+                    .bind(signed(self.after.sequence))
+                    .bind(i64::from(page_size)),
+            );
+        }
+        if self.caught_up {
+            return Page::Done;
+        }
+        let now = Instant::now();
+        let until = *self
+            .settle_until
+            .get_or_insert(now + self.store.inner.settle_time);
+        if now >= until {
+            return Page::Done;
+        }
+        let pause = self.backoff.min(until - now);
+        self.backoff = (self.backoff * 2).min(MAX_SETTLE_BACKOFF);
+        Page::Settle {
+            check: sqlx::query(&self.store.sql().events_beyond)
+                .bind(Xid8(self.after.transaction_id))
+                .bind(signed(self.after.sequence)),
+            pause,
+        }
+    }
+
+    fn read_on(&mut self, beyond: bool) {
+        if beyond {
+            self.retry = true;
+        } else {
+            self.caught_up = true;
+        }
+    }
+
+    fn decode(&mut self, row: &PgRow) -> esrs_core::Result<RecordedEvent> {
+        // Consecutive events of one stream share its id.
+        let stream: &str = row.try_get_unchecked(LOG_STREAM_ID).map_err(to_core)?;
+        let stream = match &self.last_stream {
+            Some(last) if last.as_str() == stream => last.clone(),
+            _ => {
+                let id = StreamId::from_stored(stream);
+                self.last_stream = Some(id.clone());
+                id
+            }
+        };
+        let event = decode_event(row, LOG_EVENT, stream)?;
+        self.in_page += 1;
+        self.after = event.position;
+        Ok(event)
+    }
+}
+
+/// The answer of the settle check ([`EVENTS_BEYOND_COLUMNS`]): whether committed events lie
+/// beyond the cursor, and whether an older open transaction holds some of them back.
+pub(super) fn settle_check(row: &PgRow) -> Result<(bool, bool), sqlx::Error> {
+    Ok((
+        row.try_get_unchecked(BEYOND)?,
+        row.try_get_unchecked(HELD_BACK)?,
+    ))
+}
+
+/// The events of the global log after `after`, in pages, up to the oldest running
+/// transaction.
+pub(in crate::store) fn read_all(store: &PgStore, after: Position) -> EventStream<'_> {
+    let span = tracing::debug_span!("esrs.pg.read_all", after = %after);
+    paged(
+        store,
+        LogPages {
+            store,
+            after,
+            in_page: 0,
+            started: false,
+            retry: false,
+            caught_up: false,
+            settle_until: None,
+            backoff: MIN_SETTLE_BACKOFF,
+            last_stream: None,
+        },
+        span,
+    )
+}
+
+impl PgStore {
+    /// The position of the last event [`read_all`](esrs_core::EventStore::read_all) can
+    /// return now, if any: the head a projection measures its lag against.
+    pub async fn head_position(&self) -> esrs_core::Result<Option<Position>> {
+        let mut lease = self.connections().lease().await.map_err(to_core)?;
+        let row = sqlx::query(&self.sql().head_position)
+            .fetch_optional(&mut lease)
+            .await
+            .map_err(to_core)?;
+        drop(lease);
+        row.map(|row| {
+            let transaction: Xid8 = row.try_get(HEAD_TRANSACTION_ID)?;
+            let sequence: i64 = row.try_get(HEAD_SEQUENCE)?;
+            Ok(Position::new(transaction.0, unsigned(sequence)))
+        })
+        .transpose()
+        .map_err(to_core)
+    }
+
+    /// Whether events after `after` are readable by
+    /// [`read_all`](esrs_core::EventStore::read_all) now.
+    pub(in crate::store) async fn has_events_after(
+        &self,
+        after: Position,
+    ) -> esrs_core::Result<bool> {
+        let mut lease = self.connections().lease().await.map_err(to_core)?;
+        let row = sqlx::query(&self.sql().events_after)
+            .bind(Xid8(after.transaction_id))
+            .bind(signed(after.sequence))
+            .fetch_one(&mut lease)
+            .await
+            .map_err(to_core)?;
+        row.try_get(READABLE).map_err(to_core)
+    }
+}

@@ -1,0 +1,283 @@
+//! Reads of one stream: its events, or what a fold needs of them after a snapshot; each is
+//! one query, whatever the stream's length.
+
+use esrs_core::store::{EventStream, FoldItem, FoldStream, Snapshot, SnapshotKey};
+use esrs_core::{RecordedEvent, StreamId, Version};
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+
+use super::decode::{
+    FOLD_EVENT_COLUMNS, decode_event, decode_fold_event, fingerprint, payload, signed, unsigned,
+};
+use super::{Page, Pages, paged};
+use crate::error::to_core;
+use crate::store::PgStore;
+use crate::store::sql::pg_type::{BOOL, INT8};
+use crate::store::sql::{Column, concat, index, offset};
+
+/// Decodes a row of a stream read into an item and its version.
+type DecodeRow<I> = fn(&PgRow, &StreamId) -> esrs_core::Result<(I, Version)>;
+
+/// The events of one stream with versions `from..=to`, in one query: with full envelopes
+/// (`read_stream`) or only what a fold needs (`read_for_fold` without a snapshot).
+struct StreamPages<'a, I> {
+    store: &'a PgStore,
+    sql: &'a str,
+    stream: StreamId,
+    from: i64,
+    to: i64,
+    started: bool,
+    /// Decodes a row, giving the item and its version.
+    event: DecodeRow<I>,
+    /// The last version read.
+    last: Version,
+    /// The events table as the store knew it when the query started.
+    table: crate::store::connection::Table,
+}
+
+impl<'a, I: Send + 'a> Pages<'a> for StreamPages<'a, I> {
+    type Item = I;
+
+    fn next_page(&mut self) -> Page<'a> {
+        if self.started || self.from > self.to {
+            return Page::Done;
+        }
+        self.started = true;
+        self.table = self.store.inner.seen.table();
+        Page::Query(
+            sqlx::query(self.sql)
+                .bind(self.stream.as_str().to_owned())
+                .bind(self.from)
+                .bind(self.to),
+        )
+    }
+
+    fn decode(&mut self, row: &PgRow) -> esrs_core::Result<I> {
+        let (item, version) = (self.event)(row, &self.stream)?;
+        self.last = version;
+        Ok(item)
+    }
+
+    fn complete(&mut self) {
+        self.store
+            .inner
+            .seen
+            .record(&self.stream, self.last, self.table);
+    }
+}
+
+/// The columns of a row of `read_for_fold_with_snapshot.sql`: whether it is the snapshot,
+/// then an event as a fold needs it ([`FOLD_EVENT_COLUMNS`]), whose version and payload
+/// columns are the snapshot's version and payload in the snapshot's row.
+pub(crate) const FOLD_WITH_SNAPSHOT_COLUMNS: &[Column] =
+    &concat::<5>(&[&[Column::new("is_snapshot", BOOL)], FOLD_EVENT_COLUMNS]);
+
+/// Where a row of a snapshot read holds its parts.
+const IS_SNAPSHOT: usize = index(FOLD_WITH_SNAPSHOT_COLUMNS, "is_snapshot");
+const FOLD_EVENT: usize = offset(FOLD_WITH_SNAPSHOT_COLUMNS, FOLD_EVENT_COLUMNS);
+const SNAPSHOT_VERSION: usize = index(FOLD_WITH_SNAPSHOT_COLUMNS, "version");
+const SNAPSHOT_PAYLOAD: usize = index(FOLD_WITH_SNAPSHOT_COLUMNS, "payload");
+
+/// The column of `stream_version.sql`.
+pub(crate) const STREAM_VERSION_COLUMNS: &[Column] = &[Column::new("version", INT8)];
+const STREAM_VERSION: usize = index(STREAM_VERSION_COLUMNS, "version");
+
+/// A stream's snapshot and the events after it, in one query ([`FOLD_WITH_SNAPSHOT_COLUMNS`]).
+/// The first column of a row says whether it is the snapshot.
+struct SnapshotPages<'a, I> {
+    store: &'a PgStore,
+    sql: &'a str,
+    key: SnapshotKey,
+    /// The versions asked for: the snapshot's must lie in them, and the events end at `to`.
+    from: i64,
+    to: i64,
+    stream: StreamId,
+    started: bool,
+    /// Events were returned: a snapshot row after them is out of order.
+    events: bool,
+    /// Decodes an event row.
+    event: fn(&PgRow, &StreamId) -> esrs_core::Result<I>,
+    snapshot: fn(Snapshot) -> I,
+    /// The last version read (of an event, or the snapshot's), in the version column of
+    /// both kinds of rows.
+    last: Version,
+    /// The events table as the store knew it when the query started.
+    table: crate::store::connection::Table,
+}
+
+impl<'a, I: Send + 'a> Pages<'a> for SnapshotPages<'a, I> {
+    type Item = I;
+
+    fn next_page(&mut self) -> Page<'a> {
+        if self.started || self.from > self.to {
+            return Page::Done;
+        }
+        self.started = true;
+        self.table = self.store.inner.seen.table();
+        Page::Query(
+            sqlx::query(self.sql)
+                .bind(self.stream.as_str().to_owned())
+                .bind(i64::from(self.key.schema_version))
+                .bind(fingerprint(self.key.fingerprint))
+                .bind(self.from)
+                .bind(self.to),
+        )
+    }
+
+    fn decode(&mut self, row: &PgRow) -> esrs_core::Result<I> {
+        let is_snapshot: bool = row.try_get_unchecked(IS_SNAPSHOT).map_err(to_core)?;
+        let version: i64 = row.try_get_unchecked(SNAPSHOT_VERSION).map_err(to_core)?;
+        self.last = unsigned(version);
+        if !is_snapshot {
+            self.events = true;
+            return (self.event)(row, &self.stream);
+        }
+        if self.events {
+            // The snapshot must come first, or a fold would skip the events before it.
+            return Err(to_core(sqlx::Error::Protocol(
+                "the snapshot row came after events of its stream".into(),
+            )));
+        }
+        let payload = payload(row, SNAPSHOT_PAYLOAD).map_err(to_core)?;
+        Ok((self.snapshot)(Snapshot::new(
+            self.stream.clone(),
+            unsigned(version),
+            self.key,
+            payload,
+        )))
+    }
+
+    fn complete(&mut self) {
+        self.store
+            .inner
+            .seen
+            .record(&self.stream, self.last, self.table);
+    }
+}
+
+/// The events of `stream` with versions `from..=to`, with full envelopes, in one query.
+pub(in crate::store) fn read_stream<'a>(
+    store: &'a PgStore,
+    stream: &StreamId,
+    from: Version,
+    to: Version,
+) -> EventStream<'a> {
+    let span = tracing::debug_span!("esrs.pg.read_stream", stream = %stream, from, to);
+    paged(
+        store,
+        StreamPages {
+            store,
+            sql: &store.sql().read_stream,
+            stream: stream.clone(),
+            from: signed(from.max(1)),
+            to: signed(to),
+            started: false,
+            event: |row, stream| {
+                decode_event(row, 0, stream.clone()).map(|e| {
+                    let v = e.version;
+                    (e, v)
+                })
+            },
+            last: 0,
+            table: 0,
+        },
+        span,
+    )
+}
+
+/// What a fold needs of the events of `stream` with versions `from..=to`, after the
+/// stream's snapshot of `snapshot` if it has one in that range: one query either way.
+pub(in crate::store) fn read_for_fold<'a>(
+    store: &'a PgStore,
+    stream: &StreamId,
+    from: Version,
+    to: Version,
+    snapshot: Option<SnapshotKey>,
+) -> FoldStream<'a> {
+    let Some(key) = snapshot else {
+        let span = tracing::debug_span!("esrs.pg.read_for_fold", stream = %stream, from, to);
+        return paged(
+            store,
+            StreamPages {
+                store,
+                sql: &store.sql().read_for_fold,
+                stream: stream.clone(),
+                from: signed(from.max(1)),
+                to: signed(to),
+                started: false,
+                event: |row, stream| {
+                    decode_fold_event(row, 0, stream).map(|e| {
+                        let v = e.version;
+                        (FoldItem::Event(e), v)
+                    })
+                },
+                last: 0,
+                table: 0,
+            },
+            span,
+        );
+    };
+    let span = tracing::debug_span!(
+        "esrs.pg.load_for_fold",
+        stream = %stream,
+        snapshot_version = key.schema_version,
+    );
+    paged(
+        store,
+        SnapshotPages {
+            store,
+            sql: &store.sql().read_for_fold_with_snapshot,
+            key,
+            from: signed(from.max(1)),
+            to: signed(to),
+            stream: stream.clone(),
+            started: false,
+            events: false,
+            event: |row, stream| decode_fold_event(row, FOLD_EVENT, stream).map(FoldItem::Event),
+            snapshot: FoldItem::Snapshot,
+            last: 0,
+            table: 0,
+        },
+        span,
+    )
+}
+
+/// The version of `stream`: that of its last event, 0 if it has none.
+pub(in crate::store) async fn stream_version(
+    store: &PgStore,
+    stream: &StreamId,
+) -> esrs_core::Result<Version> {
+    let mut lease = store.connections().lease().await.map_err(to_core)?;
+    let row = sqlx::query(&store.sql().stream_version)
+        .bind(stream.as_str())
+        .fetch_one(&mut lease)
+        .await
+        .map_err(to_core)?;
+    let version: i64 = row.try_get(STREAM_VERSION).map_err(to_core)?;
+    Ok(unsigned(version))
+}
+
+impl PgStore {
+    /// The events of `stream` with versions `from..=to`, read on `conn` (in the caller's
+    /// transaction, say). A row that does not decode is a [`sqlx::Error::Decode`] whose
+    /// source is the [`esrs_core::Error::Decode`] naming it.
+    pub(crate) async fn events_in(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        stream: &StreamId,
+        from: Version,
+        to: Version,
+    ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+        let rows = sqlx::query(&self.sql().read_stream)
+            .bind(stream.as_str())
+            .bind(signed(from))
+            .bind(signed(to))
+            .fetch_all(conn)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                decode_event(row, 0, stream.clone()).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+            })
+            .collect()
+    }
+}
