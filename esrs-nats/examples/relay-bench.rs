@@ -24,7 +24,7 @@ use esrs_core::{
 };
 use esrs_nats::async_nats::{self, jetstream};
 use esrs_nats::{JetStreamProjection, Outbox, Relay};
-use esrs_postgres::{PgCheckpoints, PgStore, sqlx};
+use esrs_postgres::{PgCheckpoints, PgStore, PgStoreOptions, sqlx};
 
 type Appended = Arc<Mutex<Vec<Option<Instant>>>>;
 
@@ -79,7 +79,7 @@ async fn main() -> Result<(), BoxError> {
     let nats_url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
 
     let schema = format!("esrs_nats_bench_{}", std::process::id());
-    let store = PgStore::builder()
+    let store = PgStoreOptions::new()
         .schema(&schema)
         .connect(&database_url)
         .await?;

@@ -6,7 +6,7 @@ use std::convert::Infallible;
 
 use esrs_core::prelude::*;
 use esrs_core::store::{AppendRequest, NewEvent};
-use esrs_postgres::PgStore;
+use esrs_postgres::PgStoreOptions;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -78,7 +78,7 @@ async fn on_postgres() {
         "esrs_alias_{}",
         &uuid::Uuid::new_v4().simple().to_string()[..12]
     );
-    let store = PgStore::builder()
+    let store = PgStoreOptions::new()
         .schema(&schema)
         .max_connections(2)
         .connect(&url)

@@ -12,7 +12,7 @@ use esrs_core::store::{AppendRequest, NewEvent};
 use esrs_core::{EventStore, ExpectedVersion, RecordedEvent, StreamId};
 use esrs_nats::async_nats::{self, jetstream};
 use esrs_postgres::sqlx::postgres::PgPoolOptions;
-use esrs_postgres::{PgStore, sqlx};
+use esrs_postgres::{PgStore, PgStoreOptions, sqlx};
 use futures_util::StreamExt as _;
 
 pub fn database_url() -> String {
@@ -40,7 +40,7 @@ pub async fn store_in(schema: &str, migrate: bool) -> PgStore {
         .connect(&database_url())
         .await
         .expect("the test database is reachable (set DATABASE_URL)");
-    let store = PgStore::builder()
+    let store = PgStoreOptions::new()
         .schema(schema)
         .settle_time(Duration::from_secs(5))
         .poll_interval(Duration::from_millis(200))
