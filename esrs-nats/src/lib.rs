@@ -45,9 +45,11 @@
 //!   [`Outbox`] around the store's own (`PgCheckpoints` for PostgreSQL): the runner's
 //!   projection lock keeps one relay per store across processes, and another process
 //!   takes over when the holder dies ([`wait_for_lock`](esrs_core::ProjectionRunner::wait_for_lock)).
-//! - Publishes are pipelined: each event of a batch is sent without waiting, and the
-//!   [`Outbox`] awaits every acknowledgement before it saves the checkpoint. A failed or
-//!   missing acknowledgement fails the batch; the checkpoint stays where it was.
+//! - Publishes are pipelined across subjects: an event goes out at once unless its
+//!   subject already has an unacknowledged one, and the [`Outbox`] awaits every
+//!   acknowledgement (sending the held-back events in rounds, see [`OutboxTx`]) before it
+//!   saves the checkpoint. A failed or missing acknowledgement fails the batch; the
+//!   checkpoint stays where it was.
 //! - Every message carries `Nats-Msg-Id: <stream id>/<version>`, the event's identity. An
 //!   event sent again (after a crash between the publish and the checkpoint, a failed
 //!   batch, or a takeover) is dropped by JetStream's duplicate window. [`RelayBuilder::build`]
@@ -55,14 +57,13 @@
 //!   `duplicate_window` is shorter than the relay's (two minutes by default,
 //!   [`RelayBuilder::duplicate_window`]): a re-send must come within the window, so a relay
 //!   down for longer than it may store its last unacknowledged batch twice.
-//! - Per-stream order: the log is read in order, the events of a stream id all go to one
-//!   subject, and a retried batch is sent again in order. One case is not covered yet: when
-//!   the connection drops, a publish still in the client's write buffer can be lost while
-//!   a later publish of the same batch, queued behind it, goes out after the reconnection
-//!   and is stored; the batch fails on the lost one's acknowledgement and is sent again,
-//!   and the lost event lands after the later one. Every event still arrives exactly once;
-//!   a subscriber that needs strict order sees each event's stream version in
-//!   [`headers::STREAM_VERSION`].
+//! - Per-stream order holds on the subject under every fault: the log is read in order,
+//!   the events of a stream id all go to one subject, a retried batch is sent again in
+//!   order, and at most one event per subject is in flight. (Were two in flight, a
+//!   connection drop could lose the first while the second, queued behind it, went out
+//!   after the reconnection; the retry would then store the first after the second.) The
+//!   price is one round trip per event of a stream within a batch: a batch of many streams
+//!   costs one or a few round trips, a batch of one stream's events one per event.
 //! - Do not rebuild the relay: a rebuild sends the whole log again, and only what is
 //!   within the duplicate window is dropped.
 //!

@@ -2,10 +2,12 @@
 //! and the [`Outbox`] checkpoint store that saves its checkpoint only once JetStream has
 //! acknowledged every event of the batch.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_nats::HeaderMap;
 use async_nats::jetstream::{self, context::PublishAckFuture};
 use bytes::Bytes;
 use esrs_core::projection::{CheckpointError, CheckpointStore, ProjectionEvents};
@@ -178,25 +180,92 @@ impl RelayBuilder {
     }
 }
 
-/// A publish whose acknowledgement is awaited before the checkpoint moves.
-struct PendingAck {
-    ack: PublishAckFuture,
+/// An event ready to go to JetStream: its subject, headers and payload, and its identity
+/// for error reports.
+struct Message {
+    subject: String,
+    headers: HeaderMap,
+    payload: Bytes,
     stream: StreamId,
     version: Version,
     position: Position,
 }
 
-/// The unit of work of an [`Outbox`]: the inner store's, and the acknowledgements of the
-/// events published in it.
+impl Message {
+    fn of(subject: String, record: &RecordedEvent) -> Self {
+        Self {
+            subject,
+            headers: headers::encode(record),
+            payload: Bytes::copy_from_slice(record.payload().as_bytes()),
+            stream: record.stream.clone(),
+            version: record.version,
+            position: record.position,
+        }
+    }
+
+    /// Hands the message to the client; the returned future resolves with JetStream's
+    /// acknowledgement.
+    async fn publish(self, jetstream: &jetstream::Context) -> Result<PendingAck, RelayError> {
+        let span = tracing::trace_span!(
+            "esrs_nats.relay.publish",
+            subject = %self.subject,
+            position = %self.position
+        );
+        match jetstream
+            .publish_with_headers(self.subject.clone(), self.headers, self.payload)
+            .instrument(span)
+            .await
+        {
+            Ok(ack) => Ok(PendingAck {
+                ack,
+                subject: self.subject,
+                stream: self.stream,
+                version: self.version,
+                position: self.position,
+            }),
+            Err(e) => Err(RelayError::Publish {
+                subject: self.subject,
+                stream: self.stream,
+                version: self.version,
+                position: self.position,
+                source: Box::new(e),
+            }),
+        }
+    }
+}
+
+/// A publish whose acknowledgement is awaited before the checkpoint moves.
+struct PendingAck {
+    ack: PublishAckFuture,
+    subject: String,
+    stream: StreamId,
+    version: Version,
+    position: Position,
+}
+
+/// The unit of work of an [`Outbox`]: the inner store's, the acknowledgements of the
+/// events published in it, and the events held back until an earlier event of their
+/// subject is acknowledged.
+///
+/// At most one event per subject is unacknowledged at any time. Publishes to different
+/// subjects are pipelined (one round trip for all of them), but an event whose subject
+/// already has one in flight waits for that acknowledgement: if a connection drop lost
+/// the first while the second got through, a retry would store them in the wrong order
+/// on the subject. Holding the second back keeps per-stream order on the subject under
+/// every fault, at the price of one round trip per event of a stream within a batch.
 pub struct OutboxTx<T> {
     inner: T,
+    jetstream: Option<jetstream::Context>,
     pending: Vec<PendingAck>,
+    in_flight: HashSet<String>,
+    held: Vec<Message>,
 }
 
 impl<T> fmt::Debug for OutboxTx<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OutboxTx")
             .field("pending_acks", &self.pending.len())
+            .field("held_back", &self.held.len())
             .finish_non_exhaustive()
     }
 }
@@ -212,33 +281,80 @@ impl<T> OutboxTx<T> {
         self.pending.len()
     }
 
-    /// Awaits every acknowledgement, in publish order; the first failure fails the batch.
+    /// How many events wait, unpublished, for the acknowledgement of an earlier event of
+    /// their subject; they are published when the batch settles.
+    pub fn held_back(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Publishes `message` now, or holds it back while its subject has one in flight.
+    async fn send(
+        &mut self,
+        jetstream: &jetstream::Context,
+        message: Message,
+    ) -> Result<(), RelayError> {
+        if self.in_flight.contains(&message.subject) {
+            if self.jetstream.is_none() {
+                self.jetstream = Some(jetstream.clone());
+            }
+            self.held.push(message);
+            return Ok(());
+        }
+        let pending = message.publish(jetstream).await?;
+        self.in_flight.insert(pending.subject.clone());
+        self.pending.push(pending);
+        Ok(())
+    }
+
+    /// Awaits every acknowledgement, in publish order, then publishes the held-back
+    /// events in rounds (the first held event of each subject per round, in log order)
+    /// until none is left; the first failure fails the batch.
     async fn settle(&mut self) -> Result<(), CheckpointError> {
-        let count = self.pending.len();
-        if count == 0 {
+        if self.pending.is_empty() && self.held.is_empty() {
             return Ok(());
         }
         let span = tracing::debug_span!(
             "esrs_nats.relay.acks",
-            count,
+            count = tracing::field::Empty,
+            rounds = tracing::field::Empty,
             duplicates = tracing::field::Empty
         );
         async {
-            let mut duplicates = 0u64;
-            for pending in self.pending.drain(..) {
-                match pending.ack.await {
-                    Ok(ack) => duplicates += u64::from(ack.duplicate),
-                    Err(e) => {
-                        return Err(CheckpointError::Backend(Box::new(RelayError::Ack {
-                            stream: pending.stream,
-                            version: pending.version,
-                            position: pending.position,
-                            source: Box::new(e),
-                        })));
+            let (mut count, mut rounds, mut duplicates) = (0u64, 0u64, 0u64);
+            loop {
+                rounds += 1;
+                for pending in self.pending.drain(..) {
+                    count += 1;
+                    match pending.ack.await {
+                        Ok(ack) => duplicates += u64::from(ack.duplicate),
+                        Err(e) => {
+                            return Err(CheckpointError::Backend(Box::new(RelayError::Ack {
+                                stream: pending.stream,
+                                version: pending.version,
+                                position: pending.position,
+                                source: Box::new(e),
+                            })));
+                        }
                     }
                 }
+                self.in_flight.clear();
+                if self.held.is_empty() {
+                    break;
+                }
+                let jetstream = self
+                    .jetstream
+                    .clone()
+                    .expect("held-back events come with the context that publishes them");
+                for message in std::mem::take(&mut self.held) {
+                    self.send(&jetstream, message)
+                        .await
+                        .map_err(|e| CheckpointError::Backend(Box::new(e)))?;
+                }
             }
-            tracing::Span::current().record("duplicates", duplicates);
+            let span = tracing::Span::current();
+            span.record("count", count);
+            span.record("rounds", rounds);
+            span.record("duplicates", duplicates);
             if duplicates > 0 {
                 tracing::info!(duplicates, "JetStream dropped re-sent events as duplicates");
             }
@@ -252,10 +368,11 @@ impl<T> OutboxTx<T> {
 /// A [`CheckpointStore`] around another one that saves the relay's checkpoint only after
 /// JetStream has acknowledged every event the batch published.
 ///
-/// Its [`save`](CheckpointStore::save) first awaits the batch's acknowledgements (the
-/// publishes are pipelined: one round trip per batch, not per event) and fails the batch
-/// if one fails, so the checkpoint never passes an event JetStream has not stored; then it
-/// saves in the inner store. Loads, commits and locks are the inner store's: over
+/// Its [`save`](CheckpointStore::save) first awaits the batch's acknowledgements and
+/// fails the batch if one fails, so the checkpoint never passes an event JetStream has not
+/// stored; then it saves in the inner store. Publishes to different subjects are
+/// pipelined, one event per subject at a time (see [`OutboxTx`]): a batch costs one round
+/// trip per event of its busiest stream, not one per event. Loads, commits and locks are the inner store's: over
 /// `PgCheckpoints`, one relay runs per store across processes, and another takes over
 /// when it dies.
 #[derive(Debug, Clone)]
@@ -286,7 +403,10 @@ impl<C: CheckpointStore> CheckpointStore for Outbox<C> {
     async fn begin(&self) -> Result<Self::Tx, CheckpointError> {
         Ok(OutboxTx {
             inner: self.inner.begin().await?,
+            jetstream: None,
             pending: Vec::new(),
+            in_flight: HashSet::new(),
+            held: Vec::new(),
         })
     }
 
@@ -331,29 +451,8 @@ impl<T: Send> Projection<OutboxTx<T>> for Relay {
         _event: Undecoded,
         record: &RecordedEvent,
     ) -> Result<(), BoxError> {
-        let subject = self.subject(record);
-        let span =
-            tracing::trace_span!("esrs_nats.relay.publish", %subject, position = %record.position);
-        let headers = headers::encode(record);
-        let payload = Bytes::copy_from_slice(record.payload().as_bytes());
-        let ack = self
-            .jetstream
-            .publish_with_headers(subject.clone(), headers, payload)
-            .instrument(span)
-            .await
-            .map_err(|e| RelayError::Publish {
-                subject,
-                stream: record.stream.clone(),
-                version: record.version,
-                position: record.position,
-                source: Box::new(e),
-            })?;
-        tx.pending.push(PendingAck {
-            ack,
-            stream: record.stream.clone(),
-            version: record.version,
-            position: record.position,
-        });
+        let message = Message::of(self.subject(record), record);
+        tx.send(&self.jetstream, message).await?;
         Ok(())
     }
 }

@@ -107,21 +107,23 @@ async fn nats_stopped_and_started_again_mid_run_loses_nothing() {
         .await
         .unwrap();
     let running = relay_runner(&store, relay).spawn();
-    let mut expected = append_events(&store, 30, 100, 10, "n1").await;
-    tokio::time::sleep(Duration::from_millis(random_below(500))).await;
-    server.stop();
-    // Appends go on while NATS is down: the store keeps them.
-    for (stream, n) in append_events(&store, 30, 100, 10, "n2").await {
-        expected.insert(stream, n);
+    let mut expected = HashMap::new();
+    // Three outages, each while the relay is busy with the events just appended (so that
+    // publishes are in flight when the server goes), with appends going on while NATS is
+    // down: the store keeps them.
+    for outage in 0..3 {
+        expected.extend(append_events(&store, 30, 100, 10, &format!("up{outage}")).await);
+        tokio::time::sleep(Duration::from_millis(random_below(100))).await;
+        server.stop();
+        expected.extend(append_events(&store, 30, 100, 10, &format!("down{outage}")).await);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        server.resume();
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    server.resume();
-    for (stream, n) in append_events(&store, 30, 100, 10, "n3").await {
-        expected.insert(stream, n);
-    }
-    js.wait_for(3_000, Duration::from_secs(60)).await;
+    expected.extend(append_events(&store, 30, 100, 10, "last").await);
+    let total: u64 = expected.values().sum();
+    js.wait_for(total, Duration::from_secs(90)).await;
     let runner = running.stop().await.unwrap();
-    assert!(runner.status().handled >= 3_000);
+    assert!(runner.status().handled >= total);
     assert_exactly_once_in_order(&js.read_all().await, &expected);
 }
 

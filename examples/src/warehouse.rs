@@ -75,13 +75,23 @@ pub async fn issue_invoice<S: EventStore>(
     Ok(())
 }
 
-/// Creates the JetStream stream if it does not exist: subjects `warehouse.>`, a duplicate
-/// window of two minutes (the relay's default).
+/// Creates the JetStream stream [`STREAM`] if it does not exist: subjects `warehouse.>`,
+/// a duplicate window of two minutes (the relay's default).
 pub async fn create_stream(jetstream: &jetstream::Context) -> Result<(), BoxError> {
+    create_stream_named(jetstream, STREAM, PREFIX).await
+}
+
+/// Creates the JetStream stream `name` if it does not exist, taking the subjects
+/// `<prefix>.>`, with a duplicate window of two minutes (the relay's default).
+pub async fn create_stream_named(
+    jetstream: &jetstream::Context,
+    name: &str,
+    prefix: &str,
+) -> Result<(), BoxError> {
     jetstream
         .get_or_create_stream(jetstream::stream::Config {
-            name: STREAM.to_owned(),
-            subjects: vec![format!("{PREFIX}.>")],
+            name: name.to_owned(),
+            subjects: vec![format!("{prefix}.>")],
             duplicate_window: Duration::from_secs(120),
             ..Default::default()
         })
@@ -89,10 +99,22 @@ pub async fn create_stream(jetstream: &jetstream::Context) -> Result<(), BoxErro
     Ok(())
 }
 
-/// Publishes every event of `store` not yet published to [`STREAM`], then returns.
+/// Publishes every event of `store` not yet published to [`STREAM`], then returns the
+/// relay's checkpoint.
 pub async fn relay(store: &PgStore, jetstream: jetstream::Context) -> Result<Position, BoxError> {
-    let relay = Relay::builder(jetstream, STREAM)
-        .subject_prefix(PREFIX)
+    relay_to(store, jetstream, STREAM, PREFIX).await
+}
+
+/// Publishes every event of `store` not yet published to the JetStream stream `name`,
+/// under subjects `<prefix>.<aggregate>.<stream id>`, then returns the relay's checkpoint.
+pub async fn relay_to(
+    store: &PgStore,
+    jetstream: jetstream::Context,
+    name: &str,
+    prefix: &str,
+) -> Result<Position, BoxError> {
+    let relay = Relay::builder(jetstream, name)
+        .subject_prefix(prefix)
         .build()
         .await?;
     let mut runner = esrs_core::ProjectionRunner::new(
