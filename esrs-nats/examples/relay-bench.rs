@@ -1,15 +1,18 @@
 //! Measures the relay's throughput and the end-to-end latency from append to consumer.
 //!
 //! ```text
-//! cargo run --release -p esrs-nats --example relay-bench -- [EVENTS] [LATENCY_EVENTS]
+//! cargo run --release -p esrs-nats --example relay-bench -- [EVENTS] [LATENCY_EVENTS] [PER_APPEND]
 //! ```
 //!
 //! Needs PostgreSQL (`DATABASE_URL`, else `postgres://postgres@127.0.0.1:5432/test`) and NATS
 //! with JetStream (`NATS_URL`, else `nats://127.0.0.1:4222`). Works in a schema and a
 //! JetStream stream of its own, both removed at the end.
 //!
-//! - Throughput: EVENTS events (default 50,000) over 1,000 streams are appended first, then
-//!   one relay catch-up publishes them all (batches of 500): events/s.
+//! - Throughput: EVENTS events (default 50,000) over 1,000 streams, PER_APPEND (default
+//!   50) per append, are appended first, then one relay catch-up publishes them all
+//!   (batches of 500): events/s. With 50 per append a batch holds 10 streams' events, 50
+//!   each (the relay sends one event per stream at a time: 50 rounds); with 1 per append
+//!   it holds 500 streams' events, one each (one round).
 //! - Latency: a relay and a consumer follow live while LATENCY_EVENTS events (default
 //!   2,000) are appended one per append, 200 per second; each event's latency is the time
 //!   from the append's return to the consumer's handler: p50, p99, max.
@@ -74,6 +77,10 @@ async fn main() -> Result<(), BoxError> {
     let mut args = std::env::args().skip(1);
     let events: usize = args.next().map_or(Ok(50_000), |a| a.parse())?;
     let latency_events: usize = args.next().map_or(Ok(2_000), |a| a.parse())?;
+    let per_append: usize = args.next().map_or(Ok(50), |a| a.parse())?;
+    if per_append == 0 {
+        return Err("PER_APPEND must be at least 1".into());
+    }
     let database_url = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
     let nats_url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
@@ -94,7 +101,16 @@ async fn main() -> Result<(), BoxError> {
         ..Default::default()
     })
     .await?;
-    let result = run(&store, &js, &name, &prefix, events, latency_events).await;
+    let result = run(
+        &store,
+        &js,
+        &name,
+        &prefix,
+        events,
+        latency_events,
+        per_append,
+    )
+    .await;
     let _ = js.delete_stream(&name).await;
     let _ = sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
         .execute(store.pool())
@@ -109,9 +125,9 @@ async fn run(
     prefix: &str,
     events: usize,
     latency_events: usize,
+    per_append: usize,
 ) -> Result<(), BoxError> {
     // Throughput.
-    let per_append = 50;
     for i in 0..events / per_append {
         let stream = StreamId::new(format!("invoice-{}", i % 1_000))?;
         let batch = (0..per_append)
@@ -136,7 +152,7 @@ async fn run(
     runner.catch_up().await?;
     let elapsed = started.elapsed();
     println!(
-        "relay throughput: {events} events in {:.2} s = {:.0} events/s (catch-up, batches of 500)",
+        "relay throughput: {events} events in {:.2} s = {:.0} events/s (catch-up, batches of 500, {per_append} per append)",
         elapsed.as_secs_f64(),
         events as f64 / elapsed.as_secs_f64()
     );

@@ -69,6 +69,26 @@ pub enum Error {
         schema_version: u32,
     },
 
+    /// The schema holds transaction ids ahead of this cluster's next one: it was restored
+    /// from another cluster by `pg_dump`/`pg_restore` (or a copy of its files), and the
+    /// events appended from now on would sort before the restored ones in the global log,
+    /// unseen by every projection. Refused by [`PgStore::migrate`](crate::PgStore::migrate);
+    /// restore with `esrs import` ([`PgStore::import`](crate::PgStore::import)) into an
+    /// empty schema instead.
+    #[error(
+        "schema `{schema}` holds events of transaction {stored}, ahead of this cluster's next transaction {next}: \
+         it was restored from another cluster (pg_dump/pg_restore or a file copy), and new events would sort \
+         before the restored ones; restore it with `esrs import` (PgStore::import) into an empty schema instead"
+    )]
+    RestoredFromAnotherCluster {
+        /// The schema.
+        schema: String,
+        /// The highest transaction id stored in it.
+        stored: u64,
+        /// This cluster's next transaction id.
+        next: u64,
+    },
+
     /// The database answered in a way this program does not expect (a schema changed by
     /// hand, say): what it answered.
     #[error("{0}")]

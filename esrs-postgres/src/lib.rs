@@ -1,12 +1,15 @@
 #![doc = include_str!("../README.md")]
 
+pub mod backup;
 mod error;
+mod inspect;
 mod migrations;
 mod projection;
 mod roles;
 mod store;
 
 pub use error::{Error, Result};
+pub use inspect::{OpenTransaction, ProjectionInfo, ResetError, StoreStats, StreamInfo};
 pub use projection::{PgCheckpointError, PgCheckpoints, PgTransaction};
 pub use store::{DEFAULT_SCHEMA, MAX_SCHEMA_LEN, PgStore, PgStoreOptions, ProjectionLock};
 

@@ -59,6 +59,12 @@ impl PgStore {
     /// The migrations run in one transaction under an advisory lock tied to the schema
     /// name, so concurrent callers apply each step exactly once and a failed step leaves
     /// nothing behind. The versions applied are recorded in `<schema>.migrations`.
+    ///
+    /// A schema copied from another cluster (by `pg_dump`/`pg_restore` or a file copy)
+    /// whose stored transaction ids lie ahead of this cluster's is refused with
+    /// [`Error::RestoredFromAnotherCluster`]: every event appended to it would sort before
+    /// the restored ones in the global log. Restore with
+    /// [`PgStore::import`](crate::PgStore::import) instead (see [`backup`](crate::backup)).
     pub async fn migrate(&self) -> Result<()> {
         let schema = self.schema();
         // The name is written into SQL unquoted: a keyword such as `user` or `order` would
@@ -137,6 +143,24 @@ impl PgStore {
                 version = migration.version,
                 "applied esrs migration"
             );
+        }
+        // A schema restored from another cluster holds transaction ids ahead of this
+        // cluster's counter: new events would sort before the restored ones.
+        let (stored, next): (Option<i64>, i64) = sqlx::query_as(&format!(
+            "SELECT greatest(
+                        (SELECT max(transaction_id)::text::bigint FROM {schema}.events),
+                        (SELECT max(transaction_id) FROM {schema}.checkpoints)),
+                    pg_snapshot_xmax(pg_current_snapshot())::text::bigint"
+        ))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(Error::from_sqlx)?;
+        if let Some(stored) = stored.filter(|stored| *stored >= next) {
+            return Err(Error::RestoredFromAnotherCluster {
+                schema: schema.to_owned(),
+                stored: stored.unsigned_abs(),
+                next: next.unsigned_abs(),
+            });
         }
         tx.commit().await.map_err(Error::from_sqlx)?;
         Ok(())

@@ -1,0 +1,327 @@
+//! Every subcommand of `esrs`, run as a process against the real PostgreSQL: its output,
+//! JSON and human, and its exit code.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use esrs_core::{BoxError, Projection, ProjectionRunner, RecordedEvent};
+use esrs_postgres::{PgCheckpoints, PgStore, PgTransaction};
+use serde_json::Value;
+
+fn lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect()
+}
+
+fn failure(output: &std::process::Output, code: i32) -> String {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "exit code; stdout: {}; stderr: {}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+async fn seeded() -> (PgStore, String) {
+    let schema = unique("esrs_cli");
+    let store = store_at(&database_url(), &schema).await;
+    append(&store, "cart-1", "ItemAdded", 3).await;
+    append(&store, "cart-2", "ItemAdded", 2).await;
+    append(&store, "order-1", "OrderPlaced", 1).await;
+    (store, schema)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_show_stats_and_tail_print_what_the_store_holds() {
+    let (store, schema) = seeded().await;
+    let s = schema.as_str();
+
+    let streams: Value =
+        serde_json::from_str(&ok(&esrs(&["--schema", s, "--json", "streams"]))).expect("JSON");
+    let listed: Vec<(String, u64)> = streams
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["stream"].as_str().unwrap().to_owned(),
+                s["version"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("cart-1".to_owned(), 3),
+            ("cart-2".to_owned(), 2),
+            ("order-1".to_owned(), 1)
+        ]
+    );
+    let table = ok(&esrs(&["--schema", s, "streams", "--prefix", "cart-"]));
+    let rows: Vec<&str> = table.lines().collect();
+    assert!(rows[0].starts_with("STREAM"), "{table}");
+    assert_eq!(rows.len(), 3, "the header and two carts: {table}");
+    assert!(
+        rows[1].starts_with("cart-1 ") && rows[1].contains(" 3 "),
+        "{table}"
+    );
+
+    let shown = lines(&ok(&esrs(&["--schema", s, "--json", "show", "cart-1"])));
+    assert_eq!(shown.len(), 3);
+    for (i, event) in shown.iter().enumerate() {
+        assert_eq!(event["version"], i as u64 + 1);
+        assert_eq!(event["name"], "ItemAdded");
+        assert_eq!(event["payload"]["n"], i as u64);
+        assert_eq!(event["metadata"]["actor"], "tester");
+    }
+    let at = lines(&ok(&esrs(&[
+        "--schema", s, "--json", "show", "cart-1", "--at", "2",
+    ])));
+    assert_eq!(at.len(), 2, "the stream as it was at version 2");
+    let human = ok(&esrs(&["--schema", s, "show", "cart-2"]));
+    assert!(human.contains("cart-2 #1 ItemAdded (v1)"), "{human}");
+    assert!(
+        human.contains("  metadata: {\"actor\":\"tester\"}"),
+        "{human}"
+    );
+    assert!(human.contains("    \"n\": 1,"), "pretty payload: {human}");
+    let missing = failure(&esrs(&["--schema", s, "show", "cart-9"]), 1);
+    assert!(
+        missing.contains("stream `cart-9` has no events"),
+        "{missing}"
+    );
+    let invalid = failure(&esrs(&["--schema", s, "show", ""]), 1);
+    assert!(invalid.starts_with("error: "), "{invalid}");
+
+    // The whole log in order, then stop.
+    let tailed = lines(&ok(&esrs(&[
+        "--schema", s, "--json", "tail", "--from", "start", "--limit", "6",
+    ])));
+    let order: Vec<(String, u64)> = tailed
+        .iter()
+        .map(|e| {
+            (
+                e["stream"].as_str().unwrap().to_owned(),
+                e["version"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        order,
+        [
+            ("cart-1".to_owned(), 1),
+            ("cart-1".to_owned(), 2),
+            ("cart-1".to_owned(), 3),
+            ("cart-2".to_owned(), 1),
+            ("cart-2".to_owned(), 2),
+            ("order-1".to_owned(), 1)
+        ]
+    );
+    // Live: from the head, the next event appended.
+    let url = database_url();
+    let schema_arg = schema.clone();
+    let follower = tokio::task::spawn_blocking(move || {
+        esrs_at(&url, &["--schema", &schema_arg, "tail", "--limit", "1"])
+    });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    append(&store, "order-2", "OrderPlaced", 1).await;
+    let followed = ok(&tokio::time::timeout(Duration::from_secs(20), follower)
+        .await
+        .expect("tail sees the new event")
+        .unwrap());
+    assert!(followed.contains("order-2 #1  OrderPlaced"), "{followed}");
+    let bad = failure(&esrs(&["--schema", s, "tail", "--from", "12"]), 1);
+    assert!(bad.contains("is not TRANSACTION:SEQUENCE"), "{bad}");
+
+    let stats: Value =
+        serde_json::from_str(&ok(&esrs(&["--schema", s, "--json", "stats"]))).unwrap();
+    assert_eq!(stats["events"], 7);
+    assert_eq!(stats["streams"], 4);
+    assert!(stats["events_table_bytes"].as_u64().unwrap() > 0);
+    let human = ok(&esrs(&["--schema", s, "stats"]));
+    assert!(human.contains("oldest open transaction"), "{human}");
+    drop_schema(&store, &schema).await;
+}
+
+/// Counts what it is handed.
+struct Count(u64);
+
+impl Projection<PgTransaction> for Count {
+    type Event = Value;
+    fn name(&self) -> &str {
+        "count"
+    }
+    async fn handle(
+        &mut self,
+        _: &mut PgTransaction,
+        _: Value,
+        _: &RecordedEvent,
+    ) -> Result<(), BoxError> {
+        self.0 += 1;
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn projections_show_lag_and_lock_and_reset_refuses_a_running_one() {
+    let (store, schema) = seeded().await;
+    let s = schema.as_str();
+    let mut runner = ProjectionRunner::new(store.clone(), PgCheckpoints::new(&store), Count(0));
+    runner.catch_up().await.unwrap();
+    append(&store, "cart-1", "ItemAdded", 2).await;
+
+    let listed: Value =
+        serde_json::from_str(&ok(&esrs(&["--schema", s, "--json", "projections"]))).unwrap();
+    assert_eq!(listed[0]["projection"], "count");
+    assert_eq!(listed[0]["lag_events"], 2);
+    assert!(listed[0]["lag_seconds"].as_f64().unwrap() >= 0.0);
+    assert_eq!(listed[0]["locked"], false);
+
+    let lock = store.try_lock_projection("count").await.unwrap().unwrap();
+    let table = ok(&esrs(&["--schema", s, "projections"]));
+    assert!(table.lines().nth(1).unwrap().contains(" yes "), "{table}");
+    let refused = failure(&esrs(&["--schema", s, "projections", "reset", "count"]), 1);
+    assert!(
+        refused.contains("projection `count` is running"),
+        "{refused}"
+    );
+    lock.release().await.unwrap();
+
+    ok(&esrs(&["--schema", s, "projections", "reset", "count"]));
+    let listed: Value =
+        serde_json::from_str(&ok(&esrs(&["--schema", s, "--json", "projections"]))).unwrap();
+    assert_eq!(listed, serde_json::json!([]));
+    let unknown = failure(&esrs(&["--schema", s, "projections", "reset", "count"]), 1);
+    assert!(unknown.contains("has no checkpoint"), "{unknown}");
+    // The next run rebuilds from the start.
+    let mut runner = ProjectionRunner::new(store.clone(), PgCheckpoints::new(&store), Count(0));
+    runner.catch_up().await.unwrap();
+    assert_eq!(runner.projection().0, 8);
+    drop_schema(&store, &schema).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_import_and_verify_find_every_difference() {
+    let (store, schema) = seeded().await;
+    let target = unique("esrs_cli_t");
+    let dir = std::env::temp_dir().join(unique("esrs_cli_backup"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("store.esrs.zst");
+    let file_arg = file.to_str().unwrap();
+
+    let exported: Value = serde_json::from_str(&ok(&esrs(&[
+        "--schema", &schema, "--json", "export", "--to", file_arg,
+    ])))
+    .unwrap();
+    assert_eq!(exported["events"], 6);
+    assert_eq!(exported["streams"], 3);
+    let imported = ok(&esrs(&["--schema", &target, "import", file_arg]));
+    assert!(
+        imported.contains(&format!("into schema `{target}`: 6 events in 3 streams")),
+        "{imported}"
+    );
+    let again = failure(&esrs(&["--schema", &target, "import", file_arg]), 1);
+    assert!(
+        again.contains(&format!("schema `{target}` is not empty")),
+        "{again}"
+    );
+
+    // The restore test: a scratch import, and a comparison with the live store.
+    let verified = ok(&esrs(&["verify", file_arg]));
+    assert!(
+        verified.contains("against a restore into scratch schema"),
+        "{verified}"
+    );
+    let url = database_url();
+    ok(&esrs(&[
+        "--schema",
+        &target,
+        "verify",
+        file_arg,
+        "--against",
+        &url,
+    ]));
+    // The live source moves on: the comparison names the stream and exits with 3.
+    append(&store, "cart-2", "ItemAdded", 1).await;
+    let out = esrs(&["--schema", &schema, "verify", file_arg, "--against", &url]);
+    assert_eq!(out.status.code(), Some(3));
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.contains("stream `cart-2`: version 2 against 3"),
+        "{report}"
+    );
+    assert!(report.contains("events: 6 against 7"), "{report}");
+
+    // A file cut short is refused, not half-restored.
+    let bytes = std::fs::read(&file).unwrap();
+    let cut = dir.join("cut.esrs.zst");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let refused = failure(&esrs(&["verify", cut.to_str().unwrap()]), 1);
+    assert!(refused.starts_with("error: "), "{refused}");
+    let partial = unique("esrs_cli_p");
+    failure(
+        &esrs(&["--schema", &partial, "import", cut.to_str().unwrap()]),
+        1,
+    );
+    let left: i64 =
+        esrs_postgres::sqlx::query_scalar(&format!("SELECT count(*) FROM {partial}.events"))
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(left, 0, "a failed import leaves the schema empty");
+
+    for s in [&schema, &target, &partial] {
+        drop_schema(&store, s).await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn without_a_database_the_command_says_how_to_give_one() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_esrs"))
+        .arg("streams")
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "error: no database given: pass --database-url or set DATABASE_URL"
+    );
+}
+
+#[test]
+fn help_lists_every_subcommand_and_usage_errors_exit_with_2() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_esrs"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for command in [
+        "streams",
+        "show",
+        "tail",
+        "projections",
+        "stats",
+        "export",
+        "import",
+        "verify",
+    ] {
+        assert!(help.contains(&format!("  {command} ")), "{command}: {help}");
+    }
+    assert!(help.contains("Exit codes: 0 success"), "{help}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_esrs"))
+        .arg("show")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a missing argument is a usage error"
+    );
+}
