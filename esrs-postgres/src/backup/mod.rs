@@ -16,9 +16,9 @@
 //! cluster, whose transaction counter is lower, the stored ids lie ahead of the new ones:
 //! every event appended after the restore would sort *before* the restored events, and a
 //! projection resuming from its restored checkpoint would never read it.
-//! [`PgStore::migrate`] detects such a restore and refuses it with
+//! [`PgStore::migrate`](crate::PgStore::migrate) detects such a restore and refuses it with
 //! [`Error::RestoredFromAnotherCluster`](crate::Error::RestoredFromAnotherCluster).
-//! [`PgStore::import`] instead writes the events anew, in their global order, in one
+//! [`PgStore::import`](crate::PgStore::import) instead writes the events anew, in their global order, in one
 //! transaction of the target cluster, and translates each checkpoint to the position of
 //! the last event it covered there, so every projection resumes exactly where it was and
 //! every later event sorts after the restored ones.
