@@ -4,13 +4,13 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::envelope::{AppendOutcome, AppendRequest, RecordedEvent};
+use crate::envelope::{AppendOutcome, AppendRequest, FoldEvent, RecordedEvent};
 use crate::error::{Conflict, Result};
 use crate::idempotency::IdempotencyKey;
 use crate::idempotency::{DEFAULT_IDEMPOTENCY_RETENTION, IdempotencyRecord};
 use crate::position::Position;
 use crate::snapshot::{Snapshot, SnapshotKey};
-use crate::store::{DEFAULT_MAX_PAYLOAD_BYTES, EventStore, EventStream};
+use crate::store::{DEFAULT_MAX_PAYLOAD_BYTES, EventStore, EventStream, FoldItem, FoldStream};
 use crate::stream::{StreamId, Version};
 
 /// How many events a reader copies out per lock.
@@ -255,6 +255,50 @@ impl InMemoryStore {
             .collect()
     }
 
+    /// Copies, in one lock, what a fold of the stream needs: the snapshot of `key` if its
+    /// version lies in `from..=to`, then up to a chunk of the events after it (or from
+    /// `from`) up to `to`, with only the fields a fold reads.
+    fn fold_chunk(
+        &self,
+        stream: &StreamId,
+        from: Version,
+        to: Version,
+        key: Option<SnapshotKey>,
+    ) -> (Option<Snapshot>, Vec<FoldEvent>) {
+        let state = self.lock();
+        let snapshot = key.and_then(|key| {
+            state
+                .snapshots
+                .get(stream)
+                .and_then(|kept| kept.iter().find(|s| s.key == key))
+                .filter(|s| (from..=to).contains(&s.version))
+                .cloned()
+        });
+        let from = snapshot.as_ref().map_or(from, |s| s.version + 1);
+        let Some(indexes) = state.streams.get(stream) else {
+            return (snapshot, Vec::new());
+        };
+        let start = from.max(1) - 1;
+        let end = to.min(indexes.len() as Version);
+        if start >= end {
+            return (snapshot, Vec::new());
+        }
+        let end = end.min(start + READ_CHUNK as Version);
+        let events = indexes[start as usize..end as usize]
+            .iter()
+            .map(|&i| {
+                let e = &state.log[i];
+                FoldEvent::new(
+                    e.version,
+                    e.name.clone(),
+                    e.schema_version,
+                    e.payload.clone(),
+                )
+            })
+            .collect();
+        (snapshot, events)
+    }
+
     /// Copies up to a chunk of the global log after `after`.
     fn log_chunk(&self, after: Position) -> Vec<RecordedEvent> {
         let state = self.lock();
@@ -286,6 +330,42 @@ impl EventStore for InMemoryStore {
                     let mut chunk = chunk.into_iter();
                     let first = chunk.next()?;
                     Some((Ok(first), (next, chunk)))
+                }
+            },
+        ))
+    }
+
+    fn read_for_fold(
+        &self,
+        stream: &StreamId,
+        from: Version,
+        to: Version,
+        snapshot: Option<SnapshotKey>,
+    ) -> FoldStream<'_> {
+        // The snapshot and the first chunk in one lock, then chunk by chunk, copying only
+        // what a fold reads.
+        let stream = stream.clone();
+        Box::pin(futures_util::stream::unfold(
+            (from, snapshot, true, Vec::<FoldEvent>::new().into_iter()),
+            move |(next, key, first, mut buffered)| {
+                let stream = stream.clone();
+                async move {
+                    if let Some(e) = buffered.next() {
+                        return Some((Ok(FoldItem::Event(e)), (next, key, false, buffered)));
+                    }
+                    let (snapshot, chunk) =
+                        self.fold_chunk(&stream, next, to, if first { key } else { None });
+                    let start = snapshot.as_ref().map_or(next, |s| s.version + 1).max(1);
+                    let next = start + chunk.len() as Version;
+                    let mut chunk = chunk.into_iter();
+                    if let Some(snapshot) = snapshot {
+                        return Some((
+                            Ok(FoldItem::Snapshot(snapshot)),
+                            (next, None, false, chunk),
+                        ));
+                    }
+                    let event = chunk.next()?;
+                    Some((Ok(FoldItem::Event(event)), (next, None, false, chunk)))
                 }
             },
         ))
