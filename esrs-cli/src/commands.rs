@@ -49,6 +49,24 @@ pub(crate) async fn run(cli: Cli) -> Result<Outcome, Failure> {
                 json,
             );
         }
+        Command::ImportTable { mapping } => {
+            let text = tokio::fs::read_to_string(&mapping)
+                .await
+                .map_err(|e| format!("cannot read {}: {e}", mapping.display()))?;
+            let parsed: esrs_postgres::TableMapping = serde_json::from_str(&text)
+                .map_err(|e| format!("{} is not a table mapping: {e}", mapping.display()))?;
+            let store = connect(&url, &cli.schema).await?;
+            store.migrate().await?;
+            let done = store.import_table(&parsed).await?;
+            if json {
+                output::json(&serde_json::to_value(done)?);
+            } else {
+                println!(
+                    "imported `{}` into schema `{}`: {} rows read, {} events appended, {} rows imported before",
+                    parsed.name, cli.schema, done.rows, done.imported, done.already_imported
+                );
+            }
+        }
         Command::Export { to } => {
             let store = connect(&url, &cli.schema).await?;
             let out = tokio::fs::File::create(&to)

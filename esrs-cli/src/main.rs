@@ -7,6 +7,7 @@
 //! esrs export --to store.esrs.zst
 //! esrs --schema restored import store.esrs.zst
 //! esrs verify store.esrs.zst
+//! esrs import-table invoices.mapping.json
 //! ```
 //!
 //! Every command takes `--database-url` (or `DATABASE_URL`) and `--schema` (default
@@ -95,6 +96,13 @@ enum Command {
     Import {
         /// The backup file.
         file: PathBuf,
+    },
+    /// Import the rows of an existing table as events, with their original times, from a
+    /// JSON mapping file (see `esrs_postgres::TableMapping`); a second run imports only the
+    /// rows added since.
+    ImportTable {
+        /// The mapping file.
+        mapping: PathBuf,
     },
     /// The restore test: check a backup, import it into a scratch schema (or compare it
     /// with a live store) and compare counts and digests. Run it every quarter from cron.

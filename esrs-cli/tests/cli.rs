@@ -325,3 +325,134 @@ fn help_lists_every_subcommand_and_usage_errors_exit_with_2() {
         "a missing argument is a usage error"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_table_turns_rows_into_events_once_with_their_times() {
+    let schema = unique("esrs_cli_legacy");
+    let legacy = unique("legacy");
+    let store = store_at(&database_url(), &schema).await;
+    let pool = store.pool();
+    for sql in [
+        format!("CREATE SCHEMA {legacy}"),
+        format!(
+            "CREATE TABLE {legacy}.invoices (id bigint PRIMARY KEY, customer text NOT NULL,
+                 amount_cents bigint NOT NULL, issued_at timestamptz NOT NULL)"
+        ),
+        format!(
+            "INSERT INTO {legacy}.invoices
+             SELECT i, 'customer' || (i % 100), i * 10,
+                    timestamptz '2020-01-01 00:00:00+00' + i * interval '1 minute'
+             FROM generate_series(1, 10000) AS i"
+        ),
+    ] {
+        esrs_postgres::sqlx::query(&sql)
+            .execute(pool)
+            .await
+            .unwrap();
+    }
+    let dir = std::env::temp_dir().join(unique("esrs_cli_mapping"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mapping = dir.join("invoices.json");
+    std::fs::write(
+        &mapping,
+        serde_json::json!({
+            "name": "legacy-invoices",
+            "query": format!("{legacy}.invoices"),
+            "stream": "invoice-{customer}",
+            "event": "InvoiceIssued",
+            "payload": ["id", "amount_cents"],
+            "time": "issued_at",
+            "order_by": ["issued_at", "id"]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let mapping_arg = mapping.to_str().unwrap();
+    let run = || -> Value {
+        serde_json::from_str(&ok(&esrs(&[
+            "--schema",
+            &schema,
+            "--json",
+            "import-table",
+            mapping_arg,
+        ])))
+        .unwrap()
+    };
+    let first = run();
+    assert_eq!(first["rows"], 10_000);
+    assert_eq!(first["imported"], 10_000);
+    // Run again: nothing twice.
+    let second = run();
+    assert_eq!(second["imported"], 0);
+    assert_eq!(second["already_imported"], 10_000);
+    // Rows added to the legacy table since are imported on the next run.
+    esrs_postgres::sqlx::query(&format!(
+        "INSERT INTO {legacy}.invoices
+         SELECT i, 'customer' || (i % 100), i * 10,
+                timestamptz '2020-01-01 00:00:00+00' + i * interval '1 minute'
+         FROM generate_series(10001, 10050) AS i"
+    ))
+    .execute(pool)
+    .await
+    .unwrap();
+    let third = run();
+    assert_eq!(third["imported"], 50);
+    assert_eq!(third["already_imported"], 10_000);
+
+    // Customer 7's invoices: ids 7, 107, …, 10007, in order, each at its original time.
+    let shown = lines(&ok(&esrs(&[
+        "--schema",
+        &schema,
+        "--json",
+        "show",
+        "invoice-customer7",
+    ])));
+    assert_eq!(shown.len(), 101);
+    for (k, event) in shown.iter().enumerate() {
+        let id = 7 + 100 * k as u64;
+        assert_eq!(event["version"], k as u64 + 1);
+        assert_eq!(event["name"], "InvoiceIssued");
+        assert_eq!(
+            event["payload"],
+            serde_json::json!({ "id": id, "amount_cents": id * 10 })
+        );
+        assert_eq!(
+            event["metadata"]["custom"]["imported_from"], "legacy-invoices",
+            "{event}"
+        );
+        let at: chrono::DateTime<chrono::Utc> =
+            serde_json::from_value(event["recorded_at"].clone()).unwrap();
+        assert_eq!(
+            at,
+            chrono::DateTime::parse_from_rfc3339("2020-01-01T00:00:00Z").unwrap()
+                + chrono::Duration::minutes(id as i64)
+        );
+    }
+
+    // A mapping that does not fit is refused before anything is written.
+    let broken = dir.join("broken.json");
+    std::fs::write(
+        &broken,
+        std::fs::read_to_string(&mapping)
+            .unwrap()
+            .replace("\"amount_cents\"]", "\"amount\"]"),
+    )
+    .unwrap();
+    let other = unique("esrs_cli_legacy_b");
+    let refused = failure(
+        &esrs(&["--schema", &other, "import-table", broken.to_str().unwrap()]),
+        1,
+    );
+    assert!(
+        refused.contains("row 1 does not fit the mapping: no column `amount`"),
+        "{refused}"
+    );
+
+    esrs_postgres::sqlx::query(&format!("DROP SCHEMA {legacy} CASCADE"))
+        .execute(pool)
+        .await
+        .unwrap();
+    drop_schema(&store, &schema).await;
+    drop_schema(&store, &other).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

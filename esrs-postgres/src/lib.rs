@@ -3,6 +3,7 @@
 pub mod backup;
 mod error;
 mod inspect;
+mod legacy;
 mod migrations;
 mod projection;
 mod roles;
@@ -10,6 +11,7 @@ mod store;
 
 pub use error::{Error, Result};
 pub use inspect::{OpenTransaction, ProjectionInfo, ResetError, StoreStats, StreamInfo};
+pub use legacy::{TableImport, TableImportError, TableMapping};
 pub use projection::{PgCheckpointError, PgCheckpoints, PgTransaction};
 pub use store::{DEFAULT_SCHEMA, MAX_SCHEMA_LEN, PgStore, PgStoreOptions, ProjectionLock};
 
