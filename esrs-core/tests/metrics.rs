@@ -79,19 +79,26 @@ fn recording<F: Future<Output = ()>>(test: F) -> BTreeMap<String, String> {
 /// What a recorder holds, one entry per metric and label set, as `name{label=value,…}` →
 /// `counter N`, `gauge X`, or `histogram ×N` (the number of values recorded).
 fn recorded(snapshotter: &Snapshotter) -> BTreeMap<String, String> {
-    values(snapshotter)
-        .into_iter()
+    summary(&values(snapshotter))
+}
+
+/// `values` as [`recorded`] shows them.
+fn summary(values: &BTreeMap<String, DebugValue>) -> BTreeMap<String, String> {
+    values
+        .iter()
         .map(|(key, value)| {
             let value = match value {
                 DebugValue::Counter(n) => format!("counter {n}"),
                 DebugValue::Gauge(x) => format!("gauge {}", x.into_inner()),
                 DebugValue::Histogram(v) => format!("histogram ×{}", v.len()),
             };
-            (key, value)
+            (key.clone(), value)
         })
         .collect()
 }
 
+/// The values of a recorder's metrics by `name{label=value,…}`. A snapshot drains the
+/// histograms: take one per test.
 fn values(snapshotter: &Snapshotter) -> BTreeMap<String, DebugValue> {
     snapshotter
         .snapshot()

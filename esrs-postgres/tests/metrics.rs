@@ -59,19 +59,26 @@ fn run<F: Future>(test: F) -> F::Output {
 /// What a recorder holds, one entry per metric and label set, as `name{label=value,…}` →
 /// `counter N`, `gauge X`, or `histogram ×N` (the number of values recorded).
 fn recorded(snapshotter: &Snapshotter) -> BTreeMap<String, String> {
-    values(snapshotter)
-        .into_iter()
+    summary(&values(snapshotter))
+}
+
+/// `values` as [`recorded`] shows them.
+fn summary(values: &BTreeMap<String, DebugValue>) -> BTreeMap<String, String> {
+    values
+        .iter()
         .map(|(key, value)| {
             let value = match value {
                 DebugValue::Counter(n) => format!("counter {n}"),
                 DebugValue::Gauge(x) => format!("gauge {}", x.into_inner()),
                 DebugValue::Histogram(v) => format!("histogram ×{}", v.len()),
             };
-            (key, value)
+            (key.clone(), value)
         })
         .collect()
 }
 
+/// The values of a recorder's metrics by `name{label=value,…}`. A snapshot drains the
+/// histograms: take one per test.
 fn values(snapshotter: &Snapshotter) -> BTreeMap<String, DebugValue> {
     snapshotter
         .snapshot()
@@ -132,8 +139,9 @@ fn one_append_records_its_duration_events_and_payload_and_one_load() {
         let _recording = metrics::set_default_local_recorder(&recorder);
         repo.execute(&id("a"), |c| c.add(7)).await.unwrap();
     });
+    let values = values(&snapshotter);
     assert_eq!(
-        recorded(&snapshotter),
+        summary(&values),
         expect(&[
             (
                 "esrs_append_duration_seconds{outcome=appended,store=postgres}",
@@ -144,7 +152,6 @@ fn one_append_records_its_duration_events_and_payload_and_one_load() {
             ("esrs_payload_bytes{store=postgres}", "histogram ×1"),
         ])
     );
-    let values = values(&snapshotter);
     let floats = |key: &str| match &values[key] {
         DebugValue::Histogram(v) => v.iter().map(|x| x.into_inner()).collect::<Vec<_>>(),
         other => panic!("{key} is not a histogram: {other:?}"),
