@@ -24,7 +24,7 @@
 //! | `esrs_command_retries_total` | counter | | `aggregate` | commands run again after a conflict, within their retries ([`Repository::with_retries`](crate::Repository::with_retries)); the free re-run after a stale cached state is not a retry |
 //! | `esrs_idempotent_replays_total` | counter | | `aggregate` | commands answered with the original outcome of their idempotency key, nothing written |
 //! | `esrs_snapshot_saves_total` | counter | | `aggregate` | snapshots saved by commands |
-//! | `esrs_snapshot_misses_total` | counter | | `aggregate`; `reason` = `absent` \| `undecodable` | loads that found no usable snapshot although the stream is at least `snapshot_every` events long: `absent`, none of the fold's key (the snapshots there were written by another fold, whose fingerprint differs, and the store does not return them; or they were deleted, or their save failed); `undecodable`, the snapshot of the key did not decode |
+//! | `esrs_snapshot_misses_total` | counter | | `aggregate`; `reason` = `absent` \| `undecodable` | loads that found no usable snapshot although the stream is at least `snapshot_every` events long: `absent`, none of the fold's key (the snapshots there were written by another fold, whose fingerprint differs, and the store does not return them; or they were deleted; or their save failed, or has not happened yet: a load right after the append that reached the multiple of `snapshot_every`, before that command saved its snapshot). Telling a stale fingerprint from the others would cost a query per load; `undecodable`, the snapshot of the key did not decode |
 //! | `esrs_cache_total` | counter | | `aggregate`; `result` = `hit` \| `miss` \| `stale` | commands of a repository with a cache ([`Repository::with_cache`](crate::Repository::with_cache)): `hit`, the state came from the cache; `miss`, it was loaded; `stale`, a cached state was found stale and reloaded |
 //! | `esrs_projection_events_total` | counter | | `projection`; `result` = `handled` \| `skipped` | events of committed batches: handled by the projection, or skipped (a name it does not handle) |
 //! | `esrs_projection_batch_duration_seconds` | histogram | seconds | `projection` | one committed batch, from its first read to its checkpoint's commit |
@@ -367,14 +367,12 @@ impl<A: Aggregate> AggregateKeys<A> {
     const LOAD_HIT: &'static [Label] = &[label("aggregate", A::NAME), label("snapshot", "hit")];
     const LOAD_MISS: &'static [Label] = &[label("aggregate", A::NAME), label("snapshot", "miss")];
     const LOAD_NONE: &'static [Label] = &[label("aggregate", A::NAME), label("snapshot", "none")];
-    const MISS_ABSENT: &'static [Label] =
-        &[label("aggregate", A::NAME), label("reason", "absent")];
+    const MISS_ABSENT: &'static [Label] = &[label("aggregate", A::NAME), label("reason", "absent")];
     const MISS_UNDECODABLE: &'static [Label] =
         &[label("aggregate", A::NAME), label("reason", "undecodable")];
     const CACHE_HIT: &'static [Label] = &[label("aggregate", A::NAME), label("result", "hit")];
     const CACHE_MISS: &'static [Label] = &[label("aggregate", A::NAME), label("result", "miss")];
-    const CACHE_STALE: &'static [Label] =
-        &[label("aggregate", A::NAME), label("result", "stale")];
+    const CACHE_STALE: &'static [Label] = &[label("aggregate", A::NAME), label("result", "stale")];
 
     pub(crate) fn load(snapshot: SnapshotUse, elapsed: Duration) {
         let labels = match snapshot {

@@ -134,7 +134,11 @@ fn rival(store: &InMemoryStore, stream: &str) {
     std::thread::spawn(move || {
         let event = NewEvent::encode(&CounterEvent::from(Added { by: 100 })).unwrap();
         store
-            .append(AppendRequest::new(stream, ExpectedVersion::Any, vec![event]))
+            .append(AppendRequest::new(
+                stream,
+                ExpectedVersion::Any,
+                vec![event],
+            ))
             .now_or_never()
             .expect("the in-memory store answers at once")
             .expect("the rival appends");
@@ -187,7 +191,10 @@ fn one_append_records_its_duration_events_and_payload_and_one_load() {
                 "histogram ×1"
             ),
             ("esrs_append_events{store=memory}", "histogram ×1"),
-            ("esrs_load_duration_seconds{aggregate=counter,snapshot=none}", "histogram ×1"),
+            (
+                "esrs_load_duration_seconds{aggregate=counter,snapshot=none}",
+                "histogram ×1"
+            ),
             ("esrs_payload_bytes{store=memory}", "histogram ×1"),
         ])
     );
@@ -245,7 +252,10 @@ fn one_conflict_records_the_refused_append_and_the_conflict() {
                 "histogram ×1"
             ),
             ("esrs_conflicts_total{aggregate=counter}", "counter 1"),
-            ("esrs_load_duration_seconds{aggregate=counter,snapshot=none}", "histogram ×1"),
+            (
+                "esrs_load_duration_seconds{aggregate=counter,snapshot=none}",
+                "histogram ×1"
+            ),
         ])
     );
 }
@@ -282,7 +292,10 @@ fn one_retry_records_the_conflict_the_retry_and_both_attempts() {
             ("esrs_append_events{store=memory}", "histogram ×1"),
             ("esrs_command_retries_total{aggregate=counter}", "counter 1"),
             ("esrs_conflicts_total{aggregate=counter}", "counter 1"),
-            ("esrs_load_duration_seconds{aggregate=counter,snapshot=none}", "histogram ×2"),
+            (
+                "esrs_load_duration_seconds{aggregate=counter,snapshot=none}",
+                "histogram ×2"
+            ),
             ("esrs_payload_bytes{store=memory}", "histogram ×1"),
         ])
     );
@@ -311,7 +324,10 @@ fn one_idempotent_replay_records_the_replay_and_nothing_written() {
     });
     assert_eq!(
         seen,
-        expect(&[("esrs_idempotent_replays_total{aggregate=counter}", "counter 1")])
+        expect(&[(
+            "esrs_idempotent_replays_total{aggregate=counter}",
+            "counter 1"
+        )])
     );
 
     // A raw append with a known key is deduplicated by the store.
@@ -365,14 +381,18 @@ fn snapshots_saved_used_and_missing_are_counted() {
     let seen = recording(async {
         repo.execute(&id("s"), |c| c.add(1)).await.unwrap();
     });
-    assert_eq!(seen["esrs_snapshot_saves_total{aggregate=snapped}"], "counter 1");
     assert_eq!(
-        seen["esrs_load_duration_seconds{aggregate=snapped,snapshot=miss}"],
-        "histogram ×1",
+        seen["esrs_snapshot_saves_total{aggregate=snapped}"],
+        "counter 1"
+    );
+    assert_eq!(
+        seen["esrs_load_duration_seconds{aggregate=snapped,snapshot=miss}"], "histogram ×1",
         "a stream shorter than snapshot_every has no snapshot yet"
     );
     assert!(
-        !seen.keys().any(|k| k.starts_with("esrs_snapshot_misses_total")),
+        !seen
+            .keys()
+            .any(|k| k.starts_with("esrs_snapshot_misses_total")),
         "{seen:?}"
     );
 
@@ -381,7 +401,10 @@ fn snapshots_saved_used_and_missing_are_counted() {
     });
     assert_eq!(
         seen,
-        expect(&[("esrs_load_duration_seconds{aggregate=snapped,snapshot=hit}", "histogram ×1")])
+        expect(&[(
+            "esrs_load_duration_seconds{aggregate=snapped,snapshot=hit}",
+            "histogram ×1"
+        )])
     );
 
     store.clear_snapshots();
@@ -391,8 +414,14 @@ fn snapshots_saved_used_and_missing_are_counted() {
     assert_eq!(
         seen,
         expect(&[
-            ("esrs_load_duration_seconds{aggregate=snapped,snapshot=miss}", "histogram ×1"),
-            ("esrs_snapshot_misses_total{aggregate=snapped,reason=absent}", "counter 1"),
+            (
+                "esrs_load_duration_seconds{aggregate=snapped,snapshot=miss}",
+                "histogram ×1"
+            ),
+            (
+                "esrs_snapshot_misses_total{aggregate=snapped,reason=absent}",
+                "counter 1"
+            ),
         ])
     );
 }
@@ -405,8 +434,14 @@ fn the_cache_counts_hits_misses_and_stale_states() {
         repo.execute(&id("h"), |c| c.add(1)).await.unwrap();
         repo.execute(&id("h"), |c| c.add(1)).await.unwrap();
     });
-    assert_eq!(seen["esrs_cache_total{aggregate=counter,result=miss}"], "counter 1");
-    assert_eq!(seen["esrs_cache_total{aggregate=counter,result=hit}"], "counter 1");
+    assert_eq!(
+        seen["esrs_cache_total{aggregate=counter,result=miss}"],
+        "counter 1"
+    );
+    assert_eq!(
+        seen["esrs_cache_total{aggregate=counter,result=hit}"],
+        "counter 1"
+    );
 
     // Another writer appends: the cached state is stale, the append conflicts, the command
     // reloads and runs again, without a retry.
@@ -415,8 +450,14 @@ fn the_cache_counts_hits_misses_and_stale_states() {
         let done = repo.execute(&id("h"), |c| c.add(1)).await.unwrap();
         assert_eq!(done.version(), 4);
     });
-    assert_eq!(seen["esrs_cache_total{aggregate=counter,result=hit}"], "counter 1");
-    assert_eq!(seen["esrs_cache_total{aggregate=counter,result=stale}"], "counter 1");
+    assert_eq!(
+        seen["esrs_cache_total{aggregate=counter,result=hit}"],
+        "counter 1"
+    );
+    assert_eq!(
+        seen["esrs_cache_total{aggregate=counter,result=stale}"],
+        "counter 1"
+    );
     assert_eq!(seen["esrs_conflicts_total{aggregate=counter}"], "counter 1");
     assert!(!seen.contains_key("esrs_command_retries_total{aggregate=counter}"));
 }
@@ -465,7 +506,11 @@ fn seed(store: &InMemoryStore) {
             ),
         ];
         store
-            .append(AppendRequest::new(id("p"), ExpectedVersion::NoStream, events))
+            .append(AppendRequest::new(
+                id("p"),
+                ExpectedVersion::NoStream,
+                events,
+            ))
             .await
             .unwrap();
     });
@@ -483,10 +528,22 @@ fn one_projection_batch_records_its_events_duration_checkpoint_lag_and_lock() {
     assert_eq!(
         seen,
         expect(&[
-            ("esrs_projection_batch_duration_seconds{projection=tally}", "histogram ×1"),
-            ("esrs_projection_checkpoint_position{projection=tally}", "gauge 3"),
-            ("esrs_projection_events_total{projection=tally,result=handled}", "counter 2"),
-            ("esrs_projection_events_total{projection=tally,result=skipped}", "counter 1"),
+            (
+                "esrs_projection_batch_duration_seconds{projection=tally}",
+                "histogram ×1"
+            ),
+            (
+                "esrs_projection_checkpoint_position{projection=tally}",
+                "gauge 3"
+            ),
+            (
+                "esrs_projection_events_total{projection=tally,result=handled}",
+                "counter 2"
+            ),
+            (
+                "esrs_projection_events_total{projection=tally,result=skipped}",
+                "counter 1"
+            ),
             ("esrs_projection_lag_events{projection=tally}", "gauge 0"),
             ("esrs_projection_lag_seconds{projection=tally}", "gauge 0"),
             ("esrs_projection_lock_held{projection=tally}", "gauge 0"),
@@ -511,10 +568,12 @@ fn a_failed_batch_is_counted_by_what_the_policy_did() {
         runner.catch_up().await.unwrap();
     });
     assert_eq!(runner.projection().handled, 2);
-    assert_eq!(seen["esrs_projection_errors_total{policy=retry,projection=tally}"], "counter 1");
     assert_eq!(
-        seen["esrs_projection_batch_duration_seconds{projection=tally}"],
-        "histogram ×1",
+        seen["esrs_projection_errors_total{policy=retry,projection=tally}"],
+        "counter 1"
+    );
+    assert_eq!(
+        seen["esrs_projection_batch_duration_seconds{projection=tally}"], "histogram ×1",
         "only the committed batch is timed"
     );
 
@@ -529,7 +588,10 @@ fn a_failed_batch_is_counted_by_what_the_policy_did() {
     assert_eq!(
         seen,
         expect(&[
-            ("esrs_projection_errors_total{policy=stop,projection=tally}", "counter 1"),
+            (
+                "esrs_projection_errors_total{policy=stop,projection=tally}",
+                "counter 1"
+            ),
             ("esrs_projection_lock_held{projection=tally}", "gauge 0"),
         ])
     );

@@ -31,11 +31,11 @@ macro_rules! db_span {
 mod append;
 mod checkpoint;
 mod connection;
+mod health;
 mod idempotency;
 mod lock;
 mod notify;
 mod options;
-mod health;
 mod read;
 mod slow;
 mod snapshot;
@@ -123,7 +123,10 @@ impl std::fmt::Debug for PgStore {
             .field("poll_interval", &self.inner.poll_interval)
             .field("page_size", &self.inner.page_size)
             .field("settle_time", &self.inner.settle_time)
-            .field("slow_append_threshold", &self.inner.slow_appends.threshold())
+            .field(
+                "slow_append_threshold",
+                &self.inner.slow_appends.threshold(),
+            )
             .field("pool", self.inner.conns.pool())
             .field("connections", &self.inner.conns)
             .finish_non_exhaustive()
@@ -214,7 +217,8 @@ impl EventStore for PgStore {
         stream: &StreamId,
         key: SnapshotKey,
     ) -> esrs_core::Result<Option<Snapshot>> {
-        let span = db_span!("esrs.pg.load_snapshot", self, "load_snapshot", "snapshots", stream = %stream);
+        let span =
+            db_span!("esrs.pg.load_snapshot", self, "load_snapshot", "snapshots", stream = %stream);
         snapshot::load_snapshot(self, stream, key)
             .instrument(span)
             .await
@@ -224,14 +228,21 @@ impl EventStore for PgStore {
         &self,
         key: &IdempotencyKey,
     ) -> esrs_core::Result<Option<esrs_core::store::IdempotencyRecord>> {
-        let span = db_span!("esrs.pg.find_idempotency_key", self, "find_idempotency_key", "idempotency_keys", key = key.as_str());
+        let span = db_span!(
+            "esrs.pg.find_idempotency_key",
+            self,
+            "find_idempotency_key",
+            "idempotency_keys",
+            key = key.as_str()
+        );
         idempotency::find_idempotency_key(self, key)
             .instrument(span)
             .await
     }
 
     async fn stream_version(&self, stream: &StreamId) -> esrs_core::Result<Version> {
-        let span = db_span!("esrs.pg.stream_version", self, "stream_version", "events", stream = %stream);
+        let span =
+            db_span!("esrs.pg.stream_version", self, "stream_version", "events", stream = %stream);
         read::stream_version(self, stream).instrument(span).await
     }
 

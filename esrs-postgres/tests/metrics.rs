@@ -119,7 +119,11 @@ fn rival(schema: &str, stream: &str) {
                 .unwrap();
             let event = NewEvent::encode(&CounterEvent::from(Added { by: 100 })).unwrap();
             store
-                .append(AppendRequest::new(stream, ExpectedVersion::Any, vec![event]))
+                .append(AppendRequest::new(
+                    stream,
+                    ExpectedVersion::Any,
+                    vec![event],
+                ))
                 .await
                 .expect("the rival appends");
             store.pool().close().await;
@@ -148,7 +152,10 @@ fn one_append_records_its_duration_events_and_payload_and_one_load() {
                 "histogram ×1"
             ),
             ("esrs_append_events{store=postgres}", "histogram ×1"),
-            ("esrs_load_duration_seconds{aggregate=counter,snapshot=none}", "histogram ×1"),
+            (
+                "esrs_load_duration_seconds{aggregate=counter,snapshot=none}",
+                "histogram ×1"
+            ),
             ("esrs_payload_bytes{store=postgres}", "histogram ×1"),
         ])
     );
@@ -189,7 +196,10 @@ fn one_conflict_records_the_refused_append_and_the_conflict() {
                 "histogram ×1"
             ),
             ("esrs_conflicts_total{aggregate=counter}", "counter 1"),
-            ("esrs_load_duration_seconds{aggregate=counter,snapshot=none}", "histogram ×1"),
+            (
+                "esrs_load_duration_seconds{aggregate=counter,snapshot=none}",
+                "histogram ×1"
+            ),
         ])
     );
 }
@@ -230,7 +240,10 @@ fn one_retry_records_the_conflict_the_retry_and_both_attempts() {
             ("esrs_append_events{store=postgres}", "histogram ×1"),
             ("esrs_command_retries_total{aggregate=counter}", "counter 1"),
             ("esrs_conflicts_total{aggregate=counter}", "counter 1"),
-            ("esrs_load_duration_seconds{aggregate=counter,snapshot=none}", "histogram ×2"),
+            (
+                "esrs_load_duration_seconds{aggregate=counter,snapshot=none}",
+                "histogram ×2"
+            ),
             ("esrs_payload_bytes{store=postgres}", "histogram ×1"),
         ])
     );
@@ -271,7 +284,10 @@ fn one_idempotent_replay_records_the_replay_and_nothing_written() {
     });
     assert_eq!(
         recorded(&snapshotter),
-        expect(&[("esrs_idempotent_replays_total{aggregate=counter}", "counter 1")])
+        expect(&[(
+            "esrs_idempotent_replays_total{aggregate=counter}",
+            "counter 1"
+        )])
     );
     assert_eq!(
         recorded(&deduplicated_snapshotter),
@@ -314,12 +330,19 @@ fn one_projection_batch_records_its_events_duration_checkpoint_lag_and_lock() {
             .map(|by| NewEvent::encode(&CounterEvent::from(Added { by })).unwrap())
             .collect();
         let outcome = store
-            .append(AppendRequest::new(id("p"), ExpectedVersion::NoStream, events))
+            .append(AppendRequest::new(
+                id("p"),
+                ExpectedVersion::NoStream,
+                events,
+            ))
             .await
             .unwrap();
         let last = outcome.last_position.unwrap();
-        let mut runner =
-            ProjectionRunner::new(store.store.clone(), PgCheckpoints::new(&store), Tally::default());
+        let mut runner = ProjectionRunner::new(
+            store.store.clone(),
+            PgCheckpoints::new(&store),
+            Tally::default(),
+        );
         let _recording = metrics::set_default_local_recorder(&recorder);
         // A transaction of another test of the cluster may hold the log back for a moment:
         // read until the events are all handled.
@@ -335,7 +358,10 @@ fn one_projection_batch_records_its_events_duration_checkpoint_lag_and_lock() {
     let batches = seen
         .remove("esrs_projection_batch_duration_seconds{projection=tally}")
         .expect("the batch is timed");
-    assert_eq!(batches, "histogram ×1", "three events in one append are one batch");
+    assert_eq!(
+        batches, "histogram ×1",
+        "three events in one append are one batch"
+    );
     assert_eq!(
         seen,
         expect(&[
@@ -343,7 +369,10 @@ fn one_projection_batch_records_its_events_duration_checkpoint_lag_and_lock() {
                 "esrs_projection_checkpoint_position{projection=tally}",
                 &format!("gauge {}", last.sequence)
             ),
-            ("esrs_projection_events_total{projection=tally,result=handled}", "counter 3"),
+            (
+                "esrs_projection_events_total{projection=tally,result=handled}",
+                "counter 3"
+            ),
             ("esrs_projection_lag_events{projection=tally}", "gauge 0"),
             ("esrs_projection_lag_seconds{projection=tally}", "gauge 0"),
             ("esrs_projection_lock_held{projection=tally}", "gauge 0"),
@@ -387,10 +416,7 @@ fn an_append_held_up_by_a_lock_logs_the_slow_append_warning_rate_limited() {
         let store = fresh_store().await;
         let repo = Repository::<Counter, _>::new(store.store.clone());
         let hold = |ms| {
-            let sql = format!(
-                "LOCK TABLE {}.events IN EXCLUSIVE MODE",
-                store.schema()
-            );
+            let sql = format!("LOCK TABLE {}.events IN EXCLUSIVE MODE", store.schema());
             async move {
                 let mut tx = common::pool(1).await.begin().await.unwrap();
                 sqlx::query(&sql).execute(&mut *tx).await.unwrap();
@@ -406,7 +432,10 @@ fn an_append_held_up_by_a_lock_logs_the_slow_append_warning_rate_limited() {
                     tokio::time::sleep(held).await;
                     tx.commit().await.unwrap();
                 };
-                let (done, ()) = tokio::join!(repo.execute(&id(stream), |c| c.add(1)).into_future(), release);
+                let (done, ()) = tokio::join!(
+                    repo.execute(&id(stream), |c| c.add(1)).into_future(),
+                    release
+                );
                 done.unwrap();
             }
         };
@@ -416,7 +445,11 @@ fn an_append_held_up_by_a_lock_logs_the_slow_append_warning_rate_limited() {
         blocked("slowest").await;
     });
     let logged = warnings.0.lock().unwrap().clone();
-    assert_eq!(logged.len(), 2, "one warning per second at most: {logged:?}");
+    assert_eq!(
+        logged.len(),
+        2,
+        "one warning per second at most: {logged:?}"
+    );
     for (warning, (stream, suppressed)) in logged
         .iter()
         .zip([("counter-slow", "0"), ("counter-slowest", "1")])
@@ -437,22 +470,27 @@ fn a_zero_threshold_turns_the_warning_off() {
     let subscriber = tracing_subscriber::registry().with(warnings.clone());
     let _subscriber = tracing::subscriber::set_default(subscriber);
     run(async {
-        let store =
-            common::fresh_store_with(|o| o.slow_append_threshold(Duration::ZERO)).await;
+        let store = common::fresh_store_with(|o| o.slow_append_threshold(Duration::ZERO)).await;
         let mut conn = sqlx::PgConnection::connect_with(&common::connect_options())
             .await
             .unwrap();
         let mut tx = conn.begin().await.unwrap();
-        sqlx::query(&format!("LOCK TABLE {}.events IN EXCLUSIVE MODE", store.schema()))
-            .execute(&mut *tx)
-            .await
-            .unwrap();
+        sqlx::query(&format!(
+            "LOCK TABLE {}.events IN EXCLUSIVE MODE",
+            store.schema()
+        ))
+        .execute(&mut *tx)
+        .await
+        .unwrap();
         let release = async move {
             tokio::time::sleep(Duration::from_millis(120)).await;
             tx.commit().await.unwrap();
         };
         let repo = Repository::<Counter, _>::new(store.store.clone());
-        let (done, ()) = tokio::join!(repo.execute(&id("off"), |c| c.add(1)).into_future(), release);
+        let (done, ()) = tokio::join!(
+            repo.execute(&id("off"), |c| c.add(1)).into_future(),
+            release
+        );
         done.unwrap();
     });
     assert!(warnings.0.lock().unwrap().is_empty());
@@ -498,4 +536,129 @@ fn sample_health_sees_an_open_writing_transaction_and_sets_the_gauges() {
     assert_eq!(gauge("idle"), f64::from(health.connections_idle));
     assert!(health.connections_in_use + health.connections_idle >= 1);
     assert_eq!(seen.len(), 3);
+}
+
+/// The spans opened while it is the thread's subscriber: each one's name and fields.
+#[derive(Clone, Default)]
+struct Spans(Arc<Mutex<Vec<(String, BTreeMap<String, String>)>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Spans {
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        _: &tracing::span::Id,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        struct Fields(BTreeMap<String, String>);
+        impl tracing::field::Visit for Fields {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                self.0.insert(field.name().to_owned(), format!("{value:?}"));
+            }
+            fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+                self.0.insert(field.name().to_owned(), value.to_owned());
+            }
+        }
+        let mut fields = Fields(BTreeMap::new());
+        attrs.record(&mut fields);
+        // The declared fields, recorded later or not (`events`, `outcome`), count too.
+        for field in attrs.metadata().fields() {
+            fields.0.entry(field.name().to_owned()).or_default();
+        }
+        self.0
+            .lock()
+            .unwrap()
+            .push((attrs.metadata().name().to_owned(), fields.0));
+    }
+}
+
+/// Every operation of the repository, the store and the runner opens a span; those of the
+/// store carry the OpenTelemetry database attributes, and none a hand-timed `elapsed_us`.
+#[test]
+fn every_operation_has_a_span_with_the_opentelemetry_database_attributes() {
+    let spans = Spans::default();
+    let subscriber = tracing_subscriber::registry().with(spans.clone());
+    let _subscriber = tracing::subscriber::set_default(subscriber);
+    let schema = run(async {
+        let store = fresh_store().await;
+        let repo = Repository::<Counter, _>::new(store.store.clone());
+        let cart = id("spans");
+        repo.execute(&cart, |c| c.add(1)).await.unwrap();
+        repo.load(&cart).await.unwrap();
+        repo.load_at(&cart, 1).await.unwrap();
+        repo.load_as_of(&cart, esrs_core::chrono::Utc::now())
+            .await
+            .unwrap();
+        repo.history(&cart).await.unwrap();
+        store.stream_version(&id("counter-spans")).await.unwrap();
+        let key = IdempotencyKey::new("spans").unwrap();
+        store.find_idempotency_key(&key).await.unwrap();
+        store
+            .load_snapshot(&id("counter-spans"), Counter::SNAPSHOT_KEY)
+            .await
+            .unwrap();
+        let mut runner = ProjectionRunner::new(
+            store.store.clone(),
+            PgCheckpoints::new(&store),
+            Tally::default(),
+        );
+        runner.catch_up().await.unwrap();
+        let running = ProjectionRunner::new(
+            store.store.clone(),
+            PgCheckpoints::new(&store),
+            Tally::default(),
+        )
+        .spawn();
+        running.wait_caught_up().await.unwrap();
+        running.stop().await.unwrap();
+        store.schema().to_owned()
+    });
+    let spans = spans.0.lock().unwrap().clone();
+    let named = |name: &str| -> Vec<&BTreeMap<String, String>> {
+        spans
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, f)| f)
+            .collect()
+    };
+    for name in [
+        "esrs.execute",
+        "esrs.load",
+        "esrs.load_at",
+        "esrs.load_as_of",
+        "esrs.history",
+        "esrs.projection",
+        "esrs.projection.batch",
+    ] {
+        assert!(!named(name).is_empty(), "no {name} span in {spans:?}");
+    }
+    for (name, operation, collection) in [
+        ("esrs.pg.append", "append", "events"),
+        ("esrs.pg.read_for_fold", "read_for_fold", "events"),
+        ("esrs.pg.read_stream", "read_stream", "events"),
+        ("esrs.pg.read_all", "read_all", "events"),
+        ("esrs.pg.stream_version", "stream_version", "events"),
+        (
+            "esrs.pg.find_idempotency_key",
+            "find_idempotency_key",
+            "idempotency_keys",
+        ),
+        ("esrs.pg.load_snapshot", "load_snapshot", "snapshots"),
+    ] {
+        let found = named(name);
+        assert!(!found.is_empty(), "no {name} span in {spans:?}");
+        for fields in found {
+            assert_eq!(fields["db.system.name"], "postgresql", "{name}");
+            assert_eq!(fields["db.operation.name"], operation, "{name}");
+            assert_eq!(fields["db.collection.name"], collection, "{name}");
+            assert_eq!(fields["db.namespace"], schema, "{name}");
+            assert_eq!(fields["otel.kind"], "client", "{name}");
+        }
+    }
+    assert!(
+        spans
+            .iter()
+            .all(|(_, fields)| !fields.contains_key("elapsed_us")),
+        "a span's duration is its own"
+    );
+    assert!(named("esrs.pg.append")[0].contains_key("outcome"));
 }

@@ -41,7 +41,8 @@ pub fn serve_metrics(addr: SocketAddr) -> Result<(), BoxError> {
         esrs_core::metrics::LOAD_DURATION_SECONDS,
         esrs_core::metrics::PROJECTION_BATCH_DURATION_SECONDS,
     ] {
-        builder = builder.set_buckets_for_metric(Matcher::Full(name.to_owned()), DURATION_BUCKETS)?;
+        builder =
+            builder.set_buckets_for_metric(Matcher::Full(name.to_owned()), DURATION_BUCKETS)?;
     }
     builder.install()?;
     esrs_core::metrics::describe();

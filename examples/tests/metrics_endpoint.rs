@@ -99,7 +99,10 @@ async fn the_endpoint_serves_the_documented_metrics() {
         r#"esrs_pg_pool_connections{state="in_use"}"#,
         r#"esrs_pg_pool_connections{state="idle"}"#,
     ] {
-        assert!(response.contains(line), "{line:?} missing from:\n{response}");
+        assert!(
+            response.contains(line),
+            "{line:?} missing from:\n{response}"
+        );
     }
     for name in esrs_core::metrics::names() {
         if name == esrs_core::metrics::SNAPSHOT_MISSES_TOTAL
@@ -148,7 +151,10 @@ fn the_dashboard_graphs_documented_metrics() {
                     .iter()
                     .find_map(|suffix| metric.strip_suffix(suffix))
                     .unwrap_or(metric);
-                assert!(names.contains(&base), "{metric} in {expr} is not documented");
+                assert!(
+                    names.contains(&base),
+                    "{metric} in {expr} is not documented"
+                );
             }
         }
     }

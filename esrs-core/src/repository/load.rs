@@ -129,7 +129,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             first = false;
         }
         // A stream this long has had a snapshot saved, unless it was written by another
-        // fold, deleted, or its save failed.
+        // fold, deleted, its save failed or is still to come.
         if used == SnapshotUse::Miss && every > 0 && loaded.version >= every {
             AggregateKeys::<A>::snapshot_miss(false);
         }
@@ -187,7 +187,8 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// `version` events (fewer if the stream is shorter).
     pub async fn load_at(&self, id: &StreamId, version: Version) -> Result<Loaded<A>> {
         let stream = self.stream_of(id)?;
-        let span = tracing::debug_span!("esrs.load_at", aggregate = A::NAME, stream = %stream, version);
+        let span =
+            tracing::debug_span!("esrs.load_at", aggregate = A::NAME, stream = %stream, version);
         self.fold(&stream, version).instrument(span).await
     }
 

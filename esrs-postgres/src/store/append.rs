@@ -227,7 +227,10 @@ impl PgStore {
             outcome = tracing::field::Empty,
         );
         let started = Instant::now();
-        let result = self.append_in_transaction(conn, &request).instrument(span.clone()).await;
+        let result = self
+            .append_in_transaction(conn, &request)
+            .instrument(span.clone())
+            .await;
         span.in_scope(|| self.appended(&request, &result, started));
         result
     }

@@ -81,7 +81,10 @@ mod tests {
 
         let slow = SlowAppends::new(Duration::from_millis(50));
         slow.check(&stream, 1, Duration::from_millis(50));
-        assert!(slow.state.lock().unwrap().last.is_none(), "at the threshold is not over it");
+        assert!(
+            slow.state.lock().unwrap().last.is_none(),
+            "at the threshold is not over it"
+        );
         slow.check(&stream, 1, Duration::from_millis(51));
         let first = slow.state.lock().unwrap().last;
         assert!(first.is_some());

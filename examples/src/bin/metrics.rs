@@ -36,7 +36,9 @@ struct Args {
 fn args() -> Result<Args, BoxError> {
     let mut args = Args {
         port: match std::env::var("METRICS_PORT") {
-            Ok(port) => port.parse().map_err(|_| format!("METRICS_PORT is not a port: {port}"))?,
+            Ok(port) => port
+                .parse()
+                .map_err(|_| format!("METRICS_PORT is not a port: {port}"))?,
             Err(_) => DEFAULT_PORT,
         },
         rounds: 1,
@@ -98,7 +100,11 @@ async fn rounds<S: esrs_core::EventStore + Clone>(store: S, args: &Args) -> Resu
         let summary = load::run(store.clone(), &load).await?;
         println!(
             "round {round}: {} appended, {} replayed, {} refused, {} out of retries, {} items projected",
-            summary.appended, summary.replayed, summary.rejected, summary.gave_up, summary.items_projected
+            summary.appended,
+            summary.replayed,
+            summary.rejected,
+            summary.gave_up,
+            summary.items_projected
         );
     }
     tokio::time::sleep(Duration::from_secs(args.linger)).await;
