@@ -380,17 +380,20 @@ fn one_projection_batch_records_its_events_duration_checkpoint_lag_and_lock() {
     );
 }
 
+/// A span's or an event's fields, by name.
+type Fields = BTreeMap<String, String>;
+
 /// The warnings logged while it is the thread's subscriber, each as its fields.
 #[derive(Clone, Default)]
-struct Warnings(Arc<Mutex<Vec<BTreeMap<String, String>>>>);
+struct Warnings(Arc<Mutex<Vec<Fields>>>);
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Warnings {
     fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
         if *event.metadata().level() != tracing::Level::WARN {
             return;
         }
-        struct Fields(BTreeMap<String, String>);
-        impl tracing::field::Visit for Fields {
+        struct Collect(Fields);
+        impl tracing::field::Visit for Collect {
             fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
                 self.0.insert(field.name().to_owned(), format!("{value:?}"));
             }
@@ -398,7 +401,7 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Warnings {
                 self.0.insert(field.name().to_owned(), value.to_owned());
             }
         }
-        let mut fields = Fields(BTreeMap::new());
+        let mut fields = Collect(Fields::new());
         event.record(&mut fields);
         self.0.lock().unwrap().push(fields.0);
     }
@@ -540,7 +543,7 @@ fn sample_health_sees_an_open_writing_transaction_and_sets_the_gauges() {
 
 /// The spans opened while it is the thread's subscriber: each one's name and fields.
 #[derive(Clone, Default)]
-struct Spans(Arc<Mutex<Vec<(String, BTreeMap<String, String>)>>>);
+struct Spans(Arc<Mutex<Vec<(String, Fields)>>>);
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Spans {
     fn on_new_span(
@@ -549,8 +552,8 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Spans {
         _: &tracing::span::Id,
         _: tracing_subscriber::layer::Context<'_, S>,
     ) {
-        struct Fields(BTreeMap<String, String>);
-        impl tracing::field::Visit for Fields {
+        struct Collect(Fields);
+        impl tracing::field::Visit for Collect {
             fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
                 self.0.insert(field.name().to_owned(), format!("{value:?}"));
             }
@@ -558,7 +561,7 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Spans {
                 self.0.insert(field.name().to_owned(), value.to_owned());
             }
         }
-        let mut fields = Fields(BTreeMap::new());
+        let mut fields = Collect(Fields::new());
         attrs.record(&mut fields);
         // The declared fields, recorded later or not (`events`, `outcome`), count too.
         for field in attrs.metadata().fields() {
