@@ -37,7 +37,8 @@ use crate::workloads::{
 };
 
 const USAGE: &str = "\
-usage: esrs-bench [WORKLOAD...] [--database-url URL] [--repeat N] [--pg-page-size N] [--keep]
+usage: esrs-bench [WORKLOAD...] [--database-url URL] [--repeat N] [--pg-page-size N]
+                  [--recorder prometheus|none] [--keep]
 
 WORKLOAD is one or more of:
   all         every workload below (the default)
@@ -56,6 +57,10 @@ WORKLOAD is one or more of:
                     the run with the median throughput of each workload and implementation
 --pg-page-size N    the PgStore option `page_size` (rows per query of a read) for the esrs
                     runs; the default is PgStore's own
+--recorder R        `prometheus`: every run installs the Prometheus recorder of
+                    metrics-exporter-prometheus (without its HTTP listener; its upkeep
+                    runs every 5 s, as a scrape would), so that esrs's metrics are recorded;
+                    `none` (the default): no recorder, esrs records nothing
 --keep              keep the databases
 ";
 
@@ -162,6 +167,13 @@ mod tests {
             "postgres://x"
         );
         assert!(args(&["--database-url"]).is_err());
+        assert_eq!(args(&[]).unwrap().recorder, Recorder::None);
+        assert_eq!(
+            args(&["w1", "--recorder", "prometheus"]).unwrap().recorder,
+            Recorder::Prometheus
+        );
+        assert!(args(&["--recorder", "statsd"]).is_err());
+        assert!(args(&["--recorder"]).is_err());
     }
 }
 
@@ -171,11 +183,58 @@ struct Options {
     keep: bool,
     repeat: usize,
     page_size: Option<u32>,
+    recorder: Recorder,
     groups: Vec<String>,
 }
 
 /// How the parent passes `--pg-page-size` to its children.
 const PAGE_SIZE_ENV: &str = "ESRS_BENCH_PG_PAGE_SIZE";
+
+/// How the parent passes `--recorder` to its children.
+const RECORDER_ENV: &str = "ESRS_BENCH_RECORDER";
+
+/// The metrics recorder the runs install: `--recorder`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Recorder {
+    /// No recorder: the metrics facade's no-op.
+    None,
+    /// metrics-exporter-prometheus's recorder, without its HTTP listener.
+    Prometheus,
+}
+
+impl Recorder {
+    fn parse(name: &str) -> Option<Self> {
+        match name {
+            "none" => Some(Self::None),
+            "prometheus" => Some(Self::Prometheus),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Prometheus => "prometheus",
+        }
+    }
+
+    /// Installs the recorder for this process, with a thread that runs its upkeep (drains
+    /// the histograms into their summaries) every 5 s, as a scrape would.
+    fn install(self) -> Result<(), BoxError> {
+        if self == Self::Prometheus {
+            let handle =
+                metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+            esrs_core::metrics::describe();
+            std::thread::spawn(move || {
+                loop {
+                    std::thread::sleep(std::time::Duration::from_secs(5));
+                    handle.run_upkeep();
+                }
+            });
+        }
+        Ok(())
+    }
+}
 
 fn parse(args: &[String]) -> Result<Options, String> {
     let mut options = Options {
@@ -184,6 +243,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         keep: false,
         repeat: 3,
         page_size: None,
+        recorder: Recorder::None,
         groups: Vec::new(),
     };
     let mut args = args.iter();
@@ -203,6 +263,12 @@ fn parse(args: &[String]) -> Result<Options, String> {
                         .filter(|n| *n > 0)
                         .ok_or("--pg-page-size needs a positive number")?,
                 )
+            }
+            "--recorder" => {
+                options.recorder = args
+                    .next()
+                    .and_then(|name| Recorder::parse(name))
+                    .ok_or("--recorder needs `prometheus` or `none`")?
             }
             "--repeat" => {
                 options.repeat = args
@@ -321,6 +387,7 @@ fn parent(options: &Options) -> Result<(), BoxError> {
             .args(["child", run.id, "--database-url", &options.database_url])
             .args(["--database", &database])
             .envs(options.page_size.map(|n| (PAGE_SIZE_ENV, n.to_string())))
+            .env(RECORDER_ENV, options.recorder.name())
             .stderr(std::process::Stdio::inherit())
             .output();
         if run.postgres && !options.keep {
@@ -355,6 +422,7 @@ fn parent(options: &Options) -> Result<(), BoxError> {
         })
         .collect();
     if !reports.is_empty() {
+        println!("\nmetrics recorder: {}", options.recorder.name());
         print_table(&reports, options.repeat);
     }
     if options.groups.iter().any(|g| g == "roundtrips") {
@@ -446,6 +514,11 @@ fn child(args: &[String]) -> ExitCode {
             (Some(url), Some(database)) => Some(with_database(&url, &database)),
             _ => None,
         };
+        let recorder = std::env::var(RECORDER_ENV)
+            .ok()
+            .map_or(Some(Recorder::None), |name| Recorder::parse(&name))
+            .ok_or("child: unknown recorder")?;
+        recorder.install()?;
         let threads = if id.starts_with("w2") { 2 } else { 1 };
         let mut report = runtime(threads)?.block_on(run_child(&id, url))?;
         report.peak_mib = measure::peak_rss_mib();

@@ -51,6 +51,7 @@
 //! | storage | [`EventStore`], [`InMemoryStore`], [`RecordedEvent`]; PostgreSQL in the `esrs-postgres` crate | [`store`]: what a store implementor needs |
 //! | read models | [`Projection`], [`ProjectionRunner`] | [`projection`]: checkpoints, error policies, status, the running handle |
 //! | errors | [`Error`], [`Result`], [`Conflict`], [`DecodeError`], [`ExecuteError`], [`BoxError`] | [`error`]: why a stream id, key, metadata or payload was refused; [`ErrorChain`](error::ErrorChain), which shows an error with its causes |
+//! | operation | | [`metrics`]: the metrics esrs records (names, labels, units) and [`metrics::describe`]; `tracing` spans `esrs.*` around every operation |
 //! | time and ids | [`chrono`], [`uuid`] (the versions esrs uses) | |
 //! | tests | | [`testing`]: `given` / `when` / `then` for aggregates, policies and projections |
 //!
@@ -82,6 +83,7 @@ pub mod error;
 mod event;
 mod idempotency;
 mod memory;
+pub mod metrics;
 mod position;
 mod private;
 pub mod projection;

@@ -8,10 +8,14 @@ use crate::envelope::{AppendOutcome, AppendRequest, FoldEvent, RecordedEvent};
 use crate::error::{Conflict, Result};
 use crate::idempotency::IdempotencyKey;
 use crate::idempotency::{DEFAULT_IDEMPOTENCY_RETENTION, IdempotencyRecord};
+use crate::metrics::{AppendMetrics, AppendResult};
 use crate::position::Position;
 use crate::snapshot::{Snapshot, SnapshotKey};
 use crate::store::{DEFAULT_MAX_PAYLOAD_BYTES, EventStore, EventStream, FoldItem, FoldStream};
 use crate::stream::{StreamId, Version};
+
+/// The append metrics of the in-memory store: `store = "memory"`.
+static METRICS: AppendMetrics = AppendMetrics::new("memory");
 
 /// How many events a reader copies out per lock.
 const READ_CHUNK: usize = 256;
@@ -198,6 +202,7 @@ impl InMemoryStore {
             let commit = state.commits;
             let now = chrono::Utc::now();
             let start = state.log.len();
+            METRICS.record_payloads(request.events.iter().map(|e| e.payload.get().len()));
             for (i, event) in request.events.into_iter().enumerate() {
                 let position = Position::new(commit, (start + i + 1) as u64);
                 positions = Some((positions.map_or(position, |(first, _)| first), position));
@@ -312,7 +317,19 @@ impl InMemoryStore {
 
 impl EventStore for InMemoryStore {
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome> {
-        self.append_now(request)
+        let span = tracing::debug_span!(
+            "esrs.append",
+            store = "memory",
+            stream = %request.stream,
+            events = request.events.len(),
+            expected = %request.expected,
+        );
+        let _entered = span.enter();
+        let started = Instant::now();
+        let events = request.events.len();
+        let result = self.append_now(request);
+        METRICS.record(AppendResult::of(&result), events, started.elapsed());
+        result
     }
 
     fn read_stream(&self, stream: &StreamId, from: Version, to: Version) -> EventStream<'_> {

@@ -13,7 +13,10 @@ pub use error::{Error, Result};
 pub use inspect::{OpenTransaction, ProjectionInfo, ResetError, StoreStats, StreamInfo};
 pub use legacy::{TableImport, TableImportError, TableMapping};
 pub use projection::{PgCheckpointError, PgCheckpoints, PgTransaction};
-pub use store::{DEFAULT_SCHEMA, MAX_SCHEMA_LEN, PgStore, PgStoreOptions, ProjectionLock};
+pub use store::{
+    DEFAULT_SCHEMA, DEFAULT_SLOW_APPEND_THRESHOLD, MAX_SCHEMA_LEN, PgHealth, PgStore,
+    PgStoreOptions, ProjectionLock,
+};
 
 /// Re-exported so users name the pool and connection types of the same sqlx version.
 pub use sqlx;

@@ -6,21 +6,44 @@
 //! - `append`, `idempotency`, `snapshot`, `read` (`stream`, `log`, `decode`), `notify`:
 //!   the operations of the trait, and `checkpoint`, `lock` those of projections;
 //! - `options`: [`PgStoreOptions`]; `sql`: the statements (in `sql/`) and the columns each
-//!   one's decoder reads.
+//!   one's decoder reads;
+//! - `slow`: the rate-limited warning of slow appends; `health`: [`PgStore::sample_health`],
+//!   the gauges of the store's health.
+
+/// A debug span of a database operation of `store`, named `$name`, with the attributes of
+/// the OpenTelemetry database conventions (`db.collection.name` is the table, `db.namespace`
+/// the schema; so that `tracing-opentelemetry` exports it as a
+/// database client span), then the given fields. Its duration is the operation's.
+macro_rules! db_span {
+    ($name:literal, $store:expr, $operation:literal, $collection:literal, $($fields:tt)*) => {
+        tracing::debug_span!(
+            $name,
+            otel.kind = "client",
+            db.system.name = "postgresql",
+            db.operation.name = $operation,
+            db.collection.name = $collection,
+            db.namespace = $store.schema(),
+            $($fields)*
+        )
+    };
+}
 
 mod append;
 mod checkpoint;
 mod connection;
+mod health;
 mod idempotency;
 mod lock;
 mod notify;
 mod options;
 mod read;
+mod slow;
 mod snapshot;
 mod sql;
 
+pub use health::PgHealth;
 pub use lock::ProjectionLock;
-pub use options::{DEFAULT_SCHEMA, MAX_SCHEMA_LEN, PgStoreOptions};
+pub use options::{DEFAULT_SCHEMA, DEFAULT_SLOW_APPEND_THRESHOLD, MAX_SCHEMA_LEN, PgStoreOptions};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +51,7 @@ use std::time::Duration;
 use esrs_core::store::{AppendOutcome, AppendRequest, EventStream, Snapshot, SnapshotKey};
 use esrs_core::{EventStore, IdempotencyKey, Position, StreamId, Version};
 use sqlx::postgres::PgPool;
+use tracing::Instrument;
 
 use crate::error::Result;
 use sql::Sql;
@@ -85,6 +109,7 @@ struct Inner {
     sql: Sql,
     notifier: notify::Notifier,
     seen: connection::Seen,
+    slow_appends: slow::SlowAppends,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -98,6 +123,10 @@ impl std::fmt::Debug for PgStore {
             .field("poll_interval", &self.inner.poll_interval)
             .field("page_size", &self.inner.page_size)
             .field("settle_time", &self.inner.settle_time)
+            .field(
+                "slow_append_threshold",
+                &self.inner.slow_appends.threshold(),
+            )
             .field("pool", self.inner.conns.pool())
             .field("connections", &self.inner.conns)
             .finish_non_exhaustive()
@@ -177,7 +206,10 @@ impl EventStore for PgStore {
     }
 
     async fn save_snapshot(&self, snapshot: Snapshot) -> esrs_core::Result<()> {
-        snapshot::save_snapshot(self, snapshot).await
+        let span = db_span!("esrs.pg.save_snapshot", self, "save_snapshot", "snapshots", stream = %snapshot.stream, version = snapshot.version);
+        snapshot::save_snapshot(self, snapshot)
+            .instrument(span)
+            .await
     }
 
     async fn load_snapshot(
@@ -185,18 +217,33 @@ impl EventStore for PgStore {
         stream: &StreamId,
         key: SnapshotKey,
     ) -> esrs_core::Result<Option<Snapshot>> {
-        snapshot::load_snapshot(self, stream, key).await
+        let span =
+            db_span!("esrs.pg.load_snapshot", self, "load_snapshot", "snapshots", stream = %stream);
+        snapshot::load_snapshot(self, stream, key)
+            .instrument(span)
+            .await
     }
 
     async fn find_idempotency_key(
         &self,
         key: &IdempotencyKey,
     ) -> esrs_core::Result<Option<esrs_core::store::IdempotencyRecord>> {
-        idempotency::find_idempotency_key(self, key).await
+        let span = db_span!(
+            "esrs.pg.find_idempotency_key",
+            self,
+            "find_idempotency_key",
+            "idempotency_keys",
+            key = key.as_str()
+        );
+        idempotency::find_idempotency_key(self, key)
+            .instrument(span)
+            .await
     }
 
     async fn stream_version(&self, stream: &StreamId) -> esrs_core::Result<Version> {
-        read::stream_version(self, stream).await
+        let span =
+            db_span!("esrs.pg.stream_version", self, "stream_version", "events", stream = %stream);
+        read::stream_version(self, stream).instrument(span).await
     }
 
     async fn wait_for_events(&self, after: Position, timeout: Duration) -> esrs_core::Result<()> {

@@ -9,6 +9,8 @@
 //! - [`warehouse`]: invoices issued in one process, published to NATS JetStream exactly once,
 //!   and a finance report built from JetStream in another process
 //!   (`cargo run -p esrs-examples --bin warehouse-issue`, then `--bin warehouse-report`);
+//! - [`load`]: the cart under load with its metrics on a Prometheus endpoint, for the Grafana
+//!   dashboard `examples/grafana/esrs.json` (`cargo run -p esrs-examples --bin metrics`);
 //! - [`tour`]: the main example (`cargo run -p esrs-examples`), a walk through the cart and
 //!   the bank account against a real store.
 //!
@@ -18,6 +20,7 @@
 pub mod bank;
 pub mod cart;
 pub mod leaderboard;
+pub mod load;
 pub mod loyalty;
 pub mod tour;
 pub mod warehouse;

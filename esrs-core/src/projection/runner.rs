@@ -1,13 +1,15 @@
 //! The runner: reads the global log after the checkpoint in batches, hands events to the
 //! projection, commits the checkpoint, and follows the log live.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::envelope::RecordedEvent;
 use crate::error::{Error, ErrorChain};
+use crate::metrics::ProjectionKeys;
 use crate::position::Position;
 use crate::store::EventStore;
 
@@ -75,6 +77,7 @@ where
     error_policy: ErrorPolicy,
     lock_wait: Option<Duration>,
     status: watch::Sender<ProjectionStatus>,
+    metrics: ProjectionKeys,
 }
 
 impl<S, C: CheckpointStore, P> std::fmt::Debug for ProjectionRunner<S, C, P> {
@@ -107,6 +110,7 @@ where
             checkpoints,
             projection,
             status: watch::Sender::new(ProjectionStatus::new(name.clone())),
+            metrics: ProjectionKeys::new(&name),
             name,
             batch_size: DEFAULT_BATCH_SIZE,
             poll_interval: DEFAULT_POLL_INTERVAL,
@@ -199,13 +203,17 @@ where
         let (control, mut receiver) = watch::channel(Control::default());
         let status = self.status.subscribe();
         let name = self.name.clone();
-        let task = tokio::spawn(async move {
-            let mut runner = self;
-            runner
-                .run(&mut receiver, Mode::Follow, false)
-                .await
-                .map(|()| runner)
-        });
+        let span = tracing::debug_span!("esrs.projection", projection = %name);
+        let task = tokio::spawn(
+            async move {
+                let mut runner = self;
+                runner
+                    .run(&mut receiver, Mode::Follow, false)
+                    .await
+                    .map(|()| runner)
+            }
+            .instrument(span),
+        );
         RunningProjection {
             name,
             control,
@@ -285,6 +293,7 @@ where
         let Some(lock) = self.lock(control).await? else {
             return Ok(());
         };
+        self.metrics.lock_held(true);
         // An abort drops the loop wherever it is, like a crash (the unit of work in progress
         // is abandoned, never committed), but the lock is still given back here, so that
         // `abort` returns once the checkpoint store has released it.
@@ -298,6 +307,7 @@ where
             // The lock goes with its connection or process anyway.
             tracing::warn!(projection = %self.name, error = %ErrorChain::new(&e), "failed to release the projection lock");
         }
+        self.metrics.lock_held(false);
         result
     }
 
@@ -372,8 +382,10 @@ where
                 Err(e) if e.is_batch_failure() => {
                     attempt += 1;
                     let Some(delay) = self.error_policy.delay(attempt) else {
+                        self.metrics.error(false);
                         return Err(e);
                     };
+                    self.metrics.error(true);
                     tracing::warn!(projection = %self.name, attempt, error = %ErrorChain::new(&e), "projection batch failed; retrying");
                     self.set_phase(Phase::Retrying {
                         attempt,
@@ -445,6 +457,7 @@ where
             name,
             batch_size,
             status,
+            metrics,
             ..
         } = self;
         let mut checkpoint = status.borrow().checkpoint;
@@ -452,94 +465,113 @@ where
         let mut read = 0u64;
         let mut batch: Vec<RecordedEvent> = Vec::with_capacity((*batch_size).min(4096));
         loop {
-            let mut end = None;
-            batch.clear();
-            while batch.len() < *batch_size {
-                if interrupted(control, seen) {
-                    end = Some(PassEnd::Interrupted);
-                    break;
+            let span = tracing::debug_span!(
+                "esrs.projection.batch",
+                projection = %name,
+                after = %checkpoint,
+                events = tracing::field::Empty,
+            );
+            let end = async {
+                let started = Instant::now();
+                let mut end = None;
+                batch.clear();
+                while batch.len() < *batch_size {
+                    if interrupted(control, seen) {
+                        end = Some(PassEnd::Interrupted);
+                        break;
+                    }
+                    let Some(record) = events.next().await else {
+                        end = Some(PassEnd::CaughtUp { read });
+                        break;
+                    };
+                    let record = record.map_err(|source| ProjectionError::EventStore {
+                        projection: name.clone(),
+                        source,
+                    })?;
+                    if read == 0 {
+                        status.send_modify(|s| s.phase = Phase::CatchingUp);
+                    }
+                    read += 1;
+                    batch.push(record);
                 }
-                let Some(record) = events.next().await else {
-                    end = Some(PassEnd::CaughtUp { read });
-                    break;
-                };
-                let record = record.map_err(|source| ProjectionError::EventStore {
-                    projection: name.clone(),
-                    source,
-                })?;
-                if read == 0 {
-                    status.send_modify(|s| s.phase = Phase::CatchingUp);
-                }
-                read += 1;
-                batch.push(record);
-            }
+                tracing::Span::current().record("events", batch.len());
 
-            let mut tx = None;
-            let mut last = checkpoint;
-            let mut last_at = None;
-            let (mut handled, mut skipped) = (0u64, 0u64);
-            for record in &batch {
-                if interrupted(control, seen) {
-                    // Commit what was handled, and leave the rest for the next pass.
-                    end = Some(PassEnd::Interrupted);
-                    break;
-                }
-                if projection.handles(&record.name) {
-                    let event = <P::Event as ProjectionEvents>::decode(record)
-                        .map_err(|source| ProjectionError::decode(name, record, source))?;
-                    if tx.is_none() {
-                        tx = Some(checkpoints.begin().await.map_err(|source| {
-                            ProjectionError::Checkpoint {
-                                projection: name.clone(),
-                                source,
-                            }
-                        })?);
+                let mut tx = None;
+                let mut last = checkpoint;
+                let mut last_at = None;
+                let (mut handled, mut skipped) = (0u64, 0u64);
+                for record in &batch {
+                    if interrupted(control, seen) {
+                        // Commit what was handled, and leave the rest for the next pass.
+                        end = Some(PassEnd::Interrupted);
+                        break;
                     }
-                    if let Some(tx) = tx.as_mut() {
-                        projection
-                            .handle(tx, event, record)
-                            .await
-                            .map_err(|source| ProjectionError::handler(name, record, source))?;
+                    if projection.handles(&record.name) {
+                        let event = <P::Event as ProjectionEvents>::decode(record)
+                            .map_err(|source| ProjectionError::decode(name, record, source))?;
+                        if tx.is_none() {
+                            tx = Some(checkpoints.begin().await.map_err(|source| {
+                                ProjectionError::Checkpoint {
+                                    projection: name.clone(),
+                                    source,
+                                }
+                            })?);
+                        }
+                        if let Some(tx) = tx.as_mut() {
+                            projection
+                                .handle(tx, event, record)
+                                .await
+                                .map_err(|source| ProjectionError::handler(name, record, source))?;
+                        }
+                        handled += 1;
+                    } else {
+                        skipped += 1;
                     }
-                    handled += 1;
-                } else {
-                    skipped += 1;
+                    last = record.position;
+                    last_at = Some(record.recorded_at);
                 }
-                last = record.position;
-                last_at = Some(record.recorded_at);
-            }
 
-            if last != checkpoint {
-                let checkpoint_error = |source| ProjectionError::Checkpoint {
-                    projection: name.clone(),
-                    source,
-                };
-                let mut tx = match tx {
-                    Some(tx) => tx,
-                    None => checkpoints.begin().await.map_err(checkpoint_error)?,
-                };
-                checkpoints
-                    .save(&mut tx, lock, name, checkpoint, last)
-                    .await
-                    .map_err(checkpoint_error)?;
-                checkpoints.commit(tx).await.map_err(checkpoint_error)?;
-                checkpoint = last;
-                *attempt = 0;
-                status.send_modify(|s| {
-                    s.checkpoint = checkpoint;
-                    s.last_recorded_at = last_at.or(s.last_recorded_at);
-                    s.handled += handled;
-                    s.skipped += skipped;
-                });
-                // The head only feeds the lag report: a failure to read it must not stop a
-                // runner whose batch is committed.
-                match store.head_position().await {
-                    Ok(head) => status.send_modify(|s| s.head = head.or(s.head)),
-                    Err(error) => {
-                        tracing::debug!(projection = %name, error = %ErrorChain::new(&error), "cannot read the head of the log")
+                if last != checkpoint {
+                    let checkpoint_error = |source| ProjectionError::Checkpoint {
+                        projection: name.clone(),
+                        source,
+                    };
+                    let mut tx = match tx {
+                        Some(tx) => tx,
+                        None => checkpoints.begin().await.map_err(checkpoint_error)?,
+                    };
+                    checkpoints
+                        .save(&mut tx, lock, name, checkpoint, last)
+                        .await
+                        .map_err(checkpoint_error)?;
+                    checkpoints.commit(tx).await.map_err(checkpoint_error)?;
+                    checkpoint = last;
+                    *attempt = 0;
+                    status.send_modify(|s| {
+                        s.checkpoint = checkpoint;
+                        s.last_recorded_at = last_at.or(s.last_recorded_at);
+                        s.handled += handled;
+                        s.skipped += skipped;
+                    });
+                    metrics.batch(handled, skipped, started.elapsed(), checkpoint.sequence);
+                    // The head only feeds the lag report: a failure to read it must not stop
+                    // a runner whose batch is committed.
+                    match store.head_position().await {
+                        Ok(head) => status.send_modify(|s| s.head = head.or(s.head)),
+                        Err(error) => {
+                            tracing::debug!(projection = %name, error = %ErrorChain::new(&error), "cannot read the head of the log")
+                        }
                     }
+                    let status = status.borrow();
+                    metrics.lag(status.events_behind(), status.time_behind());
                 }
+                if let Some(PassEnd::CaughtUp { .. }) = end {
+                    metrics.lag(Some(0), Duration::ZERO);
+                }
+                Ok::<_, ProjectionError>(end)
             }
+            .instrument(span)
+            .await?;
             if let Some(end) = end {
                 return Ok(end);
             }

@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::event::IntoEvents;
 use crate::idempotency::IdempotencyKey;
 use crate::idempotency::RequestDigest;
+use crate::metrics::{AggregateKeys, CacheResult};
 use crate::store::EventStore;
 use crate::store::FoldItem;
 use crate::stream::{ExpectedVersion, StreamId, Version};
@@ -103,6 +104,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         let keyed = key.map(|key| (key, RequestDigest::of_command(&stream)));
         if let Some((key, digest)) = &keyed {
             if let Some(outcome) = self.find_key(key, &stream, digest).await? {
+                AggregateKeys::<A>::replay();
                 return self.replay_outcome(&stream, outcome).await;
             }
         }
@@ -111,7 +113,15 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         let mut use_cache = true;
         loop {
             let cached = match &self.cache {
-                Some(cache) if use_cache => cache.take(&stream),
+                Some(cache) if use_cache => {
+                    let taken = cache.take(&stream);
+                    AggregateKeys::<A>::cache(if taken.is_some() {
+                        CacheResult::Hit
+                    } else {
+                        CacheResult::Miss
+                    });
+                    taken
+                }
                 _ => None,
             };
             let from_cache = cached.is_some();
@@ -131,6 +141,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                         if let Some(cache) = &self.cache {
                             cache.stale.fetch_add(1, Ordering::Relaxed);
                         }
+                        AggregateKeys::<A>::cache(CacheResult::Stale);
                         use_cache = false;
                         continue;
                     }
@@ -141,6 +152,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                     // the key's lookup and the load): the original outcome stands.
                     if let Some((key, digest)) = &keyed {
                         if let Some(outcome) = self.find_key(key, &stream, digest).await? {
+                            AggregateKeys::<A>::replay();
                             return self.replay_outcome(&stream, outcome).await;
                         }
                     }
@@ -182,6 +194,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                         }
                         .into());
                     }
+                    AggregateKeys::<A>::replay();
                     return self.replay_outcome(&stream, outcome).await;
                 }
                 Ok(outcome) => {
@@ -204,17 +217,26 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                     if let Some(cache) = &self.cache {
                         cache.stale.fetch_add(1, Ordering::Relaxed);
                     }
+                    AggregateKeys::<A>::conflict();
+                    AggregateKeys::<A>::cache(CacheResult::Stale);
                     use_cache = false;
                     tracing::debug!(%conflict, "stale cached state, reloading");
                 }
                 Err(Error::Conflict(conflict)) if attempt < retries => {
                     attempt += 1;
+                    AggregateKeys::<A>::conflict();
+                    AggregateKeys::<A>::retry();
                     use_cache = false;
                     tracing::debug!(%conflict, attempt, "conflict, reloading and retrying");
                 }
                 // Any other failure drops the state: an append that failed to answer may
                 // still have been committed.
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    if matches!(e, Error::Conflict(_)) {
+                        AggregateKeys::<A>::conflict();
+                    }
+                    return Err(e.into());
+                }
             }
         }
     }
@@ -328,7 +350,13 @@ where
 
     fn into_future(self) -> Self::IntoFuture {
         let retries = self.retries.unwrap_or(self.repository.retries);
-        let span = tracing::debug_span!("esrs.execute", aggregate = A::NAME, id = %self.id);
+        let span = tracing::debug_span!(
+            "esrs.execute",
+            aggregate = A::NAME,
+            id = %self.id,
+            idempotency_key = self.key.as_ref().map(IdempotencyKey::as_str),
+            retries,
+        );
         Box::pin(
             self.repository
                 .run(self.id, self.command, self.key, self.metadata, retries)

@@ -1,5 +1,7 @@
 //! Loading an aggregate: the latest snapshot and the tail, time travel and history.
 
+use std::time::Instant;
+
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use tracing::Instrument;
@@ -9,6 +11,7 @@ use crate::envelope::FoldEvent;
 use crate::envelope::RecordedEvent;
 use crate::error::{ErrorChain, Result};
 use crate::event::EventSet;
+use crate::metrics::{AggregateKeys, SnapshotUse};
 use crate::store::{EventStore, FoldItem};
 use crate::stream::{StreamId, Version};
 
@@ -65,10 +68,19 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         self.load_stream(&stream).instrument(span).await
     }
 
+    /// The current state of `stream`, timed as `esrs_load_duration_seconds`.
     pub(super) async fn load_stream(&self, stream: &StreamId) -> Result<Loaded<A>> {
-        if A::SNAPSHOT_EVERY.is_none() {
-            return self.fold(stream, Version::MAX).await;
-        }
+        let started = Instant::now();
+        let (loaded, snapshot) = self.load_latest(stream).await?;
+        AggregateKeys::<A>::load(snapshot, started.elapsed());
+        Ok(loaded)
+    }
+
+    /// The current state of `stream` and whether a snapshot gave it.
+    async fn load_latest(&self, stream: &StreamId) -> Result<(Loaded<A>, SnapshotUse)> {
+        let Some(every) = A::SNAPSHOT_EVERY else {
+            return Ok((self.fold(stream, Version::MAX).await?, SnapshotUse::None));
+        };
         let mut items = self
             .store
             .read_for_fold(stream, 1, Version::MAX, Some(A::SNAPSHOT_KEY));
@@ -77,11 +89,13 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             version: 0,
         };
         let mut first = true;
+        let mut used = SnapshotUse::Miss;
         while let Some(item) = items.next().await {
             match item? {
                 FoldItem::Snapshot(snapshot) if first => {
                     match A::decode_snapshot(&snapshot.payload) {
                         Some(Ok(state)) => {
+                            used = SnapshotUse::Hit;
                             loaded = Loaded {
                                 state,
                                 version: snapshot.version,
@@ -96,11 +110,14 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                                 "ignoring a snapshot that does not decode; folding the whole stream"
                             );
                             drop(items);
-                            return self.fold(stream, Version::MAX).await;
+                            AggregateKeys::<A>::snapshot_miss(true);
+                            let loaded = self.fold(stream, Version::MAX).await?;
+                            return Ok((loaded, SnapshotUse::Miss));
                         }
                         None => {
                             drop(items);
-                            return self.fold(stream, Version::MAX).await;
+                            let loaded = self.fold(stream, Version::MAX).await?;
+                            return Ok((loaded, SnapshotUse::None));
                         }
                     }
                 }
@@ -111,7 +128,12 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             }
             first = false;
         }
-        Ok(loaded)
+        // A stream this long has had a snapshot saved, unless it was written by another
+        // fold, deleted, its save failed or is still to come.
+        if used == SnapshotUse::Miss && every > 0 && loaded.version >= every {
+            AggregateKeys::<A>::snapshot_miss(false);
+        }
+        Ok((loaded, used))
     }
 
     fn apply_fold_event(
@@ -165,27 +187,35 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// `version` events (fewer if the stream is shorter).
     pub async fn load_at(&self, id: &StreamId, version: Version) -> Result<Loaded<A>> {
         let stream = self.stream_of(id)?;
-        self.fold(&stream, version).await
+        let span =
+            tracing::debug_span!("esrs.load_at", aggregate = A::NAME, stream = %stream, version);
+        self.fold(&stream, version).instrument(span).await
     }
 
     /// The state of aggregate `id` as of time `at`: the fold of the events recorded up to
     /// and including `at`.
     pub async fn load_as_of(&self, id: &StreamId, at: DateTime<Utc>) -> Result<Loaded<A>> {
         let stream = self.stream_of(id)?;
-        self.fold_until(&stream, at).await
+        let span = tracing::debug_span!("esrs.load_as_of", aggregate = A::NAME, stream = %stream, at = %at);
+        self.fold_until(&stream, at).instrument(span).await
     }
 
     /// Every event of aggregate `id`, decoded, with its envelope (version, metadata,
     /// recorded time): the answer to "how did we get here?".
     pub async fn history(&self, id: &StreamId) -> Result<Vec<HistoryEntry<A::Event>>> {
         let stream = self.stream_of(id)?;
-        let mut events = self.store.read_stream(&stream, 1, Version::MAX);
-        let mut history = Vec::new();
-        while let Some(recorded) = events.next().await {
-            let recorded = recorded?;
-            let event = decoded_at(&recorded.stream, recorded.version, recorded.decode())?;
-            history.push(HistoryEntry { event, recorded });
+        let span = tracing::debug_span!("esrs.history", aggregate = A::NAME, stream = %stream);
+        async {
+            let mut events = self.store.read_stream(&stream, 1, Version::MAX);
+            let mut history = Vec::new();
+            while let Some(recorded) = events.next().await {
+                let recorded = recorded?;
+                let event = decoded_at(&recorded.stream, recorded.version, recorded.decode())?;
+                history.push(HistoryEntry { event, recorded });
+            }
+            Ok(history)
         }
-        Ok(history)
+        .instrument(span)
+        .await
     }
 }

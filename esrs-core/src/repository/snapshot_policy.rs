@@ -2,6 +2,7 @@
 
 use crate::aggregate::Aggregate;
 use crate::error::ErrorChain;
+use crate::metrics::AggregateKeys;
 use crate::snapshot::Snapshot;
 use crate::store::EventStore;
 use crate::stream::{StreamId, Version};
@@ -30,8 +31,11 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             None => return,
         };
         let snapshot = Snapshot::new(stream.clone(), loaded.version, A::SNAPSHOT_KEY, payload);
-        if let Err(error) = self.store.save_snapshot(snapshot).await {
-            tracing::warn!(aggregate = A::NAME, stream = %stream, error = %ErrorChain::new(&error), "cannot save a snapshot; continuing without it");
+        match self.store.save_snapshot(snapshot).await {
+            Ok(()) => AggregateKeys::<A>::snapshot_saved(),
+            Err(error) => {
+                tracing::warn!(aggregate = A::NAME, stream = %stream, error = %ErrorChain::new(&error), "cannot save a snapshot; continuing without it");
+            }
         }
     }
 }

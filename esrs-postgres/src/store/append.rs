@@ -5,6 +5,7 @@
 use std::time::Instant;
 
 use esrs_core::error::EncodeError;
+use esrs_core::metrics::{AppendMetrics, AppendResult};
 use esrs_core::store::{AppendOutcome, AppendRequest, RequestDigest};
 use esrs_core::{Conflict, Error, ExpectedVersion, IdempotencyKey, Position};
 use sqlx::postgres::types::Oid;
@@ -100,28 +101,49 @@ pub(super) async fn append(
     store: &PgStore,
     request: AppendRequest,
 ) -> esrs_core::Result<AppendOutcome> {
-    let span = tracing::debug_span!(
+    let span = db_span!(
         "esrs.pg.append",
+        store,
+        "append", "events",
         stream = %request.stream,
         events = request.events.len(),
         expected = %request.expected,
+        outcome = tracing::field::Empty,
     );
     async {
         let started = Instant::now();
         let result = store.append_retrying(&request).await;
-        tracing::debug!(
-            elapsed_us = started.elapsed().as_micros() as u64,
-            ok = result.is_ok(),
-            deduplicated = result.as_ref().is_ok_and(|o| o.deduplicated),
-            "append complete"
-        );
+        store.appended(&request, &result, started);
         result
     }
     .instrument(span)
     .await
 }
 
+/// The append metrics of the PostgreSQL store: `store = "postgres"`.
+static METRICS: AppendMetrics = AppendMetrics::new("postgres");
+
 impl PgStore {
+    /// Records an append that answered `result` after starting at `started`: its metrics,
+    /// its span's outcome, and the warning if it was slow.
+    fn appended(
+        &self,
+        request: &AppendRequest,
+        result: &esrs_core::Result<AppendOutcome>,
+        started: Instant,
+    ) {
+        let elapsed = started.elapsed();
+        let outcome = AppendResult::of(result);
+        tracing::Span::current().record("outcome", outcome.as_str());
+        METRICS.record(outcome, request.events.len(), elapsed);
+        if outcome == AppendResult::Appended {
+            METRICS.record_payloads(request.events.iter().map(|e| e.payload.get().len()));
+        }
+        self.inner
+            .slow_appends
+            .check(&request.stream, request.events.len(), elapsed);
+    }
+
     /// Appends `request`: the plain insert when it applies, else the append function, again
     /// after each race lost by an append with [`ExpectedVersion::Any`].
     async fn append_retrying(&self, request: &AppendRequest) -> esrs_core::Result<AppendOutcome> {
@@ -194,36 +216,49 @@ impl PgStore {
         conn: &mut PgConnection,
         request: AppendRequest,
     ) -> esrs_core::Result<AppendOutcome> {
-        let span = tracing::debug_span!(
+        let span = db_span!(
             "esrs.pg.append",
+            self,
+            "append", "events",
             stream = %request.stream,
             events = request.events.len(),
             expected = %request.expected,
             in_transaction = true,
+            outcome = tracing::field::Empty,
         );
-        async {
-            request.check(self.max_payload_bytes())?;
-            let params = Params::new(&request)?;
-            // Notified at the caller's commit, from inside its transaction.
-            let row = self
-                .call_append(conn, &request, &params, self.inner.notify)
-                .await;
-            match attempt(row, &request)? {
-                Attempt::Decided(result) => result,
-                Attempt::LostRace { on_key } => match self.after_lost_race(&request, on_key).await?
-                {
-                    Some(result) => result,
-                    None => Err(Conflict::new(
-                        request.stream.clone(),
-                        request.expected,
-                        super::read::stream_version(self, &request.stream).await?,
-                    )
-                    .into()),
-                },
-            }
+        let started = Instant::now();
+        let result = self
+            .append_in_transaction(conn, &request)
+            .instrument(span.clone())
+            .await;
+        span.in_scope(|| self.appended(&request, &result, started));
+        result
+    }
+
+    /// [`append_in`](Self::append_in), without its measurements.
+    async fn append_in_transaction(
+        &self,
+        conn: &mut PgConnection,
+        request: &AppendRequest,
+    ) -> esrs_core::Result<AppendOutcome> {
+        request.check(self.max_payload_bytes())?;
+        let params = Params::new(request)?;
+        // Notified at the caller's commit, from inside its transaction.
+        let row = self
+            .call_append(conn, request, &params, self.inner.notify)
+            .await;
+        match attempt(row, request)? {
+            Attempt::Decided(result) => result,
+            Attempt::LostRace { on_key } => match self.after_lost_race(request, on_key).await? {
+                Some(result) => result,
+                None => Err(Conflict::new(
+                    request.stream.clone(),
+                    request.expected,
+                    super::read::stream_version(self, &request.stream).await?,
+                )
+                .into()),
+            },
         }
-        .instrument(span)
-        .await
     }
 
     /// The common append, a version expected and no idempotency key, as one plain `INSERT`

@@ -29,6 +29,10 @@ const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// The shortest time between two notifications of one store.
 const DEFAULT_NOTIFY_INTERVAL: Duration = Duration::from_millis(5);
 
+/// The append time above which a store logs a warning: 50 ms, the sign of I/O pressure on
+/// an SSD.
+pub const DEFAULT_SLOW_APPEND_THRESHOLD: Duration = Duration::from_millis(50);
+
 /// How to build a [`PgStore`]: schema name, payload limit, notifications, paging.
 ///
 /// ```no_run
@@ -56,6 +60,7 @@ pub struct PgStoreOptions {
     max_connections: u32,
     acquire_timeout: Duration,
     reuse_connections: bool,
+    slow_append_threshold: Duration,
 }
 
 impl Default for PgStoreOptions {
@@ -67,8 +72,9 @@ impl Default for PgStoreOptions {
 impl PgStoreOptions {
     /// The defaults: schema `esrs`, payloads up to
     /// [`DEFAULT_MAX_PAYLOAD_BYTES`](esrs_core::store::DEFAULT_MAX_PAYLOAD_BYTES), notifications on,
-    /// polling every 500 ms when no notification arrives, pages of 5,000 rows, and (for
-    /// [`connect`](Self::connect)) a pool of 10 connections.
+    /// polling every 500 ms when no notification arrives, pages of 5,000 rows, a warning for
+    /// appends slower than 50 ms, and (for [`connect`](Self::connect)) a pool of 10
+    /// connections.
     pub fn new() -> Self {
         Self {
             schema: DEFAULT_SCHEMA.to_owned(),
@@ -82,6 +88,7 @@ impl PgStoreOptions {
             max_connections: 10,
             acquire_timeout: Duration::from_secs(30),
             reuse_connections: true,
+            slow_append_threshold: DEFAULT_SLOW_APPEND_THRESHOLD,
         }
     }
 
@@ -167,6 +174,21 @@ impl PgStoreOptions {
     /// back with it is appended as a new request.
     pub fn idempotency_retention(mut self, retention: Duration) -> Self {
         self.idempotency_retention = retention;
+        self
+    }
+
+    /// The append time above which the store logs a warning
+    /// ([`DEFAULT_SLOW_APPEND_THRESHOLD`], 50 ms, by default); zero turns the warning off.
+    ///
+    /// An append (through [`append`](esrs_core::EventStore::append) or
+    /// [`PgStore::append_in`]) that takes longer logs a `tracing` warning with the stream,
+    /// the number of events and the time in milliseconds: on an SSD, appends that slow mean
+    /// I/O pressure, lock contention or a saturated pool. A store logs at most one such
+    /// warning per second; the next one says how many slow appends were not logged in
+    /// between (`suppressed`). Every append's time is also recorded as the metric
+    /// `esrs_append_duration_seconds` (see [`esrs_core::metrics`]).
+    pub fn slow_append_threshold(mut self, threshold: Duration) -> Self {
+        self.slow_append_threshold = threshold;
         self
     }
 
@@ -283,6 +305,7 @@ impl PgStoreOptions {
                 poll_interval: self.poll_interval,
                 page_size: self.page_size,
                 settle_time: self.settle_time,
+                slow_appends: super::slow::SlowAppends::new(self.slow_append_threshold),
             }),
         }
     }

@@ -21,7 +21,7 @@ pub(super) use stream::{read_for_fold, read_stream, stream_version};
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_core::Stream;
 use futures_util::StreamExt;
@@ -136,18 +136,16 @@ fn paged<'a, P: Pages<'a>>(
         items: Box::pin(items),
         done: false,
         span,
-        started: Instant::now(),
         count: 0,
     })
 }
 
 /// A read's items, counted, in the read's one span (entered while the read is polled, only
-/// when it is enabled).
+/// when it is enabled). The span lasts as long as the read: its duration is the read's.
 struct Read<S> {
     items: S,
     done: bool,
     span: tracing::Span,
-    started: Instant,
     count: u64,
 }
 
@@ -159,18 +157,17 @@ impl<T, S: Stream<Item = esrs_core::Result<T>> + Unpin> Stream for Read<S> {
         if this.done {
             return Poll::Ready(None);
         }
-        let _entered = (!this.span.is_disabled()).then(|| this.span.enter());
-        let next = this.items.poll_next_unpin(cx);
+        let next = {
+            let _entered = (!this.span.is_disabled()).then(|| this.span.enter());
+            this.items.poll_next_unpin(cx)
+        };
         match &next {
             Poll::Ready(Some(Ok(_))) => this.count += 1,
-            Poll::Ready(Some(Err(_))) => this.done = true,
-            Poll::Ready(None) => {
+            Poll::Ready(Some(Err(_))) | Poll::Ready(None) => {
                 this.done = true;
-                tracing::debug!(
-                    events = this.count,
-                    elapsed_us = this.started.elapsed().as_micros() as u64,
-                    "read complete"
-                );
+                this.span.record("events", this.count);
+                // The read is over: its span closes now, not when the stream is dropped.
+                this.span = tracing::Span::none();
             }
             Poll::Pending => {}
         }

@@ -139,7 +139,7 @@ pub(super) fn settle_check(row: &PgRow) -> Result<(bool, bool), sqlx::Error> {
 /// The events of the global log after `after`, in pages, up to the oldest running
 /// transaction.
 pub(in crate::store) fn read_all(store: &PgStore, after: Position) -> EventStream<'_> {
-    let span = tracing::debug_span!("esrs.pg.read_all", after = %after);
+    let span = db_span!("esrs.pg.read_all", store, "read_all", "events", after = %after, events = tracing::field::Empty);
     paged(
         store,
         LogPages {

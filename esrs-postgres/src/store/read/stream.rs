@@ -162,7 +162,7 @@ pub(in crate::store) fn read_stream<'a>(
     from: Version,
     to: Version,
 ) -> EventStream<'a> {
-    let span = tracing::debug_span!("esrs.pg.read_stream", stream = %stream, from, to);
+    let span = db_span!("esrs.pg.read_stream", store, "read_stream", "events", stream = %stream, from, to, events = tracing::field::Empty);
     paged(
         store,
         StreamPages {
@@ -195,7 +195,7 @@ pub(in crate::store) fn read_for_fold<'a>(
     snapshot: Option<SnapshotKey>,
 ) -> FoldStream<'a> {
     let Some(key) = snapshot else {
-        let span = tracing::debug_span!("esrs.pg.read_for_fold", stream = %stream, from, to);
+        let span = db_span!("esrs.pg.read_for_fold", store, "read_for_fold", "events", stream = %stream, from, to, events = tracing::field::Empty);
         return paged(
             store,
             StreamPages {
@@ -217,10 +217,15 @@ pub(in crate::store) fn read_for_fold<'a>(
             span,
         );
     };
-    let span = tracing::debug_span!(
-        "esrs.pg.load_for_fold",
+    let span = db_span!(
+        "esrs.pg.read_for_fold",
+        store,
+        "read_for_fold", "events",
         stream = %stream,
+        from,
+        to,
         snapshot_version = key.schema_version,
+        events = tracing::field::Empty,
     );
     paged(
         store,
