@@ -124,6 +124,12 @@ impl Generated<'_> {
                     }
                 }
 
+                fn subjects(&self) -> ::std::vec::Vec<::std::string::String> {
+                    match self {
+                        #(Self::#variants(event) => ::esrs_core::__private::event_subjects(event),)*
+                    }
+                }
+
                 fn decode(
                     name: &str,
                     version: u32,
