@@ -188,6 +188,10 @@ impl EventStore for PgStore {
         snapshot::load_snapshot(self, stream, key).await
     }
 
+    async fn delete_snapshots(&self, stream: &StreamId) -> esrs_core::Result<()> {
+        snapshot::delete_snapshots(self, stream).await
+    }
+
     async fn find_idempotency_key(
         &self,
         key: &IdempotencyKey,
