@@ -106,12 +106,9 @@ pub fn encode_event<T: Event + EncodableEvent>(
 }
 
 /// The subjects of an event's personal fields, each once.
-pub fn event_subjects<T: Event>(event: &T) -> Vec<String> {
-    if !T::PERSONAL {
-        return Vec::new();
-    }
+pub fn subjects_of(fields: Vec<crate::personal::PersonalField>) -> Vec<String> {
     let mut subjects: Vec<String> = Vec::new();
-    for field in event.personal_fields() {
+    for field in fields {
         if !subjects.iter().any(|s| s == field.subject()) {
             subjects.push(field.subject().to_owned());
         }

@@ -94,6 +94,15 @@ impl Generated<'_> {
             };
             quote!(Self::#variant(event) => #call)
         });
+        // Spanned at the event type like `encode`: a type that is not an event is reported
+        // once, there.
+        let subjects = self.handlers.iter().map(|h| {
+            let (variant, event) = (&h.variant, &h.event);
+            let fields = quote_spanned! {event.span()=>
+                <#event as ::esrs_core::Event>::personal_fields(event)
+            };
+            quote!(Self::#variant(event) => #private::subjects_of(#fields))
+        });
         quote! {
             #[automatically_derived]
             impl ::esrs_core::EventSet for #ident {
@@ -126,7 +135,7 @@ impl Generated<'_> {
 
                 fn subjects(&self) -> ::std::vec::Vec<::std::string::String> {
                     match self {
-                        #(Self::#variants(event) => ::esrs_core::__private::event_subjects(event),)*
+                        #(#subjects,)*
                     }
                 }
 
