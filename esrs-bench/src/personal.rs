@@ -147,8 +147,13 @@ pub(crate) fn run() -> Result<Vec<Line>, BoxError> {
         personal_ns: ns_per_event(|| {
             for p in &personal_payloads {
                 black_box(
-                    ring.decode_payload::<ClubEvent>(&stream, MemberJoinedPersonal::NAME, 1, p.get())
-                        .ok(),
+                    ring.decode_payload::<ClubEvent>(
+                        &stream,
+                        MemberJoinedPersonal::NAME,
+                        1,
+                        p.get(),
+                    )
+                    .ok(),
                 );
             }
         }),

@@ -186,14 +186,16 @@ pub enum DecodeError {
     /// or copied from another stream, event or field), or no key store was given. A
     /// forgotten subject is not an error: its fields decode as
     /// [`Personal::Forgotten`](crate::Personal::Forgotten).
-    #[error("event `{event}`: the personal field `{field}` of subject `{subject}` cannot be read: {reason}")]
+    #[error(
+        "event `{event}`: the personal field `{field}` of subject `{subject}` cannot be read: {reason}"
+    )]
     PersonalData {
         /// The stored name of the event.
-        event: String,
+        event: Box<str>,
         /// The field, as its envelope names it.
-        field: String,
+        field: Box<str>,
         /// The subject, as its envelope names it.
-        subject: String,
+        subject: Box<str>,
         /// What went wrong.
         reason: crate::personal::PersonalDataError,
     },
@@ -240,14 +242,16 @@ pub enum EncodeError {
     },
     /// A personal field could not be encrypted: no key store was given, its subject was
     /// forgotten, or it was not written through [`Personal`](crate::Personal).
-    #[error("cannot encode the personal field `{field}` (subject `{subject}`) of `{name}`: {reason}")]
+    #[error(
+        "cannot encode the personal field `{field}` (subject `{subject}`) of `{name}`: {reason}"
+    )]
     Personal {
         /// The stored name of the event.
         name: &'static str,
         /// The field.
-        field: String,
+        field: Box<str>,
         /// The subject.
-        subject: String,
+        subject: Box<str>,
         /// What went wrong.
         reason: crate::personal::PersonalDataError,
     },

@@ -124,11 +124,16 @@ pub fn subjects_of(fields: Vec<crate::personal::PersonalField>) -> Vec<String> {
 )]
 pub trait PersonalValue {
     /// The field's entry in [`Event::personal_fields`].
-    fn personal_field(&self, name: &'static str, subject: String) -> crate::personal::PersonalField;
+    fn personal_field(&self, name: &'static str, subject: String)
+    -> crate::personal::PersonalField;
 }
 
 impl<T> PersonalValue for crate::personal::Personal<T> {
-    fn personal_field(&self, name: &'static str, subject: String) -> crate::personal::PersonalField {
+    fn personal_field(
+        &self,
+        name: &'static str,
+        subject: String,
+    ) -> crate::personal::PersonalField {
         crate::personal::PersonalField::new(self, name, subject)
     }
 }

@@ -8,7 +8,9 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use esrs_core::personal::{self, KeyStore, KeyStoreError, MasterKey, PersonalDataError, SubjectKey};
+use esrs_core::personal::{
+    self, KeyStore, KeyStoreError, MasterKey, PersonalDataError, SubjectKey,
+};
 use esrs_core::prelude::*;
 use esrs_core::projection::InMemoryCheckpoints;
 use esrs_core::store::{AppendRequest, NewEvent};
@@ -118,11 +120,12 @@ async fn shop(store: &TestStore, keys: &PgKeyStore) -> Repository<Shop, esrs_pos
 /// Every row of `table`, as PostgreSQL prints it.
 async fn table_text(store: &TestStore, table: &str) -> String {
     let schema = store.schema();
-    let text: Option<String> =
-        sqlx::query_scalar(&format!("SELECT string_agg(t::text, E'\\n') FROM {schema}.{table} t"))
-            .fetch_one(store.pool())
-            .await
-            .unwrap();
+    let text: Option<String> = sqlx::query_scalar(&format!(
+        "SELECT string_agg(t::text, E'\\n') FROM {schema}.{table} t"
+    ))
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
     text.unwrap_or_default()
 }
 
@@ -144,9 +147,14 @@ async fn no_row_holds_the_plaintext_and_forget_redacts_one_subject() {
     let snapshots = table_text(&store, "snapshots").await;
     assert!(snapshots.contains(GRACE), "{snapshots}");
     let loaded = repo.load(&id("main")).await.unwrap();
-    assert_eq!(loaded.customers["grace"].0.known().map(String::as_str), Some(GRACE));
+    assert_eq!(
+        loaded.customers["grace"].0.known().map(String::as_str),
+        Some(GRACE)
+    );
 
-    let outcome = personal::forget(&keys, &store.store, "grace").await.unwrap();
+    let outcome = personal::forget(&keys, &store.store, "grace")
+        .await
+        .unwrap();
     assert_eq!(outcome.streams, vec![id("shop-main")]);
     for table in ["events", "snapshots"] {
         let text = table_text(&store, table).await;
@@ -161,13 +169,20 @@ async fn no_row_holds_the_plaintext_and_forget_redacts_one_subject() {
     let loaded = repo.load(&id("main")).await.unwrap();
     let grace = &loaded.customers["grace"];
     assert!(grace.0.is_forgotten() && grace.1.is_forgotten());
-    assert_eq!(loaded.customers["alan"].0.known().map(String::as_str), Some(ALAN));
+    assert_eq!(
+        loaded.customers["alan"].0.known().map(String::as_str),
+        Some(ALAN)
+    );
     assert_eq!((loaded.orders, loaded.version), (1, 3));
 
     // A new process (no cache) agrees, and new data of Grace is refused.
     let fresh = PgKeyStore::open(&store, master()).await.unwrap();
     let repo = Repository::<Shop, _>::new(store.store.clone()).with_key_store(fresh);
-    assert!(repo.load(&id("main")).await.unwrap().customers["grace"].0.is_forgotten());
+    assert!(
+        repo.load(&id("main")).await.unwrap().customers["grace"]
+            .0
+            .is_forgotten()
+    );
     let refused = repo
         .execute(&id("main"), |s| s.register("grace", GRACE, GRACE_STREET))
         .await
@@ -180,9 +195,14 @@ async fn no_row_holds_the_plaintext_and_forget_redacts_one_subject() {
         "{refused:?}"
     );
     // Commands still run, and the next snapshot holds no plaintext of Grace.
-    repo.execute(&id("main"), |s| s.place("alan")).await.unwrap();
+    repo.execute(&id("main"), |s| s.place("alan"))
+        .await
+        .unwrap();
     let snapshots = table_text(&store, "snapshots").await;
-    assert!(!snapshots.contains(GRACE) && snapshots.contains(ALAN), "{snapshots}");
+    assert!(
+        !snapshots.contains(GRACE) && snapshots.contains(ALAN),
+        "{snapshots}"
+    );
 }
 
 /// Customer names by id, `None` once forgotten.
@@ -196,7 +216,12 @@ impl Projection for Customers {
         "customers"
     }
 
-    async fn handle(&mut self, _: &mut (), event: ShopEvent, _: &RecordedEvent) -> Result<(), BoxError> {
+    async fn handle(
+        &mut self,
+        _: &mut (),
+        event: ShopEvent,
+        _: &RecordedEvent,
+    ) -> Result<(), BoxError> {
         if let ShopEvent::CustomerRegistered(e) = event {
             self.0.insert(e.customer_id, e.full_name.into_known());
         }
@@ -222,7 +247,9 @@ async fn a_rebuilt_projection_shows_the_redaction() {
     .with_key_store(keys.clone());
     runner.catch_up().await.unwrap();
     assert_eq!(runner.projection().0["grace"].as_deref(), Some(GRACE));
-    personal::forget(&keys, &store.store, "grace").await.unwrap();
+    personal::forget(&keys, &store.store, "grace")
+        .await
+        .unwrap();
     runner.rebuild().await.unwrap();
     assert_eq!(runner.projection().0["grace"], None);
     assert_eq!(runner.projection().0["alan"].as_deref(), Some(ALAN));
@@ -270,7 +297,11 @@ async fn a_ciphertext_copied_into_another_event_fails_authentication() {
         .append(AppendRequest::new(
             id("shop-main"),
             ExpectedVersion::Any,
-            vec![NewEvent::new("CustomerRegistered", 1, raw(alan.to_string()))],
+            vec![NewEvent::new(
+                "CustomerRegistered",
+                1,
+                raw(alan.to_string()),
+            )],
         ))
         .await
         .unwrap();
@@ -297,7 +328,10 @@ async fn a_wrong_master_key_is_refused_at_start_up() {
     let keys = PgKeyStore::open(&store, master()).await.unwrap();
     shop(&store, &keys).await;
     let wrong = PgKeyStore::open(&store, MasterKey::from_bytes([8; 32])).await;
-    assert!(matches!(wrong, Err(KeyStoreError::WrongMasterKey)), "{wrong:?}");
+    assert!(
+        matches!(wrong, Err(KeyStoreError::WrongMasterKey)),
+        "{wrong:?}"
+    );
     // The right one opens again.
     PgKeyStore::open(&store, master()).await.unwrap();
 }
@@ -322,7 +356,9 @@ async fn keys_at_rest_are_wrapped_and_the_tombstone_outlives_them() {
         "the stored key is the data key in clear"
     );
 
-    personal::forget(&keys, &store.store, "grace").await.unwrap();
+    personal::forget(&keys, &store.store, "grace")
+        .await
+        .unwrap();
     // A backup of the key table restored: the tombstone still wins.
     sqlx::query(&format!(
         "INSERT INTO {schema}.personal_keys (subject, wrapped_key) VALUES ('grace', $1)"
@@ -349,17 +385,32 @@ async fn keys_at_rest_are_wrapped_and_the_tombstone_outlives_them() {
 async fn a_forget_in_another_process_takes_effect_within_the_cache_ttl() {
     let store = fresh_store().await;
     let ttl = Duration::from_millis(300);
-    let here = PgKeyStore::open(&store, master()).await.unwrap().with_cache_ttl(ttl);
+    let here = PgKeyStore::open(&store, master())
+        .await
+        .unwrap()
+        .with_cache_ttl(ttl);
     let there = PgKeyStore::open(&store, master()).await.unwrap();
     shop(&store, &here).await;
-    assert!(matches!(here.key_for_reading("grace").await.unwrap(), SubjectKey::Key(_)));
+    assert!(matches!(
+        here.key_for_reading("grace").await.unwrap(),
+        SubjectKey::Key(_)
+    ));
     there.forget("grace").await.unwrap();
     // Within the TTL this process still has the key it cached ...
-    assert!(matches!(here.key_for_reading("grace").await.unwrap(), SubjectKey::Key(_)));
+    assert!(matches!(
+        here.key_for_reading("grace").await.unwrap(),
+        SubjectKey::Key(_)
+    ));
     tokio::time::sleep(ttl + Duration::from_millis(50)).await;
     // ... and after it, the forget is seen.
-    assert!(matches!(here.key_for_reading("grace").await.unwrap(), SubjectKey::Forgotten));
+    assert!(matches!(
+        here.key_for_reading("grace").await.unwrap(),
+        SubjectKey::Forgotten
+    ));
     // A forget in this process is seen at once.
     here.forget("alan").await.unwrap();
-    assert!(matches!(here.key_for_reading("alan").await.unwrap(), SubjectKey::Forgotten));
+    assert!(matches!(
+        here.key_for_reading("alan").await.unwrap(),
+        SubjectKey::Forgotten
+    ));
 }

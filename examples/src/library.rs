@@ -210,7 +210,12 @@ macro_rules! say {
 /// The walk-through: members borrow books, Ada asks to be forgotten, and the loans, the
 /// member's state and the loan desk carry on without her personal data. `suffix` makes the
 /// member ids unique in a store that outlives the run.
-pub async fn run<S, K>(store: S, keys: K, suffix: &str, out: &mut impl Write) -> Result<Outcome, BoxError>
+pub async fn run<S, K>(
+    store: S,
+    keys: K,
+    suffix: &str,
+    out: &mut impl Write,
+) -> Result<Outcome, BoxError>
 where
     S: EventStore + Clone,
     K: KeyStore + Clone,
@@ -220,20 +225,34 @@ where
     let bob_id = format!("bob{suffix}");
     let (ada, bob) = (StreamId::new(&ada_id)?, StreamId::new(&bob_id)?);
 
-    say!(out, "1. Ada and Bob join; their names and e-mail addresses are stored encrypted.");
+    say!(
+        out,
+        "1. Ada and Bob join; their names and e-mail addresses are stored encrypted."
+    );
     members
-        .execute(&ada, |m| m.register(&ada_id, "Ada Lovelace", "ada@example.com"))
+        .execute(&ada, |m| {
+            m.register(&ada_id, "Ada Lovelace", "ada@example.com")
+        })
         .await?;
     members
-        .execute(&bob, |m| m.register(&bob_id, "Bob Babbage", "bob@example.com"))
+        .execute(&bob, |m| {
+            m.register(&bob_id, "Bob Babbage", "bob@example.com")
+        })
         .await?;
-    for book in ["Sketch of the Analytical Engine", "Passages from the Life of a Philosopher"] {
+    for book in [
+        "Sketch of the Analytical Engine",
+        "Passages from the Life of a Philosopher",
+    ] {
         members.execute(&ada, |m| m.borrow(book)).await?;
     }
     members
-        .execute(&ada, |m| m.give_back("Passages from the Life of a Philosopher"))
+        .execute(&ada, |m| {
+            m.give_back("Passages from the Life of a Philosopher")
+        })
         .await?;
-    members.execute(&bob, |m| m.borrow("On the Economy of Machinery")).await?;
+    members
+        .execute(&bob, |m| m.borrow("On the Economy of Machinery"))
+        .await?;
 
     let stream = members.stream_of(&ada)?;
     let first: Vec<RecordedEvent> = store.read_stream(&stream, 1, 1).try_collect().await?;
@@ -248,13 +267,20 @@ where
         loaded.loans
     );
 
-    let mut desk = ProjectionRunner::new(store.clone(), InMemoryCheckpoints::new(), LoanDesk::default())
-        .with_key_store(keys.clone());
+    let mut desk = ProjectionRunner::new(
+        store.clone(),
+        InMemoryCheckpoints::new(),
+        LoanDesk::default(),
+    )
+    .with_key_store(keys.clone());
     desk.catch_up().await?;
     say!(out, "   loan desk: {:?}", desk.projection().members);
 
     say!(out);
-    say!(out, "2. Ada asks to be forgotten: her key is deleted and the snapshots of her streams with it.");
+    say!(
+        out,
+        "2. Ada asks to be forgotten: her key is deleted and the snapshots of her streams with it."
+    );
     let forgotten = personal::forget(&keys, &store, &ada_id).await?;
     say!(
         out,
@@ -267,7 +293,10 @@ where
     );
 
     say!(out);
-    say!(out, "3. The history is unchanged, and unreadable where it was hers.");
+    say!(
+        out,
+        "3. The history is unchanged, and unreadable where it was hers."
+    );
     let ada_state = members.load(&ada).await?.state;
     say!(
         out,
@@ -285,7 +314,15 @@ where
     let again = members
         .execute(&ada, |m| m.borrow("Menabrea's notes"))
         .await;
-    say!(out, "   Ada's loans go on: {}", if again.is_ok() { "a new loan is recorded" } else { "refused" });
+    say!(
+        out,
+        "   Ada's loans go on: {}",
+        if again.is_ok() {
+            "a new loan is recorded"
+        } else {
+            "refused"
+        }
+    );
     again?;
 
     let mut events = store.read_all(Position::START);

@@ -12,7 +12,9 @@ fn the_examples_catalog_is_consistent() {
     let aggregates: Vec<_> = catalog.aggregates().iter().map(|a| a.name()).collect();
     assert_eq!(
         aggregates,
-        ["account", "cart", "invoice", "loyalty", "member", "orders", "player"]
+        [
+            "account", "cart", "invoice", "loyalty", "member", "orders", "player"
+        ]
     );
 
     let events: Vec<_> = catalog

@@ -5,8 +5,8 @@
 use esrs_core::InMemoryStore;
 use esrs_core::Personal;
 use esrs_core::personal::InMemoryKeyStore;
-use esrs_examples::library::{self, Member, MemberRegistered};
 use esrs_core::prelude::*;
+use esrs_examples::library::{self, Member, MemberRegistered};
 
 #[tokio::test]
 async fn an_erasure_request_end_to_end() {
@@ -18,7 +18,10 @@ async fn an_erasure_request_end_to_end() {
     assert!(!outcome.plaintext_stored, "{text}");
     assert_eq!(outcome.ada.display_name(), "(erased)");
     assert_eq!(outcome.ada.email, Some(Personal::Forgotten));
-    assert_eq!(outcome.ada.loans, ["Sketch of the Analytical Engine", "Menabrea's notes"]);
+    assert_eq!(
+        outcome.ada.loans,
+        ["Sketch of the Analytical Engine", "Menabrea's notes"]
+    );
     assert_eq!(outcome.ada.borrowed, 3);
     assert_eq!(outcome.bob.display_name(), "Bob Babbage");
     assert_eq!(outcome.desk.members["member-ada"].0, "(erased)");

@@ -263,7 +263,10 @@ mod tests {
 
     #[test]
     fn parts_of_the_associated_data_cannot_slide_into_each_other() {
-        assert_ne!(field_aad("ab", "c", "f", "s"), field_aad("a", "bc", "f", "s"));
+        assert_ne!(
+            field_aad("ab", "c", "f", "s"),
+            field_aad("a", "bc", "f", "s")
+        );
     }
 
     #[test]

@@ -62,15 +62,12 @@ mod scope;
 use std::borrow::Cow;
 
 pub use cipher::{DataKey, MasterKey, MasterKeyError};
-pub use keystore::{
-    ForgetOutcome, KeyFuture, KeyStore, KeyStoreError, SubjectKey, check_subject,
-};
+pub use keystore::{ForgetOutcome, KeyFuture, KeyStore, KeyStoreError, SubjectKey, check_subject};
 pub use memory::InMemoryKeyStore;
 pub use scope::{KeyRing, subjects_in};
 
 pub(crate) use scope::{
-    encode_personal, harness_forget, harness_reset, in_harness, in_harness_decode,
-    parse_personal,
+    encode_personal, harness_forget, harness_reset, in_harness, in_harness_decode, parse_personal,
 };
 
 use crate::store::EventStore;
@@ -232,13 +229,13 @@ pub enum PersonalDataError {
     NotWritten,
     /// The stored envelope is not of the shape esrs writes.
     #[error("malformed personal-data envelope: {0}")]
-    Malformed(String),
+    Malformed(Box<str>),
     /// The stored envelope is of a version this program does not read.
     #[error("personal-data envelope version {0} is not supported")]
     UnsupportedVersion(u32),
     /// The decrypted value is not of the field's type.
     #[error("the decrypted value does not decode as the field's type: {0}")]
-    Plaintext(String),
+    Plaintext(Box<str>),
 }
 
 /// Forgets `subject`: deletes its key from `keys`, records that it is forgotten, and deletes

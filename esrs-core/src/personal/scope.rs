@@ -136,7 +136,11 @@ impl KeyRing {
     }
 
     /// Encodes `event` for `stream` with this ring's keys.
-    pub fn encode<E: EventSet>(&self, stream: &StreamId, event: &E) -> Result<NewEvent, EncodeError> {
+    pub fn encode<E: EventSet>(
+        &self,
+        stream: &StreamId,
+        event: &E,
+    ) -> Result<NewEvent, EncodeError> {
         self.scope(stream, || NewEvent::encode(event))
     }
 
@@ -309,8 +313,8 @@ pub(crate) fn encode_personal<T: Event + Serialize>(
     let fields = event.personal_fields();
     let refuse = |field: &PersonalField, reason| EncodeError::Personal {
         name,
-        field: field.name.to_owned(),
-        subject: field.subject.clone(),
+        field: field.name.into(),
+        subject: field.subject.as_str().into(),
         reason,
     };
     for field in &fields {
@@ -336,8 +340,8 @@ pub(crate) fn encode_personal<T: Event + Serialize>(
         Err(EncodeError::Json { source, .. }) => match take_failure(&source) {
             Some(failure) => Err(EncodeError::Personal {
                 name,
-                field: failure.field,
-                subject: failure.subject,
+                field: failure.field.into(),
+                subject: failure.subject.into(),
                 reason: failure.reason,
             }),
             None => Err(EncodeError::Json { name, source }),
@@ -359,9 +363,9 @@ pub(crate) fn parse_personal<T: Event + DeserializeOwned>(
         Err(source) => {
             return Err(match take_failure(&source) {
                 Some(failure) => DecodeError::PersonalData {
-                    event: event_name,
-                    field: failure.field,
-                    subject: failure.subject,
+                    event: event_name.into(),
+                    field: failure.field.into(),
+                    subject: failure.subject.into(),
                     reason: failure.reason,
                 },
                 None => DecodeError::Malformed {
@@ -402,9 +406,9 @@ pub(crate) fn parse_personal<T: Event + DeserializeOwned>(
                 .any(|f| f.name == key.as_str() && f.subject == subject);
         if !placed {
             return Err(DecodeError::PersonalData {
-                event: event_name,
-                field,
-                subject,
+                event: event_name.into(),
+                field: field.into(),
+                subject: subject.into(),
                 reason: PersonalDataError::Misplaced,
             });
         }
@@ -554,7 +558,7 @@ impl<'de, T: DeserializeOwned> Deserialize<'de> for Personal<T> {
 /// Opens a stored envelope in the current scope.
 fn open<T: DeserializeOwned>(envelope: &serde_json::Value) -> Result<Personal<T>, String> {
     let envelope = Envelope::<String>::deserialize(envelope)
-        .map_err(|e| fail("", "", PersonalDataError::Malformed(e.to_string())))?;
+        .map_err(|e| fail("", "", PersonalDataError::Malformed(e.to_string().into())))?;
     let (field, subject) = (envelope.f.as_str(), envelope.s.as_str());
     if envelope.v != ENVELOPE_VERSION {
         return Err(fail(
@@ -588,15 +592,24 @@ fn open<T: DeserializeOwned>(envelope: &serde_json::Value) -> Result<Personal<T>
         return Err(fail(
             field,
             subject,
-            PersonalDataError::Malformed("the nonce or ciphertext is not base64".to_owned()),
+            PersonalDataError::Malformed("the nonce or ciphertext is not base64".into()),
         ));
     };
     let aad = field_aad(&stream, &event, field, subject);
     let Some(plaintext) = key.open(&nonce, &aad, &sealed) else {
-        return Err(fail(field, subject, PersonalDataError::AuthenticationFailed));
+        return Err(fail(
+            field,
+            subject,
+            PersonalDataError::AuthenticationFailed,
+        ));
     };
-    let value = serde_json::from_slice::<T>(&plaintext)
-        .map_err(|e| fail(field, subject, PersonalDataError::Plaintext(e.to_string())))?;
+    let value = serde_json::from_slice::<T>(&plaintext).map_err(|e| {
+        fail(
+            field,
+            subject,
+            PersonalDataError::Plaintext(e.to_string().into()),
+        )
+    })?;
     Ok(Personal::Known(value))
 }
 
@@ -617,9 +630,8 @@ pub fn subjects_in(payload: &str) -> Vec<String> {
 fn collect_subjects(value: &serde_json::Value, subjects: &mut Vec<String>) {
     match value {
         serde_json::Value::Object(map) => {
-            if let Some(serde_json::Value::String(subject)) = map
-                .get("$personal")
-                .and_then(|envelope| envelope.get("s"))
+            if let Some(serde_json::Value::String(subject)) =
+                map.get("$personal").and_then(|envelope| envelope.get("s"))
             {
                 if !subjects.contains(subject) {
                     subjects.push(subject.clone());

@@ -506,12 +506,13 @@ where
                     };
                     let decoded = match keys.as_deref() {
                         Some(keys) if !subjects.is_empty() => {
-                            let ring = KeyRing::for_reading(keys, &subjects).await.map_err(
-                                |source| ProjectionError::EventStore {
-                                    projection: name.clone(),
-                                    source: Error::KeyStore(source),
-                                },
-                            )?;
+                            let ring =
+                                KeyRing::for_reading(keys, &subjects)
+                                    .await
+                                    .map_err(|source| ProjectionError::EventStore {
+                                        projection: name.clone(),
+                                        source: Error::KeyStore(source),
+                                    })?;
                             ring.scope_decode(&record.stream, &record.name, || {
                                 <P::Event as ProjectionEvents>::decode(record)
                             })

@@ -126,16 +126,15 @@ impl<A: Aggregate> Given<A> {
                 )
             })
             .or_fail();
-        let event = crate::personal::in_harness_decode(name, || {
-            A::Event::decode(name, version, raw.get())
-        })
-        .map_err(|e| {
-            format!(
-                "{label} ({name} v{version} {payload}) cannot be decoded: {}",
-                ErrorChain::new(&e)
-            )
-        })
-        .or_fail();
+        let event =
+            crate::personal::in_harness_decode(name, || A::Event::decode(name, version, raw.get()))
+                .map_err(|e| {
+                    format!(
+                        "{label} ({name} v{version} {payload}) cannot be decoded: {}",
+                        ErrorChain::new(&e)
+                    )
+                })
+                .or_fail();
         let shown = Shown {
             name,
             version,
@@ -174,8 +173,12 @@ fn decode_given<A: Aggregate>(
     version: u32,
     payload: &Value,
 ) -> Result<A::Event, String> {
-    let raw = serde_json::value::to_raw_value(payload)
-        .map_err(|e| format!("{label}: cannot encode its payload: {}", ErrorChain::new(&e)))?;
+    let raw = serde_json::value::to_raw_value(payload).map_err(|e| {
+        format!(
+            "{label}: cannot encode its payload: {}",
+            ErrorChain::new(&e)
+        )
+    })?;
     crate::personal::in_harness_decode(name, || A::Event::decode(name, version, raw.get())).map_err(
         |e| {
             format!(

@@ -197,7 +197,10 @@ fn parse_mirror<'a>(
                     return Ok(());
                 };
                 if !(meta.input.is_empty() || meta.input.peek(Token![,])) {
-                    cx.error_spanned_by(&meta.path, format!("write `#[event({key})]`, with no value"));
+                    cx.error_spanned_by(
+                        &meta.path,
+                        format!("write `#[event({key})]`, with no value"),
+                    );
                     attr::skip_value(&meta)?;
                     return Ok(());
                 }
