@@ -4,9 +4,9 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use esrs_core::personal::{InMemoryKeyStore, KeyRing};
+use esrs_core::personal::{InMemoryKeyStore, KeyRing, Personal};
 use esrs_core::store::{NewEvent, Payload};
-use esrs_core::{Event, EventSet, Personal, StreamId, aggregate};
+use esrs_core::{Event, EventSet, StreamId, aggregate};
 use serde::{Deserialize, Serialize};
 
 use crate::workloads::{BoxError, ensure};

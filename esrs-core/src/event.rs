@@ -185,7 +185,7 @@ pub enum DecodeError {
     /// A personal field could not be read: its ciphertext does not authenticate (altered,
     /// or copied from another stream, event or field), or no key store was given. A
     /// forgotten subject is not an error: its fields decode as
-    /// [`Personal::Forgotten`](crate::Personal::Forgotten).
+    /// [`Personal::Forgotten`](crate::personal::Personal::Forgotten).
     #[error(
         "event `{event}`: the personal field `{field}` of subject `{subject}` cannot be read: {reason}"
     )]
@@ -241,7 +241,7 @@ pub enum EncodeError {
         source: serde_json::Error,
     },
     /// A personal field could not be encrypted: no key store was given, its subject was
-    /// forgotten, or it was not written through [`Personal`](crate::Personal).
+    /// forgotten, or it was not written through [`Personal`](crate::personal::Personal).
     #[error(
         "cannot encode the personal field `{field}` (subject `{subject}`) of `{name}`: {reason}"
     )]

@@ -50,7 +50,7 @@
 //! | identity | [`StreamId`], [`Version`], [`ExpectedVersion`], [`IdempotencyKey`], [`Metadata`], [`Position`] | |
 //! | storage | [`EventStore`], [`InMemoryStore`], [`RecordedEvent`]; PostgreSQL in the `esrs-postgres` crate | [`store`]: what a store implementor needs |
 //! | read models | [`Projection`], [`ProjectionRunner`] | [`projection`]: checkpoints, error policies, status, the running handle |
-//! | personal data | [`Personal`] (a field marked `#[event(personal)]`) | [`personal`]: key stores, `forget`, the cipher |
+//! | personal data | | [`personal`]: `Personal` (the type of a field marked `#[event(personal)]`, also in the prelude), key stores, `forget`, the cipher |
 //! | errors | [`Error`], [`Result`], [`Conflict`], [`DecodeError`], [`ExecuteError`], [`BoxError`] | [`error`]: why a stream id, key, metadata or payload was refused; [`ErrorChain`](error::ErrorChain), which shows an error with its causes |
 //! | time and ids | [`chrono`], [`uuid`] (the versions esrs uses) | |
 //! | tests | | [`testing`]: `given` / `when` / `then` for aggregates, policies and projections |
@@ -103,7 +103,6 @@ pub use esrs_derive::{Event, aggregate};
 pub use event::{DecodeError, Event, EventSet, IntoEvents};
 pub use idempotency::IdempotencyKey;
 pub use memory::InMemoryStore;
-pub use personal::Personal;
 pub use position::Position;
 pub use projection::read_model::Projection;
 pub use projection::runner::ProjectionRunner;
@@ -121,10 +120,11 @@ pub use uuid;
 
 /// The names most programs need: `use esrs_core::prelude::*;`.
 pub mod prelude {
+    pub use crate::personal::Personal;
     pub use crate::testing::AggregateTestExt;
     pub use crate::{
         Aggregate, Event, EventSet, EventStore, ExecuteError, ExpectedVersion, IdempotencyKey,
-        InMemoryStore, Metadata, Personal, Projection, ProjectionRunner, Repository, StreamId,
+        InMemoryStore, Metadata, Projection, ProjectionRunner, Repository, StreamId,
     };
     pub use esrs_derive::aggregate;
     /// Reads an [`EventStream`](crate::store::EventStream) (`try_next`, `try_collect`, …).

@@ -119,8 +119,8 @@ pub fn subjects_of(fields: Vec<crate::personal::PersonalField>) -> Vec<String> {
 /// A field marked `#[event(personal)]`: of type `Personal<T>`.
 #[diagnostic::on_unimplemented(
     message = "the field marked #[event(personal)] has type `{Self}`, which cannot say that it was forgotten",
-    label = "not `esrs_core::Personal<_>`",
-    note = "give the field the type `esrs_core::Personal<{Self}>`: it is `Known(value)` until the subject is forgotten, then `Forgotten`"
+    label = "not `esrs_core::personal::Personal<_>`",
+    note = "give the field the type `esrs_core::personal::Personal<{Self}>`: it is `Known(value)` until the subject is forgotten, then `Forgotten`"
 )]
 pub trait PersonalValue {
     /// The field's entry in [`Event::personal_fields`].

@@ -3,8 +3,8 @@
 //! and no stored event ever held her data in clear.
 
 use esrs_core::InMemoryStore;
-use esrs_core::Personal;
 use esrs_core::personal::InMemoryKeyStore;
+use esrs_core::personal::Personal;
 use esrs_core::prelude::*;
 use esrs_examples::library::{self, Member, MemberRegistered};
 

@@ -18,7 +18,7 @@ pub enum SubjectKey {
     /// The subject's data key: its personal fields decrypt.
     Key(DataKey),
     /// The subject was forgotten: its key is gone for good and its fields read as
-    /// [`Personal::Forgotten`](crate::Personal::Forgotten).
+    /// [`Personal::Forgotten`](crate::personal::Personal::Forgotten).
     Forgotten,
     /// The store has neither a key nor a record that the subject was forgotten. Events
     /// holding the subject's data were written with another key store (or its key table was

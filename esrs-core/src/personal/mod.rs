@@ -5,7 +5,7 @@
 //! subject named by the event's `#[event(subject)]` field (a member id, a customer id):
 //!
 //! ```
-//! use esrs_core::Personal;
+//! use esrs_core::personal::Personal;
 //! use serde::{Deserialize, Serialize};
 //!
 //! #[derive(esrs_core::Event, Serialize, Deserialize, Debug, Clone, PartialEq)]

@@ -121,7 +121,7 @@ where
 
     /// Decrypts the events' personal fields (`#[event(personal)]`) with the keys of `keys`;
     /// a forgotten subject's fields reach the projection as
-    /// [`Personal::Forgotten`](crate::Personal::Forgotten), so a rebuild shows the redaction.
+    /// [`Personal::Forgotten`](crate::personal::Personal::Forgotten), so a rebuild shows the redaction.
     /// Without a key store, an event holding personal data stops the runner with
     /// [`DecodeError::PersonalData`](crate::DecodeError::PersonalData).
     pub fn with_key_store(mut self, keys: impl KeyStore) -> Self {

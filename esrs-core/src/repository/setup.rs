@@ -103,7 +103,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
 
     /// Encrypts the aggregate's personal fields (`#[event(personal)]`) with the keys of
     /// `keys` when appending, and decrypts them when loading; a forgotten subject's fields
-    /// load as [`Personal::Forgotten`](crate::Personal::Forgotten). Without a key store, a
+    /// load as [`Personal::Forgotten`](crate::personal::Personal::Forgotten). Without a key store, a
     /// command producing personal data fails with
     /// [`EncodeError::Personal`](crate::error::EncodeError::Personal), and a load of such
     /// events with [`DecodeError::PersonalData`](crate::DecodeError::PersonalData). See

@@ -88,7 +88,7 @@ impl<A: Aggregate> Given<A> {
 
     /// The subject's key is deleted: the state is folded again from the given events as a
     /// load after [`forget`](crate::personal::forget) would see them, with the subject's
-    /// personal fields [`Forgotten`](crate::Personal::Forgotten), and so are the events
+    /// personal fields [`Forgotten`](crate::personal::Personal::Forgotten), and so are the events
     /// given after this. A command that stores new personal data of the subject fails, as
     /// it would with a key store. The given/when/then harness encrypts with test keys
     /// derived from the subject ids; the forgotten subjects are those of the test running
