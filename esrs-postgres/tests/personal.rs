@@ -414,3 +414,26 @@ async fn a_forget_in_another_process_takes_effect_within_the_cache_ttl() {
         SubjectKey::Forgotten
     ));
 }
+
+#[tokio::test]
+async fn an_export_carries_personal_data_only_as_ciphertext() {
+    let store = fresh_store().await;
+    let keys = PgKeyStore::open(&store, master()).await.unwrap();
+    shop(&store, &keys).await;
+    // The snapshot of the shop's stream holds Grace's name in clear: it is not exported.
+    assert!(table_text(&store, "snapshots").await.contains(GRACE));
+    let mut backup = Vec::new();
+    let summary = store.export(&mut backup).await.unwrap();
+    assert_eq!((summary.events, summary.snapshots), (3, 0));
+
+    let restored = fresh_store().await;
+    restored.import(backup.as_slice()).await.unwrap();
+    for table in ["events", "snapshots"] {
+        let text = table_text(&restored, table).await;
+        assert!(
+            !text.contains(GRACE) && !text.contains(ALAN),
+            "{table}: {text}"
+        );
+    }
+    assert!(table_text(&restored, "events").await.contains("$personal"));
+}
