@@ -17,6 +17,7 @@
 mod domain;
 mod measure;
 mod micro;
+mod personal;
 mod proxy;
 mod raw;
 mod workloads;
@@ -48,6 +49,8 @@ WORKLOAD is one or more of:
   w4          replay of 100,000 events over 1,000 streams
   batch       append of 1,000 events in one call
   micro       fold, decode with upcasting and encode, against hand-written code and serde
+  personal    encode and decode of an event with one personal (encrypted) field, against
+              the same event in clear
   roundtrips  round trips per operation, counted by a proxy in front of PostgreSQL
 
 --database-url URL  the PostgreSQL server (default: $DATABASE_URL, else
@@ -117,7 +120,16 @@ const RUNS: &[Run] = &[
     run("batch:mem", "batch", false),
 ];
 
-const GROUPS: &[&str] = &["w1", "w2", "w3", "w4", "batch", "micro", "roundtrips"];
+const GROUPS: &[&str] = &[
+    "w1",
+    "w2",
+    "w3",
+    "w4",
+    "batch",
+    "micro",
+    "personal",
+    "roundtrips",
+];
 
 #[cfg(test)]
 mod tests {
@@ -430,6 +442,9 @@ fn parent(options: &Options) -> Result<(), BoxError> {
     }
     if options.groups.iter().any(|g| g == "micro") {
         micro::print(&micro::run()?);
+    }
+    if options.groups.iter().any(|g| g == "personal") {
+        personal::print(&personal::run()?);
     }
     Ok(())
 }

@@ -31,6 +31,15 @@ pub trait Event: Sized + Send + Sync + 'static {
     /// type would change. `#[aggregate(require_event_names)]` refuses events where it is
     /// `false`.
     const EXPLICIT_NAME: bool = true;
+    /// Whether the event has fields marked `#[event(personal)]`, encrypted per subject (see
+    /// [`personal`](crate::personal)).
+    const PERSONAL: bool = false;
+
+    /// The fields marked `#[event(personal)]` of this value, each with its subject; empty
+    /// for an event without personal data.
+    fn personal_fields(&self) -> Vec<crate::personal::PersonalField> {
+        Vec::new()
+    }
 
     /// Every stored version this type can decode, ascending, ending with [`Self::VERSION`].
     fn known_versions() -> Vec<u32> {
@@ -64,8 +73,16 @@ pub trait EventSet: Sized + Send + Sync + 'static {
     /// The schema version this event's payload is encoded at (its type's current
     /// [`Event::VERSION`]).
     fn schema_version(&self) -> u32;
-    /// Encodes this event's payload as JSON.
+    /// Encodes this event's payload as JSON. An event with personal fields is encoded
+    /// inside a [`KeyRing`](crate::personal::KeyRing)'s scope, which
+    /// [`Repository`](crate::Repository) sets up.
     fn encode(&self) -> Result<Payload, EncodeError>;
+
+    /// The subjects whose personal data this event holds (see
+    /// [`Event::personal_fields`]); empty for most events.
+    fn subjects(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// Decodes a stored event of any name in [`Self::NAMES`] or [`Self::ALIASES`] from its
     /// payload's JSON text (see [`Event::decode`]).
     fn decode(name: &str, version: u32, payload: &str) -> Result<Self, DecodeError>;
@@ -165,6 +182,23 @@ pub enum DecodeError {
         /// What the upcaster said.
         message: String,
     },
+    /// A personal field could not be read: its ciphertext does not authenticate (altered,
+    /// or copied from another stream, event or field), or no key store was given. A
+    /// forgotten subject is not an error: its fields decode as
+    /// [`Personal::Forgotten`](crate::personal::Personal::Forgotten).
+    #[error(
+        "event `{event}`: the personal field `{field}` of subject `{subject}` cannot be read: {reason}"
+    )]
+    PersonalData {
+        /// The stored name of the event.
+        event: Box<str>,
+        /// The field, as its envelope names it.
+        field: Box<str>,
+        /// The subject, as its envelope names it.
+        subject: Box<str>,
+        /// What went wrong.
+        reason: crate::personal::PersonalDataError,
+    },
     /// The stored row itself is malformed: a column the store reads is out of its range or
     /// of the wrong shape (a negative event version, metadata that is not an object), so
     /// the store could not read the row as an event at all.
@@ -205,6 +239,21 @@ pub enum EncodeError {
         /// What the JSON encoder said.
         #[source]
         source: serde_json::Error,
+    },
+    /// A personal field could not be encrypted: no key store was given, its subject was
+    /// forgotten, or it was not written through [`Personal`](crate::personal::Personal).
+    #[error(
+        "cannot encode the personal field `{field}` (subject `{subject}`) of `{name}`: {reason}"
+    )]
+    Personal {
+        /// The stored name of the event.
+        name: &'static str,
+        /// The field.
+        field: Box<str>,
+        /// The subject.
+        subject: Box<str>,
+        /// What went wrong.
+        reason: crate::personal::PersonalDataError,
     },
 }
 

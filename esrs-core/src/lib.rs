@@ -50,6 +50,7 @@
 //! | identity | [`StreamId`], [`Version`], [`ExpectedVersion`], [`IdempotencyKey`], [`Metadata`], [`Position`] | |
 //! | storage | [`EventStore`], [`InMemoryStore`], [`RecordedEvent`]; PostgreSQL in the `esrs-postgres` crate | [`store`]: what a store implementor needs |
 //! | read models | [`Projection`], [`ProjectionRunner`] | [`projection`]: checkpoints, error policies, status, the running handle |
+//! | personal data | | [`personal`]: `Personal` (the type of a field marked `#[event(personal)]`, also in the prelude), key stores, `forget`, the cipher |
 //! | errors | [`Error`], [`Result`], [`Conflict`], [`DecodeError`], [`ExecuteError`], [`BoxError`] | [`error`]: why a stream id, key, metadata or payload was refused; [`ErrorChain`](error::ErrorChain), which shows an error with its causes |
 //! | operation | | [`metrics`]: the metrics esrs records (names, labels, units) and [`metrics::describe`]; `tracing` spans `esrs.*` around every operation |
 //! | time and ids | [`chrono`], [`uuid`] (the versions esrs uses) | |
@@ -84,6 +85,7 @@ mod event;
 mod idempotency;
 mod memory;
 pub mod metrics;
+pub mod personal;
 mod position;
 mod private;
 pub mod projection;
@@ -120,6 +122,7 @@ pub use uuid;
 
 /// The names most programs need: `use esrs_core::prelude::*;`.
 pub mod prelude {
+    pub use crate::personal::Personal;
     pub use crate::testing::AggregateTestExt;
     pub use crate::{
         Aggregate, Event, EventSet, EventStore, ExecuteError, ExpectedVersion, IdempotencyKey,

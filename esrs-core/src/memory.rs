@@ -420,6 +420,11 @@ impl EventStore for InMemoryStore {
             .cloned())
     }
 
+    async fn delete_snapshots(&self, stream: &StreamId) -> Result<()> {
+        self.lock().snapshots.remove(stream);
+        Ok(())
+    }
+
     async fn find_idempotency_key(
         &self,
         key: &IdempotencyKey,

@@ -88,15 +88,71 @@ pub fn parse_event<T: Event + DecodableEvent>(
     version: u32,
     payload: &str,
 ) -> Result<T, DecodeError> {
+    if T::PERSONAL {
+        return crate::personal::parse_personal(version, payload);
+    }
     DecodeError::parse(T::NAME, version, payload)
 }
 
 /// Encodes the payload of an event stored under `name`.
-pub fn encode_event<T: EncodableEvent>(
+pub fn encode_event<T: Event + EncodableEvent>(
     name: &'static str,
     event: &T,
 ) -> Result<Payload, EncodeError> {
+    if T::PERSONAL {
+        return crate::personal::encode_personal(name, event);
+    }
     crate::event::encode_json(name, event)
+}
+
+/// The subjects of an event's personal fields, each once.
+pub fn subjects_of(fields: Vec<crate::personal::PersonalField>) -> Vec<String> {
+    let mut subjects: Vec<String> = Vec::new();
+    for field in fields {
+        if !subjects.iter().any(|s| s == field.subject()) {
+            subjects.push(field.subject().to_owned());
+        }
+    }
+    subjects
+}
+
+/// A field marked `#[event(personal)]`: of type `Personal<T>`.
+#[diagnostic::on_unimplemented(
+    message = "the field marked #[event(personal)] has type `{Self}`, which cannot say that it was forgotten",
+    label = "not `esrs_core::personal::Personal<_>`",
+    note = "give the field the type `esrs_core::personal::Personal<{Self}>`: it is `Known(value)` until the subject is forgotten, then `Forgotten`"
+)]
+pub trait PersonalValue {
+    /// The field's entry in [`Event::personal_fields`].
+    fn personal_field(&self, name: &'static str, subject: String)
+    -> crate::personal::PersonalField;
+}
+
+impl<T> PersonalValue for crate::personal::Personal<T> {
+    fn personal_field(
+        &self,
+        name: &'static str,
+        subject: String,
+    ) -> crate::personal::PersonalField {
+        crate::personal::PersonalField::new(self, name, subject)
+    }
+}
+
+/// The field marked `#[event(subject)]`: its text names the subject.
+#[diagnostic::on_unimplemented(
+    message = "the field marked #[event(subject)] has type `{Self}`, which does not implement `Display`",
+    label = "a subject id is written as text",
+    note = "use a `String`, a `Uuid`, a number or another type that implements `std::fmt::Display`"
+)]
+pub trait SubjectId {
+    /// The subject's id as text.
+    fn subject_id(&self) -> String;
+}
+
+impl<T: Display + ?Sized> SubjectId for T {
+    fn subject_id(&self) -> String {
+        self.to_string()
+    }
 }
 
 /// How the state of aggregate `A` is written to and read from snapshots.

@@ -43,10 +43,15 @@ const MIGRATIONS: &[Migration] = &[
         description: "checkpoints name their transaction id like the events table does",
         sql: include_str!("migrations/0005_checkpoint_transaction_id.sql"),
     },
+    Migration {
+        version: 6,
+        description: "personal data: wrapped keys per subject, forgotten subjects, their streams, the master key check",
+        sql: include_str!("migrations/0006_personal_data.sql"),
+    },
 ];
 
 /// The newest schema version this code applies.
-pub(crate) const LATEST_VERSION: i32 = 5;
+pub(crate) const LATEST_VERSION: i32 = 6;
 
 impl PgStore {
     /// The schema version this code migrates to: what [`schema_version`](Self::schema_version)

@@ -224,6 +224,10 @@ impl EventStore for PgStore {
             .await
     }
 
+    async fn delete_snapshots(&self, stream: &StreamId) -> esrs_core::Result<()> {
+        snapshot::delete_snapshots(self, stream).await
+    }
+
     async fn find_idempotency_key(
         &self,
         key: &IdempotencyKey,

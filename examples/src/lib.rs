@@ -3,6 +3,8 @@
 //! - [`cart`]: a shopping cart with snapshots, idempotency keys and an upcast event;
 //! - [`bank`]: a bank account that refuses overdrafts and explains its balance from its
 //!   history, as of any earlier version or time;
+//! - [`library`]: a library member's loans and an erasure request: personal data encrypted
+//!   per member and forgotten on request (`cargo run -p esrs-examples --bin erasure`);
 //! - [`loyalty`]: a policy that turns every order into loyalty points, exactly once;
 //! - [`leaderboard`]: scores projected into a ranked PostgreSQL table and a Redis sorted set
 //!   (`cargo run -p esrs-examples --bin leaderboard`);
@@ -20,6 +22,7 @@
 pub mod bank;
 pub mod cart;
 pub mod leaderboard;
+pub mod library;
 pub mod load;
 pub mod loyalty;
 pub mod tour;

@@ -12,7 +12,9 @@ fn the_examples_catalog_is_consistent() {
     let aggregates: Vec<_> = catalog.aggregates().iter().map(|a| a.name()).collect();
     assert_eq!(
         aggregates,
-        ["account", "cart", "invoice", "loyalty", "orders", "player"]
+        [
+            "account", "cart", "invoice", "loyalty", "member", "orders", "player"
+        ]
     );
 
     let events: Vec<_> = catalog
@@ -23,12 +25,15 @@ fn the_examples_catalog_is_consistent() {
     assert_eq!(
         events,
         [
+            ("BookBorrowed", 1),
+            ("BookReturned", 1),
             ("CartCheckedOut", 1),
             ("Deposited", 1),
             ("InvoiceIssued", 1),
             ("ItemAdded", 1),
             ("ItemRemoved", 1),
             ("ItemRemoved", 2),
+            ("MemberRegistered", 1),
             ("OrderPlaced", 1),
             ("PlayerScored", 1),
             ("PointsAdded", 1),

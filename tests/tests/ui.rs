@@ -10,4 +10,5 @@ fn ui() {
     t.pass("ui/pass/*.rs");
     t.compile_fail("ui/event/*.rs");
     t.compile_fail("ui/aggregate/*.rs");
+    t.compile_fail("ui/personal/*.rs");
 }

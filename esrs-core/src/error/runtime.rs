@@ -118,6 +118,11 @@ pub enum Error {
     #[error(transparent)]
     Encode(#[from] crate::error::EncodeError),
 
+    /// The key store of personal data could not answer, or refused (for example new
+    /// personal data of a forgotten subject).
+    #[error(transparent)]
+    KeyStore(#[from] crate::personal::KeyStoreError),
+
     /// The store refused the operation for a reason that may pass on its own (for example a
     /// serialization failure); the operation can be retried as is.
     #[error("transient store failure, safe to retry")]

@@ -1,6 +1,7 @@
 //! The runner: reads the global log after the checkpoint in batches, hands events to the
 //! projection, commits the checkpoint, and follows the log live.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -10,6 +11,7 @@ use tracing::Instrument;
 use crate::envelope::RecordedEvent;
 use crate::error::{Error, ErrorChain};
 use crate::metrics::ProjectionKeys;
+use crate::personal::{KeyRing, KeyStore, subjects_in};
 use crate::position::Position;
 use crate::store::EventStore;
 
@@ -78,6 +80,7 @@ where
     lock_wait: Option<Duration>,
     status: watch::Sender<ProjectionStatus>,
     metrics: ProjectionKeys,
+    keys: Option<Arc<dyn KeyStore>>,
 }
 
 impl<S, C: CheckpointStore, P> std::fmt::Debug for ProjectionRunner<S, C, P> {
@@ -116,7 +119,18 @@ where
             poll_interval: DEFAULT_POLL_INTERVAL,
             error_policy: ErrorPolicy::Stop,
             lock_wait: None,
+            keys: None,
         }
+    }
+
+    /// Decrypts the events' personal fields (`#[event(personal)]`) with the keys of `keys`;
+    /// a forgotten subject's fields reach the projection as
+    /// [`Personal::Forgotten`](crate::personal::Personal::Forgotten), so a rebuild shows the redaction.
+    /// Without a key store, an event holding personal data stops the runner with
+    /// [`DecodeError::PersonalData`](crate::DecodeError::PersonalData).
+    pub fn with_key_store(mut self, keys: impl KeyStore) -> Self {
+        self.keys = Some(Arc::new(keys));
+        self
     }
 
     /// Sets how many events are read between two checkpoint commits (at least 1). Larger
@@ -458,6 +472,7 @@ where
             batch_size,
             status,
             metrics,
+            keys,
             ..
         } = self;
         let mut checkpoint = status.borrow().checkpoint;
@@ -507,7 +522,25 @@ where
                         break;
                     }
                     if projection.handles(&record.name) {
-                        let event = <P::Event as ProjectionEvents>::decode(record)
+                        let subjects = match keys {
+                            Some(_) => subjects_in(&record.payload),
+                            None => Vec::new(),
+                        };
+                        let decoded = match keys.as_deref() {
+                            Some(keys) if !subjects.is_empty() => {
+                                let ring = KeyRing::for_reading(keys, &subjects).await.map_err(
+                                    |source| ProjectionError::EventStore {
+                                        projection: name.clone(),
+                                        source: Error::KeyStore(source),
+                                    },
+                                )?;
+                                ring.scope_decode(&record.stream, &record.name, || {
+                                    <P::Event as ProjectionEvents>::decode(record)
+                                })
+                            }
+                            _ => <P::Event as ProjectionEvents>::decode(record),
+                        };
+                        let event = decoded
                             .map_err(|source| ProjectionError::decode(name, record, source))?;
                         if tx.is_none() {
                             tx = Some(checkpoints.begin().await.map_err(|source| {

@@ -18,7 +18,9 @@ use crate::store::EventStore;
 use crate::store::FoldItem;
 use crate::stream::{ExpectedVersion, StreamId, Version};
 
-use super::{Repository, decoded_at};
+use super::{Repository, decode_stored};
+use crate::event::EventSet;
+use crate::personal::KeyRing;
 
 /// What a successful command did.
 #[derive(Debug, Clone)]
@@ -159,11 +161,23 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                     return Err(ExecuteError::Rejected(rejected));
                 }
             };
-            let encoded = match events
-                .iter()
-                .map(NewEvent::encode)
-                .collect::<std::result::Result<Vec<_>, _>>()
-            {
+            let ring = match self.writing_ring(&stream, &events).await {
+                Ok(ring) => ring,
+                Err(error) => {
+                    self.cache_put(&stream, &loaded);
+                    return Err(error.into());
+                }
+            };
+            let encode_all = || {
+                events
+                    .iter()
+                    .map(NewEvent::encode)
+                    .collect::<std::result::Result<Vec<_>, _>>()
+            };
+            let encoded = match match &ring {
+                Some(ring) => ring.scope(&stream, encode_all),
+                None => encode_all(),
+            } {
                 Ok(encoded) => encoded,
                 Err(error) => {
                     self.cache_put(&stream, &loaded);
@@ -241,6 +255,30 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         }
     }
 
+    /// The keys for encoding `events` into `stream`: `None` when they hold no personal data
+    /// or the repository has no key store (their encode then refuses personal fields).
+    async fn writing_ring(
+        &self,
+        stream: &StreamId,
+        events: &[A::Event],
+    ) -> Result<Option<KeyRing>> {
+        let Some(keys) = self.keys.as_deref() else {
+            return Ok(None);
+        };
+        let mut subjects: Vec<String> = Vec::new();
+        for event in events {
+            for subject in event.subjects() {
+                if !subjects.contains(&subject) {
+                    subjects.push(subject);
+                }
+            }
+        }
+        if subjects.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(KeyRing::for_writing(keys, stream, &subjects).await?))
+    }
+
     /// The original outcome of the request made with `key`, if the store remembers one and
     /// it was this request; an error if the key was used for another request.
     async fn find_key(
@@ -271,7 +309,17 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                     .read_for_fold(stream, outcome.first_version, outcome.last_version, None);
             while let Some(item) = read.next().await {
                 if let FoldItem::Event(event) = item? {
-                    events.push(decoded_at(stream, event.version, event.decode())?);
+                    events.push(
+                        decode_stored(
+                            self.keys.as_deref(),
+                            stream,
+                            event.version,
+                            &event.name,
+                            event.schema_version,
+                            &event.payload,
+                        )
+                        .await?,
+                    );
                 }
             }
         }

@@ -15,7 +15,7 @@ use crate::metrics::{AggregateKeys, SnapshotUse};
 use crate::store::{EventStore, FoldItem};
 use crate::stream::{StreamId, Version};
 
-use super::{Repository, decoded_at};
+use super::{Repository, decode_stored};
 
 /// The state of an aggregate and the stream version it was folded up to.
 #[derive(Debug, Clone, PartialEq)]
@@ -123,7 +123,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                 }
                 FoldItem::Snapshot(_) => {}
                 FoldItem::Event(event) => {
-                    Self::apply_fold_event(&mut loaded, stream, &event)?;
+                    self.apply_fold_event(&mut loaded, stream, &event).await?;
                 }
             }
             first = false;
@@ -136,12 +136,21 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         Ok((loaded, used))
     }
 
-    fn apply_fold_event(
+    async fn apply_fold_event(
+        &self,
         loaded: &mut Loaded<A>,
         stream: &StreamId,
         event: &FoldEvent,
     ) -> Result<()> {
-        let decoded = decoded_at(stream, event.version, event.decode::<A::Event>())?;
+        let decoded: A::Event = decode_stored(
+            self.keys.as_deref(),
+            stream,
+            event.version,
+            &event.name,
+            event.schema_version,
+            &event.payload,
+        )
+        .await?;
         loaded.state.apply(&decoded);
         loaded.version = event.version;
         Ok(())
@@ -157,7 +166,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         let mut items = self.store.read_for_fold(stream, 1, to, None);
         while let Some(item) = items.next().await {
             if let FoldItem::Event(event) = item? {
-                Self::apply_fold_event(&mut loaded, stream, &event)?;
+                self.apply_fold_event(&mut loaded, stream, &event).await?;
             }
         }
         Ok(loaded)
@@ -176,11 +185,23 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             if event.recorded_at > until {
                 break;
             }
-            let decoded = decoded_at(&event.stream, event.version, event.decode::<A::Event>())?;
+            let decoded: A::Event = self.decode_recorded(&event).await?;
             loaded.state.apply(&decoded);
             loaded.version = event.version;
         }
         Ok(loaded)
+    }
+
+    async fn decode_recorded(&self, recorded: &RecordedEvent) -> Result<A::Event> {
+        decode_stored(
+            self.keys.as_deref(),
+            &recorded.stream,
+            recorded.version,
+            &recorded.name,
+            recorded.schema_version,
+            &recorded.payload,
+        )
+        .await
     }
 
     /// The state of aggregate `id` as of stream version `version`: the fold of its first
@@ -210,7 +231,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             let mut history = Vec::new();
             while let Some(recorded) = events.next().await {
                 let recorded = recorded?;
-                let event = decoded_at(&recorded.stream, recorded.version, recorded.decode())?;
+                let event = self.decode_recorded(&recorded).await?;
                 history.push(HistoryEntry { event, recorded });
             }
             Ok(history)

@@ -23,6 +23,30 @@ pub(crate) use setup::Repository;
 use crate::error::{Error, Result};
 use crate::stream::{StreamId, Version};
 
+/// Decodes a stored event of `stream` at `version`, first fetching from `keys` the keys of
+/// the subjects whose personal data its payload holds (none, for most payloads).
+async fn decode_stored<E: crate::event::EventSet>(
+    keys: Option<&dyn crate::personal::KeyStore>,
+    stream: &StreamId,
+    version: Version,
+    name: &str,
+    schema_version: u32,
+    payload: &str,
+) -> Result<E> {
+    let subjects = match keys {
+        Some(_) => crate::personal::subjects_in(payload),
+        None => Vec::new(),
+    };
+    let decoded = match keys {
+        Some(keys) if !subjects.is_empty() => {
+            let ring = crate::personal::KeyRing::for_reading(keys, &subjects).await?;
+            ring.decode_payload(stream, name, schema_version, payload)
+        }
+        _ => E::decode(name, schema_version, payload),
+    };
+    decoded_at(stream, version, decoded)
+}
+
 /// A decoded event of `stream` at `version`, or the decode error naming both.
 fn decoded_at<E>(
     stream: &StreamId,

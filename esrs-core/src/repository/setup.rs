@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::aggregate::Aggregate;
 use crate::error::Result;
+use crate::personal::KeyStore;
 use crate::store::EventStore;
 use crate::stream::StreamId;
 
@@ -47,6 +48,7 @@ pub struct Repository<A, S> {
     pub(super) store: S,
     pub(super) retries: u32,
     pub(super) cache: Option<Arc<StateCache<A>>>,
+    pub(super) keys: Option<Arc<dyn KeyStore>>,
     _aggregate: PhantomData<fn() -> A>,
 }
 
@@ -57,6 +59,7 @@ impl<A, S: std::fmt::Debug> std::fmt::Debug for Repository<A, S> {
             .field("store", &self.store)
             .field("retries", &self.retries)
             .field("cache", &self.cache.as_ref().map(|c| c.stats()))
+            .field("key_store", &self.keys.is_some())
             .finish()
     }
 }
@@ -67,6 +70,7 @@ impl<A, S: Clone> Clone for Repository<A, S> {
             store: self.store.clone(),
             retries: self.retries,
             cache: self.cache.clone(),
+            keys: self.keys.clone(),
             _aggregate: PhantomData,
         }
     }
@@ -79,6 +83,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             store,
             retries: 0,
             cache: None,
+            keys: None,
             _aggregate: PhantomData,
         }
     }
@@ -94,6 +99,23 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     {
         self.cache = (capacity > 0).then(|| Arc::new(StateCache::new(capacity, A::clone)));
         self
+    }
+
+    /// Encrypts the aggregate's personal fields (`#[event(personal)]`) with the keys of
+    /// `keys` when appending, and decrypts them when loading; a forgotten subject's fields
+    /// load as [`Personal::Forgotten`](crate::personal::Personal::Forgotten). Without a key store, a
+    /// command producing personal data fails with
+    /// [`EncodeError::Personal`](crate::error::EncodeError::Personal), and a load of such
+    /// events with [`DecodeError::PersonalData`](crate::DecodeError::PersonalData). See
+    /// [`personal`](crate::personal).
+    pub fn with_key_store(mut self, keys: impl KeyStore) -> Self {
+        self.keys = Some(Arc::new(keys));
+        self
+    }
+
+    /// The key store of personal data, if any.
+    pub fn key_store(&self) -> Option<&dyn KeyStore> {
+        self.keys.as_deref()
     }
 
     /// The counters of the aggregate cache; `None` when the repository has none.

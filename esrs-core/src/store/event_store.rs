@@ -125,6 +125,23 @@ pub trait EventStore: Send + Sync + 'static {
         key: SnapshotKey,
     ) -> impl Future<Output = Result<Option<Snapshot>>> + Send;
 
+    /// Deletes every snapshot of `stream`, whatever its key. Snapshots are only an
+    /// optimisation, so loads return the same states after it; forgetting a subject's
+    /// personal data ([`personal::forget`](crate::personal::forget)) uses it, because a
+    /// snapshot holds the state in clear. The default refuses with [`Error::Backend`](crate::Error::Backend):
+    /// a store that can keep snapshots should override it.
+    fn delete_snapshots(&self, stream: &StreamId) -> impl Future<Output = Result<()>> + Send {
+        let stream = stream.clone();
+        async move {
+            Err(crate::Error::Backend {
+                source: format!(
+                    "this store cannot delete the snapshots of `{stream}`, which forgetting personal data needs"
+                )
+                .into(),
+            })
+        }
+    }
+
     /// What the store remembers of the append made with `key`: its outcome and request
     /// digest, or `None` if no append was made with it or the key is older than the store's
     /// retention (see the [`idempotency`](crate::store::IdempotencyRecord) rule). Decide what a
@@ -186,6 +203,9 @@ impl<S: EventStore> EventStore for std::sync::Arc<S> {
         key: SnapshotKey,
     ) -> impl Future<Output = Result<Option<Snapshot>>> + Send {
         (**self).load_snapshot(stream, key)
+    }
+    fn delete_snapshots(&self, stream: &StreamId) -> impl Future<Output = Result<()>> + Send {
+        (**self).delete_snapshots(stream)
     }
     fn find_idempotency_key(
         &self,

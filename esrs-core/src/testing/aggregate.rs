@@ -44,6 +44,9 @@ impl<A: Aggregate> AggregateTestExt for A {}
 pub struct Given<A: Aggregate> {
     state: A,
     events: usize,
+    /// The given events as stored (name, version, payload), refolded by
+    /// [`and_forget`](Given::and_forget).
+    stored: Vec<(String, u32, Value)>,
 }
 
 impl<A: Aggregate> Debug for Given<A> {
@@ -57,9 +60,11 @@ impl<A: Aggregate> Debug for Given<A> {
 
 impl<A: Aggregate> Given<A> {
     fn nothing() -> Self {
+        crate::personal::harness_reset();
         Self {
             state: A::default(),
             events: 0,
+            stored: Vec::new(),
         }
     }
 
@@ -75,7 +80,34 @@ impl<A: Aggregate> Given<A> {
             let label = format!("given event {}", self.events);
             let (decoded, shown) = round_trip(&event.into(), &label).or_fail();
             apply(&mut self.state, &decoded, &label, &shown).or_fail();
+            self.stored
+                .push((shown.name.to_owned(), shown.version, shown.payload.clone()));
         }
+        self
+    }
+
+    /// The subject's key is deleted: the state is folded again from the given events as a
+    /// load after [`forget`](crate::personal::forget) would see them, with the subject's
+    /// personal fields [`Forgotten`](crate::personal::Personal::Forgotten), and so are the events
+    /// given after this. A command that stores new personal data of the subject fails, as
+    /// it would with a key store. The given/when/then harness encrypts with test keys
+    /// derived from the subject ids; the forgotten subjects are those of the test running
+    /// on this thread, and a new [`given`](AggregateTestExt::given) starts with none.
+    #[track_caller]
+    pub fn and_forget(mut self, subject: &str) -> Self {
+        crate::personal::harness_forget(subject);
+        let mut state = A::default();
+        for (i, (name, version, payload)) in self.stored.iter().enumerate() {
+            let label = format!("given event {}", i + 1);
+            let event = decode_given::<A>(&label, name, *version, payload).or_fail();
+            let shown = Shown {
+                name,
+                version: *version,
+                payload: payload.clone(),
+            };
+            apply(&mut state, &event, &label, &shown).or_fail();
+        }
+        self.state = state;
         self
     }
 
@@ -94,20 +126,22 @@ impl<A: Aggregate> Given<A> {
                 )
             })
             .or_fail();
-        let event = A::Event::decode(name, version, raw.get())
-            .map_err(|e| {
-                format!(
-                    "{label} ({name} v{version} {payload}) cannot be decoded: {}",
-                    ErrorChain::new(&e)
-                )
-            })
-            .or_fail();
+        let event =
+            crate::personal::in_harness_decode(name, || A::Event::decode(name, version, raw.get()))
+                .map_err(|e| {
+                    format!(
+                        "{label} ({name} v{version} {payload}) cannot be decoded: {}",
+                        ErrorChain::new(&e)
+                    )
+                })
+                .or_fail();
         let shown = Shown {
             name,
             version,
-            payload,
+            payload: payload.clone(),
         };
         apply(&mut self.state, &event, &label, &shown).or_fail();
+        self.stored.push((name.to_owned(), version, payload));
         self
     }
 
@@ -130,6 +164,29 @@ impl<A: Aggregate> Given<A> {
             command,
         }
     }
+}
+
+/// Decodes a given event as the harness stored it.
+fn decode_given<A: Aggregate>(
+    label: &str,
+    name: &str,
+    version: u32,
+    payload: &Value,
+) -> Result<A::Event, String> {
+    let raw = serde_json::value::to_raw_value(payload).map_err(|e| {
+        format!(
+            "{label}: cannot encode its payload: {}",
+            ErrorChain::new(&e)
+        )
+    })?;
+    crate::personal::in_harness_decode(name, || A::Event::decode(name, version, raw.get())).map_err(
+        |e| {
+            format!(
+                "{label} ({name} v{version} {payload}) cannot be decoded: {}",
+                ErrorChain::new(&e)
+            )
+        },
+    )
 }
 
 /// An aggregate test with its command: end it with one of the `then` methods.

@@ -46,7 +46,7 @@ impl Display for Shown<'_> {
 
 impl Shown<'static> {
     pub(super) fn encode<E: EventSet>(event: &E, label: &str) -> Result<(Self, Payload), String> {
-        let payload = event.encode().map_err(|e| {
+        let payload = crate::personal::in_harness(|| event.encode()).map_err(|e| {
             format!(
                 "{label} ({}) cannot be encoded: {}",
                 event.name(),

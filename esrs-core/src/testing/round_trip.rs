@@ -19,7 +19,10 @@ pub(super) fn round_trip<E: EventSet>(
     label: &str,
 ) -> Result<(E, Shown<'static>), String> {
     let (first, payload) = Shown::encode(event, label)?;
-    let decoded = E::decode(first.name, first.version, payload.get()).map_err(|e| {
+    let decoded = crate::personal::in_harness_decode(first.name, || {
+        E::decode(first.name, first.version, payload.get())
+    })
+    .map_err(|e| {
         format!(
             "{label} ({first}) does not decode back: {}",
             ErrorChain::new(&e)

@@ -94,6 +94,15 @@ impl Generated<'_> {
             };
             quote!(Self::#variant(event) => #call)
         });
+        // Spanned at the event type like `encode`: a type that is not an event is reported
+        // once, there.
+        let subjects = self.handlers.iter().map(|h| {
+            let (variant, event) = (&h.variant, &h.event);
+            let fields = quote_spanned! {event.span()=>
+                <#event as ::esrs_core::Event>::personal_fields(event)
+            };
+            quote!(Self::#variant(event) => #private::subjects_of(#fields))
+        });
         quote! {
             #[automatically_derived]
             impl ::esrs_core::EventSet for #ident {
@@ -121,6 +130,12 @@ impl Generated<'_> {
                 ) -> ::core::result::Result<::esrs_core::store::Payload, ::esrs_core::error::EncodeError> {
                     match self {
                         #(#encode,)*
+                    }
+                }
+
+                fn subjects(&self) -> ::std::vec::Vec<::std::string::String> {
+                    match self {
+                        #(#subjects,)*
                     }
                 }
 

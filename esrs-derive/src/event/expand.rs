@@ -145,6 +145,7 @@ pub(super) fn expand(input: &EventInput<'_>) -> TokenStream {
         let aliases = &input.aliases;
         quote!(const ALIASES: &'static [&'static ::core::primitive::str] = &[#(#aliases),*];)
     });
+    let personal = personal_items(input);
     let implicit = (!input.explicit_name).then(|| {
         quote!(
             const EXPLICIT_NAME: ::core::primitive::bool = false;
@@ -158,6 +159,7 @@ pub(super) fn expand(input: &EventInput<'_>) -> TokenStream {
             const VERSION: u32 = #version;
             #aliases
             #implicit
+            #personal
 
             #known_versions
 
@@ -182,6 +184,37 @@ pub(super) fn expand(input: &EventInput<'_>) -> TokenStream {
             #schema
             #private::inventory::submit! { #info }
         };
+    }
+}
+
+/// `PERSONAL` and `personal_fields` for an event with fields marked `#[event(personal)]`:
+/// each field checked to be a `Personal<_>` at its type, the subject to be `Display` at its.
+fn personal_items(input: &EventInput<'_>) -> TokenStream {
+    let private = quote!(::esrs_core::__private);
+    let (Some((subject, subject_ty)), false) =
+        (&input.personal.subject, input.personal.fields.is_empty())
+    else {
+        return quote!();
+    };
+    let subject_call = quote_spanned! {subject_ty.span()=>
+        <#subject_ty as #private::SubjectId>::subject_id(&self.#subject)
+    };
+    let fields = input.personal.fields.iter().map(|(member, name, ty)| {
+        quote_spanned! {ty.span()=>
+            <#ty as #private::PersonalValue>::personal_field(
+                &self.#member,
+                #name,
+                ::core::clone::Clone::clone(&subject),
+            )
+        }
+    });
+    quote! {
+        const PERSONAL: ::core::primitive::bool = true;
+
+        fn personal_fields(&self) -> ::std::vec::Vec<::esrs_core::personal::PersonalField> {
+            let subject: ::std::string::String = #subject_call;
+            ::std::vec![#(#fields),*]
+        }
     }
 }
 

@@ -21,7 +21,7 @@ const KEYS: &[&str] = &[
     "schema",
 ];
 const UPCAST_KEYS: &[&str] = &["from", "to", "with"];
-const FIELD_KEYS: &[&str] = &["schema_any"];
+const FIELD_KEYS: &[&str] = &["schema_any", "personal", "subject"];
 
 /// A payload-level upcaster: `upcast(from = 1, to = 2, with = path)`.
 struct PayloadUpcast {
@@ -44,6 +44,18 @@ struct EventInput<'a> {
     upcasts: Vec<PayloadUpcast>,
     /// What the payload's JSON Schema is derived from; `None` with `schema = false`.
     schema: Option<Mirror<'a>>,
+    /// The fields marked `#[event(personal)]`, and the `#[event(subject)]` field.
+    personal: PersonalFields<'a>,
+}
+
+/// The personal-data fields of an event and the field that names their subject.
+#[derive(Default)]
+struct PersonalFields<'a> {
+    /// Each field marked `#[event(personal)]`: member, its name (as the key of the
+    /// ciphertext's associated data) and type.
+    fields: Vec<(Member, String, &'a Type)>,
+    /// The field marked `#[event(subject)]`.
+    subject: Option<(Member, &'a Type)>,
 }
 
 /// A copy of the struct's shape for schemars: its fields with their types and serde

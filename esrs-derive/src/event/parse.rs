@@ -9,7 +9,10 @@ use syn::{Attribute, Data, DeriveInput, Fields, Member, Meta, Path, Token};
 use crate::attr::{self, Keys};
 use crate::ctxt::Ctxt;
 
-use super::{EventInput, FIELD_KEYS, KEYS, Mirror, MirrorField, PayloadUpcast, Style, UPCAST_KEYS};
+use super::{
+    EventInput, FIELD_KEYS, KEYS, Mirror, MirrorField, PayloadUpcast, PersonalFields, Style,
+    UPCAST_KEYS,
+};
 
 /// Parses the struct and its `#[event(...)]` attributes; `None` when the item cannot be an
 /// event at all (an enum, a union, a generic type).
@@ -120,7 +123,7 @@ pub(super) fn parse<'a>(cx: &mut Ctxt, input: &'a DeriveInput) -> Option<EventIn
     let Data::Struct(data) = &input.data else {
         return None;
     };
-    let mirror = parse_mirror(cx, input, &data.fields, schema);
+    let (mirror, personal) = parse_mirror(cx, input, &data.fields, schema);
     if !ok {
         return None;
     }
@@ -133,6 +136,7 @@ pub(super) fn parse<'a>(cx: &mut Ctxt, input: &'a DeriveInput) -> Option<EventIn
         upcast_from,
         upcasts,
         schema: schema.then_some(mirror),
+        personal,
     })
 }
 
@@ -151,18 +155,23 @@ fn name_problem(value: &str) -> Option<String> {
 const SERDE_CODECS: &[&str] = &["with", "serialize_with", "deserialize_with"];
 
 /// Reads the fields and serde attributes the schema is derived from, and the fields'
-/// `#[event(...)]` attributes (checked even with `schema = false`).
+/// `#[event(...)]` attributes (checked even with `schema = false`): `schema_any`, and the
+/// personal-data fields with their subject.
 fn parse_mirror<'a>(
     cx: &mut Ctxt,
     input: &'a DeriveInput,
     fields: &'a Fields,
     schema: bool,
-) -> Mirror<'a> {
+) -> (Mirror<'a>, PersonalFields<'a>) {
+    let mut personal = PersonalFields::default();
+    let mut subject_span: Option<Span> = None;
+    let mut first_personal: Option<Span> = None;
     let attrs: Vec<&Attribute> = input
         .attrs
         .iter()
         .filter(|a| a.path().is_ident("serde"))
         .collect();
+    let rename_all = container_rename_all(&attrs);
     let default = attrs.iter().any(|a| {
         serde_metas(a).is_some_and(|metas| {
             metas
@@ -178,24 +187,87 @@ fn parse_mirror<'a>(
     let mut mirror_fields = Vec::new();
     for (index, field) in fields.iter().enumerate() {
         let mut any = None;
+        let mut is_personal = None;
+        let mut is_subject = None;
         let mut keys = Keys::new("event", FIELD_KEYS);
         for attribute in field.attrs.iter().filter(|a| a.path().is_ident("event")) {
             let result = attribute.parse_nested_meta(|meta| {
-                if let Some("schema_any") = keys.accept(cx, &meta)?.as_deref() {
-                    if meta.input.is_empty() || meta.input.peek(Token![,]) {
-                        any = Some(meta.path.span());
-                    } else {
-                        cx.error_spanned_by(
-                            &meta.path,
-                            "write `#[event(schema_any)]`, with no value",
-                        );
-                        attr::skip_value(&meta)?;
-                    }
+                let key = keys.accept(cx, &meta)?;
+                let Some(key) = key.as_deref() else {
+                    return Ok(());
+                };
+                if !(meta.input.is_empty() || meta.input.peek(Token![,])) {
+                    cx.error_spanned_by(
+                        &meta.path,
+                        format!("write `#[event({key})]`, with no value"),
+                    );
+                    attr::skip_value(&meta)?;
+                    return Ok(());
+                }
+                let span = Some(meta.path.span());
+                match key {
+                    "schema_any" => any = span,
+                    "personal" => is_personal = span,
+                    "subject" => is_subject = span,
+                    _ => {}
                 }
                 Ok(())
             });
             if let Err(e) = result {
                 cx.syn_error(e);
+            }
+        }
+        let member = match &field.ident {
+            Some(ident) => Member::Named(ident.clone()),
+            None => Member::Unnamed(syn::Index {
+                index: u32::try_from(index).unwrap_or(u32::MAX),
+                span: field.ty.span(),
+            }),
+        };
+        match (is_personal, is_subject) {
+            (Some(_), Some(span)) => cx.error_at(
+                span,
+                "the subject field names whose data the event holds and is stored in clear; it cannot itself be #[event(personal)]: keep the id here and the data in other fields",
+            ),
+            (Some(span), None) => {
+                let first = first_personal.is_none();
+                first_personal.get_or_insert(span);
+                match &member {
+                    Member::Named(ident) => {
+                        if let (Err(span), true) = (&rename_all, first) {
+                            cx.error_at(
+                                *span,
+                                "an event with #[event(personal)] fields takes one `rename_all = \"…\"` for both directions: its fields' stored names are bound into their ciphertexts",
+                            );
+                        }
+                        let rule = rename_all.as_ref().ok().and_then(Option::as_deref);
+                        let key = stored_key(cx, field, ident, rule);
+                        personal.fields.push((member.clone(), key, &field.ty));
+                    }
+                    Member::Unnamed(_) => cx.error_at(
+                        span,
+                        "#[event(personal)] needs a struct with named fields: a field's stored name is bound into its ciphertext",
+                    ),
+                }
+            }
+            (None, Some(span)) => {
+                if subject_span.is_some() {
+                    cx.error_at(
+                        span,
+                        "a second #[event(subject)] field; an event's personal data belongs to one subject",
+                    );
+                } else {
+                    subject_span = Some(span);
+                    personal.subject = Some((member.clone(), &field.ty));
+                }
+            }
+            (None, None) => {
+                if mentions_personal(&field.ty) {
+                    cx.error_spanned_by(
+                        &field.ty,
+                        "this field holds `Personal` data but is not marked: mark it #[event(personal)] (its type must be `Personal<T>` itself) so that it is encrypted with its subject's key",
+                    );
+                }
             }
         }
         if let (Some(span), false) = (any, schema) {
@@ -257,25 +329,158 @@ fn parse_mirror<'a>(
                 }
             }
         }
-        let member = match &field.ident {
-            Some(ident) => Member::Named(ident.clone()),
-            None => Member::Unnamed(syn::Index {
-                index: u32::try_from(index).unwrap_or(u32::MAX),
-                span: field.ty.span(),
-            }),
-        };
         mirror_fields.push(MirrorField {
             member,
             ty: if any.is_some() { None } else { Some(&field.ty) },
             attrs: field_attrs,
         });
     }
-    Mirror {
-        attrs,
-        default,
-        fields: mirror_fields,
-        style,
+    match (first_personal, subject_span) {
+        (Some(span), None) => cx.error_at(
+            span,
+            "a field marked #[event(personal)] needs the subject it belongs to: mark the field of this event that names it (a member or customer id) #[event(subject)]",
+        ),
+        (None, Some(span)) => cx.error_at(
+            span,
+            "#[event(subject)] names whose personal data the event holds, but no field is marked #[event(personal)]: mark the personal fields, or remove it",
+        ),
+        _ => {}
     }
+    (
+        Mirror {
+            attrs,
+            default,
+            fields: mirror_fields,
+            style,
+        },
+        personal,
+    )
+}
+
+/// The struct's `#[serde(rename_all = "…")]` rule; `Err` with its span when it is written
+/// per direction (`rename_all(serialize = …)`).
+fn container_rename_all(attrs: &[&Attribute]) -> Result<Option<String>, Span> {
+    let mut rule = None;
+    for attribute in attrs {
+        for meta in serde_metas(attribute).into_iter().flatten() {
+            match &meta {
+                Meta::NameValue(nv) if nv.path.is_ident("rename_all") => {
+                    if let syn::Expr::Lit(syn::ExprLit {
+                        lit: syn::Lit::Str(s),
+                        ..
+                    }) = &nv.value
+                    {
+                        rule = Some(s.value());
+                    }
+                }
+                Meta::List(list) if list.path.is_ident("rename_all") => {
+                    return Err(list.path.span());
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(rule)
+}
+
+/// The name a personal field is stored under: its `#[serde(rename = "…")]`, or its name
+/// under the struct's `rename_all` rule (serde's rules, from a snake_case field). The serde
+/// attributes that would write the field around `Personal`'s own impl, or read it under
+/// another name, are refused.
+fn stored_key(cx: &mut Ctxt, field: &syn::Field, ident: &syn::Ident, rule: Option<&str>) -> String {
+    let name = ident.to_string();
+    let name = name.strip_prefix("r#").unwrap_or(&name).to_owned();
+    let mut key = match rule {
+        Some(rule) => apply_rename_rule(rule, &name),
+        None => name,
+    };
+    for attribute in field.attrs.iter().filter(|a| a.path().is_ident("serde")) {
+        for meta in serde_metas(attribute).into_iter().flatten() {
+            match &meta {
+                Meta::NameValue(nv) if nv.path.is_ident("rename") => {
+                    if let syn::Expr::Lit(syn::ExprLit {
+                        lit: syn::Lit::Str(s),
+                        ..
+                    }) = &nv.value
+                    {
+                        key = s.value();
+                    }
+                }
+                other => {
+                    let path = attr::path_text(other.path());
+                    if [
+                        "rename",
+                        "alias",
+                        "flatten",
+                        "skip",
+                        "skip_serializing",
+                        "skip_deserializing",
+                        "skip_serializing_if",
+                        "with",
+                        "serialize_with",
+                        "deserialize_with",
+                        "getter",
+                    ]
+                    .contains(&path.as_str())
+                    {
+                        cx.error_spanned_by(
+                            other,
+                            format!(
+                                "a field marked #[event(personal)] is written by `Personal` itself, under one stored name: remove `#[serde({path}…)]` from it"
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    key
+}
+
+/// serde's `rename_all` rule applied to a snake_case field name.
+fn apply_rename_rule(rule: &str, field: &str) -> String {
+    let pascal = || {
+        let mut out = String::new();
+        let mut upper = true;
+        for c in field.chars() {
+            if c == '_' {
+                upper = true;
+            } else if upper {
+                out.extend(c.to_uppercase());
+                upper = false;
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    };
+    match rule {
+        "UPPERCASE" | "SCREAMING_SNAKE_CASE" => field.to_ascii_uppercase(),
+        "PascalCase" => pascal(),
+        "camelCase" => {
+            let pascal = pascal();
+            let mut chars = pascal.chars();
+            match chars.next() {
+                Some(first) => first.to_lowercase().chain(chars).collect(),
+                None => pascal,
+            }
+        }
+        "kebab-case" => field.replace('_', "-"),
+        "SCREAMING-KEBAB-CASE" => field.replace('_', "-").to_ascii_uppercase(),
+        _ => field.to_owned(),
+    }
+}
+
+/// Whether a type names `Personal` anywhere (`Personal<T>`, `Vec<Personal<T>>`).
+fn mentions_personal(ty: &syn::Type) -> bool {
+    fn walk(tokens: TokenStream) -> bool {
+        tokens.into_iter().any(|tree| match tree {
+            proc_macro2::TokenTree::Ident(ident) => ident == "Personal",
+            proc_macro2::TokenTree::Group(group) => walk(group.stream()),
+            _ => false,
+        })
+    }
+    walk(ty.to_token_stream())
 }
 
 /// The items of a `#[serde(...)]` attribute, if it parses as a list of metas.

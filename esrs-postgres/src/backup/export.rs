@@ -35,7 +35,9 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
 impl PgStore {
     /// Writes a backup of the store to `out` (see [`backup`](crate::backup)): every event,
     /// snapshot, idempotency key and checkpoint, as one consistent snapshot of the
-    /// database, compressed; returns what it holds. Appends go on meanwhile; they are not
+    /// database, compressed; returns what it holds. The snapshots of streams that hold
+    /// personal data are left out (they hold it in clear; see [`PgKeyStore`](crate::PgKeyStore)),
+    /// so a backup carries personal data only as ciphertext; its keys are not in it. Appends go on meanwhile; they are not
     /// in the backup.
     pub async fn export(
         &self,
@@ -125,10 +127,23 @@ impl PgStore {
         progress(writer.checker.events());
 
         {
+            // A snapshot holds its state in clear, personal data included: the snapshots of
+            // streams that hold personal data (migration 6's `personal_streams`) stay out of
+            // the export, which then carries personal data only as ciphertext. Snapshots are
+            // only an optimisation: the restored streams fold from their events.
+            let personal = if store_schema_version >= 6 {
+                format!(
+                    "WHERE NOT EXISTS (SELECT 1 FROM {schema}.personal_streams p
+                                       WHERE p.stream_id = s.stream_id)"
+                )
+            } else {
+                String::new()
+            };
             let sql = format!(
                 "SELECT stream_id, version, snapshot_version, fingerprint, payload::text AS payload,
                         saved_at
-                 FROM {schema}.snapshots ORDER BY stream_id, snapshot_version, fingerprint"
+                 FROM {schema}.snapshots s {personal}
+                 ORDER BY stream_id, snapshot_version, fingerprint"
             );
             let mut rows = sqlx::query(&sql).fetch(&mut *tx);
             while let Some(row) = rows.try_next().await? {

@@ -61,3 +61,17 @@ pub(super) async fn save_snapshot(store: &PgStore, snapshot: Snapshot) -> esrs_c
         .map_err(to_core)?;
     Ok(())
 }
+
+/// Deletes every snapshot of `stream`.
+pub(super) async fn delete_snapshots(store: &PgStore, stream: &StreamId) -> esrs_core::Result<()> {
+    let mut lease = store.connections().lease().await.map_err(to_core)?;
+    let schema = store.schema();
+    sqlx::query(&format!(
+        "DELETE FROM {schema}.snapshots WHERE stream_id = $1"
+    ))
+    .bind(stream.as_str())
+    .execute(&mut lease)
+    .await
+    .map_err(to_core)?;
+    Ok(())
+}

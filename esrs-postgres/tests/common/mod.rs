@@ -142,6 +142,12 @@ impl EventStore for TestStore {
     ) -> impl Future<Output = esrs_core::Result<Option<Snapshot>>> + Send {
         self.store.load_snapshot(stream, key)
     }
+    fn delete_snapshots(
+        &self,
+        stream: &StreamId,
+    ) -> impl Future<Output = esrs_core::Result<()>> + Send {
+        self.store.delete_snapshots(stream)
+    }
     fn find_idempotency_key(
         &self,
         key: &IdempotencyKey,

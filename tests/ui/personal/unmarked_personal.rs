@@ -1,0 +1,13 @@
+use esrs_core::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Event, Serialize, Deserialize)]
+struct MemberJoined {
+    #[event(subject)]
+    member_id: String,
+    #[event(personal)]
+    email: Personal<String>,
+    nicknames: Vec<Personal<String>>,
+}
+
+fn main() {}
