@@ -231,17 +231,8 @@ impl PgStore {
         .await?
         .into_iter()
         .collect();
-        let source = if mapping
-            .query
-            .trim_start()
-            .to_lowercase()
-            .starts_with("select")
-            || mapping
-                .query
-                .trim_start()
-                .to_lowercase()
-                .starts_with("with")
-        {
+        let head = mapping.query.trim_start().to_lowercase();
+        let source = if head.starts_with("select") || head.starts_with("with") {
             mapping.query.clone()
         } else {
             format!("SELECT * FROM {}", mapping.query)
