@@ -446,6 +446,65 @@ async fn swapped_fields_and_altered_ciphertexts_are_refused() {
     );
 }
 
+#[tokio::test]
+async fn a_swap_spelled_with_escaped_keys_is_refused_too() {
+    let (store, keys) = (InMemoryStore::new(), InMemoryKeyStore::new());
+    let repo = branch_with_members(&store, &keys).await;
+    let ada: serde_json::Value =
+        serde_json::from_str(&payload_at(&store, "branch-central", 1).await).unwrap();
+    let mut swapped = ada.clone();
+    swapped["name"] = ada["email"].clone();
+    swapped["email"] = ada["name"].clone();
+    // The same JSON value, with both envelope keys written as `"\u0024personal"`.
+    let text = swapped
+        .to_string()
+        .replace("\"$personal\"", "\"\\u0024personal\"");
+    assert_eq!(text.matches("\\u0024personal").count(), 2, "{text}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&text).unwrap(),
+        swapped
+    );
+    append_raw(&store, "branch-central", "MemberRegistered", &text).await;
+    store.clear_snapshots();
+    let error = repo.load(&id("central")).await.unwrap_err();
+    assert_eq!(
+        personal_reason(&error),
+        Some(&PersonalDataError::Misplaced),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn values_stored_in_clear_before_a_field_was_marked_personal_still_load() {
+    let (store, keys) = (InMemoryStore::new(), InMemoryKeyStore::new());
+    let repo = Repository::<Branch, _>::new(store.clone()).with_key_store(keys.clone());
+    // Written when `name` and `email` were plain strings; one email is an object-shaped
+    // value that only looks like a forgotten mark.
+    append_raw(
+        &store,
+        "branch-old",
+        "MemberRegistered",
+        r#"{"member_id":"cy","name":"Cy Clear","email":"cy@example.com"}"#,
+    )
+    .await;
+    append_raw(
+        &store,
+        "branch-old",
+        "MemberRegistered",
+        r#"{"member_id":"di","name":"Di Gone","email":{"$forgotten":true}}"#,
+    )
+    .await;
+    let branch = repo.load(&id("old")).await.unwrap().state;
+    let cy = &branch.members["cy"];
+    assert_eq!(cy.name.known().map(String::as_str), Some("Cy Clear"));
+    assert_eq!(cy.email.known().map(String::as_str), Some("cy@example.com"));
+    assert!(branch.members["di"].email.is_forgotten());
+    assert_eq!(
+        branch.members["di"].name.known().map(String::as_str),
+        Some("Di Gone")
+    );
+}
+
 /// A member directory: names by member id, `None` once forgotten.
 #[derive(Debug, Default)]
 struct Directory {

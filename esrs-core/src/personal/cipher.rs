@@ -8,7 +8,7 @@
 //! recommended bound (2^32 messages per key) at volumes a busy key could see, and is slow
 //! without AES instructions; ChaCha20 is fast in software everywhere.
 
-use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
+use chacha20poly1305::aead::{Aead, AeadCore, AeadInPlace, KeyInit, OsRng, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use zeroize::Zeroize;
 
@@ -74,6 +74,20 @@ impl DataKey {
             )
             .unwrap_or_default();
         (nonce, sealed)
+    }
+
+    /// Decrypts and authenticates `buffer` (the ciphertext with its tag) in place, leaving
+    /// the plaintext; `false`, and the buffer's content unspecified, when it does not
+    /// authenticate.
+    pub(crate) fn open_in_place(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        buffer: &mut Vec<u8>,
+    ) -> bool {
+        self.cipher()
+            .decrypt_in_place(XNonce::from_slice(nonce), aad, buffer)
+            .is_ok()
     }
 
     /// Decrypts and authenticates; `None` when the ciphertext, the nonce or the associated

@@ -78,6 +78,11 @@ use crate::store::EventStore;
 /// [`Personal::new`]; handlers read it with [`known`](Personal::known) and must be ready
 /// for [`Forgotten`](Personal::Forgotten). Its `Debug` never shows the value, so logging
 /// an event does not leak it.
+///
+/// Stored, an encrypted value is an object whose one member is `$personal` (the envelope)
+/// and a forgotten one is `{"$forgotten": true}`; a value stored in clear, before its field
+/// was marked personal, still reads as known. A JSON object whose first member is
+/// `$personal` is always read as an envelope.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub enum Personal<T> {
     /// The value, decrypted.

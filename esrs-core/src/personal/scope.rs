@@ -6,13 +6,14 @@
 //! [`Personal`]'s `Serialize` and `Deserialize` read. An event type without personal fields
 //! never looks at it.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
@@ -230,6 +231,8 @@ struct EventScope {
     /// Encoding: its personal fields, found by address when `Personal` serializes, and
     /// whether each was written.
     fields: Vec<(PersonalField, bool)>,
+    /// Decoding: the field and subject of every envelope opened, in the order read.
+    opened: Vec<(Box<str>, Box<str>)>,
 }
 
 thread_local! {
@@ -280,6 +283,7 @@ fn with_event<R>(
             scope.event.replace(EventScope {
                 name: name.into(),
                 fields: fields.into_iter().map(|f| (f, false)).collect(),
+                opened: Vec::new(),
             })
         })
     });
@@ -356,14 +360,17 @@ pub(crate) fn parse_personal<T: Event + DeserializeOwned>(
     version: u32,
     payload: &str,
 ) -> Result<T, DecodeError> {
+    // An upcast decodes the older version inside this decode: each looks at its own.
+    let mark = with_opened(|opened| opened.len()).unwrap_or(0);
     let parsed = serde_json::from_str::<T>(payload);
-    let event_name = current_event().unwrap_or_else(|| T::NAME.to_owned());
+    let opened = with_opened(|opened| opened.split_off(mark.min(opened.len()))).unwrap_or_default();
+    let event_name = || current_event().unwrap_or_else(|| T::NAME.to_owned());
     let value = match parsed {
         Ok(value) => value,
         Err(source) => {
             return Err(match take_failure(&source) {
                 Some(failure) => DecodeError::PersonalData {
-                    event: event_name.into(),
+                    event: event_name().into(),
                     field: failure.field.into(),
                     subject: failure.subject.into(),
                     reason: failure.reason,
@@ -376,44 +383,146 @@ pub(crate) fn parse_personal<T: Event + DeserializeOwned>(
             });
         }
     };
-    // Each ciphertext was authenticated for the field and subject its envelope names; it
-    // must also sit in that field, of an event of that subject.
-    let fields = value.personal_fields();
-    let Ok(top) = serde_json::from_str::<BTreeMap<String, &RawValue>>(payload) else {
+    if opened.is_empty() {
+        // No ciphertext was read: nothing can be misplaced.
         return Ok(value);
+    }
+    match misplaced(payload, &value.personal_fields(), &opened) {
+        None => Ok(value),
+        Some((field, subject)) => Err(DecodeError::PersonalData {
+            event: event_name().into(),
+            field: field.into(),
+            subject: subject.into(),
+            reason: PersonalDataError::Misplaced,
+        }),
+    }
+}
+
+/// The field and subject of a ciphertext that does not sit where it was sealed for, if
+/// any: each envelope must be the whole value of a top-level member named like the field
+/// it names, a field marked personal of the envelope's subject; and every envelope opened
+/// while decoding must be one of those (none nested elsewhere).
+fn misplaced(
+    payload: &str,
+    fields: &[PersonalField],
+    opened: &[(Box<str>, Box<str>)],
+) -> Option<(String, String)> {
+    let Ok(TopEnvelopes(top)) = serde_json::from_str::<TopEnvelopes<'_>>(payload) else {
+        // The payload decoded as the event a moment ago; it is JSON.
+        return opened
+            .first()
+            .map(|(field, subject)| (field.to_string(), subject.to_string()));
     };
-    for (key, item) in &top {
-        if !item.get().contains("$personal") {
-            continue;
-        }
-        let Ok(serde_json::Value::Object(map)) = serde_json::from_str(item.get()) else {
-            continue;
-        };
-        let Some(envelope) = map.get("$personal").filter(|_| map.len() == 1) else {
-            continue;
-        };
-        let text = |part: &str| {
-            envelope
-                .get(part)
-                .and_then(serde_json::Value::as_str)
-                .unwrap_or_default()
-                .to_owned()
-        };
-        let (field, subject) = (text("f"), text("s"));
-        let placed = field == *key
+    for (key, envelope) in &top {
+        let placed = envelope.f == *key
             && fields
                 .iter()
-                .any(|f| f.name == key.as_str() && f.subject == subject);
+                .any(|f| f.name == key.as_ref() && f.subject == envelope.s);
         if !placed {
-            return Err(DecodeError::PersonalData {
-                event: event_name.into(),
-                field: field.into(),
-                subject: subject.into(),
-                reason: PersonalDataError::Misplaced,
-            });
+            return Some((envelope.f.to_string(), envelope.s.to_string()));
         }
     }
-    Ok(value)
+    if top.len() != opened.len() {
+        let outside = opened.iter().find(|(field, subject)| {
+            !top.iter()
+                .any(|(_, e)| e.f == field.as_ref() && e.s == subject.as_ref())
+        });
+        let (field, subject) = outside.or(opened.first())?;
+        return Some((field.to_string(), subject.to_string()));
+    }
+    None
+}
+
+/// Runs `f` on the envelopes opened so far in the current event's decode.
+fn with_opened<R>(f: impl FnOnce(&mut Vec<(Box<str>, Box<str>)>) -> R) -> Option<R> {
+    SCOPE.with(|scope| {
+        let mut scope = scope.borrow_mut();
+        let event = scope.as_mut()?.event.as_mut()?;
+        Some(f(&mut event.opened))
+    })
+}
+
+/// The top-level members of a payload whose value is an envelope, read in one pass that
+/// skips every other value without building it.
+struct TopEnvelopes<'a>(Vec<(Cow<'a, str>, EnvelopeIn<'a>)>);
+
+/// A key as the text has it: borrowed unless it holds escapes.
+#[derive(Deserialize)]
+struct Key<'a>(#[serde(borrow)] Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for TopEnvelopes<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> Visitor<'de> for Members {
+            type Value = TopEnvelopes<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an event payload (a JSON object)")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut found = Vec::new();
+                while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+                    if let MaybeEnvelope(Some(envelope)) = map.next_value()? {
+                        found.push((key, envelope));
+                    }
+                }
+                Ok(TopEnvelopes(found))
+            }
+        }
+        deserializer.deserialize_map(Members)
+    }
+}
+
+/// A value that is an envelope (an object whose one member is `$personal` with an
+/// envelope's shape), or anything else, skipped.
+struct MaybeEnvelope<'a>(Option<EnvelopeIn<'a>>);
+
+impl<'de> Deserialize<'de> for MaybeEnvelope<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Any;
+        impl<'de> Visitor<'de> for Any {
+            type Value = MaybeEnvelope<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut envelope = None;
+                let mut members = 0;
+                while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+                    members += 1;
+                    if members == 1 && key == TAG {
+                        let raw = map.next_value::<&'de RawValue>()?;
+                        envelope = serde_json::from_str::<EnvelopeIn<'de>>(raw.get()).ok();
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(MaybeEnvelope(envelope.filter(|_| members == 1)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(MaybeEnvelope(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(MaybeEnvelope(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(MaybeEnvelope(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(MaybeEnvelope(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(MaybeEnvelope(None))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(MaybeEnvelope(None))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(MaybeEnvelope(None))
+            }
+        }
+        deserializer.deserialize_any(Any)
+    }
 }
 
 fn current_event() -> Option<String> {
@@ -426,21 +535,44 @@ fn current_event() -> Option<String> {
     })
 }
 
+/// The key of the envelope object, the one member of an encrypted field's value.
+const TAG: &str = "$personal";
+
 /// The stored form of an encrypted field: `{"$personal": {...}}`.
-#[derive(Serialize, Deserialize)]
-struct Sealed<S> {
+#[derive(Serialize)]
+struct Sealed<'a> {
     #[serde(rename = "$personal")]
-    personal: Envelope<S>,
+    personal: Envelope<'a>,
 }
 
-/// Version, subject, field, nonce and ciphertext of one field value.
-#[derive(Serialize, Deserialize)]
-struct Envelope<S> {
+/// Version, subject, field, nonce and ciphertext of one field value, as written.
+#[derive(Serialize)]
+struct Envelope<'a> {
     v: u32,
-    s: S,
-    f: S,
-    n: String,
-    c: String,
+    s: &'a str,
+    f: &'a str,
+    n: &'a str,
+    c: &'a str,
+}
+
+/// An envelope as read: its texts borrowed from the payload where they hold no escapes.
+#[derive(Deserialize)]
+struct EnvelopeIn<'a> {
+    v: u32,
+    #[serde(borrow)]
+    s: Cow<'a, str>,
+    #[serde(borrow)]
+    f: Cow<'a, str>,
+    #[serde(borrow)]
+    n: Cow<'a, str>,
+    #[serde(borrow)]
+    c: Cow<'a, str>,
+}
+
+impl EnvelopeIn<'_> {
+    fn to_value(&self) -> serde_json::Value {
+        serde_json::json!({ "v": self.v, "s": self.s, "f": self.f, "n": self.n, "c": self.c })
+    }
 }
 
 /// The stored form of a forgotten value: `{"$forgotten": true}`.
@@ -450,86 +582,91 @@ struct ForgottenMark {
     forgotten: bool,
 }
 
+/// The key of the forgotten mark.
+const FORGOTTEN_TAG: &str = "$forgotten";
+
 /// The envelope version this code writes and reads.
 const ENVELOPE_VERSION: u32 = 1;
+
+/// What a `Personal` value serializing inside an event's encode is sealed with.
+struct Target {
+    key: DataKey,
+    aad: Vec<u8>,
+    field: &'static str,
+    subject: String,
+    /// The harness derives nonces, so that its encodings repeat.
+    derived_nonce: bool,
+}
 
 impl<T: Serialize> Serialize for Personal<T> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let address = std::ptr::from_ref(self).cast::<()>().addr();
-        // What this value is sealed with, taken out of the scope so that serializing the
-        // value itself may look at the scope again.
+        let forgotten = self.is_forgotten();
+        // What this value is sealed with, found while the scope is borrowed; the value
+        // itself serializes after, so that it may look at the scope again.
         let target = SCOPE.with(|scope| {
             let mut scope = scope.borrow_mut();
             let scope = scope.as_mut()?;
-            let stream = scope.stream.to_string();
-            let ring = scope.ring.clone();
             let event = scope.event.as_mut()?;
-            let name = event.name.to_string();
-            Some(
-                match event.fields.iter_mut().find(|(f, _)| f.address == address) {
-                    Some((field, used)) => {
-                        *used = true;
-                        Ok((stream, ring, name, field.name, field.subject.clone()))
-                    }
-                    None => Err(()),
-                },
-            )
+            let Some((field, used)) = event.fields.iter_mut().find(|(f, _)| f.address == address)
+            else {
+                return Some(Err(fail("", "", PersonalDataError::NotMarked)));
+            };
+            *used = true;
+            if forgotten {
+                return None;
+            }
+            let (name, subject) = (field.name, field.subject.as_str());
+            Some(match scope.ring.key(subject) {
+                Some(SubjectKey::Key(key)) => Ok(Target {
+                    aad: field_aad(&scope.stream, &event.name, name, subject),
+                    key,
+                    field: name,
+                    subject: subject.to_owned(),
+                    derived_nonce: scope.ring.inner.harness.is_some(),
+                }),
+                Some(SubjectKey::Forgotten) => {
+                    Err(fail(name, subject, PersonalDataError::SubjectForgotten))
+                }
+                _ => Err(fail(name, subject, PersonalDataError::NoKeys)),
+            })
         });
         let value = match self {
             // Nothing to seal: the value is gone for good.
             Personal::Forgotten => return ForgottenMark { forgotten: true }.serialize(serializer),
             Personal::Known(value) => value,
         };
-        let (stream, ring, event, field, subject) = match target {
+        let target = match target {
             // Outside an event's encode (a snapshot, an API response): the value itself.
             None => return value.serialize(serializer),
-            Some(Err(())) => {
-                return Err(serde::ser::Error::custom(fail(
-                    "",
-                    "",
-                    PersonalDataError::NotMarked,
-                )));
-            }
+            Some(Err(text)) => return Err(serde::ser::Error::custom(text)),
             Some(Ok(target)) => target,
         };
-        let key = match ring.key(&subject) {
-            Some(SubjectKey::Key(key)) => key,
-            Some(SubjectKey::Forgotten) => {
-                return Err(serde::ser::Error::custom(fail(
-                    field,
-                    &subject,
-                    PersonalDataError::SubjectForgotten,
-                )));
-            }
-            _ => {
-                return Err(serde::ser::Error::custom(fail(
-                    field,
-                    &subject,
-                    PersonalDataError::NoKeys,
-                )));
-            }
-        };
         let plaintext = serde_json::to_vec(value).map_err(serde::ser::Error::custom)?;
-        let aad = field_aad(&stream, &event, field, &subject);
-        let (nonce, sealed) = if ring.inner.harness.is_some() {
+        let (nonce, sealed) = if target.derived_nonce {
             let digest = Sha256::new()
-                .chain_update(key.as_bytes())
-                .chain_update(&aad)
+                .chain_update(target.key.as_bytes())
+                .chain_update(&target.aad)
                 .chain_update(&plaintext)
                 .finalize();
             let mut nonce = [0u8; NONCE_LEN];
             nonce.copy_from_slice(&digest[..NONCE_LEN]);
-            key.seal_with(nonce, &aad, &plaintext)
+            target.key.seal_with(nonce, &target.aad, &plaintext)
         } else {
-            key.seal(&aad, &plaintext)
+            target.key.seal(&target.aad, &plaintext)
         };
+        let mut nonce_text = [0u8; 32];
+        let nonce_len = BASE64
+            .encode_slice(nonce, &mut nonce_text)
+            .map_err(serde::ser::Error::custom)?;
         Sealed {
             personal: Envelope {
                 v: ENVELOPE_VERSION,
-                s: subject.as_str(),
-                f: field,
-                n: BASE64.encode(nonce),
-                c: BASE64.encode(sealed),
+                s: &target.subject,
+                f: target.field,
+                // Base64 is ASCII.
+                n: std::str::from_utf8(&nonce_text[..nonce_len]).unwrap_or_default(),
+                c: &BASE64.encode(sealed),
             },
         }
         .serialize(serializer)
@@ -538,28 +675,122 @@ impl<T: Serialize> Serialize for Personal<T> {
 
 impl<'de, T: DeserializeOwned> Deserialize<'de> for Personal<T> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let value = serde_json::Value::deserialize(deserializer)?;
-        if let serde_json::Value::Object(map) = &value {
-            if map.len() == 1 {
-                if let Some(envelope) = map.get("$personal") {
-                    return open(envelope).map_err(serde::de::Error::custom);
-                }
-                if map.get("$forgotten") == Some(&serde_json::Value::Bool(true)) {
-                    return Ok(Personal::Forgotten);
+        deserializer.deserialize_any(PersonalVisitor(std::marker::PhantomData))
+    }
+}
+
+/// Reads an envelope, a forgotten mark, or the value in clear (written before the field
+/// was marked personal). An object whose first member is `$personal` is an envelope.
+struct PersonalVisitor<T>(std::marker::PhantomData<T>);
+
+/// The value in clear.
+fn clear<T: DeserializeOwned, E: serde::de::Error>(
+    value: serde_json::Value,
+) -> Result<Personal<T>, E> {
+    T::deserialize(value)
+        .map(Personal::Known)
+        .map_err(E::custom)
+}
+
+impl<'de, T: DeserializeOwned> Visitor<'de> for PersonalVisitor<T> {
+    type Value = Personal<T>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a personal-data envelope, a forgotten mark, or the value in clear")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        use serde::de::Error as _;
+        let mut object = serde_json::Map::new();
+        match map.next_key::<Key<'de>>()? {
+            None => return clear(serde_json::Value::Object(object)),
+            Some(Key(key)) if key == TAG => {
+                let envelope = map.next_value::<EnvelopeIn<'de>>().map_err(|e| {
+                    A::Error::custom(fail(
+                        "",
+                        "",
+                        PersonalDataError::Malformed(e.to_string().into()),
+                    ))
+                })?;
+                match map.next_key::<String>()? {
+                    None => return open(&envelope).map_err(A::Error::custom),
+                    // Other members: not an envelope after all, but a value in clear.
+                    Some(next) => {
+                        object.insert(TAG.to_owned(), envelope.to_value());
+                        object.insert(next, map.next_value()?);
+                    }
                 }
             }
+            Some(Key(key)) if key == FORGOTTEN_TAG => {
+                let mark = map.next_value::<serde_json::Value>()?;
+                match map.next_key::<String>()? {
+                    None if mark == serde_json::Value::Bool(true) => {
+                        return Ok(Personal::Forgotten);
+                    }
+                    None => {
+                        object.insert(FORGOTTEN_TAG.to_owned(), mark);
+                    }
+                    Some(next) => {
+                        object.insert(FORGOTTEN_TAG.to_owned(), mark);
+                        object.insert(next, map.next_value()?);
+                    }
+                }
+            }
+            Some(Key(key)) => {
+                let value = map.next_value()?;
+                object.insert(key.into_owned(), value);
+            }
         }
-        T::deserialize(value)
-            .map(Personal::Known)
-            .map_err(serde::de::Error::custom)
+        while let Some((key, value)) = map.next_entry::<String, serde_json::Value>()? {
+            object.insert(key, value);
+        }
+        clear(serde_json::Value::Object(object))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<serde_json::Value>()? {
+            items.push(item);
+        }
+        clear(serde_json::Value::Array(items))
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        clear(v.into())
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        clear(v.into())
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        clear(v.into())
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        clear(v.into())
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        clear(v.into())
+    }
+
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+        clear(v.into())
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        clear(serde_json::Value::Null)
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        clear(serde_json::Value::Null)
     }
 }
 
 /// Opens a stored envelope in the current scope.
-fn open<T: DeserializeOwned>(envelope: &serde_json::Value) -> Result<Personal<T>, String> {
-    let envelope = Envelope::<String>::deserialize(envelope)
-        .map_err(|e| fail("", "", PersonalDataError::Malformed(e.to_string().into())))?;
-    let (field, subject) = (envelope.f.as_str(), envelope.s.as_str());
+fn open<T: DeserializeOwned>(envelope: &EnvelopeIn<'_>) -> Result<Personal<T>, String> {
+    let (field, subject) = (envelope.f.as_ref(), envelope.s.as_ref());
     if envelope.v != ENVELOPE_VERSION {
         return Err(fail(
             field,
@@ -567,20 +798,22 @@ fn open<T: DeserializeOwned>(envelope: &serde_json::Value) -> Result<Personal<T>
             PersonalDataError::UnsupportedVersion(envelope.v),
         ));
     }
+    // The key and the associated data, found while the scope is borrowed; the envelope
+    // is recorded for the placement check.
     let context = SCOPE.with(|scope| {
-        let scope = scope.borrow();
-        let scope = scope.as_ref()?;
-        let event = scope.event.as_ref()?;
+        let mut scope = scope.borrow_mut();
+        let scope = scope.as_mut()?;
+        let event = scope.event.as_mut()?;
+        event.opened.push((field.into(), subject.into()));
         Some((
-            scope.stream.to_string(),
-            event.name.to_string(),
-            scope.ring.clone(),
+            scope.ring.key(subject),
+            field_aad(&scope.stream, &event.name, field, subject),
         ))
     });
-    let Some((stream, event, ring)) = context else {
+    let Some((key, aad)) = context else {
         return Err(fail(field, subject, PersonalDataError::NoKeys));
     };
-    let key = match ring.key(subject) {
+    let key = match key {
         Some(SubjectKey::Key(key)) => key,
         Some(SubjectKey::Forgotten) => return Ok(Personal::Forgotten),
         Some(SubjectKey::Unknown) => {
@@ -588,22 +821,26 @@ fn open<T: DeserializeOwned>(envelope: &serde_json::Value) -> Result<Personal<T>
         }
         None => return Err(fail(field, subject, PersonalDataError::NoKeys)),
     };
-    let (Ok(nonce), Ok(sealed)) = (BASE64.decode(&envelope.n), BASE64.decode(&envelope.c)) else {
+    let mut nonce = [0u8; NONCE_LEN];
+    let decoded = (
+        BASE64.decode_slice(envelope.n.as_bytes(), &mut nonce),
+        BASE64.decode(envelope.c.as_bytes()),
+    );
+    let (Ok(NONCE_LEN), Ok(mut buffer)) = decoded else {
         return Err(fail(
             field,
             subject,
             PersonalDataError::Malformed("the nonce or ciphertext is not base64".into()),
         ));
     };
-    let aad = field_aad(&stream, &event, field, subject);
-    let Some(plaintext) = key.open(&nonce, &aad, &sealed) else {
+    if !key.open_in_place(&nonce, &aad, &mut buffer) {
         return Err(fail(
             field,
             subject,
             PersonalDataError::AuthenticationFailed,
         ));
-    };
-    let value = serde_json::from_slice::<T>(&plaintext).map_err(|e| {
+    }
+    let value = serde_json::from_slice::<T>(&buffer).map_err(|e| {
         fail(
             field,
             subject,
@@ -616,14 +853,37 @@ fn open<T: DeserializeOwned>(envelope: &serde_json::Value) -> Result<Personal<T>
 /// The subjects whose personal data a stored payload holds, from its envelopes; empty,
 /// after one scan of the text, for a payload without any.
 pub fn subjects_in(payload: &str) -> Vec<String> {
-    if !payload.contains("\"$personal\"") {
-        return Vec::new();
+    let quoted_tag = "\"$personal\"";
+    if payload.contains("\\u") {
+        // A key may be spelled with escapes: read the whole value.
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(payload) else {
+            return Vec::new();
+        };
+        let mut subjects = Vec::new();
+        collect_subjects(&value, &mut subjects);
+        return subjects;
     }
-    let Ok(value) = serde_json::from_str::<serde_json::Value>(payload) else {
-        return Vec::new();
-    };
-    let mut subjects = Vec::new();
-    collect_subjects(&value, &mut subjects);
+    // Without escapes, every envelope's key is the literal `"$personal"` followed by a
+    // colon (a string value is never followed by one), and its subject is read from there.
+    #[derive(Deserialize)]
+    struct Subject<'a> {
+        #[serde(borrow)]
+        s: Cow<'a, str>,
+    }
+    let mut subjects: Vec<String> = Vec::new();
+    let mut rest = payload;
+    while let Some(at) = rest.find(quoted_tag) {
+        rest = &rest[at + quoted_tag.len()..];
+        let Some(value) = rest.trim_start().strip_prefix(':') else {
+            continue;
+        };
+        let mut deserializer = serde_json::Deserializer::from_str(value);
+        if let Ok(Subject { s }) = Subject::deserialize(&mut deserializer) {
+            if !subjects.iter().any(|known| *known == s) {
+                subjects.push(s.into_owned());
+            }
+        }
+    }
     subjects
 }
 
