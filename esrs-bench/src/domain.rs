@@ -2,7 +2,8 @@
 //! an upcaster from version 1, written with esrs's macros; and the same decoding written by
 //! hand for the raw baseline.
 
-use esrs_core::{Event, aggregate};
+use esrs_core::personal::Personal;
+use esrs_core::{Event, StreamId, aggregate};
 use serde::{Deserialize, Serialize};
 
 /// Money paid in.
@@ -181,6 +182,78 @@ mod tests {
             assert_eq!(name, event.name());
             assert_eq!(version as u32, event.schema_version());
             assert_eq!(json, event.encode().unwrap().get());
+        }
+    }
+}
+
+/// Money paid in by a named payer: the payer's name is personal data of the account
+/// holder (the benchmark's stream id), encrypted with the holder's key.
+#[derive(Event, Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct PaidIn {
+    #[event(subject)]
+    pub(crate) holder: String,
+    #[event(personal)]
+    pub(crate) payer: Personal<String>,
+    pub(crate) amount: i64,
+}
+
+/// Money paid out to a named payee, personal data of the holder.
+#[derive(Event, Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct PaidOut {
+    #[event(subject)]
+    pub(crate) holder: String,
+    #[event(personal)]
+    pub(crate) payee: Personal<String>,
+    pub(crate) amount: i64,
+}
+
+/// The account of W1 and W2 with personal data: the same decisions as [`Account`], each
+/// event carrying one encrypted field.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct PersonalAccount(pub(crate) Account);
+
+#[aggregate(name = "account")]
+impl PersonalAccount {
+    #[apply]
+    fn paid_in(&mut self, e: &PaidIn) {
+        self.0.balance += e.amount;
+        self.0.operations += 1;
+    }
+
+    #[apply]
+    fn paid_out(&mut self, e: &PaidOut) {
+        self.0.balance -= e.amount;
+        self.0.operations += 1;
+    }
+}
+
+/// What a workload's command decides, given the state and the stream.
+pub(crate) trait Decide: esrs_core::Aggregate {
+    /// The one event the command returns.
+    fn decide_on(&self, stream: &StreamId) -> Self::Event;
+}
+
+impl Decide for Account {
+    fn decide_on(&self, _: &StreamId) -> AccountEvent {
+        self.decide()
+    }
+}
+
+impl Decide for PersonalAccount {
+    fn decide_on(&self, stream: &StreamId) -> PersonalAccountEvent {
+        let holder = stream.as_str().to_owned();
+        if self.0.balance >= 50 {
+            PersonalAccountEvent::PaidOut(PaidOut {
+                holder,
+                payee: Personal::new("Ada Lovelace".to_owned()),
+                amount: 50,
+            })
+        } else {
+            PersonalAccountEvent::PaidIn(PaidIn {
+                holder,
+                payer: Personal::new("Grace Hopper".to_owned()),
+                amount: 30,
+            })
         }
     }
 }

@@ -39,9 +39,9 @@ use crate::workloads::{
 
 const USAGE: &str = "\
 usage: esrs-bench [WORKLOAD...] [--database-url URL] [--repeat N] [--pg-page-size N]
-                  [--recorder prometheus|none] [--keep]
+                  [--recorder prometheus|none|both] [--keep]
 
-WORKLOAD is one or more of:
+WORKLOAD is one or more of (or single runs by their id, such as w1:esrs or w2:mem-personal):
   all         every workload below (the default)
   w1          one client, 5,000 commands over 100 streams
   w2          8 concurrent clients, 20,000 commands over 1,000 streams
@@ -63,7 +63,10 @@ WORKLOAD is one or more of:
 --recorder R        `prometheus`: every run installs the Prometheus recorder of
                     metrics-exporter-prometheus (without its HTTP listener; its upkeep
                     runs every 5 s, as a scrape would), so that esrs's metrics are recorded;
-                    `none` (the default): no recorder, esrs records nothing
+                    `none` (the default): no recorder, esrs records nothing;
+                    `both`: every run once with each, side by side in every pass (the
+                    order alternating between passes), and a table of the cost: the
+                    median over the passes of (throughput with / throughput without)
 --keep              keep the databases
 ";
 
@@ -89,14 +92,18 @@ const RUNS: &[Run] = &[
     run("w1:esrs", "w1", true),
     run("w1:esrs-cache", "w1", true),
     run("w1:esrs-quiet", "w1", true),
+    run("w1:esrs-personal", "w1", true),
     run("w1:mem", "w1", false),
+    run("w1:mem-personal", "w1", false),
     run("w1:mem-cache", "w1", false),
     run("w2:raw", "w2", true),
     run("w2:raw-pool", "w2", true),
     run("w2:esrs", "w2", true),
     run("w2:esrs-cache", "w2", true),
     run("w2:esrs-quiet", "w2", true),
+    run("w2:esrs-personal", "w2", true),
     run("w2:mem", "w2", false),
+    run("w2:mem-personal", "w2", false),
     run("w2:mem-cache", "w2", false),
     run("w3-long:raw", "w3", true),
     run("w3-long:raw-pool", "w3", true),
@@ -172,6 +179,9 @@ mod tests {
         assert_eq!(args(&[]).unwrap().groups.len(), GROUPS.len());
         assert_eq!(args(&["w1", "micro"]).unwrap().groups, ["w1", "micro"]);
         assert!(args(&["w9"]).is_err());
+        let only = args(&["w1:esrs", "w2:mem"]).unwrap();
+        assert!(only.groups.is_empty());
+        assert_eq!(only.only, ["w1:esrs", "w2:mem"]);
         assert_eq!(
             args(&["--database-url", "postgres://x"])
                 .unwrap()
@@ -179,10 +189,14 @@ mod tests {
             "postgres://x"
         );
         assert!(args(&["--database-url"]).is_err());
-        assert_eq!(args(&[]).unwrap().recorder, Recorder::None);
+        assert_eq!(args(&[]).unwrap().recorders, [Recorder::None]);
         assert_eq!(
-            args(&["w1", "--recorder", "prometheus"]).unwrap().recorder,
-            Recorder::Prometheus
+            args(&["w1", "--recorder", "prometheus"]).unwrap().recorders,
+            [Recorder::Prometheus]
+        );
+        assert_eq!(
+            args(&["w1", "--recorder", "both"]).unwrap().recorders,
+            [Recorder::None, Recorder::Prometheus]
         );
         assert!(args(&["--recorder", "statsd"]).is_err());
         assert!(args(&["--recorder"]).is_err());
@@ -195,8 +209,11 @@ struct Options {
     keep: bool,
     repeat: usize,
     page_size: Option<u32>,
-    recorder: Recorder,
+    /// The recorders every run is made with, in the order of the first pass.
+    recorders: Vec<Recorder>,
     groups: Vec<String>,
+    /// Single runs named by their id (`w1:esrs`), besides the whole groups.
+    only: Vec<String>,
 }
 
 /// How the parent passes `--pg-page-size` to its children.
@@ -255,8 +272,9 @@ fn parse(args: &[String]) -> Result<Options, String> {
         keep: false,
         repeat: 3,
         page_size: None,
-        recorder: Recorder::None,
+        recorders: vec![Recorder::None],
         groups: Vec::new(),
+        only: Vec::new(),
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -277,10 +295,13 @@ fn parse(args: &[String]) -> Result<Options, String> {
                 )
             }
             "--recorder" => {
-                options.recorder = args
-                    .next()
-                    .and_then(|name| Recorder::parse(name))
-                    .ok_or("--recorder needs `prometheus` or `none`")?
+                options.recorders = match args.next().map(String::as_str) {
+                    Some("both") => vec![Recorder::None, Recorder::Prometheus],
+                    name => vec![
+                        name.and_then(Recorder::parse)
+                            .ok_or("--recorder needs `prometheus`, `none` or `both`")?,
+                    ],
+                }
             }
             "--repeat" => {
                 options.repeat = args
@@ -294,10 +315,11 @@ fn parse(args: &[String]) -> Result<Options, String> {
                 .groups
                 .extend(GROUPS.iter().map(|g| (*g).to_owned())),
             g if GROUPS.contains(&g) => options.groups.push(g.to_owned()),
+            r if RUNS.iter().any(|run| run.id == r) => options.only.push(r.to_owned()),
             other => return Err(format!("unknown argument `{other}`")),
         }
     }
-    if options.groups.is_empty() {
+    if options.groups.is_empty() && options.only.is_empty() {
         options
             .groups
             .extend(GROUPS.iter().map(|g| (*g).to_owned()));
@@ -367,24 +389,31 @@ fn parent(options: &Options) -> Result<(), BoxError> {
     let runs: Vec<Run> = RUNS
         .iter()
         .copied()
-        .filter(|r| options.groups.iter().any(|g| g == r.group))
+        .filter(|r| {
+            options.groups.iter().any(|g| g == r.group) || options.only.iter().any(|o| o == r.id)
+        })
         .collect();
     let admin = PgConnectOptions::from_str(&options.database_url)?.disable_statement_logging();
     let rt = runtime(1)?;
     let exe = std::env::current_exe()?;
-    let mut reports: Vec<Vec<Report>> = vec![Vec::new(); runs.len()];
+    let recorders = &options.recorders;
+    // reports[run][recorder][pass]
+    let mut reports: Vec<Vec<Vec<Report>>> = vec![vec![Vec::new(); recorders.len()]; runs.len()];
     let runs = &runs;
     let schedule = (0..options.repeat).flat_map(|rep| {
-        pass_order(runs, rep)
-            .into_iter()
-            .map(move |i| (rep, i, &runs[i]))
+        pass_order(runs, rep).into_iter().flat_map(move |i| {
+            (0..recorders.len()).map(move |k| (rep, i, (k + rep) % recorders.len()))
+        })
     });
-    for (n, (rep, index, run)) in schedule.enumerate() {
+    for (n, (rep, index, which)) in schedule.enumerate() {
+        let run = &runs[index];
+        let recorder = recorders[which];
         eprintln!(
-            "[esrs-bench] {} (pass {}/{}) ...",
+            "[esrs-bench] {} (pass {}/{}, recorder {}) ...",
             run.id,
             rep + 1,
-            options.repeat
+            options.repeat,
+            recorder.name()
         );
         let database = format!("esrs_bench_{}_{n}", std::process::id());
         if run.postgres {
@@ -399,7 +428,7 @@ fn parent(options: &Options) -> Result<(), BoxError> {
             .args(["child", run.id, "--database-url", &options.database_url])
             .args(["--database", &database])
             .envs(options.page_size.map(|n| (PAGE_SIZE_ENV, n.to_string())))
-            .env(RECORDER_ENV, options.recorder.name())
+            .env(RECORDER_ENV, recorder.name())
             .stderr(std::process::Stdio::inherit())
             .output();
         if run.postgres && !options.keep {
@@ -416,26 +445,20 @@ fn parent(options: &Options) -> Result<(), BoxError> {
             .lines()
             .find_map(|l| l.strip_prefix("RESULT "))
             .ok_or_else(|| format!("run {} failed ({})", run.id, output.status))?;
-        reports[index].push(serde_json::from_str::<Report>(line)?);
+        reports[index][which].push(serde_json::from_str::<Report>(line)?);
     }
-    let reports: Vec<Report> = reports
-        .into_iter()
-        .filter_map(|mut passes| {
-            passes.sort_by(|a, b| a.throughput().total_cmp(&b.throughput()));
-            let spread = match (passes.first(), passes.last()) {
-                (Some(low), Some(high)) if passes.len() > 1 => {
-                    Some((low.throughput(), high.throughput()))
-                }
-                _ => None,
-            };
-            let mut median = passes.get(passes.len() / 2)?.clone();
-            median.spread = spread;
-            Some(median)
-        })
-        .collect();
-    if !reports.is_empty() {
-        println!("\nmetrics recorder: {}", options.recorder.name());
-        print_table(&reports, options.repeat);
+    if recorders.len() > 1 {
+        print_recorder_cost(&reports, recorders);
+    }
+    for (k, recorder) in recorders.iter().enumerate() {
+        let reports: Vec<Report> = reports
+            .iter()
+            .filter_map(|by_recorder| median(by_recorder[k].clone()))
+            .collect();
+        if !reports.is_empty() {
+            println!("\nmetrics recorder: {}", recorder.name());
+            print_table(&reports, options.repeat);
+        }
     }
     if options.groups.iter().any(|g| g == "roundtrips") {
         rt.block_on(round_trips(&admin, options.keep))?;
@@ -447,6 +470,53 @@ fn parent(options: &Options) -> Result<(), BoxError> {
         personal::print(&personal::run()?);
     }
     Ok(())
+}
+
+/// The run with the median throughput of its passes, with the passes' range.
+fn median(mut passes: Vec<Report>) -> Option<Report> {
+    passes.sort_by(|a, b| a.throughput().total_cmp(&b.throughput()));
+    let spread = match (passes.first(), passes.last()) {
+        (Some(low), Some(high)) if passes.len() > 1 => Some((low.throughput(), high.throughput())),
+        _ => None,
+    };
+    let mut median = passes.get(passes.len() / 2)?.clone();
+    median.spread = spread;
+    Some(median)
+}
+
+/// `--recorder both`: for every run, the ratio of its throughput with the second recorder to
+/// that with the first, pass by pass (the two ran side by side), as median and range.
+fn print_recorder_cost(reports: &[Vec<Vec<Report>>], recorders: &[Recorder]) {
+    println!(
+        "\nCost of the {} recorder: throughput with / without, per pass (side by side runs).",
+        recorders[1].name()
+    );
+    println!(
+        "{:<16} {:<22} {:>8} {:>15} {:>12} {:>12}",
+        "workload", "implementation", "median", "range", "without/s", "with/s"
+    );
+    for by_recorder in reports {
+        let (without, with) = (&by_recorder[0], &by_recorder[1]);
+        let mut ratios: Vec<f64> = without
+            .iter()
+            .zip(with)
+            .map(|(a, b)| b.throughput() / a.throughput())
+            .collect();
+        if ratios.is_empty() {
+            continue;
+        }
+        ratios.sort_by(f64::total_cmp);
+        let total = |passes: &[Report]| passes.iter().map(Report::throughput).sum::<f64>();
+        println!(
+            "{:<16} {:<22} {:>8.3} {:>15} {:>12.0} {:>12.0}",
+            without[0].workload,
+            without[0].implementation,
+            ratios[ratios.len() / 2],
+            format!("[{:.3}-{:.3}]", ratios[0], ratios[ratios.len() - 1]),
+            total(without) / without.len() as f64,
+            total(with) / with.len() as f64,
+        );
+    }
 }
 
 fn print_table(reports: &[Report], repeat: usize) {
@@ -706,6 +776,24 @@ async fn run_child(id: &str, connect: Option<String>) -> Result<Report, BoxError
             let repo = Repository::<domain::Account, _>::new(store);
             measuring();
             workloads::commands(Arc::new(repo), spec, "esrs, no NOTIFY").await?
+        }
+        "w1:esrs-personal" | "w2:esrs-personal" => {
+            let spec = if id.starts_with("w1") { W1 } else { W2 };
+            let store = pg_store(&connect).await?;
+            open_connections(store.pool(), spec.clients).await?;
+            let keys =
+                esrs_postgres::PgKeyStore::open(&store, esrs_core::personal::MasterKey::generate())
+                    .await?;
+            let repo = Repository::<domain::PersonalAccount, _>::new(store).with_key_store(keys);
+            measuring();
+            workloads::commands(Arc::new(repo), spec, "esrs, personal").await?
+        }
+        "w1:mem-personal" | "w2:mem-personal" => {
+            let spec = if id.starts_with("w1") { W1 } else { W2 };
+            let repo = Repository::<domain::PersonalAccount, _>::new(InMemoryStore::new())
+                .with_key_store(esrs_core::personal::InMemoryKeyStore::new());
+            measuring();
+            workloads::commands(Arc::new(repo), spec, "in-memory, personal").await?
         }
         "w1:mem" | "w2:mem" => {
             let spec = if id == "w1:mem" { W1 } else { W2 };

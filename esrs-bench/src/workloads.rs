@@ -12,7 +12,7 @@ use esrs_core::{EventStore, ExpectedVersion, Position, Repository, StreamId, Ver
 use futures_util::TryStreamExt;
 use serde_json::value::RawValue;
 
-use crate::domain::{Account, AccountEvent, SnapshottedAccount, generated};
+use crate::domain::{Account, AccountEvent, Decide, SnapshottedAccount, generated};
 use crate::measure::{Latencies, Report, Rng, timed};
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -118,8 +118,8 @@ fn id(s: impl AsRef<str>) -> Result<StreamId, BoxError> {
 
 /// W1 and W2 through [`Repository::execute`]: load (or cache hit), decide, append, with
 /// conflicts retried. Conflicts are counted as the command's extra invocations.
-pub(crate) async fn commands<S: EventStore>(
-    repo: Arc<Repository<Account, S>>,
+pub(crate) async fn commands<A: Decide, S: EventStore>(
+    repo: Arc<Repository<A, S>>,
     spec: Spec,
     implementation: &str,
 ) -> Result<Report, BoxError> {
@@ -135,9 +135,10 @@ pub(crate) async fn commands<S: EventStore>(
                 let stream = id(spec.stream_for(client, i, &mut rng).to_string())?;
                 let attempts = Arc::new(AtomicU64::new(0));
                 let counter = attempts.clone();
-                let command = move |account: &Account| {
+                let on = stream.clone();
+                let command = move |account: &A| {
                     counter.fetch_add(1, Ordering::Relaxed);
-                    Ok::<_, Infallible>(account.decide())
+                    Ok::<_, Infallible>(account.decide_on(&on))
                 };
                 timed(
                     &mut latencies,
