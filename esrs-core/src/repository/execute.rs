@@ -1,6 +1,7 @@
 //! The command loop: load, decide, append, retry on conflicts, replay idempotent repeats.
 
 use std::future::{Future, IntoFuture};
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 
@@ -71,12 +72,88 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     ///
     /// The returned builder sets an idempotency key, metadata and retries; `.await` it to
     /// run the command.
-    pub fn execute<F, R, E>(&self, id: &StreamId, command: F) -> Execute<'_, A, S, F>
+    pub fn execute<F, R, E>(&self, id: &StreamId, command: F) -> Execute<'_, A, S, SyncCommand<F>>
     where
         F: FnMut(&A) -> std::result::Result<R, E> + Send,
         R: IntoEvents<A::Event>,
         E: Send,
     {
+        self.command(id, SyncCommand(command))
+    }
+
+    /// Runs a command that awaits while it decides (it asks a service for a price, checks a
+    /// uniqueness rule), with the same loop as [`execute`](Self::execute): load, decide,
+    /// append expecting the loaded version, and on a conflict reload and decide again on the
+    /// fresh state, so every attempt's decision is made on the state it is appended to.
+    ///
+    /// The command takes the [`State`] (it dereferences to the aggregate) and returns its
+    /// future boxed, `Box::pin(async move { … })`; the future may use the state and what the
+    /// command borrows:
+    ///
+    /// ```
+    /// # use esrs_core::prelude::*;
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Event, Debug, Clone, PartialEq, Serialize, Deserialize)]
+    /// # struct ItemAdded { item: String, price: u64 }
+    /// # #[derive(Debug, Default)]
+    /// # struct Cart { total: u64 }
+    /// # #[aggregate(name = "cart")]
+    /// # impl Cart {
+    /// #     #[apply]
+    /// #     fn added(&mut self, e: &ItemAdded) { self.total += e.price; }
+    /// # }
+    /// /// Another service: the price list.
+    /// struct Prices;
+    ///
+    /// impl Prices {
+    ///     async fn of(&self, item: &str) -> Result<u64, std::io::Error> {
+    ///         Ok(item.len() as u64)
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let carts = Repository::<Cart, _>::new(InMemoryStore::new());
+    /// let prices = &Prices;
+    /// let id = StreamId::new("42")?;
+    /// let done = carts
+    ///     .execute_async(&id, |cart| {
+    ///         Box::pin(async move {
+    ///             let price = prices.of("book").await?; // decided on a price asked for
+    ///             assert_eq!(cart.total, 0);
+    ///             Ok::<_, std::io::Error>(ItemAdded { item: "book".into(), price })
+    ///         })
+    ///     })
+    ///     .retries(3)
+    ///     .await?;
+    /// assert_eq!(done.state.total, 4);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// The returned future is `Send`. Dropping it while the command decides (a timeout, a
+    /// cancelled request) appends nothing; dropping it while the append is in flight leaves
+    /// the append committed or not, as for any write whose answer is lost: give the command
+    /// an idempotency key to make its retry safe.
+    pub fn execute_async<'r, F, R, E>(
+        &'r self,
+        id: &StreamId,
+        command: F,
+    ) -> Execute<'r, A, S, AsyncCommand<'r, F>>
+    where
+        F: for<'a> FnMut(State<'a, 'r, A>) -> BoxFuture<'a, std::result::Result<R, E>> + Send + 'r,
+        R: IntoEvents<A::Event>,
+        E: Send,
+    {
+        self.command(
+            id,
+            AsyncCommand {
+                command,
+                _borrows: PhantomData,
+            },
+        )
+    }
+
+    fn command<C>(&self, id: &StreamId, command: C) -> Execute<'_, A, S, C> {
         Execute {
             repository: self,
             id: id.clone(),
@@ -87,18 +164,14 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         }
     }
 
-    async fn run<F, R, E>(
+    async fn run<C: Command<A>>(
         &self,
         id: StreamId,
-        mut command: F,
+        mut command: C,
         key: Option<IdempotencyKey>,
         metadata: Metadata,
         retries: u32,
-    ) -> std::result::Result<Executed<A>, ExecuteError<E>>
-    where
-        F: FnMut(&A) -> std::result::Result<R, E> + Send,
-        R: IntoEvents<A::Event>,
-    {
+    ) -> std::result::Result<Executed<A>, ExecuteError<C::Error>> {
         let stream = self.stream_of(&id)?;
         // For a command, "the same request" is the same key on the same aggregate: the
         // events are decided on the state, so they cannot identify the request.
@@ -131,9 +204,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                 Some(loaded) => loaded,
                 None => self.load_stream(&stream).await?,
             };
-            // The command's own result type is not held across an await (it need not be
-            // `Send`): only its events or its rejection are.
-            let decided = command(&loaded.state).map(IntoEvents::into_events);
+            let decided = command.decide(&loaded.state).await;
             let events = match decided {
                 Ok(events) => events,
                 Err(rejected) => {
@@ -331,9 +402,127 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     }
 }
 
+/// A boxed future that may borrow for `'a`: what the command of
+/// [`Repository::execute_async`] returns (`Box::pin(async { … })`).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a command of a [`Repository`] does: decide the events on a state, or refuse.
+///
+/// Implemented by the two kinds of command the repository runs, [`SyncCommand`] (from
+/// [`Repository::execute`]) and [`AsyncCommand`] (from [`Repository::execute_async`]); it
+/// appears in the bounds of [`Execute`], and is not meant to be implemented elsewhere.
+pub trait Command<A: Aggregate>: Send {
+    /// The command's domain error, returned as [`ExecuteError::Rejected`].
+    type Error: Send;
+
+    /// Decides on `state`: the events to append, or the refusal.
+    fn decide<'a>(
+        &'a mut self,
+        state: &'a A,
+    ) -> impl Future<Output = std::result::Result<Vec<A::Event>, Self::Error>> + Send;
+}
+
+/// A command that decides without awaiting: a closure `FnMut(&A) -> Result<R, E>`, as
+/// [`Repository::execute`] takes it.
+#[derive(Debug, Clone)]
+pub struct SyncCommand<F>(F);
+
+impl<A, F, R, E> Command<A> for SyncCommand<F>
+where
+    A: Aggregate,
+    F: FnMut(&A) -> std::result::Result<R, E> + Send,
+    R: IntoEvents<A::Event>,
+    E: Send,
+{
+    type Error = E;
+
+    fn decide<'a>(
+        &'a mut self,
+        state: &'a A,
+    ) -> impl Future<Output = std::result::Result<Vec<A::Event>, E>> + Send {
+        // The command's own result type is not held across an await (it need not be
+        // `Send`): only its events or its rejection are.
+        std::future::ready((self.0)(state).map(IntoEvents::into_events))
+    }
+}
+
+/// The state an async command decides on: it dereferences to the aggregate.
+///
+/// A reference to the state that also records that whatever the command borrowed (`'r`,
+/// the services it calls) outlives the decision (`'a`), so that the command's future may
+/// use both:
+///
+/// ```
+/// # use esrs_core::repository::State;
+/// fn total(cart: State<'_, '_, Vec<u64>>) -> u64 {
+///     cart.iter().sum() // a `State` of `Vec<u64>` is used as a `&Vec<u64>`
+/// }
+/// ```
+pub struct State<'a, 'r, A>(&'a A, PhantomData<&'a &'r ()>);
+
+impl<'a, A> State<'a, '_, A> {
+    /// The state itself, for the whole decision.
+    pub fn get(&self) -> &'a A {
+        self.0
+    }
+}
+
+impl<A> std::ops::Deref for State<'_, '_, A> {
+    type Target = A;
+
+    fn deref(&self) -> &A {
+        self.0
+    }
+}
+
+impl<A> Clone for State<'_, '_, A> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<A> Copy for State<'_, '_, A> {}
+
+impl<A: std::fmt::Debug> std::fmt::Debug for State<'_, '_, A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A command that awaits while it decides: a closure taking the [`State`] and returning a
+/// [`BoxFuture`], as [`Repository::execute_async`] takes it.
+pub struct AsyncCommand<'r, F> {
+    command: F,
+    _borrows: PhantomData<&'r ()>,
+}
+
+impl<F> std::fmt::Debug for AsyncCommand<'_, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AsyncCommand(..)")
+    }
+}
+
+impl<'r, A, F, R, E> Command<A> for AsyncCommand<'r, F>
+where
+    A: Aggregate,
+    F: for<'s> FnMut(State<'s, 'r, A>) -> BoxFuture<'s, std::result::Result<R, E>> + Send + 'r,
+    R: IntoEvents<A::Event>,
+    E: Send,
+{
+    type Error = E;
+
+    fn decide<'a>(
+        &'a mut self,
+        state: &'a A,
+    ) -> impl Future<Output = std::result::Result<Vec<A::Event>, E>> + Send {
+        let decided = (self.command)(State(state, PhantomData));
+        async move { decided.await.map(IntoEvents::into_events) }
+    }
+}
+
 /// A command about to run: set an idempotency key, metadata or retries, then `.await` it.
 ///
-/// Made by [`Repository::execute`].
+/// Made by [`Repository::execute`] and [`Repository::execute_async`].
 #[must_use = "a command does nothing until it is awaited"]
 pub struct Execute<'r, A, S, F> {
     repository: &'r Repository<A, S>,
@@ -385,15 +574,13 @@ impl<A, S, F> Execute<'_, A, S, F> {
     }
 }
 
-impl<'r, A, S, F, R, E> IntoFuture for Execute<'r, A, S, F>
+impl<'r, A, S, C> IntoFuture for Execute<'r, A, S, C>
 where
     A: Aggregate,
     S: EventStore,
-    F: FnMut(&A) -> std::result::Result<R, E> + Send + 'r,
-    R: IntoEvents<A::Event> + 'r,
-    E: Send + 'r,
+    C: Command<A> + 'r,
 {
-    type Output = std::result::Result<Executed<A>, ExecuteError<E>>;
+    type Output = std::result::Result<Executed<A>, ExecuteError<C::Error>>;
     type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send + 'r>>;
 
     fn into_future(self) -> Self::IntoFuture {

@@ -78,9 +78,10 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
 
     /// The current state of `stream` and whether a snapshot gave it.
     async fn load_latest(&self, stream: &StreamId) -> Result<(Loaded<A>, SnapshotUse)> {
-        let Some(every) = A::SNAPSHOT_EVERY else {
+        if !self.snapshots.reads() {
             return Ok((self.fold(stream, Version::MAX).await?, SnapshotUse::None));
-        };
+        }
+        let every = self.snapshots.policy.interval(A::SNAPSHOT_EVERY);
         let mut items = self
             .store
             .read_for_fold(stream, 1, Version::MAX, Some(A::SNAPSHOT_KEY));
@@ -93,7 +94,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         while let Some(item) = items.next().await {
             match item? {
                 FoldItem::Snapshot(snapshot) if first => {
-                    match A::decode_snapshot(&snapshot.payload) {
+                    match self.snapshots.decode(&snapshot.payload) {
                         Some(Ok(state)) => {
                             used = SnapshotUse::Hit;
                             loaded = Loaded {
@@ -130,7 +131,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         }
         // A stream this long has had a snapshot saved, unless it was written by another
         // fold, deleted, its save failed or is still to come.
-        if used == SnapshotUse::Miss && every > 0 && loaded.version >= every {
+        if used == SnapshotUse::Miss && every.is_some_and(|every| loaded.version >= every) {
             AggregateKeys::<A>::snapshot_miss(false);
         }
         Ok((loaded, used))

@@ -6,7 +6,7 @@
 //! | `setup.rs` | the [`Repository`] type: its store, retries and cache |
 //! | `load.rs` | loading: the latest snapshot and the tail, time travel, history |
 //! | `execute.rs` | the command loop: decide, append, retry, idempotent replays |
-//! | `snapshot_policy.rs` | when a command's result is saved as a snapshot |
+//! | `snapshot_policy.rs` | when a command's result is saved as a snapshot ([`SnapshotPolicy`]), snapshots on demand |
 //! | `cache.rs` | the in-process aggregate cache |
 
 mod cache;
@@ -16,9 +16,10 @@ pub(crate) mod setup;
 mod snapshot_policy;
 
 pub use cache::CacheStats;
-pub use execute::{Execute, Executed};
+pub use execute::{AsyncCommand, BoxFuture, Command, Execute, Executed, State, SyncCommand};
 pub use load::{HistoryEntry, Loaded};
 pub(crate) use setup::Repository;
+pub use snapshot_policy::{SnapshotContext, SnapshotPolicy};
 
 use crate::error::{Error, Result};
 use crate::stream::{StreamId, Version};

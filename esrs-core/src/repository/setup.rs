@@ -10,6 +10,7 @@ use crate::store::EventStore;
 use crate::stream::StreamId;
 
 use super::cache::{CacheStats, StateCache};
+use super::snapshot_policy::Snapshots;
 
 /// Loads aggregates of type `A` from a store and runs commands on them.
 ///
@@ -49,6 +50,7 @@ pub struct Repository<A, S> {
     pub(super) retries: u32,
     pub(super) cache: Option<Arc<StateCache<A>>>,
     pub(super) keys: Option<Arc<dyn KeyStore>>,
+    pub(super) snapshots: Snapshots<A>,
     _aggregate: PhantomData<fn() -> A>,
 }
 
@@ -60,6 +62,7 @@ impl<A, S: std::fmt::Debug> std::fmt::Debug for Repository<A, S> {
             .field("retries", &self.retries)
             .field("cache", &self.cache.as_ref().map(|c| c.stats()))
             .field("key_store", &self.keys.is_some())
+            .field("snapshot_policy", &self.snapshots.policy)
             .finish()
     }
 }
@@ -71,6 +74,7 @@ impl<A, S: Clone> Clone for Repository<A, S> {
             retries: self.retries,
             cache: self.cache.clone(),
             keys: self.keys.clone(),
+            snapshots: self.snapshots.clone(),
             _aggregate: PhantomData,
         }
     }
@@ -84,6 +88,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             retries: 0,
             cache: None,
             keys: None,
+            snapshots: Snapshots::default(),
             _aggregate: PhantomData,
         }
     }
