@@ -235,6 +235,7 @@ fn event_json(event: &RecordedEvent) -> serde_json::Value {
     let payload: serde_json::Value = serde_json::from_str(event.payload())
         .unwrap_or_else(|_| serde_json::Value::String(event.payload().to_owned()));
     json!({
+        "id": event.id,
         "position": event.position.to_string(),
         "stream": event.stream.as_str(),
         "version": event.version,
@@ -256,6 +257,7 @@ fn show_event(event: &RecordedEvent) {
         event.recorded_at.to_rfc3339(),
         event.position
     );
+    println!("  id: {}", event.id);
     if event.metadata != esrs_core::Metadata::default() {
         if let Ok(metadata) = serde_json::to_string(&event.metadata) {
             println!("  metadata: {metadata}");

@@ -185,11 +185,11 @@ async fn a_backup_restores_on_another_cluster_and_projections_resume_exactly_whe
         again.deduplicated,
         "the key is remembered on the new cluster"
     );
-    // Payloads byte for byte, recorded times to the microsecond.
-    let compare = "SELECT stream_id, version, payload::text, recorded_at FROM {schema}.events
-                   WHERE stream_id = 'counter-7' ORDER BY version";
+    // Event ids, payloads byte for byte, recorded times to the microsecond.
+    let compare = "SELECT event_id::text, stream_id, version, payload::text, recorded_at
+                   FROM {schema}.events WHERE stream_id = 'counter-7' ORDER BY version";
     let q = compare.replace("{schema}", &schema);
-    type Row = (String, i64, String, chrono::DateTime<chrono::Utc>);
+    type Row = (String, String, i64, String, chrono::DateTime<chrono::Utc>);
     let before: Vec<Row> = sqlx::query_as(&q).fetch_all(source.pool()).await.unwrap();
     let after: Vec<Row> = sqlx::query_as(&q).fetch_all(target.pool()).await.unwrap();
     assert_eq!(before, after);

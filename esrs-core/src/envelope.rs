@@ -73,6 +73,30 @@ impl Metadata {
         self
     }
 
+    /// The metadata of what `event` causes (the events of a command a policy or a process
+    /// manager runs in reaction to it): caused by that event (its [`id`](RecordedEvent::id)),
+    /// in the same correlation (the event's own, or the event itself when it has none), by
+    /// the same actor.
+    ///
+    /// ```
+    /// # use esrs_core::{Metadata, RecordedEvent, Position, StreamId};
+    /// # let event = RecordedEvent::new(Position::new(1, 1), StreamId::new("order-1").unwrap(),
+    /// #     1, "OrderPlaced".into(), 1, "{}", Metadata::new().with_actor("alice"),
+    /// #     esrs_core::chrono::Utc::now()).with_id(esrs_core::uuid::Uuid::new_v4());
+    /// let follow_up = Metadata::caused_by(&event);
+    /// assert_eq!(follow_up.causation_id, Some(event.id));
+    /// assert_eq!(follow_up.correlation_id, Some(event.id)); // the event started it
+    /// assert_eq!(follow_up.actor.as_deref(), Some("alice"));
+    /// ```
+    pub fn caused_by(event: &RecordedEvent) -> Self {
+        Self {
+            correlation_id: Some(event.metadata.correlation_id.unwrap_or(event.id)),
+            causation_id: Some(event.id),
+            actor: event.metadata.actor.clone(),
+            custom: serde_json::Map::new(),
+        }
+    }
+
     /// Sets the actor.
     pub fn with_actor(mut self, actor: impl Into<String>) -> Self {
         self.actor = Some(actor.into());
@@ -363,6 +387,10 @@ impl AppendOutcome {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct RecordedEvent {
+    /// Its id: unique and stable, given by the store when the event was appended (a random
+    /// UUID), kept by backups and restores. Name it as the causation of what the event
+    /// causes ([`Metadata::caused_by`]).
+    pub id: uuid::Uuid,
     /// Its position in the store's global log.
     pub position: Position,
     /// Its stream.
@@ -384,7 +412,8 @@ pub struct RecordedEvent {
 }
 
 impl RecordedEvent {
-    /// Assembles a recorded event; used by store implementations.
+    /// Assembles a recorded event; used by store implementations, which give it its id with
+    /// [`with_id`](Self::with_id) (the nil UUID until then).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         position: Position,
@@ -397,6 +426,7 @@ impl RecordedEvent {
         recorded_at: DateTime<Utc>,
     ) -> Self {
         Self {
+            id: uuid::Uuid::nil(),
             position,
             stream,
             version,
@@ -406,6 +436,12 @@ impl RecordedEvent {
             metadata,
             recorded_at,
         }
+    }
+
+    /// The event with its id, as the store recorded it.
+    pub fn with_id(mut self, id: uuid::Uuid) -> Self {
+        self.id = id;
+        self
     }
 
     /// Decodes the payload as an event of `E`.

@@ -206,16 +206,19 @@ impl InMemoryStore {
             for (i, event) in request.events.into_iter().enumerate() {
                 let position = Position::new(commit, (start + i + 1) as u64);
                 positions = Some((positions.map_or(position, |(first, _)| first), position));
-                state.log.push(RecordedEvent::new(
-                    position,
-                    request.stream.clone(),
-                    current + i as Version + 1,
-                    event.name.to_owned(),
-                    event.schema_version,
-                    event.payload,
-                    request.metadata.clone(),
-                    now,
-                ));
+                state.log.push(
+                    RecordedEvent::new(
+                        position,
+                        request.stream.clone(),
+                        current + i as Version + 1,
+                        event.name.to_owned(),
+                        event.schema_version,
+                        event.payload,
+                        request.metadata.clone(),
+                        now,
+                    )
+                    .with_id(uuid::Uuid::new_v4()),
+                );
             }
             let end = state.log.len();
             state

@@ -4,6 +4,8 @@ use async_nats::HeaderMap;
 use async_nats::header::NATS_MESSAGE_ID;
 use esrs_core::{Metadata, Position, RecordedEvent, StreamId};
 
+/// The event's id ([`RecordedEvent::id`]).
+pub const EVENT_ID: &str = "Esrs-Event-Id";
 /// The event's stream id, as stored.
 pub const STREAM: &str = "Esrs-Stream";
 /// The event's version in its stream (1 for the first event).
@@ -52,6 +54,7 @@ pub enum MessageError {
 pub(crate) fn encode(record: &RecordedEvent) -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert(NATS_MESSAGE_ID, message_id(record));
+    headers.insert(EVENT_ID, record.id.to_string());
     headers.insert(STREAM, record.stream.as_str());
     headers.insert(STREAM_VERSION, record.version.to_string());
     headers.insert(NAME, record.name.as_str());
@@ -120,6 +123,14 @@ pub fn decode(headers: Option<&HeaderMap>, payload: &[u8]) -> Result<RecordedEve
         .map_err(|_| invalid(RECORDED_AT, recorded_text))?
         .with_timezone(&chrono::Utc);
     let payload = std::str::from_utf8(payload).map_err(|_| MessageError::PayloadNotUtf8)?;
+    // Messages published before events had ids carry none: the nil id.
+    let id = match headers.get(EVENT_ID) {
+        None => esrs_core::uuid::Uuid::nil(),
+        Some(value) => value
+            .as_str()
+            .parse()
+            .map_err(|_| invalid(EVENT_ID, value.as_str()))?,
+    };
     Ok(RecordedEvent::new(
         position,
         stream,
@@ -129,7 +140,8 @@ pub fn decode(headers: Option<&HeaderMap>, payload: &[u8]) -> Result<RecordedEve
         payload,
         metadata,
         recorded_at,
-    ))
+    )
+    .with_id(id))
 }
 
 #[cfg(test)]
@@ -147,13 +159,15 @@ mod tests {
             r#"{"item":"book"}"#,
             Metadata::new().with_actor("alice").with("note", "a\nb"),
             chrono::Utc::now(),
-        );
+        )
+        .with_id(esrs_core::uuid::Uuid::new_v4());
         let headers = encode(&record);
         assert_eq!(
             headers.get(NATS_MESSAGE_ID).unwrap().as_str(),
             "cart-1.2 x/3"
         );
         let back = decode(Some(&headers), record.payload().as_bytes()).unwrap();
+        assert_eq!(back.id, record.id);
         assert_eq!(back.position, record.position);
         assert_eq!(back.stream, record.stream);
         assert_eq!(back.version, 3);

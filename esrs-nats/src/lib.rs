@@ -91,6 +91,7 @@
 //! | header | value |
 //! |---|---|
 //! | `Nats-Msg-Id` | `<stream id>/<version>` |
+//! | [`Esrs-Event-Id`](headers::EVENT_ID) | the event's id (a UUID) |
 //! | [`Esrs-Stream`](headers::STREAM) | the stream id |
 //! | [`Esrs-Stream-Version`](headers::STREAM_VERSION) | the event's version in its stream |
 //! | [`Esrs-Name`](headers::NAME) | the stored name |

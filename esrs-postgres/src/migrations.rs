@@ -48,10 +48,15 @@ const MIGRATIONS: &[Migration] = &[
         description: "personal data: wrapped keys per subject, forgotten subjects, their streams, the master key check",
         sql: include_str!("migrations/0006_personal_data.sql"),
     },
+    Migration {
+        version: 7,
+        description: "event ids: a unique, stable id for every event",
+        sql: include_str!("migrations/0007_event_ids.sql"),
+    },
 ];
 
 /// The newest schema version this code applies.
-pub(crate) const LATEST_VERSION: i32 = 6;
+pub(crate) const LATEST_VERSION: i32 = 7;
 
 impl PgStore {
     /// The schema version this code migrates to: what [`schema_version`](Self::schema_version)

@@ -4,7 +4,8 @@
 //! and on the PostgreSQL store. It checks the guarantees of the crate docs for any store:
 //! stream versions and reads, optimistic concurrency under many writers, atomic appends,
 //! idempotency keys, the input a store refuses (payloads over the limit, metadata it cannot
-//! keep), hostile input stored byte-exact, the global log, snapshots and the reads for a fold,
+//! keep), hostile input stored byte-exact, the global log, event ids, snapshots and the reads
+//! for a fold,
 //! and the repository's features over the store (its snapshot policy, snapshots on demand).
 //!
 //! # Running it
@@ -143,6 +144,7 @@ suite! {
     global_log,
     snapshot,
     fold_reads,
+    identity,
     repository,
 }
 

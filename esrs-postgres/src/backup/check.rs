@@ -140,6 +140,7 @@ impl Checker {
                 }
             }
             Line::Event {
+                id,
                 stream,
                 version,
                 name,
@@ -161,6 +162,7 @@ impl Checker {
                     )));
                 }
                 let next = chain.next(
+                    *id,
                     *version,
                     name,
                     *event_version,

@@ -100,7 +100,7 @@ impl PgStore {
             let sql = format!(
                 "SELECT transaction_id::text::bigint AS transaction_id, sequence, stream_id, version,
                         name, event_version, payload::text AS payload, metadata::text AS metadata,
-                        recorded_at
+                        recorded_at, event_id
                  FROM {schema}.events ORDER BY transaction_id, sequence"
             );
             let mut rows = sqlx::query(&sql).fetch(&mut *tx);
@@ -109,6 +109,7 @@ impl PgStore {
                     .write(Line::Event {
                         transaction_id: row.try_get("transaction_id")?,
                         sequence: row.try_get("sequence")?,
+                        id: row.try_get("event_id")?,
                         stream: row.try_get("stream_id")?,
                         version: row.try_get("version")?,
                         name: row.try_get("name")?,

@@ -6,8 +6,9 @@ use sha2::{Digest as _, Sha256};
 
 /// The `format` of every backup's first line.
 pub const FORMAT: &str = "esrs-backup";
-/// The version of the format this code writes; it reads this version only.
-pub const FORMAT_VERSION: u32 = 1;
+/// The version of the format this code writes; it reads this version only. Version 2 added
+/// the events' ids.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// One line of a backup: a JSON object whose `type` says what it holds.
 ///
@@ -40,6 +41,7 @@ pub(crate) enum Line {
     Event {
         transaction_id: i64,
         sequence: i64,
+        id: uuid::Uuid,
         stream: String,
         version: i64,
         name: String,
@@ -81,7 +83,7 @@ pub(crate) enum Line {
     },
 }
 
-/// The chain digest of a stream: SHA-256 over the previous digest and each event's
+/// The chain digest of a stream: SHA-256 over the previous digest and each event's id and
 /// content (everything but its position, which an import gives anew).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct Chain {
@@ -99,6 +101,7 @@ impl Chain {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn next(
         &self,
+        id: uuid::Uuid,
         version: i64,
         name: &str,
         event_version: i32,
@@ -108,6 +111,7 @@ impl Chain {
     ) -> Self {
         let mut hasher = Sha256::new();
         hasher.update(self.digest);
+        hasher.update(id.as_bytes());
         hasher.update(version.to_be_bytes());
         field(&mut hasher, name.as_bytes());
         hasher.update(event_version.to_be_bytes());

@@ -14,6 +14,7 @@ const BATCH: usize = 1_000;
 /// Events read, not inserted yet: one array per column.
 #[derive(Default)]
 struct Batch {
+    ids: Vec<uuid::Uuid>,
     streams: Vec<String>,
     versions: Vec<i64>,
     names: Vec<String>,
@@ -60,13 +61,15 @@ impl Import<'_> {
         let rows: Vec<(i64, i64)> = sqlx::query_as(&format!(
             "WITH inserted AS (
                  INSERT INTO {schema}.events
-                     (stream_id, version, name, event_version, payload, metadata, recorded_at)
+                     (stream_id, version, name, event_version, payload, metadata, recorded_at,
+                      event_id)
                  SELECT t.stream_id, t.version, t.name, t.event_version, t.payload::json,
-                        t.metadata::jsonb, t.recorded_at
+                        t.metadata::jsonb, t.recorded_at, t.event_id
                  FROM unnest($1::text[], $2::bigint[], $3::text[], $4::integer[], $5::text[],
-                             $6::text[], $7::timestamptz[])
+                             $6::text[], $7::timestamptz[], $8::uuid[])
                      WITH ORDINALITY
-                     AS t(stream_id, version, name, event_version, payload, metadata, recorded_at, i)
+                     AS t(stream_id, version, name, event_version, payload, metadata, recorded_at,
+                          event_id, i)
                  ORDER BY t.i
                  RETURNING transaction_id, sequence
              )
@@ -80,6 +83,7 @@ impl Import<'_> {
         .bind(&batch.payloads)
         .bind(&batch.metadata)
         .bind(&batch.recorded_at)
+        .bind(&batch.ids)
         .fetch_all(&mut **tx)
         .await?;
         let first = self.inserted;
@@ -100,7 +104,7 @@ impl PgStore {
     /// must be empty (it is migrated first), on any cluster; returns what was imported.
     ///
     /// Everything goes in one transaction, so a failed import (a corrupt or cut-short
-    /// file, a lost connection) leaves the schema empty. Streams, versions, names,
+    /// file, a lost connection) leaves the schema empty. Event ids, streams, versions, names,
     /// payloads (byte for byte), metadata and recorded times are kept; the events are
     /// written in the backup's global order and get positions of this cluster, so every
     /// event appended later sorts after them; each checkpoint moves to the new position of
@@ -165,6 +169,7 @@ impl PgStore {
                     position: None,
                 }),
                 Line::Event {
+                    id,
                     stream,
                     version,
                     name,
@@ -174,6 +179,7 @@ impl PgStore {
                     recorded_at,
                     ..
                 } => {
+                    batch.ids.push(id);
                     batch.streams.push(stream);
                     batch.versions.push(version);
                     batch.names.push(name);

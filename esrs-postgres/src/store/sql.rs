@@ -53,6 +53,7 @@ pub(crate) mod pg_type {
     pub(crate) const TIMESTAMPTZ: &str = "TIMESTAMPTZ";
     pub(crate) const OID: &str = "OID";
     pub(crate) const XID8: &str = "xid8";
+    pub(crate) const UUID: &str = "UUID";
 }
 
 /// The result of a statement that returns no rows.

@@ -10,7 +10,7 @@ use sqlx::types::Json;
 use sqlx::{Postgres, Row, ValueRef};
 
 use crate::error::to_core;
-use crate::store::sql::pg_type::{INT4, INT8, JSON, JSONB, TEXT, TIMESTAMPTZ, XID8};
+use crate::store::sql::pg_type::{INT4, INT8, JSON, JSONB, TEXT, TIMESTAMPTZ, UUID, XID8};
 use crate::store::sql::{Column, index};
 
 /// A PostgreSQL `xid8`: a transaction id with its epoch, which never wraps around.
@@ -139,6 +139,7 @@ pub(crate) const EVENT_COLUMNS: &[Column] = &[
     Column::new("payload", JSON),
     Column::new("metadata", JSONB),
     Column::new("recorded_at", TIMESTAMPTZ),
+    Column::new("event_id", UUID),
 ];
 
 /// Where [`decode_event`] reads each part of an event, from its `base`.
@@ -150,6 +151,7 @@ const EVENT_VERSION: usize = index(EVENT_COLUMNS, "event_version");
 const PAYLOAD: usize = index(EVENT_COLUMNS, "payload");
 const METADATA: usize = index(EVENT_COLUMNS, "metadata");
 const RECORDED_AT: usize = index(EVENT_COLUMNS, "recorded_at");
+const EVENT_ID: usize = index(EVENT_COLUMNS, "event_id");
 
 /// Decodes the event whose columns ([`EVENT_COLUMNS`]) start at `base`.
 ///
@@ -191,6 +193,9 @@ pub(super) fn decode_event(
         })
         .map_err(bad(METADATA))?;
     let recorded_at = timestamp(row, base + RECORDED_AT).map_err(bad(RECORDED_AT))?;
+    let id: uuid::Uuid = row
+        .try_get_unchecked(base + EVENT_ID)
+        .map_err(bad(EVENT_ID))?;
     Ok(RecordedEvent::new(
         Position::new(transaction.0, unsigned(sequence)),
         stream,
@@ -200,7 +205,8 @@ pub(super) fn decode_event(
         payload,
         metadata,
         recorded_at,
-    ))
+    )
+    .with_id(id))
 }
 
 /// The columns [`decode_fold_event`] reads, in order from its `base`.

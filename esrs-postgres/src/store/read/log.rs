@@ -17,7 +17,7 @@ use crate::store::sql::{Column, concat, index, offset};
 
 /// The columns of a page of the global log: an event ([`EVENT_COLUMNS`]), then its stream.
 pub(crate) const LOG_COLUMNS: &[Column] =
-    &concat::<9>(&[EVENT_COLUMNS, &[Column::new("stream_id", TEXT)]]);
+    &concat::<10>(&[EVENT_COLUMNS, &[Column::new("stream_id", TEXT)]]);
 
 /// Where a page's row holds its event, and its stream.
 const LOG_EVENT: usize = offset(LOG_COLUMNS, EVENT_COLUMNS);
