@@ -14,7 +14,7 @@ pub use error::{Error, Result};
 pub use inspect::{OpenTransaction, ProjectionInfo, ResetError, StoreStats, StreamInfo};
 pub use legacy::{TableImport, TableImportError, TableMapping};
 pub use personal::{DEFAULT_KEY_CACHE_TTL, PgKeyStore};
-pub use projection::{PgCheckpointError, PgCheckpoints, PgTransaction};
+pub use projection::{InlineReadModel, PgCheckpointError, PgCheckpoints, PgTransaction};
 pub use store::{
     DEFAULT_SCHEMA, DEFAULT_SLOW_APPEND_THRESHOLD, MAX_SCHEMA_LEN, PgHealth, PgStore,
     PgStoreOptions, ProjectionLock,

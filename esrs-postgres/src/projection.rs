@@ -269,3 +269,94 @@ impl PgStore {
         Ok(outcome)
     }
 }
+
+/// A read model a [`Repository`](esrs_core::Repository) over a [`PgStore`] updates in the
+/// transaction of every command's append: the read model and the events commit together,
+/// and deciding, retries on conflicts, idempotency keys and snapshots work as for any
+/// command.
+///
+/// Give it with [`Repository::with_appender`](esrs_core::Repository::with_appender). Each
+/// append runs [`PgStore::append_inline`] with a clone of the projection (an inline
+/// projection that writes only through the transaction it is handed keeps no state of its
+/// own, so clones are cheap and appends of different streams run in parallel). A handler
+/// that fails, or an event it handles that does not decode, appends nothing: the command
+/// fails with [`esrs_core::Error::InlineReadModel`]. A conflict rolls the read model's
+/// writes back with the events, and the retry applies the events it appends.
+///
+/// ```no_run
+/// # use esrs_core::prelude::*;
+/// # use esrs_core::{BoxError, Projection, RecordedEvent};
+/// # use esrs_postgres::{InlineReadModel, PgStore, PgTransaction};
+/// # #[derive(Event, Debug, Clone, serde::Serialize, serde::Deserialize)]
+/// # struct ItemAdded { item: String }
+/// # #[derive(Debug, Default)]
+/// # struct Cart;
+/// # #[aggregate(name = "cart")]
+/// # impl Cart { #[apply] fn added(&mut self, _: &ItemAdded) {} }
+/// /// Items per cart, in a table of its own.
+/// #[derive(Clone)]
+/// struct ItemCounts;
+///
+/// impl Projection<PgTransaction> for ItemCounts {
+///     type Event = CartEvent;
+///     fn name(&self) -> &str {
+///         "item_counts"
+///     }
+///     async fn handle(&mut self, tx: &mut PgTransaction, _: CartEvent, e: &RecordedEvent) -> Result<(), BoxError> {
+///         sqlx::query("INSERT INTO item_counts VALUES ($1, 1)
+///                      ON CONFLICT (cart) DO UPDATE SET items = item_counts.items + 1")
+///             .bind(e.stream.as_str())
+///             .execute(&mut **tx)
+///             .await?;
+///         Ok(())
+///     }
+/// }
+///
+/// # async fn demo(store: PgStore) -> Result<(), Box<dyn std::error::Error>> {
+/// let carts = Repository::<Cart, _>::new(store).with_appender(InlineReadModel::new(ItemCounts));
+/// let id = StreamId::new("42")?;
+/// // The item and its count commit together.
+/// carts.execute(&id, |_| Ok::<_, std::convert::Infallible>(ItemAdded { item: "book".into() })).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct InlineReadModel<P> {
+    projection: P,
+}
+
+impl<P> InlineReadModel<P> {
+    /// An inline read model maintained by `projection`.
+    pub fn new(projection: P) -> Self {
+        Self { projection }
+    }
+
+    /// The projection.
+    pub fn projection(&self) -> &P {
+        &self.projection
+    }
+}
+
+impl<P> esrs_core::repository::Appender<PgStore> for InlineReadModel<P>
+where
+    P: Projection<PgTransaction> + Clone + Sync,
+{
+    fn append<'a>(
+        &'a self,
+        store: &'a PgStore,
+        request: AppendRequest,
+    ) -> esrs_core::repository::BoxFuture<'a, esrs_core::Result<AppendOutcome>> {
+        Box::pin(async move {
+            let mut projection = self.projection.clone();
+            store
+                .append_inline(request, &mut projection)
+                .await
+                .map_err(|error| match error {
+                    ProjectionError::EventStore { source, .. } => source,
+                    other => esrs_core::Error::InlineReadModel {
+                        projection: self.projection.name().to_owned(),
+                        source: Box::new(other),
+                    },
+                })
+        })
+    }
+}

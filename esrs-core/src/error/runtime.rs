@@ -141,6 +141,18 @@ pub enum Error {
         source: BoxError,
     },
 
+    /// A read model updated in the append's transaction (an inline read model) refused the
+    /// events: its handler failed or an event it handles did not decode. Nothing was
+    /// appended.
+    #[error("inline read model `{projection}` refused the events; nothing was appended")]
+    InlineReadModel {
+        /// The read model's name.
+        projection: String,
+        /// Why it refused.
+        #[source]
+        source: BoxError,
+    },
+
     /// Any other failure of the store's backend (for example a database error that
     /// retrying cannot fix, or a missing schema), or a store that broke its contract.
     #[error("event store failure")]

@@ -266,7 +266,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                     .idempotency_key(key.clone())
                     .request_digest(digest.clone());
             }
-            match self.store.append(request).await {
+            match self.append_request(request).await {
                 Ok(outcome) if outcome.deduplicated => {
                     // A concurrent request with the same key won: answer with its outcome
                     // (the store checked it against this request's digest). The state is

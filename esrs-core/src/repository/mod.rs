@@ -3,7 +3,7 @@
 //!
 //! | file | what |
 //! |---|---|
-//! | `setup.rs` | the [`Repository`] type: its store, retries and cache |
+//! | `setup.rs` | the [`Repository`] type: its store, retries, cache and [`Appender`] |
 //! | `load.rs` | loading: the latest snapshot and the tail, time travel, history |
 //! | `execute.rs` | the command loop: decide, append, retry, idempotent replays |
 //! | `snapshot_policy.rs` | when a command's result is saved as a snapshot ([`SnapshotPolicy`]), snapshots on demand |
@@ -18,6 +18,7 @@ mod snapshot_policy;
 pub use cache::CacheStats;
 pub use execute::{AsyncCommand, BoxFuture, Command, Execute, Executed, State, SyncCommand};
 pub use load::{HistoryEntry, Loaded};
+pub use setup::Appender;
 pub(crate) use setup::Repository;
 pub use snapshot_policy::{SnapshotContext, SnapshotPolicy};
 

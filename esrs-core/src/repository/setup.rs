@@ -10,7 +10,9 @@ use crate::store::EventStore;
 use crate::stream::StreamId;
 
 use super::cache::{CacheStats, StateCache};
+use super::execute::BoxFuture;
 use super::snapshot_policy::Snapshots;
+use crate::envelope::{AppendOutcome, AppendRequest};
 
 /// Loads aggregates of type `A` from a store and runs commands on them.
 ///
@@ -51,6 +53,7 @@ pub struct Repository<A, S> {
     pub(super) cache: Option<Arc<StateCache<A>>>,
     pub(super) keys: Option<Arc<dyn KeyStore>>,
     pub(super) snapshots: Snapshots<A>,
+    pub(super) appender: Option<Arc<dyn Appender<S>>>,
     _aggregate: PhantomData<fn() -> A>,
 }
 
@@ -63,6 +66,7 @@ impl<A, S: std::fmt::Debug> std::fmt::Debug for Repository<A, S> {
             .field("cache", &self.cache.as_ref().map(|c| c.stats()))
             .field("key_store", &self.keys.is_some())
             .field("snapshot_policy", &self.snapshots.policy)
+            .field("appender", &self.appender.is_some())
             .finish()
     }
 }
@@ -75,6 +79,7 @@ impl<A, S: Clone> Clone for Repository<A, S> {
             cache: self.cache.clone(),
             keys: self.keys.clone(),
             snapshots: self.snapshots.clone(),
+            appender: self.appender.clone(),
             _aggregate: PhantomData,
         }
     }
@@ -89,6 +94,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             cache: None,
             keys: None,
             snapshots: Snapshots::default(),
+            appender: None,
             _aggregate: PhantomData,
         }
     }
@@ -143,6 +149,25 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         self
     }
 
+    /// Appends the events of every command through `appender` instead of
+    /// [`EventStore::append`]: a store's way of doing more in the append's transaction, such
+    /// as the PostgreSQL store's inline read models (`esrs_postgres::InlineReadModel`),
+    /// updated in the transaction that appends, while deciding, retries, idempotency keys
+    /// and snapshots work as before.
+    pub fn with_appender(mut self, appender: impl Appender<S>) -> Self {
+        self.appender = Some(Arc::new(appender));
+        self
+    }
+
+    /// Appends `request` as the repository's commands do: through its
+    /// [`Appender`], if it has one.
+    pub(super) async fn append_request(&self, request: AppendRequest) -> Result<AppendOutcome> {
+        match &self.appender {
+            Some(appender) => appender.append(&self.store, request).await,
+            None => self.store.append(request).await,
+        }
+    }
+
     /// The underlying store.
     pub fn store(&self) -> &S {
         &self.store
@@ -153,4 +178,18 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     pub fn stream_of(&self, id: &StreamId) -> Result<StreamId> {
         Ok(StreamId::in_category(A::NAME, id)?)
     }
+}
+
+/// How a [`Repository`] writes the events of a command, given with
+/// [`Repository::with_appender`]: by default [`EventStore::append`]. An appender must keep
+/// the append's contract: check the expected version and the idempotency key atomically,
+/// return [`Error::Conflict`](crate::Error::Conflict) on a stale version (so that commands
+/// retry), and the original outcome for a repeated key.
+pub trait Appender<S>: Send + Sync + 'static {
+    /// Appends `request` to `store`.
+    fn append<'a>(
+        &'a self,
+        store: &'a S,
+        request: AppendRequest,
+    ) -> BoxFuture<'a, Result<AppendOutcome>>;
 }
