@@ -467,9 +467,16 @@ fn capture_help_lists_its_subcommands() {
         assert!(help.contains(&format!("  {command} ")), "{command}: {help}");
     }
     let run = ok(&esrs(&["capture", "run", "--help"]));
-    assert!(run.contains("--once") && run.contains("--batch <ROWS>"), "{run}");
+    assert!(
+        run.contains("--once") && run.contains("--batch <ROWS>"),
+        "{run}"
+    );
     let out = esrs(&["capture", "run"]);
-    assert_eq!(out.status.code(), Some(2), "a missing mapping is a usage error");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a missing mapping is a usage error"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -524,7 +531,9 @@ async fn capture_hands_over_from_the_import_and_relays_live_changes_once() {
         .unwrap();
     let sql = ok(&out);
     assert!(
-        sql.contains(&format!("CREATE TABLE IF NOT EXISTS {s}.capture_legacy_customers (")),
+        sql.contains(&format!(
+            "CREATE TABLE IF NOT EXISTS {s}.capture_legacy_customers ("
+        )),
         "{sql}"
     );
     assert!(
@@ -565,7 +574,10 @@ async fn capture_hands_over_from_the_import_and_relays_live_changes_once() {
          SELECT i, 'customer ' || i, 'basic' FROM generate_series(10001, 10010) AS i"
     ))
     .await;
-    exec(format!("DELETE FROM {legacy}.customers WHERE id > 9995 AND id <= 10000")).await;
+    exec(format!(
+        "DELETE FROM {legacy}.customers WHERE id > 9995 AND id <= 10000"
+    ))
+    .await;
 
     let run_once = || -> Value {
         serde_json::from_str(&ok(&esrs(&[
@@ -625,7 +637,8 @@ async fn capture_hands_over_from_the_import_and_relays_live_changes_once() {
             serde_json::json!({"name": "customer 10005", "tier": "basic"})
         )]
     );
-    let stats: Value = serde_json::from_str(&ok(&esrs(&["--schema", s, "--json", "stats"]))).unwrap();
+    let stats: Value =
+        serde_json::from_str(&ok(&esrs(&["--schema", s, "--json", "stats"]))).unwrap();
     assert_eq!(stats["events"], 10_000 + 115);
 
     // `run` follows live changes until interrupted, then prints its totals and exits 0.
@@ -643,7 +656,10 @@ async fn capture_hands_over_from_the_import_and_relays_live_changes_once() {
     .await;
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while history("customer-7").len() < 3 {
-        assert!(std::time::Instant::now() < deadline, "run relays the change");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "run relays the change"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let interrupted = std::process::Command::new("kill")
@@ -660,11 +676,7 @@ async fn capture_hands_over_from_the_import_and_relays_live_changes_once() {
 
     // A mapping naming a column the table lacks is refused, with the column's name.
     let broken = dir.join("broken.json");
-    std::fs::write(
-        &broken,
-        spec.to_string().replace("\"tier\"]", "\"level\"]"),
-    )
-    .unwrap();
+    std::fs::write(&broken, spec.to_string().replace("\"tier\"]", "\"level\"]")).unwrap();
     let refused = failure(
         &esrs(&["--schema", s, "capture", "apply", broken.to_str().unwrap()]),
         1,

@@ -52,6 +52,7 @@ use chrono::{DateTime, Utc};
 use esrs_core::StreamId;
 use serde_json::{Map, Value};
 use sqlx::Row as _;
+use sqlx::postgres::types::Oid;
 
 use crate::legacy::{ident, stream_id, template_columns};
 use crate::{CaptureMapping, PgStore, TableMapping};
@@ -65,6 +66,10 @@ pub const DEFAULT_SETTLE_TIME: Duration = Duration::from_secs(10);
 
 /// How often [`CaptureRelay::run`] looks for new changes when it finds none.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(200);
+
+/// The first and the longest pause between two looks at the writers a relay waits for.
+const MIN_PAUSE: Duration = Duration::from_millis(1);
+const MAX_PAUSE: Duration = Duration::from_millis(50);
 
 /// How many times a batch is tried again when an application's append to one of its
 /// streams commits first.
@@ -180,8 +185,16 @@ fn literal(text: &str) -> String {
 impl Plan {
     fn new(store_schema: &str, mapping: &TableMapping) -> Result<Self, CaptureError> {
         let invalid = |reason: String| Err(CaptureError::Mapping(reason));
+        if !plain(store_schema) {
+            return invalid(format!(
+                "the store's schema `{store_schema}` is not a plain lowercase name"
+            ));
+        }
         let Some(capture) = mapping.capture.clone() else {
-            return invalid(format!("mapping `{}` has no `capture` section", mapping.name));
+            return invalid(format!(
+                "mapping `{}` has no `capture` section",
+                mapping.name
+            ));
         };
         if mapping.name.trim().is_empty() {
             return invalid("`name` is empty".to_owned());
@@ -228,7 +241,10 @@ impl Plan {
                 Some((schema, base)) => (schema.to_owned(), base.to_owned()),
                 None => (store_schema.to_owned(), given.clone()),
             },
-            None => (store_schema.to_owned(), truncate(&format!("capture_{slug}"), 55)),
+            None => (
+                store_schema.to_owned(),
+                truncate(&format!("capture_{slug}"), 55),
+            ),
         };
         if !plain(&schema) || !plain(&base) || base.len() > 55 {
             return invalid(format!(
@@ -309,7 +325,7 @@ INSERT INTO {store_schema}.capture_relays (name, capture_table)
 VALUES ({name}, {recorded})
 ON CONFLICT (name) DO NOTHING;
 ",
-            plain_name = self.name.replace('\n', " "),
+            plain_name = self.name.replace(['\n', '\r'], " "),
         )
     }
 
@@ -350,7 +366,7 @@ pub fn generate_for_schema(schema: &str, mapping: &TableMapping) -> Result<Strin
 pub async fn apply(store: &PgStore, mapping: &TableMapping) -> Result<(), CaptureError> {
     let plan = Plan::new(store.schema(), mapping)?;
     let mut tx = store.pool().begin().await?;
-    let found: Option<(String, sqlx::postgres::types::Oid)> = sqlx::query_as(
+    let found: Option<(String, Oid)> = sqlx::query_as(
         "SELECT format('%I.%I', n.nspname, c.relname), c.oid
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE c.oid = to_regclass($1) AND c.relkind IN ('r', 'p')",
@@ -399,6 +415,20 @@ pub async fn apply(store: &PgStore, mapping: &TableMapping) -> Result<(), Captur
             mapped: plan.capture_table.clone(),
         });
     }
+    // A capture table created anew (dropped by hand since) numbers its rows after the
+    // relay's position, or the relay would take its first rows for relayed ones.
+    sqlx::query(&format!(
+        "SELECT setval(pg_get_serial_sequence($1, 'id')::regclass, r.last_id)
+         FROM {}.capture_relays r
+         WHERE r.name = $2
+           AND r.last_id > coalesce(
+               pg_sequence_last_value(pg_get_serial_sequence($1, 'id')::regclass), 0)",
+        plan.store_schema
+    ))
+    .bind(&plan.capture_table)
+    .bind(&plan.name)
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -509,6 +539,14 @@ pub struct CaptureRelay {
     poll_interval: Duration,
 }
 
+/// What a round of a relay waits for: the transactions writing the capture table when it
+/// looked, after which every row up to `upto` is settled (committed or rolled back).
+struct Observed {
+    oid: Oid,
+    upto: i64,
+    writers: Vec<String>,
+}
+
 /// One captured row.
 struct Captured {
     id: i64,
@@ -563,12 +601,20 @@ impl CaptureRelay {
         mut progress: impl FnMut(&CaptureProgress),
     ) -> Result<CaptureProgress, CaptureError> {
         let mut done = CaptureProgress::default();
-        let Some(upto) = self.settled_upto(self.settle_time).await? else {
-            done.held_back = true;
-            return Ok(done);
-        };
+        let observed = self.observe().await?;
+        let deadline = Instant::now() + self.settle_time;
+        let mut pause = MIN_PAUSE;
+        while self.writing(&observed).await? {
+            let now = Instant::now();
+            if now >= deadline {
+                done.held_back = true;
+                return Ok(done);
+            }
+            tokio::time::sleep(pause.min(deadline - now)).await;
+            pause = (pause * 2).min(MAX_PAUSE);
+        }
         loop {
-            let batch = self.relay_batch(upto).await?;
+            let batch = self.relay_batch(observed.upto).await?;
             if batch.batches == 0 {
                 done.last_id = done.last_id.max(batch.last_id);
                 return Ok(done);
@@ -578,8 +624,9 @@ impl CaptureRelay {
         }
     }
 
-    /// Relays changes as they are captured until `shutdown` completes (checked between
-    /// batches), calling `progress` with the totals after each batch; returns the totals.
+    /// Relays changes as they are captured until `shutdown` completes, calling `progress`
+    /// with the totals after each batch; returns the totals. A batch is never cut short: a
+    /// stop takes effect between batches, or while the relay waits.
     pub async fn run(
         &self,
         shutdown: impl Future<Output = ()>,
@@ -590,42 +637,48 @@ impl CaptureRelay {
         let mut shutdown = std::pin::pin!(shutdown);
         let mut done = CaptureProgress::default();
         loop {
-            // A batch is never cut short: a stop takes effect between batches.
-            if shutdown.as_mut().now_or_never().is_some() {
-                return Ok(done);
+            let observed = self.observe().await?;
+            // However long the writers seen now take, the relay waits for these ones only,
+            // so that a steady stream of new writers cannot hold it back.
+            let mut pause = MIN_PAUSE;
+            while self.writing(&observed).await? {
+                tokio::select! {
+                    () = &mut shutdown => return Ok(done),
+                    () = tokio::time::sleep(pause) => {}
+                }
+                pause = (pause * 2).min(self.poll_interval.max(MIN_PAUSE));
             }
-            let round = self.round().await?;
-            if round.batches > 0 {
-                done.add(&round);
+            let mut relayed = false;
+            loop {
+                if shutdown.as_mut().now_or_never().is_some() {
+                    return Ok(done);
+                }
+                let batch = self.relay_batch(observed.upto).await?;
+                if batch.batches == 0 {
+                    break;
+                }
+                relayed = true;
+                done.add(&batch);
                 progress(&done);
-                continue;
             }
-            tokio::select! {
-                () = &mut shutdown => return Ok(done),
-                () = tokio::time::sleep(self.poll_interval) => {}
+            if !relayed {
+                tokio::select! {
+                    () = &mut shutdown => return Ok(done),
+                    () = tokio::time::sleep(self.poll_interval) => {}
+                }
             }
         }
     }
 
-    /// One round of [`run`](Self::run): one batch of what is settled now, waiting at most
-    /// one poll interval for the writers.
-    async fn round(&self) -> Result<CaptureProgress, CaptureError> {
-        match self.settled_upto(self.poll_interval).await? {
-            Some(upto) => self.relay_batch(upto).await,
-            None => Ok(CaptureProgress::default()),
-        }
-    }
-
-    /// The capture id up to which every captured row is settled (its transaction has
-    /// ended), waiting up to `wait` for the writers open now; `None` if they are still open.
-    async fn settled_upto(&self, wait: Duration) -> Result<Option<i64>, CaptureError> {
+    /// The capture id up to which rows are relayed once `writers` have ended: the
+    /// sequence's value now, and the transactions writing the capture table now.
+    async fn observe(&self) -> Result<Observed, CaptureError> {
         let pool = self.store.pool();
         let table = &self.plan.capture_table;
-        let exists: Option<sqlx::postgres::types::Oid> =
-            sqlx::query_scalar("SELECT to_regclass($1)::oid")
-                .bind(table)
-                .fetch_one(pool)
-                .await?;
+        let exists: Option<Oid> = sqlx::query_scalar("SELECT to_regclass($1)::oid")
+            .bind(table)
+            .fetch_one(pool)
+            .await?;
         let Some(oid) = exists else {
             return Err(CaptureError::NotApplied {
                 name: self.plan.name.clone(),
@@ -633,14 +686,12 @@ impl CaptureRelay {
         };
         // First the sequence, then the writers: a transaction that took an id up to it
         // took the table's lock before, and holds it until it ends.
-        let upto: Option<i64> =
-            sqlx::query_scalar("SELECT pg_sequence_last_value(pg_get_serial_sequence($1, 'id')::regclass)")
-                .bind(table)
-                .fetch_one(pool)
-                .await?;
-        let Some(upto) = upto else {
-            return Ok(Some(0));
-        };
+        let upto: Option<i64> = sqlx::query_scalar(
+            "SELECT pg_sequence_last_value(pg_get_serial_sequence($1, 'id')::regclass)",
+        )
+        .bind(table)
+        .fetch_one(pool)
+        .await?;
         let writers: Vec<String> = sqlx::query_scalar(
             "SELECT virtualtransaction FROM pg_locks
              WHERE locktype = 'relation' AND relation = $1 AND mode = 'RowExclusiveLock'
@@ -649,31 +700,27 @@ impl CaptureRelay {
         .bind(oid)
         .fetch_all(pool)
         .await?;
-        if writers.is_empty() {
-            return Ok(Some(upto));
+        Ok(Observed {
+            oid,
+            upto: upto.unwrap_or(0),
+            writers,
+        })
+    }
+
+    /// Whether any of the writers `observed` is still open.
+    async fn writing(&self, observed: &Observed) -> Result<bool, CaptureError> {
+        if observed.writers.is_empty() {
+            return Ok(false);
         }
-        let deadline = Instant::now() + wait;
-        let mut pause = Duration::from_millis(1);
-        loop {
-            let open: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM pg_locks
-                                WHERE locktype = 'relation' AND relation = $1
-                                  AND virtualtransaction = ANY($2))",
-            )
-            .bind(oid)
-            .bind(&writers)
-            .fetch_one(pool)
-            .await?;
-            if !open {
-                return Ok(Some(upto));
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Ok(None);
-            }
-            tokio::time::sleep(pause.min(deadline - now)).await;
-            pause = (pause * 2).min(Duration::from_millis(50));
-        }
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks
+                            WHERE locktype = 'relation' AND relation = $1
+                              AND virtualtransaction = ANY($2))",
+        )
+        .bind(observed.oid)
+        .bind(&observed.writers)
+        .fetch_one(self.store.pool())
+        .await?)
     }
 
     /// Relays one batch of the rows up to `upto`, trying again when an application's
@@ -688,7 +735,10 @@ impl CaptureRelay {
                         && attempt < CONFLICT_RETRIES =>
                 {
                     attempt += 1;
-                    tracing::debug!(attempt, "a captured batch lost a race for a stream version, retrying");
+                    tracing::debug!(
+                        attempt,
+                        "a captured batch lost a race for a stream version, retrying"
+                    );
                 }
                 other => return other,
             }

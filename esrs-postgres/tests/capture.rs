@@ -87,10 +87,10 @@ struct Model(BTreeMap<String, Vec<(String, Value)>>);
 
 impl Model {
     fn push(&mut self, id: i64, name: &str, owner: &str, balance: i64) {
-        self.0
-            .entry(format!("account-{id}"))
-            .or_default()
-            .push((name.to_owned(), json!({ "owner": owner, "balance": balance })));
+        self.0.entry(format!("account-{id}")).or_default().push((
+            name.to_owned(),
+            json!({ "owner": owner, "balance": balance }),
+        ));
     }
 }
 
@@ -117,7 +117,11 @@ async fn an_imported_table_then_its_live_changes_are_each_rows_history_once_in_o
     capture::apply(&store, &mapping).await.unwrap(); // safe to repeat
 
     // A change committed before the import: the import holds it, the relay skips it.
-    exec(&pool, &format!("UPDATE {table} SET balance = 100 WHERE id = 1")).await;
+    exec(
+        &pool,
+        &format!("UPDATE {table} SET balance = 100 WHERE id = 1"),
+    )
+    .await;
     // A transaction open across the import: the import does not see its change, the relay
     // appends it.
     let mut open = pool.begin().await.unwrap();
@@ -172,7 +176,11 @@ async fn an_imported_table_then_its_live_changes_are_each_rows_history_once_in_o
     for id in 10_001..=10_020 {
         model.push(id, "AccountOpened", &format!("o{id}"), id);
     }
-    exec(&pool, &format!("DELETE FROM {table} WHERE id > 9990 AND id <= 10000")).await;
+    exec(
+        &pool,
+        &format!("DELETE FROM {table} WHERE id > 9990 AND id <= 10000"),
+    )
+    .await;
     for id in 9_991..=10_000 {
         model.push(id, "AccountClosed", &format!("o{id}"), id);
     }
@@ -185,7 +193,11 @@ async fn an_imported_table_then_its_live_changes_are_each_rows_history_once_in_o
         .execute(&mut *late)
         .await
         .unwrap();
-    exec(&pool, &format!("UPDATE {table} SET balance = 81 WHERE id = 8")).await;
+    exec(
+        &pool,
+        &format!("UPDATE {table} SET balance = 81 WHERE id = 8"),
+    )
+    .await;
     model.push(7, "BalanceChanged", "o7", 70);
     model.push(8, "BalanceChanged", "o8", 81);
     // While it is open, a relay relays nothing past it.
@@ -205,7 +217,11 @@ async fn an_imported_table_then_its_live_changes_are_each_rows_history_once_in_o
 
     // The relay fails mid-batch (an event it appends is refused): nothing of that batch is
     // kept, and the next run starts at the same row.
-    exec(&pool, &format!("UPDATE {table} SET owner = 'refused' WHERE id = 9")).await;
+    exec(
+        &pool,
+        &format!("UPDATE {table} SET owner = 'refused' WHERE id = 9"),
+    )
+    .await;
     model.push(9, "BalanceChanged", "refused", 9);
     let schema = store.schema();
     exec(
@@ -234,8 +250,16 @@ async fn an_imported_table_then_its_live_changes_are_each_rows_history_once_in_o
         partial["account-8"].len() < 3,
         "batches after the failed one were not relayed"
     );
-    assert_eq!(partial["account-9"].len(), 1, "the failed batch left nothing");
-    exec(&pool, &format!("DROP TRIGGER refuse_one ON {schema}.events")).await;
+    assert_eq!(
+        partial["account-9"].len(),
+        1,
+        "the failed batch left nothing"
+    );
+    exec(
+        &pool,
+        &format!("DROP TRIGGER refuse_one ON {schema}.events"),
+    )
+    .await;
 
     let relayed = relay.drain().await.unwrap();
     assert!(!relayed.held_back);
@@ -245,7 +269,10 @@ async fn an_imported_table_then_its_live_changes_are_each_rows_history_once_in_o
     .fetch_one(&pool)
     .await
     .unwrap();
-    assert_eq!(covered, 1, "the change made before the import is the import's");
+    assert_eq!(
+        covered, 1,
+        "the change made before the import is the import's"
+    );
     assert_eq!(relayed_total, 135);
     let again = relay.drain().await.unwrap();
     assert_eq!(again.relayed, 0, "a second run relays nothing twice");
@@ -293,7 +320,11 @@ async fn without_an_import_every_change_is_relayed_and_a_late_import_is_refused(
     let table = format!("{}.accounts", legacy.schema);
     let mapping = mapping(&legacy);
     capture::apply(&store, &mapping).await.unwrap();
-    exec(&pool, &format!("UPDATE {table} SET balance = 5 WHERE id = 1")).await;
+    exec(
+        &pool,
+        &format!("UPDATE {table} SET balance = 5 WHERE id = 1"),
+    )
+    .await;
     exec(&pool, &format!("DELETE FROM {table} WHERE id = 2")).await;
     let relay = CaptureRelay::new(&store, &mapping).unwrap();
     let done = relay.drain().await.unwrap();
@@ -301,11 +332,17 @@ async fn without_an_import_every_change_is_relayed_and_a_late_import_is_refused(
     let h = histories(&store).await;
     assert_eq!(
         h["account-1"],
-        [("BalanceChanged".to_owned(), json!({"owner": "o1", "balance": 5}))]
+        [(
+            "BalanceChanged".to_owned(),
+            json!({"owner": "o1", "balance": 5})
+        )]
     );
     assert_eq!(
         h["account-2"],
-        [("AccountClosed".to_owned(), json!({"owner": "o2", "balance": 2}))]
+        [(
+            "AccountClosed".to_owned(),
+            json!({"owner": "o2", "balance": 2})
+        )]
     );
     let refused = store.import_table(&mapping).await.unwrap_err();
     assert!(
@@ -328,10 +365,17 @@ async fn without_an_import_every_change_is_relayed_and_a_late_import_is_refused(
                 .await
         })
     };
-    exec(&pool, &format!("INSERT INTO {table} (id, owner, balance) VALUES (4, 'o4', 4)")).await;
+    exec(
+        &pool,
+        &format!("INSERT INTO {table} (id, owner, balance) VALUES (4, 'o4', 4)"),
+    )
+    .await;
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while !histories(&store).await.contains_key("account-4") {
-        assert!(std::time::Instant::now() < deadline, "run relays the insert");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "run relays the insert"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     stop.send(()).unwrap();
@@ -398,7 +442,9 @@ async fn relay_throughput() {
             // would need a new setup; instead, update every row once more.
             exec(&pool, &format!("UPDATE {table} SET balance = balance + 1")).await;
         }
-        let relay = CaptureRelay::new(&store, &mapping).unwrap().batch_size(batch);
+        let relay = CaptureRelay::new(&store, &mapping)
+            .unwrap()
+            .batch_size(batch);
         let started = std::time::Instant::now();
         let done = relay.drain().await.unwrap();
         let elapsed = started.elapsed();
