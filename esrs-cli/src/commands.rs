@@ -306,10 +306,7 @@ async fn capture(
             let done = if once {
                 relay.drain_with_progress(show).await
             } else {
-                let stop = async {
-                    let _ = tokio::signal::ctrl_c().await;
-                };
-                relay.run(stop, show).await
+                relay.run(interrupted(), show).await
             };
             bar.finish_and_clear();
             let done = done?;
@@ -333,6 +330,23 @@ async fn capture(
         }
     }
     Ok(())
+}
+
+/// Completes on Ctrl-C (SIGINT) or, on Unix, SIGTERM: how a service manager stops a
+/// long-running relay.
+async fn interrupted() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut terminate) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 fn event_json(event: &RecordedEvent) -> serde_json::Value {

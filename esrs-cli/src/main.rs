@@ -108,9 +108,8 @@ enum Command {
         /// The mapping file.
         mapping: PathBuf,
     },
-    /// Capture the changes of an existing table (a trigger records them) and relay them
-    /// into the store as events, in order, exactly once: `apply`, then `import-table`, then
-    /// `run`.
+    /// Record an existing table's changes with a trigger and relay them into the store as
+    /// events, in order, exactly once (`apply`, then `import-table`, then `run`).
     Capture {
         #[command(subcommand)]
         action: CaptureAction,
@@ -152,7 +151,8 @@ enum CaptureAction {
         mapping: PathBuf,
     },
     /// Append the captured changes as events, in the order they were made, exactly once,
-    /// until interrupted (Ctrl-C), or with `--once` only what is captured now.
+    /// until interrupted (Ctrl-C or SIGTERM; the batch under way completes), or with
+    /// `--once` only what is captured now.
     Run {
         /// The mapping file.
         mapping: PathBuf,

@@ -384,6 +384,69 @@ async fn without_an_import_every_change_is_relayed_and_a_late_import_is_refused(
     drop(legacy);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_relays_of_one_capture_take_turns_and_append_each_change_once() {
+    let store = fresh_store().await;
+    let pool = store.pool().clone();
+    let legacy = legacy_accounts(&pool, 0).await;
+    let table = format!("{}.accounts", legacy.schema);
+    let mapping = mapping(&legacy);
+    capture::apply(&store, &mapping).await.unwrap();
+    // Writers and two relays at once.
+    let writers: Vec<_> = (0..4i64)
+        .map(|w| {
+            let pool = pool.clone();
+            let table = table.clone();
+            tokio::spawn(async move {
+                for k in 0..250i64 {
+                    let id = w * 1_000 + k;
+                    exec(
+                        &pool,
+                        &format!(
+                            "INSERT INTO {table} (id, owner, balance) VALUES ({id}, 'o{id}', {id})"
+                        ),
+                    )
+                    .await;
+                }
+            })
+        })
+        .collect();
+    let relays: Vec<_> = (0..2)
+        .map(|_| {
+            let relay = CaptureRelay::new(&store, &mapping).unwrap().batch_size(64);
+            tokio::spawn(async move {
+                let mut relayed = 0;
+                for _ in 0..20 {
+                    relayed += relay.drain().await.unwrap().relayed;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                relayed
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let mut relayed = 0;
+    for relay in relays {
+        relayed += relay.await.unwrap();
+    }
+    relayed += CaptureRelay::new(&store, &mapping)
+        .unwrap()
+        .drain()
+        .await
+        .unwrap()
+        .relayed;
+    assert_eq!(relayed, 1_000);
+    let h = histories(&store).await;
+    assert_eq!(h.len(), 1_000);
+    assert!(
+        h.values()
+            .all(|events| events.len() == 1 && events[0].0 == "AccountOpened")
+    );
+    drop(legacy);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_table_or_column_is_named() {
     let store = fresh_store().await;
