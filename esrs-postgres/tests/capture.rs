@@ -480,8 +480,9 @@ async fn an_unknown_table_or_column_is_named() {
     drop(legacy);
 }
 
-/// Relay throughput: 100,000 captured rows (inserts into a captured table) appended as
-/// events. `cargo test --release -p esrs-postgres --test capture -- --ignored --nocapture`.
+/// Relay throughput: 100,000 captured rows (inserts, then updates) appended as events, and
+/// what the trigger costs the writes of the old system.
+/// `cargo test --release -p esrs-postgres --test capture -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement, run by hand"]
 async fn relay_throughput() {
@@ -489,20 +490,32 @@ async fn relay_throughput() {
     let pool = store.pool().clone();
     let legacy = legacy_accounts(&pool, 0).await;
     let table = format!("{}.accounts", legacy.schema);
+    let twin = format!("{}.twin", legacy.schema);
     let mapping = mapping(&legacy);
-    capture::apply(&store, &mapping).await.unwrap();
+    // The same table without the trigger.
     exec(
         &pool,
-        &format!(
-            "INSERT INTO {table} (id, owner, balance)
-             SELECT i, 'o' || i, i FROM generate_series(1, 100000) AS i"
-        ),
+        &format!("CREATE TABLE {twin} (LIKE {table} INCLUDING ALL)"),
     )
     .await;
-    for batch in [1_000, 5_000] {
-        if batch != 1_000 {
-            // Again from the start: the same rows captured anew in a fresh store schema
-            // would need a new setup; instead, update every row once more.
+    capture::apply(&store, &mapping).await.unwrap();
+    for target in [&twin, &table] {
+        let started = std::time::Instant::now();
+        exec(
+            &pool,
+            &format!(
+                "INSERT INTO {target} (id, owner, balance)
+                 SELECT i, 'o' || i, i FROM generate_series(1, 100000) AS i"
+            ),
+        )
+        .await;
+        println!(
+            "one insert of 100,000 rows into {target}: {:.2} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    for (batch, captured) in [(1_000, "inserts"), (5_000, "updates")] {
+        if captured == "updates" {
             exec(&pool, &format!("UPDATE {table} SET balance = balance + 1")).await;
         }
         let relay = CaptureRelay::new(&store, &mapping)
@@ -513,10 +526,25 @@ async fn relay_throughput() {
         let elapsed = started.elapsed();
         assert_eq!(done.relayed, 100_000);
         println!(
-            "batch {batch}: {} rows relayed in {:.2} s: {:.0} events/s",
+            "{} captured {captured} relayed in batches of {batch}: {:.2} s, {:.0} events/s",
             done.relayed,
             elapsed.as_secs_f64(),
             done.relayed as f64 / elapsed.as_secs_f64()
+        );
+    }
+    // As an application writes: one row per transaction.
+    for target in [&twin, &table] {
+        let started = std::time::Instant::now();
+        for id in 100_001..=102_000 {
+            exec(
+                &pool,
+                &format!("INSERT INTO {target} (id, owner, balance) VALUES ({id}, 'o', 1)"),
+            )
+            .await;
+        }
+        println!(
+            "2,000 one-row inserts into {target}: {:.0} µs each",
+            started.elapsed().as_secs_f64() * 1e6 / 2_000.0
         );
     }
     drop(legacy);
