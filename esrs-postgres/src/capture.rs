@@ -293,8 +293,10 @@ CREATE TABLE IF NOT EXISTS {capture_table} (
     captured_at timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 
+-- Runs with the rights of the role that applied the capture, so that the old system's role
+-- needs none on the capture table; every name in it is qualified.
 CREATE OR REPLACE FUNCTION {function}() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF TG_OP = 'DELETE' THEN
         INSERT INTO {capture_table} (op, data) VALUES ('delete', to_jsonb(OLD));
@@ -363,6 +365,10 @@ pub fn generate_for_schema(schema: &str, mapping: &TableMapping) -> Result<Strin
 /// second call replaces the function and the trigger and keeps the captured rows and the
 /// relay's position. The trigger records the changes of every transaction that writes the
 /// table after this one commits (it waits for those writing it now).
+///
+/// The trigger function runs with the rights of the role that applies the capture
+/// (`SECURITY DEFINER`, with a fixed `search_path`): the old system's role needs no right
+/// on the capture table or the store, and its writes never fail for want of one.
 pub async fn apply(store: &PgStore, mapping: &TableMapping) -> Result<(), CaptureError> {
     let plan = Plan::new(store.schema(), mapping)?;
     let mut tx = store.pool().begin().await?;
