@@ -468,23 +468,43 @@ async fn the_old_system_needs_no_rights_on_the_store_to_be_captured() {
     let role = Role(unique_schema().replace("esrs_t_", "legacy_app_"));
     let name = &role.0;
     exec(&pool, &format!("CREATE ROLE {name} LOGIN")).await;
-    exec(&pool, &format!("GRANT USAGE ON SCHEMA {} TO {name}", legacy.schema)).await;
-    exec(&pool, &format!("GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO {name}")).await;
+    exec(
+        &pool,
+        &format!("GRANT USAGE ON SCHEMA {} TO {name}", legacy.schema),
+    )
+    .await;
+    exec(
+        &pool,
+        &format!("GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO {name}"),
+    )
+    .await;
     // The old system's own role: rights on its table only.
     let app = sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
         .connect_with(connect_options().username(name))
         .await
         .unwrap();
-    exec(&app, &format!("INSERT INTO {table} (id, owner, balance) VALUES (2, 'o2', 2)")).await;
-    exec(&app, &format!("UPDATE {table} SET balance = 3 WHERE id = 2")).await;
+    exec(
+        &app,
+        &format!("INSERT INTO {table} (id, owner, balance) VALUES (2, 'o2', 2)"),
+    )
+    .await;
+    exec(
+        &app,
+        &format!("UPDATE {table} SET balance = 3 WHERE id = 2"),
+    )
+    .await;
     let store_table = format!("SELECT count(*) FROM {}.events", store.schema());
     assert!(
         sqlx::query(&store_table).execute(&app).await.is_err(),
         "the role cannot read the store"
     );
     app.close().await;
-    let done = CaptureRelay::new(&store, &mapping).unwrap().drain().await.unwrap();
+    let done = CaptureRelay::new(&store, &mapping)
+        .unwrap()
+        .drain()
+        .await
+        .unwrap();
     assert_eq!(done.relayed, 2);
     assert_eq!(histories(&store).await["account-2"].len(), 2);
     drop(legacy);
