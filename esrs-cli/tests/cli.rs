@@ -674,6 +674,20 @@ async fn capture_hands_over_from_the_import_and_relays_live_changes_once() {
         "{printed}"
     );
 
+    // A mapping without a capture section cannot be captured.
+    let plain = dir.join("plain.json");
+    let mut without = spec.clone();
+    without.as_object_mut().unwrap().remove("capture");
+    std::fs::write(&plain, without.to_string()).unwrap();
+    let refused = failure(
+        &esrs(&["--schema", s, "capture", "sql", plain.to_str().unwrap()]),
+        1,
+    );
+    assert!(
+        refused.contains("mapping `legacy-customers` has no `capture` section"),
+        "{refused}"
+    );
+
     // A mapping naming a column the table lacks is refused, with the column's name.
     let broken = dir.join("broken.json");
     std::fs::write(&broken, spec.to_string().replace("\"tier\"]", "\"level\"]")).unwrap();

@@ -91,7 +91,8 @@ pub struct TableMapping {
 /// An inserted or updated row becomes an event of the stream its new values name, a
 /// deleted row one of the stream its old values name, with the mapping's payload columns
 /// and version, recorded at the time of the change. The stream id columns should not
-/// change in an update (they are the row's identity, as a primary key is).
+/// change in an update (they are the row's identity, as a primary key is). `TRUNCATE` is
+/// not captured: empty the table with `DELETE` while it is captured.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CaptureMapping {
