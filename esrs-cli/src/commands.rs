@@ -9,7 +9,7 @@ use futures_util::StreamExt as _;
 use serde_json::json;
 
 use crate::output::{self, Table};
-use crate::{Cli, Command, Failure, Outcome, ProjectionAction};
+use crate::{CaptureAction, Cli, Command, Failure, Outcome, ProjectionAction};
 
 /// How long `tail` waits for new events before it looks again.
 const TAIL_WAIT: Duration = Duration::from_secs(1);
@@ -23,6 +23,13 @@ async fn connect(url: &str, schema: &str) -> Result<PgStore, Failure> {
 }
 
 pub(crate) async fn run(cli: Cli) -> Result<Outcome, Failure> {
+    if let Command::Capture {
+        action: CaptureAction::Sql { mapping },
+    } = &cli.command
+    {
+        print_capture_sql(mapping, &cli.schema, cli.json).await?;
+        return Ok(Outcome::Done);
+    }
     let url = cli
         .database_url
         .clone()
@@ -50,16 +57,17 @@ pub(crate) async fn run(cli: Cli) -> Result<Outcome, Failure> {
             );
         }
         Command::ImportTable { mapping } => {
-            let text = tokio::fs::read_to_string(&mapping)
-                .await
-                .map_err(|e| format!("cannot read {}: {e}", mapping.display()))?;
-            let parsed: esrs_postgres::TableMapping = serde_json::from_str(&text)
-                .map_err(|e| format!("{} is not a table mapping: {e}", mapping.display()))?;
+            let parsed = read_mapping(&mapping).await?;
             let store = connect(&url, &cli.schema).await?;
             store.migrate().await?;
             let done = store.import_table(&parsed).await?;
             if json {
                 output::json(&serde_json::to_value(done)?);
+            } else if done.handed_over {
+                println!(
+                    "`{}` was imported into schema `{}` before and is captured since: its changes are the capture relay's, nothing imported",
+                    parsed.name, cli.schema
+                );
             } else {
                 println!(
                     "imported `{}` into schema `{}`: {} rows read, {} events appended, {} rows imported before",
@@ -67,6 +75,7 @@ pub(crate) async fn run(cli: Cli) -> Result<Outcome, Failure> {
                 );
             }
         }
+        Command::Capture { action } => capture(&url, &cli.schema, action, json).await?,
         Command::Export { to } => {
             let store = connect(&url, &cli.schema).await?;
             let out = tokio::fs::File::create(&to)
@@ -229,6 +238,115 @@ pub(crate) async fn run(cli: Cli) -> Result<Outcome, Failure> {
         }
     }
     Ok(Outcome::Done)
+}
+
+/// The table mapping in the file `path`.
+async fn read_mapping(path: &std::path::Path) -> Result<esrs_postgres::TableMapping, Failure> {
+    let text = tokio::fs::read_to_string(path)
+        .await
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Ok(serde_json::from_str(&text)
+        .map_err(|e| format!("{} is not a table mapping: {e}", path.display()))?)
+}
+
+/// `esrs capture sql`: needs no database.
+async fn print_capture_sql(
+    mapping: &std::path::Path,
+    schema: &str,
+    json: bool,
+) -> Result<(), Failure> {
+    let parsed = read_mapping(mapping).await?;
+    let sql = esrs_postgres::capture::generate_for_schema(schema, &parsed)?;
+    if json {
+        output::json(&json!({ "sql": sql }));
+    } else {
+        print!("{sql}");
+    }
+    Ok(())
+}
+
+/// `esrs capture`.
+async fn capture(
+    url: &str,
+    schema: &str,
+    action: CaptureAction,
+    json: bool,
+) -> Result<(), Failure> {
+    use esrs_postgres::capture::{self, CaptureProgress, CaptureRelay};
+
+    match action {
+        CaptureAction::Sql { mapping } => print_capture_sql(&mapping, schema, json).await?,
+        CaptureAction::Apply { mapping } => {
+            let parsed = read_mapping(&mapping).await?;
+            let store = connect(url, schema).await?;
+            store.migrate().await?;
+            capture::apply(&store, &parsed).await?;
+            if json {
+                output::json(&json!({ "applied": parsed.name, "schema": schema }));
+            } else {
+                println!(
+                    "capture `{}` applied: changes are recorded from now on; import the table (`esrs import-table`), then run the relay (`esrs capture run`)",
+                    parsed.name
+                );
+            }
+        }
+        CaptureAction::Run {
+            mapping,
+            once,
+            batch,
+        } => {
+            let parsed = read_mapping(&mapping).await?;
+            let store = connect(url, schema).await?;
+            store.migrate().await?;
+            let relay = CaptureRelay::new(&store, &parsed)?.batch_size(batch);
+            let bar = output::progress("relaying");
+            let show = |done: &CaptureProgress| {
+                bar.set_position(done.relayed);
+            };
+            let done = if once {
+                relay.drain_with_progress(show).await
+            } else {
+                relay.run(interrupted(), show).await
+            };
+            bar.finish_and_clear();
+            let done = done?;
+            if json {
+                output::json(&serde_json::to_value(done)?);
+            } else {
+                println!(
+                    "capture `{}`: {} appended, {} already held by the import, {}, at capture id {}{}",
+                    parsed.name,
+                    output::count(done.relayed, "change"),
+                    done.covered_by_import,
+                    output::count(done.batches, "batch"),
+                    done.last_id,
+                    if done.held_back {
+                        "; transactions writing the table are still open, their changes are left for the next run"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Completes on Ctrl-C (SIGINT) or, on Unix, SIGTERM: how a service manager stops a
+/// long-running relay.
+async fn interrupted() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut terminate) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 fn event_json(event: &RecordedEvent) -> serde_json::Value {

@@ -1,5 +1,6 @@
 //! `esrs`: inspect an esrs event store on PostgreSQL, follow its global log and its
-//! projections, back it up, restore it and verify a backup.
+//! projections, back it up, restore it and verify a backup, and feed it from an existing
+//! system (an import of a table, then the capture of its changes).
 //!
 //! ```text
 //! esrs --database-url postgres://postgres@127.0.0.1:5432/test streams --prefix cart-
@@ -8,6 +9,8 @@
 //! esrs --schema restored import store.esrs.zst
 //! esrs verify store.esrs.zst
 //! esrs import-table invoices.mapping.json
+//! esrs capture apply invoices.mapping.json
+//! esrs capture run invoices.mapping.json --once
 //! ```
 //!
 //! Every command takes `--database-url` (or `DATABASE_URL`) and `--schema` (default
@@ -27,7 +30,8 @@ use esrs_core::error::ErrorChain;
 /// The exit code of a verification that found differences.
 const EXIT_DIFFERENCES: u8 = 3;
 
-/// Inspect, follow, back up and restore an esrs event store on PostgreSQL.
+/// Inspect, follow, back up and restore an esrs event store on PostgreSQL, and feed it from
+/// the tables of an existing system.
 #[derive(Debug, Parser)]
 #[command(name = "esrs", version, propagate_version = true)]
 #[command(
@@ -99,10 +103,16 @@ enum Command {
     },
     /// Import the rows of an existing table as events, with their original times, from a
     /// JSON mapping file (see `esrs_postgres::TableMapping`); a second run imports only the
-    /// rows added since.
+    /// rows added since. With a `capture` section, run it once, after `esrs capture apply`.
     ImportTable {
         /// The mapping file.
         mapping: PathBuf,
+    },
+    /// Record an existing table's changes with a trigger and relay them into the store as
+    /// events, in order, exactly once (`apply`, then `import-table`, then `run`).
+    Capture {
+        #[command(subcommand)]
+        action: CaptureAction,
     },
     /// The restore test: check a backup, import it into a scratch schema (or compare it
     /// with a live store) and compare counts and digests. Run it every quarter from cron.
@@ -123,6 +133,35 @@ enum ProjectionAction {
     Reset {
         /// The projection's name.
         name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CaptureAction {
+    /// Print the SQL that captures the mapping's table: the capture table, the trigger
+    /// function and the trigger (needs no database).
+    Sql {
+        /// The mapping file (a table mapping with a `capture` section).
+        mapping: PathBuf,
+    },
+    /// Check the mapping against the table and apply the capture's SQL in one transaction
+    /// (safe to repeat). Apply it before `import-table`.
+    Apply {
+        /// The mapping file.
+        mapping: PathBuf,
+    },
+    /// Append the captured changes as events, in the order they were made, exactly once,
+    /// until interrupted (Ctrl-C or SIGTERM; the batch under way completes), or with
+    /// `--once` only what is captured now.
+    Run {
+        /// The mapping file.
+        mapping: PathBuf,
+        /// Relay what is captured now, then exit.
+        #[arg(long)]
+        once: bool,
+        /// Captured rows appended per transaction.
+        #[arg(long, value_name = "ROWS", default_value_t = esrs_postgres::capture::DEFAULT_BATCH)]
+        batch: usize,
     },
 }
 

@@ -97,3 +97,12 @@ pub(crate) fn progress(verb: &'static str) -> ProgressBar {
     bar.enable_steady_tick(Duration::from_millis(120));
     bar
 }
+
+/// `n` of `thing`, in the singular or the plural: `1 change`, `2 changes`, `3 batches`.
+pub(crate) fn count(n: u64, thing: &str) -> String {
+    match (n, thing.ends_with(['s', 'x', 'h'])) {
+        (1, _) => format!("1 {thing}"),
+        (_, true) => format!("{n} {thing}es"),
+        (_, false) => format!("{n} {thing}s"),
+    }
+}

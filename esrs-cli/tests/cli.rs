@@ -310,6 +310,8 @@ fn help_lists_every_subcommand_and_usage_errors_exit_with_2() {
         "stats",
         "export",
         "import",
+        "import-table",
+        "capture",
         "verify",
     ] {
         assert!(help.contains(&format!("  {command} ")), "{command}: {help}");
@@ -454,5 +456,251 @@ async fn import_table_turns_rows_into_events_once_with_their_times() {
         .unwrap();
     drop_schema(&store, &schema).await;
     drop_schema(&store, &other).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn capture_help_lists_its_subcommands() {
+    let out = esrs(&["capture", "--help"]);
+    let help = ok(&out);
+    for command in ["sql", "apply", "run"] {
+        assert!(help.contains(&format!("  {command} ")), "{command}: {help}");
+    }
+    let run = ok(&esrs(&["capture", "run", "--help"]));
+    assert!(
+        run.contains("--once") && run.contains("--batch <ROWS>"),
+        "{run}"
+    );
+    let out = esrs(&["capture", "run"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a missing mapping is a usage error"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capture_hands_over_from_the_import_and_relays_live_changes_once() {
+    let schema = unique("esrs_cli_capture");
+    let legacy = unique("legacy");
+    let store = store_at(&database_url(), &schema).await;
+    let pool = store.pool();
+    let exec = move |sql: String| async move {
+        esrs_postgres::sqlx::query(&sql)
+            .execute(pool)
+            .await
+            .unwrap();
+    };
+    exec(format!("CREATE SCHEMA {legacy}")).await;
+    exec(format!(
+        "CREATE TABLE {legacy}.customers (id bigint PRIMARY KEY, name text NOT NULL,
+             tier text NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())"
+    ))
+    .await;
+    exec(format!(
+        "INSERT INTO {legacy}.customers (id, name, tier)
+         SELECT i, 'customer ' || i, 'basic' FROM generate_series(1, 10000) AS i"
+    ))
+    .await;
+    let dir = std::env::temp_dir().join(unique("esrs_cli_capture"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mapping = dir.join("customers.json");
+    let spec = serde_json::json!({
+        "name": "legacy-customers",
+        "query": format!("{legacy}.customers"),
+        "stream": "customer-{id}",
+        "event": "CustomerImported",
+        "payload": ["name", "tier"],
+        "time": "updated_at",
+        "order_by": ["id"],
+        "capture": {
+            "insert": "CustomerRegistered",
+            "update": "CustomerChanged",
+            "delete": "CustomerLeft"
+        }
+    });
+    std::fs::write(&mapping, spec.to_string()).unwrap();
+    let m = mapping.to_str().unwrap();
+    let s = schema.as_str();
+
+    // The SQL, without a database.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_esrs"))
+        .args(["--schema", s, "capture", "sql", m])
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    let sql = ok(&out);
+    assert!(
+        sql.contains(&format!(
+            "CREATE TABLE IF NOT EXISTS {s}.capture_legacy_customers ("
+        )),
+        "{sql}"
+    );
+    assert!(
+        sql.contains(&format!(
+            "AFTER INSERT OR UPDATE OR DELETE ON {legacy}.customers\n    FOR EACH ROW"
+        )),
+        "{sql}"
+    );
+    let as_json: Value =
+        serde_json::from_str(&ok(&esrs(&["--schema", s, "--json", "capture", "sql", m]))).unwrap();
+    assert_eq!(as_json["sql"].as_str(), Some(sql.as_str()));
+
+    // The order is enforced: the import refuses to run before the capture is applied.
+    let refused = failure(&esrs(&["--schema", s, "import-table", m]), 1);
+    assert!(
+        refused.contains("the capture `legacy-customers` is not applied: apply it first"),
+        "{refused}"
+    );
+    for _ in 0..2 {
+        let applied = ok(&esrs(&["--schema", s, "capture", "apply", m]));
+        assert!(
+            applied.starts_with("capture `legacy-customers` applied"),
+            "{applied}"
+        );
+    }
+    let imported: Value =
+        serde_json::from_str(&ok(&esrs(&["--schema", s, "--json", "import-table", m]))).unwrap();
+    assert_eq!(imported["imported"], 10_000);
+    assert_eq!(imported["handed_over"], false);
+
+    // Live changes after the import.
+    exec(format!(
+        "UPDATE {legacy}.customers SET tier = 'gold' WHERE id <= 100"
+    ))
+    .await;
+    exec(format!(
+        "INSERT INTO {legacy}.customers (id, name, tier)
+         SELECT i, 'customer ' || i, 'basic' FROM generate_series(10001, 10010) AS i"
+    ))
+    .await;
+    exec(format!(
+        "DELETE FROM {legacy}.customers WHERE id > 9995 AND id <= 10000"
+    ))
+    .await;
+
+    let run_once = || -> Value {
+        serde_json::from_str(&ok(&esrs(&[
+            "--schema", s, "--json", "capture", "run", m, "--once", "--batch", "30",
+        ])))
+        .unwrap()
+    };
+    let first = run_once();
+    assert_eq!(first["relayed"], 115, "{first}");
+    assert_eq!(first["batches"], 4, "{first}");
+    assert_eq!(first["held_back"], false, "{first}");
+    let second = run_once();
+    assert_eq!(second["relayed"], 0, "{second}");
+    let human = ok(&esrs(&["--schema", s, "capture", "run", m, "--once"]));
+    assert!(
+        human.starts_with("capture `legacy-customers`: 0 changes appended, 0 already held by the import, 0 batches, at capture id 115"),
+        "{human}"
+    );
+    // A second import is the relay's: nothing twice.
+    let again = ok(&esrs(&["--schema", s, "import-table", m]));
+    assert!(again.contains("is captured since"), "{again}");
+
+    let history = |stream: &str| -> Vec<(u64, String, Value)> {
+        lines(&ok(&esrs(&["--schema", s, "--json", "show", stream])))
+            .into_iter()
+            .map(|e| {
+                (
+                    e["version"].as_u64().unwrap(),
+                    e["name"].as_str().unwrap().to_owned(),
+                    e["payload"].clone(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        history("customer-7"),
+        [
+            (
+                1,
+                "CustomerImported".to_owned(),
+                serde_json::json!({"name": "customer 7", "tier": "basic"})
+            ),
+            (
+                2,
+                "CustomerChanged".to_owned(),
+                serde_json::json!({"name": "customer 7", "tier": "gold"})
+            )
+        ]
+    );
+    assert_eq!(history("customer-9999").len(), 2);
+    assert_eq!(history("customer-9999")[1].1, "CustomerLeft");
+    assert_eq!(
+        history("customer-10005"),
+        [(
+            1,
+            "CustomerRegistered".to_owned(),
+            serde_json::json!({"name": "customer 10005", "tier": "basic"})
+        )]
+    );
+    let stats: Value =
+        serde_json::from_str(&ok(&esrs(&["--schema", s, "--json", "stats"]))).unwrap();
+    assert_eq!(stats["events"], 10_000 + 115);
+
+    // `run` follows live changes until interrupted, then prints its totals and exits 0.
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_esrs"))
+        .args(["--schema", s, "capture", "run", m])
+        .env("DATABASE_URL", database_url())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    exec(format!(
+        "UPDATE {legacy}.customers SET tier = 'silver' WHERE id = 7"
+    ))
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while history("customer-7").len() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "run relays the change"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let interrupted = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let out = child.wait_with_output().unwrap();
+    let printed = ok(&out);
+    assert!(
+        printed.starts_with("capture `legacy-customers`: 1 change appended"),
+        "{printed}"
+    );
+
+    // A mapping without a capture section cannot be captured.
+    let plain = dir.join("plain.json");
+    let mut without = spec.clone();
+    without.as_object_mut().unwrap().remove("capture");
+    std::fs::write(&plain, without.to_string()).unwrap();
+    let refused = failure(
+        &esrs(&["--schema", s, "capture", "sql", plain.to_str().unwrap()]),
+        1,
+    );
+    assert!(
+        refused.contains("mapping `legacy-customers` has no `capture` section"),
+        "{refused}"
+    );
+
+    // A mapping naming a column the table lacks is refused, with the column's name.
+    let broken = dir.join("broken.json");
+    std::fs::write(&broken, spec.to_string().replace("\"tier\"]", "\"level\"]")).unwrap();
+    let refused = failure(
+        &esrs(&["--schema", s, "capture", "apply", broken.to_str().unwrap()]),
+        1,
+    );
+    assert!(
+        refused.contains(&format!("table `{legacy}.customers` has no column `level`")),
+        "{refused}"
+    );
+
+    exec(format!("DROP SCHEMA {legacy} CASCADE")).await;
+    drop_schema(&store, &schema).await;
     let _ = std::fs::remove_dir_all(&dir);
 }

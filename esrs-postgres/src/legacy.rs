@@ -36,7 +36,21 @@ const BATCH: usize = 1_000;
 /// k-th row of a stream is its version k: a second run appends only the rows past each
 /// stream's version, so no row is imported twice, and rows added to the table since are
 /// imported then. The rows already imported must not change order or be deleted (for a
-/// table that changes, capture its changes instead).
+/// table that changes, capture its changes instead: see [`CaptureMapping`] and
+/// [`capture`](crate::capture), and the hand-over below).
+///
+/// # Hand-over to a change capture
+///
+/// With a [`capture`](Self::capture) section, the import is the first half of a hand-over
+/// whose second half is the [`CaptureRelay`](crate::capture::CaptureRelay): apply the
+/// capture first ([`capture::apply`](crate::capture::apply)), then import, then run the
+/// relay. The import reads the table in one snapshot, which it records with the relay; the
+/// relay skips every captured change of a transaction visible in that snapshot (the import
+/// holds its effect) and appends every other one. Each row's history is then in its stream
+/// exactly once: its state at the import, then each later change. The import refuses to
+/// run before the capture is applied, or once the relay has appended changes without an
+/// import; and once it has run, a second run reads nothing and reports
+/// [`handed_over`](TableImport::handed_over): the table's changes are the relay's.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TableMapping {
@@ -57,6 +71,46 @@ pub struct TableMapping {
     pub time: String,
     /// The columns that order the rows: their order in the log and in each stream.
     pub order_by: Vec<String>,
+    /// The capture of the table's later changes, if it is captured: see
+    /// [`capture`](crate::capture).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture: Option<CaptureMapping>,
+}
+
+/// The `capture` section of a [`TableMapping`]: how the changes of a table are recorded
+/// (by a trigger, into a capture table) and which events they become.
+///
+/// ```json
+/// "capture": {
+///   "insert": "InvoiceIssued",
+///   "update": "InvoiceChanged",
+///   "delete": "InvoiceCancelled"
+/// }
+/// ```
+///
+/// An inserted or updated row becomes an event of the stream its new values name, a
+/// deleted row one of the stream its old values name, with the mapping's payload columns
+/// and version, recorded at the time of the change. The stream id columns should not
+/// change in an update (they are the row's identity, as a primary key is). `TRUNCATE` is
+/// not captured: empty the table with `DELETE` while it is captured.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureMapping {
+    /// The captured table (`name` or `schema.name`); by default the mapping's `query`,
+    /// which must then name a table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    /// The stored name of the events of inserted rows.
+    pub insert: String,
+    /// The stored name of the events of updated rows.
+    pub update: String,
+    /// The stored name of the events of deleted rows.
+    pub delete: String,
+    /// The table the trigger records changes in (`name` or `schema.name`, plain lowercase
+    /// identifiers); by default `capture_<name>` in the store's schema, `<name>` being the
+    /// mapping's name with every character other than a letter, a digit or `_` as `_`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture_table: Option<String>,
 }
 
 fn one() -> u32 {
@@ -73,6 +127,9 @@ pub struct TableImport {
     pub imported: u64,
     /// Rows skipped as imported before.
     pub already_imported: u64,
+    /// The table is captured and was imported before: its changes since are the capture
+    /// relay's, and this import read nothing (see [`TableMapping`]'s hand-over).
+    pub handed_over: bool,
 }
 
 /// The error of [`PgStore::import_table`].
@@ -90,6 +147,24 @@ pub enum TableImportError {
         row: u64,
         /// What is wrong.
         reason: String,
+    },
+    /// The mapping has a capture section, but the capture is not applied: apply it first
+    /// (`esrs capture apply`), so that no change made during the import is lost.
+    #[error(
+        "the capture `{name}` is not applied: apply it first (`esrs capture apply`), then import, then run the relay"
+    )]
+    CaptureNotApplied {
+        /// The mapping's name.
+        name: String,
+    },
+    /// The capture relay has appended changes of the table without an import: importing
+    /// now would append those rows twice.
+    #[error(
+        "the capture `{name}` has relayed changes without an import: the table's history is the relay's, import refused"
+    )]
+    CaptureStarted {
+        /// The mapping's name.
+        name: String,
     },
     /// The database failed. Nothing was imported.
     #[error("the import's database work failed")]
@@ -109,7 +184,7 @@ impl From<crate::Error> for TableImportError {
 }
 
 /// A column name as an SQL identifier.
-fn ident(name: &str) -> String {
+pub(crate) fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
@@ -121,8 +196,23 @@ fn text(value: &Value) -> String {
     }
 }
 
+/// The columns a stream id template names.
+pub(crate) fn template_columns(template: &str) -> Result<Vec<&str>, String> {
+    let mut columns = Vec::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open + 1..];
+        let close = after
+            .find('}')
+            .ok_or_else(|| format!("the stream template `{template}` has an unclosed `{{`"))?;
+        columns.push(&after[..close]);
+        rest = &after[close + 1..];
+    }
+    Ok(columns)
+}
+
 /// The stream id of `row` by `template`.
-fn stream_id(template: &str, row: &Map<String, Value>) -> Result<String, String> {
+pub(crate) fn stream_id(template: &str, row: &Map<String, Value>) -> Result<String, String> {
     let mut out = String::with_capacity(template.len() + 16);
     let mut rest = template;
     while let Some(open) = rest.find('{') {
@@ -224,6 +314,27 @@ impl PgStore {
         sqlx::query(&format!("LOCK TABLE {schema}.events IN EXCLUSIVE MODE"))
             .execute(&mut *tx)
             .await?;
+        if mapping.capture.is_some() {
+            match crate::capture::relay_state(&mut tx, schema, &mapping.name).await? {
+                None => {
+                    return Err(TableImportError::CaptureNotApplied {
+                        name: mapping.name.clone(),
+                    });
+                }
+                Some(state) if state.has_baseline => {
+                    return Ok(TableImport {
+                        handed_over: true,
+                        ..TableImport::default()
+                    });
+                }
+                Some(state) if state.last_id > 0 => {
+                    return Err(TableImportError::CaptureStarted {
+                        name: mapping.name.clone(),
+                    });
+                }
+                Some(_) => {}
+            }
+        }
         let versions: HashMap<String, i64> = sqlx::query_as(&format!(
             "SELECT stream_id, max(version) FROM {schema}.events GROUP BY stream_id"
         ))
@@ -256,8 +367,16 @@ impl PgStore {
         let mut report = TableImport::default();
         let mut batch = Batch::default();
         // The rows stream from another connection than the transaction's, so that memory
-        // stays flat: a batch at a time is inserted while the next is read.
-        let mut rows = sqlx::query(&sql).fetch(self.pool());
+        // stays flat: a batch at a time is inserted while the next is read. They are read
+        // in one snapshot, which a capture relay takes over from.
+        let mut reader = self.pool().begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *reader)
+            .await?;
+        let snapshot: String = sqlx::query_scalar("SELECT pg_current_snapshot()::text")
+            .fetch_one(&mut *reader)
+            .await?;
+        let mut rows = sqlx::query(&sql).fetch(&mut *reader);
         while let Some(row) = rows.try_next().await? {
             report.rows += 1;
             let fail = |reason: String| TableImportError::Row {
@@ -294,6 +413,11 @@ impl PgStore {
             }
         }
         report.imported += batch.insert(&mut tx, schema, mapping, &metadata).await?;
+        drop(rows);
+        reader.commit().await?;
+        if mapping.capture.is_some() {
+            crate::capture::record_baseline(&mut tx, schema, &mapping.name, &snapshot).await?;
+        }
         tx.commit().await?;
         Ok(report)
     }

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod backup;
+pub mod capture;
 mod error;
 mod inspect;
 mod legacy;
@@ -12,7 +13,7 @@ mod store;
 
 pub use error::{Error, Result};
 pub use inspect::{OpenTransaction, ProjectionInfo, ResetError, StoreStats, StreamInfo};
-pub use legacy::{TableImport, TableImportError, TableMapping};
+pub use legacy::{CaptureMapping, TableImport, TableImportError, TableMapping};
 pub use personal::{DEFAULT_KEY_CACHE_TTL, PgKeyStore};
 pub use projection::{InlineReadModel, PgCheckpointError, PgCheckpoints, PgTransaction};
 pub use store::{

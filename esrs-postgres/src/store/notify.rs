@@ -106,7 +106,7 @@ impl PgStore {
     /// while one is in flight or within the interval after it shares the next one, so a
     /// writer sends at most one notification per interval however many appends it commits,
     /// and the appends' commits never wait on the notification queue.
-    pub(super) fn announce_append(&self) {
+    pub(crate) fn announce_append(&self) {
         let notifier = &self.inner.notifier;
         notifier.generation.send_modify(|g| *g = g.wrapping_add(1));
         if !self.inner.notify {
