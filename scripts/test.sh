@@ -145,3 +145,8 @@ fi
 
 log "cargo test --workspace --all-features $*"
 cargo test --workspace --all-features "$@"
+
+# The PostgreSQL store's guarantees again, on an events table of 8 hash partitions.
+log "ESRS_TEST_PARTITIONS=8 cargo test -p esrs-postgres (conformance and guarantees, partitioned)"
+ESRS_TEST_PARTITIONS=8 cargo test -p esrs-postgres --all-features \
+    --test conformance --test guarantees --test idempotency --test partitions "$@"

@@ -39,7 +39,7 @@ use crate::workloads::{
 
 const USAGE: &str = "\
 usage: esrs-bench [WORKLOAD...] [--database-url URL] [--repeat N] [--pg-page-size N]
-                  [--recorder prometheus|none|both] [--keep]
+                  [--recorder prometheus|none|both] [--pg-partitions N[,N...]] [--keep]
 
 WORKLOAD is one or more of (or single runs by their id, such as w1:esrs or w2:mem-personal):
   all         every workload below (the default)
@@ -67,6 +67,9 @@ WORKLOAD is one or more of (or single runs by their id, such as w1:esrs or w2:me
                     `both`: every run once with each, side by side in every pass (the
                     order alternating between passes), and a table of the cost: the
                     median over the passes of (throughput with / throughput without)
+--pg-partitions L   the esrs runs on PostgreSQL on an events table of each number of hash
+                    partitions in the comma-separated list (default 1: one plain table),
+                    side by side in every pass; one table of results per number
 --keep              keep the databases
 ";
 
@@ -190,6 +193,13 @@ mod tests {
         );
         assert!(args(&["--database-url"]).is_err());
         assert_eq!(args(&[]).unwrap().recorders, [Recorder::None]);
+        assert_eq!(args(&[]).unwrap().partitions, [1]);
+        assert_eq!(
+            args(&["--pg-partitions", "1,8,32"]).unwrap().partitions,
+            [1, 8, 32]
+        );
+        assert!(args(&["--pg-partitions", "0"]).is_err());
+        assert!(args(&["--pg-partitions", "8,x"]).is_err());
         assert_eq!(
             args(&["w1", "--recorder", "prometheus"]).unwrap().recorders,
             [Recorder::Prometheus]
@@ -211,6 +221,8 @@ struct Options {
     page_size: Option<u32>,
     /// The recorders every run is made with, in the order of the first pass.
     recorders: Vec<Recorder>,
+    /// The numbers of partitions of the events table every run is made with.
+    partitions: Vec<u16>,
     groups: Vec<String>,
     /// Single runs named by their id (`w1:esrs`), besides the whole groups.
     only: Vec<String>,
@@ -218,6 +230,9 @@ struct Options {
 
 /// How the parent passes `--pg-page-size` to its children.
 const PAGE_SIZE_ENV: &str = "ESRS_BENCH_PG_PAGE_SIZE";
+
+/// How the parent passes the number of partitions of a run to its child.
+const PARTITIONS_ENV: &str = "ESRS_BENCH_PG_PARTITIONS";
 
 /// How the parent passes `--recorder` to its children.
 const RECORDER_ENV: &str = "ESRS_BENCH_RECORDER";
@@ -273,6 +288,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         repeat: 3,
         page_size: None,
         recorders: vec![Recorder::None],
+        partitions: vec![1],
         groups: Vec::new(),
         only: Vec::new(),
     };
@@ -302,6 +318,22 @@ fn parse(args: &[String]) -> Result<Options, String> {
                             .ok_or("--recorder needs `prometheus`, `none` or `both`")?,
                     ],
                 }
+            }
+            "--pg-partitions" => {
+                options.partitions = args
+                    .next()
+                    .and_then(|list| {
+                        list.split(',')
+                            .map(|n| {
+                                n.trim()
+                                    .parse::<u16>()
+                                    .ok()
+                                    .filter(|n| (1..=1024).contains(n))
+                            })
+                            .collect::<Option<Vec<_>>>()
+                    })
+                    .filter(|list| !list.is_empty())
+                    .ok_or("--pg-partitions needs numbers from 1 to 1024, separated by commas")?
             }
             "--repeat" => {
                 options.repeat = args
@@ -396,24 +428,31 @@ fn parent(options: &Options) -> Result<(), BoxError> {
     let admin = PgConnectOptions::from_str(&options.database_url)?.disable_statement_logging();
     let rt = runtime(1)?;
     let exe = std::env::current_exe()?;
-    let recorders = &options.recorders;
-    // reports[run][recorder][pass]
-    let mut reports: Vec<Vec<Vec<Report>>> = vec![vec![Vec::new(); recorders.len()]; runs.len()];
+    // Every run is made once per variant: each recorder on each number of partitions.
+    let variants: Vec<(Recorder, u16)> = options
+        .partitions
+        .iter()
+        .flat_map(|p| options.recorders.iter().map(move |r| (*r, *p)))
+        .collect();
+    let variants = &variants;
+    // reports[run][variant][pass]
+    let mut reports: Vec<Vec<Vec<Report>>> = vec![vec![Vec::new(); variants.len()]; runs.len()];
     let runs = &runs;
     let schedule = (0..options.repeat).flat_map(|rep| {
         pass_order(runs, rep).into_iter().flat_map(move |i| {
-            (0..recorders.len()).map(move |k| (rep, i, (k + rep) % recorders.len()))
+            (0..variants.len()).map(move |k| (rep, i, (k + rep) % variants.len()))
         })
     });
     for (n, (rep, index, which)) in schedule.enumerate() {
         let run = &runs[index];
-        let recorder = recorders[which];
+        let (recorder, partitions) = variants[which];
         eprintln!(
-            "[esrs-bench] {} (pass {}/{}, recorder {}) ...",
+            "[esrs-bench] {} (pass {}/{}, recorder {}, {} partitions) ...",
             run.id,
             rep + 1,
             options.repeat,
-            recorder.name()
+            recorder.name(),
+            partitions
         );
         let database = format!("esrs_bench_{}_{n}", std::process::id());
         if run.postgres {
@@ -429,6 +468,7 @@ fn parent(options: &Options) -> Result<(), BoxError> {
             .args(["--database", &database])
             .envs(options.page_size.map(|n| (PAGE_SIZE_ENV, n.to_string())))
             .env(RECORDER_ENV, recorder.name())
+            .env(PARTITIONS_ENV, partitions.to_string())
             .stderr(std::process::Stdio::inherit())
             .output();
         if run.postgres && !options.keep {
@@ -447,16 +487,23 @@ fn parent(options: &Options) -> Result<(), BoxError> {
             .ok_or_else(|| format!("run {} failed ({})", run.id, output.status))?;
         reports[index][which].push(serde_json::from_str::<Report>(line)?);
     }
-    if recorders.len() > 1 {
-        print_recorder_cost(&reports, recorders);
+    if options.recorders.len() > 1 && options.partitions.len() == 1 {
+        print_recorder_cost(&reports, &options.recorders);
     }
-    for (k, recorder) in recorders.iter().enumerate() {
+    for (k, (recorder, partitions)) in variants.iter().enumerate() {
         let reports: Vec<Report> = reports
             .iter()
-            .filter_map(|by_recorder| median(by_recorder[k].clone()))
+            .filter_map(|by_variant| median(by_variant[k].clone()))
             .collect();
         if !reports.is_empty() {
-            println!("\nmetrics recorder: {}", recorder.name());
+            println!(
+                "\nmetrics recorder: {}; events table: {}",
+                recorder.name(),
+                match partitions {
+                    1 => "one table".to_owned(),
+                    n => format!("{n} hash partitions"),
+                }
+            );
             print_table(&reports, options.repeat);
         }
     }
@@ -680,6 +727,12 @@ async fn raw_conn(url: &Option<String>) -> Result<PgConnection, BoxError> {
 /// The esrs PostgreSQL store as a user opens it: default options, migrated.
 async fn pg_store(url: &Option<String>) -> Result<PgStore, BoxError> {
     let mut options = PgStoreOptions::new();
+    if let Some(n) = std::env::var(PARTITIONS_ENV)
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        options = options.partitions(n);
+    }
     if let Some(rows) = std::env::var(PAGE_SIZE_ENV)
         .ok()
         .and_then(|n| n.parse().ok())

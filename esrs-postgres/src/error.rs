@@ -89,6 +89,24 @@ pub enum Error {
         next: u64,
     },
 
+    /// The partitioning of the events table ([`PgStoreOptions::partitions`](crate::PgStoreOptions::partitions))
+    /// is not a number of partitions the store takes (0, or over
+    /// [`MAX_PARTITIONS`](crate::MAX_PARTITIONS)), or the schema was created with another one:
+    /// the layout is chosen when the schema is created.
+    #[error(
+        "schema `{schema}`: {asked} partitions of the events table were asked for{}; \
+         a store takes 1 (one plain table) to 1024, chosen when its schema is created",
+        match found { Some(n) => format!(", but the schema has {n}"), None => String::new() }
+    )]
+    PartitionLayout {
+        /// The schema.
+        schema: String,
+        /// The number of partitions asked for.
+        asked: u16,
+        /// The number the schema has (1: a plain table), when it exists.
+        found: Option<u16>,
+    },
+
     /// The database answered in a way this program does not expect (a schema changed by
     /// hand, say): what it answered.
     #[error("{0}")]

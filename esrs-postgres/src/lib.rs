@@ -17,8 +17,8 @@ pub use legacy::{CaptureMapping, TableImport, TableImportError, TableMapping};
 pub use personal::{DEFAULT_KEY_CACHE_TTL, PgKeyStore};
 pub use projection::{InlineReadModel, PgCheckpointError, PgCheckpoints, PgTransaction};
 pub use store::{
-    DEFAULT_SCHEMA, DEFAULT_SLOW_APPEND_THRESHOLD, MAX_SCHEMA_LEN, PgHealth, PgStore,
-    PgStoreOptions, ProjectionLock,
+    DEFAULT_SCHEMA, DEFAULT_SLOW_APPEND_THRESHOLD, MAX_PARTITIONS, MAX_SCHEMA_LEN, PgHealth,
+    PgStore, PgStoreOptions, ProjectionLock,
 };
 
 /// Re-exported so users name the pool and connection types of the same sqlx version.

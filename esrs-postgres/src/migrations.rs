@@ -58,6 +58,49 @@ const MIGRATIONS: &[Migration] = &[
 /// The newest schema version this code applies.
 pub(crate) const LATEST_VERSION: i32 = 7;
 
+/// Migration 1 for an events table of `partitions` hash partitions of `stream_id` (1: the
+/// migration as released). The global order's index cannot be unique on a partitioned table
+/// (a unique index must hold the partition key); `sequence`, an identity, is unique anyway.
+/// The append-only triggers are created on every partition too, so that a change made to a
+/// partition directly is refused as one made through the table.
+fn partitioned(sql: &str, partitions: u16) -> Result<String> {
+    if partitions <= 1 {
+        return Ok(sql.to_owned());
+    }
+    const TABLE_END: &str = "    CONSTRAINT events_version_positive CHECK (version >= 1)\n);\n";
+    const ORDER_INDEX: &str = "CREATE UNIQUE INDEX events_global_order ON";
+    const TRUNCATE_TRIGGER: &str = "CREATE TRIGGER events_no_truncate\n    BEFORE TRUNCATE ON {schema}.events\n    FOR EACH STATEMENT EXECUTE FUNCTION {schema}.refuse_event_changes();\n";
+    if !(sql.contains(TABLE_END) && sql.contains(ORDER_INDEX) && sql.contains(TRUNCATE_TRIGGER)) {
+        return Err(Error::UnexpectedAnswer(
+            "migration 1 is not the one partitioning was written for".to_owned(),
+        ));
+    }
+    let mut tables = String::new();
+    let mut triggers = String::new();
+    for i in 0..partitions {
+        tables.push_str(&format!(
+            "CREATE TABLE {{schema}}.events_p{i} PARTITION OF {{schema}}.events\n    \
+             FOR VALUES WITH (MODULUS {partitions}, REMAINDER {i});\n"
+        ));
+        triggers.push_str(&format!(
+            "CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON {{schema}}.events_p{i}\n    \
+             FOR EACH STATEMENT EXECUTE FUNCTION {{schema}}.refuse_event_changes();\n\
+             CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON {{schema}}.events_p{i}\n    \
+             FOR EACH STATEMENT EXECUTE FUNCTION {{schema}}.refuse_event_changes();\n"
+        ));
+    }
+    Ok(sql
+        .replacen(
+            TABLE_END,
+            &format!(
+                "    CONSTRAINT events_version_positive CHECK (version >= 1)\n) PARTITION BY HASH (stream_id);\n{tables}"
+            ),
+            1,
+        )
+        .replacen(ORDER_INDEX, "CREATE INDEX events_global_order ON", 1)
+        .replacen(TRUNCATE_TRIGGER, &format!("{TRUNCATE_TRIGGER}{triggers}"), 1))
+}
+
 impl PgStore {
     /// The schema version this code migrates to: what [`schema_version`](Self::schema_version)
     /// returns after [`migrate`](Self::migrate).
@@ -133,7 +176,11 @@ impl PgStore {
             if applied.contains(&migration.version) {
                 continue;
             }
-            let sql = migration.sql.replace("{schema}", schema);
+            let sql = match migration.version {
+                1 => partitioned(migration.sql, self.partitions())?,
+                _ => migration.sql.to_owned(),
+            }
+            .replace("{schema}", schema);
             tx.execute(sql.as_str())
                 .await
                 .map_err(|source| Error::Migration {
@@ -153,6 +200,24 @@ impl PgStore {
                 version = migration.version,
                 "applied esrs migration"
             );
+        }
+        let found: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_inherits i
+             JOIN pg_class c ON c.oid = i.inhparent
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = $1 AND c.relname = 'events'",
+        )
+        .bind(schema)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(Error::from_sqlx)?;
+        let found = u16::try_from(found.max(1)).unwrap_or(u16::MAX);
+        if found != self.partitions() {
+            return Err(Error::PartitionLayout {
+                schema: schema.to_owned(),
+                asked: self.partitions(),
+                found: Some(found),
+            });
         }
         // A schema restored from another cluster holds transaction ids ahead of this
         // cluster's counter: new events would sort before the restored ones.
@@ -196,5 +261,23 @@ impl PgStore {
                 .await
                 .map_err(Error::from_sqlx)?;
         Ok(version.unwrap_or(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migration_1_partitions_the_events_table_or_stays_as_released() {
+        let released = MIGRATIONS[0].sql;
+        assert_eq!(partitioned(released, 1).unwrap(), released);
+        let sql = partitioned(released, 4).unwrap();
+        assert!(sql.contains(") PARTITION BY HASH (stream_id);"));
+        assert!(sql.contains("FOR VALUES WITH (MODULUS 4, REMAINDER 3);"));
+        assert!(!sql.contains("events_p4 "));
+        assert!(sql.contains("CREATE INDEX events_global_order ON"));
+        assert!(!sql.contains("CREATE UNIQUE INDEX events_global_order"));
+        assert_eq!(sql.matches("BEFORE TRUNCATE ON").count(), 5);
     }
 }

@@ -43,7 +43,9 @@ mod sql;
 
 pub use health::PgHealth;
 pub use lock::ProjectionLock;
-pub use options::{DEFAULT_SCHEMA, DEFAULT_SLOW_APPEND_THRESHOLD, MAX_SCHEMA_LEN, PgStoreOptions};
+pub use options::{
+    DEFAULT_SCHEMA, DEFAULT_SLOW_APPEND_THRESHOLD, MAX_PARTITIONS, MAX_SCHEMA_LEN, PgStoreOptions,
+};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -110,6 +112,7 @@ struct Inner {
     notifier: notify::Notifier,
     seen: connection::Seen,
     slow_appends: slow::SlowAppends,
+    partitions: u16,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -123,6 +126,7 @@ impl std::fmt::Debug for PgStore {
             .field("poll_interval", &self.inner.poll_interval)
             .field("page_size", &self.inner.page_size)
             .field("settle_time", &self.inner.settle_time)
+            .field("partitions", &self.inner.partitions)
             .field(
                 "slow_append_threshold",
                 &self.inner.slow_appends.threshold(),
@@ -159,6 +163,12 @@ impl PgStore {
     /// The schema holding the store's tables.
     pub fn schema(&self) -> &str {
         &self.inner.schema
+    }
+
+    /// The number of partitions of the events table the store was built for (1: one plain
+    /// table); see [`PgStoreOptions::partitions`].
+    pub fn partitions(&self) -> u16 {
+        self.inner.partitions
     }
 
     /// The largest event payload accepted, in bytes.

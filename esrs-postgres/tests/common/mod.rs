@@ -34,6 +34,15 @@ pub async fn pool(max_connections: u32) -> PgPool {
         .expect("the test database is reachable (set DATABASE_URL)")
 }
 
+/// The partitions of the events table of the tests' stores: `ESRS_TEST_PARTITIONS`, else 1
+/// (one plain table). The test script runs the guarantee tests once more with 8.
+pub fn test_partitions() -> u16 {
+    std::env::var("ESRS_TEST_PARTITIONS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1)
+}
+
 /// A schema name no other test uses.
 pub fn unique_schema() -> String {
     format!(
@@ -56,6 +65,7 @@ pub async fn fresh_store_with(
     // longer for them than the default so that their results are complete.
     let store = configure(
         PgStoreOptions::new()
+            .partitions(test_partitions())
             .schema(&schema)
             .settle_time(Duration::from_secs(5)),
     )
