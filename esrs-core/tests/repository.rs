@@ -113,6 +113,46 @@ async fn execute_appends_and_load_folds() {
 }
 
 #[tokio::test]
+async fn a_command_run_in_reaction_to_an_event_is_caused_by_it() {
+    let store = InMemoryStore::new();
+    let repo = Repository::<Counter, _>::new(store.clone());
+    let request = esrs_core::uuid::Uuid::new_v4();
+    repo.execute(&id("orders"), |c| c.add(5))
+        .metadata(
+            Metadata::new()
+                .with_correlation_id(request)
+                .with_actor("alice"),
+        )
+        .await
+        .unwrap();
+    let cause = repo
+        .store()
+        .read_stream(&repo.stream_of(&id("orders")).unwrap(), 1, 1)
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap()
+        .remove(0);
+    assert!(!cause.id.is_nil());
+
+    // A policy reacts to the event with a command on another aggregate.
+    repo.execute(&id("points"), |c| c.add(1))
+        .caused_by(&cause)
+        .await
+        .unwrap();
+    let effect = repo
+        .store()
+        .read_stream(&repo.stream_of(&id("points")).unwrap(), 1, 1)
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(effect.metadata.causation_id, Some(cause.id));
+    assert_eq!(effect.metadata.correlation_id, Some(request));
+    assert_eq!(effect.metadata.actor.as_deref(), Some("alice"));
+    assert_ne!(effect.id, cause.id);
+}
+
+#[tokio::test]
 async fn commands_can_return_several_events_or_none() {
     let repo = Repository::<Counter, _>::new(InMemoryStore::new());
     let bob = id("bob");

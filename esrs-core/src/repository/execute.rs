@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use tracing::Instrument;
 
 use crate::aggregate::Aggregate;
-use crate::envelope::{AppendOutcome, AppendRequest, Metadata, NewEvent};
+use crate::envelope::{AppendOutcome, AppendRequest, Metadata, NewEvent, RecordedEvent};
 use crate::error::{Error, Result};
 use crate::event::IntoEvents;
 use crate::idempotency::IdempotencyKey;
@@ -564,6 +564,15 @@ impl<A, S, F> Execute<'_, A, S, F> {
     /// Metadata stored with every event the command produces.
     pub fn metadata(mut self, metadata: Metadata) -> Self {
         self.metadata = metadata;
+        self
+    }
+
+    /// Runs the command in reaction to `event`, as a policy or a process manager does: the
+    /// events it produces are caused by `event` and belong to its correlation, by its actor
+    /// ([`Metadata::caused_by`]). Replaces the metadata set so far; set more after it with
+    /// [`metadata`](Self::metadata).
+    pub fn caused_by(mut self, event: &RecordedEvent) -> Self {
+        self.metadata = Metadata::caused_by(event);
         self
     }
 
