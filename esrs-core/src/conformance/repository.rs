@@ -9,16 +9,48 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ExecuteError;
-use crate::repository::SnapshotPolicy;
-use crate::store::Snapshot;
-use crate::{Aggregate, Event, EventStore, Repository, StreamId, Version, aggregate};
+use serde_json::value::RawValue;
 
-/// A number was counted.
-#[derive(Event, Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[event(name = "conformance.Counted")]
+use crate::error::EncodeError;
+use crate::repository::SnapshotPolicy;
+use crate::store::{Payload, Snapshot, SnapshotKey, encode_json};
+use crate::{Aggregate, DecodeError, EventSet, EventStore, ExecuteError, Repository, StreamId, Version};
+
+/// The stored name of the suite's one event.
+const COUNTED: &str = "conformance.Counted";
+
+/// A number was counted: the suite's one event. Its traits are written by hand rather than
+/// derived, so that the suite's types stay out of the program's catalog (a derived event or
+/// aggregate registers itself in every program that links it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Counted {
     n: u64,
+}
+
+impl EventSet for Counted {
+    const NAMES: &'static [&'static str] = &[COUNTED];
+
+    fn name(&self) -> &'static str {
+        COUNTED
+    }
+
+    fn schema_version(&self) -> u32 {
+        1
+    }
+
+    fn encode(&self) -> Result<Payload, EncodeError> {
+        encode_json(COUNTED, self)
+    }
+
+    fn decode(name: &str, version: u32, payload: &str) -> Result<Self, DecodeError> {
+        if name != COUNTED {
+            return Err(DecodeError::UnknownName {
+                name: name.to_owned(),
+                known: vec![COUNTED],
+            });
+        }
+        DecodeError::parse(COUNTED, version, payload)
+    }
 }
 
 /// A tally declared without snapshots.
@@ -28,10 +60,12 @@ struct Tally {
     events: u64,
 }
 
-#[aggregate(name = "tally")]
-impl Tally {
-    #[apply]
-    fn counted(&mut self, e: &Counted) {
+impl Aggregate for Tally {
+    const NAME: &'static str = "tally";
+    const SNAPSHOT_KEY: SnapshotKey = SnapshotKey::new(1, 0x7a11_0001);
+    type Event = Counted;
+
+    fn apply(&mut self, e: &Counted) {
         self.total += e.n;
         self.events += 1;
     }
@@ -44,12 +78,23 @@ struct SnappedTally {
     events: u64,
 }
 
-#[aggregate(name = "snapped_tally", snapshot_every = 3)]
-impl SnappedTally {
-    #[apply]
-    fn counted(&mut self, e: &Counted) {
+impl Aggregate for SnappedTally {
+    const NAME: &'static str = "snapped_tally";
+    const SNAPSHOT_EVERY: Option<u64> = Some(3);
+    const SNAPSHOT_KEY: SnapshotKey = SnapshotKey::new(1, 0x7a11_0003);
+    type Event = Counted;
+
+    fn apply(&mut self, e: &Counted) {
         self.total += e.n;
         self.events += 1;
+    }
+
+    fn encode_snapshot(&self) -> Option<Result<Payload, EncodeError>> {
+        Some(crate::aggregate::encode_snapshot(Self::NAME, self))
+    }
+
+    fn decode_snapshot(payload: &RawValue) -> Option<Result<Self, serde_json::Error>> {
+        Some(crate::aggregate::decode_snapshot(payload))
     }
 }
 
