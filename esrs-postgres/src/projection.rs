@@ -287,7 +287,7 @@ impl PgStore {
 /// # use esrs_core::prelude::*;
 /// # use esrs_core::{BoxError, Projection, RecordedEvent};
 /// # use esrs_postgres::{InlineReadModel, PgStore, PgTransaction};
-/// # #[derive(Event, Debug, Clone, serde::Serialize, serde::Deserialize)]
+/// # #[derive(Event, Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 /// # struct ItemAdded { item: String }
 /// # #[derive(Debug, Default)]
 /// # struct Cart;
