@@ -60,10 +60,7 @@ impl Keys {
         if !self.seen.insert(key.clone()) && !self.repeatable.contains(&key.as_str()) {
             cx.error_spanned_by(
                 &meta.path,
-                format!(
-                    "duplicate key `{key}` in {}; write it once",
-                    self.attribute
-                ),
+                format!("duplicate key `{key}` in {}; write it once", self.attribute),
             );
             skip_value(meta)?;
             return Ok(None);

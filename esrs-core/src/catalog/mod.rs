@@ -35,16 +35,16 @@ mod compat;
 mod lock;
 
 pub use compat::BreakingChange;
+pub use lock::{
+    Lock, LockError, LockStatus, LockedAggregate, LockedEvent, LockedVersion, UPDATE_VAR,
+    verify_lock, write_lock,
+};
 /// The `schemars` the catalog derives every payload's JSON Schema with: a type of your own in
 /// an event derives its `JsonSchema` (with `schemars = "1"` in your dependencies).
 pub use schemars;
 /// The `serde_json` of payloads: a payload upcaster is a
 /// `fn(serde_json::Value) -> Result<serde_json::Value, E>`.
 pub use serde_json;
-pub use lock::{
-    Lock, LockError, LockStatus, LockedAggregate, LockedEvent, LockedVersion, UPDATE_VAR,
-    verify_lock, write_lock,
-};
 
 use std::any::TypeId;
 use std::collections::{BTreeMap, BTreeSet, HashSet};

@@ -185,7 +185,8 @@ impl Generated<'_> {
                 let (variant, event) = (&h.variant, &h.event);
                 // Spanned at the handler's event type: two handlers of one type (through an
                 // alias) make these impls collide there, at the user's code.
-                let from = quote_spanned!(event.span()=> impl ::core::convert::From<#event> for #ident);
+                let from =
+                    quote_spanned!(event.span()=> impl ::core::convert::From<#event> for #ident);
                 quote! {
                     #[automatically_derived]
                     #from {
@@ -195,7 +196,6 @@ impl Generated<'_> {
                     }
 
                     #[automatically_derived]
-                    #[diagnostic::do_not_recommend]
                     impl ::esrs_core::IntoEvents<#ident> for #event {
                         fn into_events(self) -> ::std::vec::Vec<#ident> {
                             ::std::vec![#ident::#variant(self)]
@@ -203,7 +203,6 @@ impl Generated<'_> {
                     }
 
                     #[automatically_derived]
-                    #[diagnostic::do_not_recommend]
                     impl ::esrs_core::IntoEvents<#ident> for ::std::vec::Vec<#event> {
                         fn into_events(self) -> ::std::vec::Vec<#ident> {
                             ::core::iter::Iterator::collect(
@@ -216,7 +215,6 @@ impl Generated<'_> {
                     }
 
                     #[automatically_derived]
-                    #[diagnostic::do_not_recommend]
                     impl ::esrs_core::IntoEvents<#ident> for ::core::option::Option<#event> {
                         fn into_events(self) -> ::std::vec::Vec<#ident> {
                             ::core::iter::Iterator::collect(

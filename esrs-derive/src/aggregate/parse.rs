@@ -261,7 +261,10 @@ fn check_method(cx: &mut Ctxt, f: &ImplItemFn, marks: &[syn::Attribute]) -> Meth
         return Method::Other;
     };
     if !matches!(mark.meta, syn::Meta::Path(_)) {
-        cx.error_spanned_by(&mark.meta, "#[helper] takes no arguments: write `#[helper]`");
+        cx.error_spanned_by(
+            &mark.meta,
+            "#[helper] takes no arguments: write `#[helper]`",
+        );
     }
     for extra in &marks[1..] {
         cx.error_spanned_by(extra, "duplicate #[helper]; write it once");
@@ -300,13 +303,13 @@ fn check_handler(cx: &mut Ctxt, f: &ImplItemFn) -> Option<Handler> {
             ok = false;
         }
     }
-    if let (true, Some(where_clause)) = (
-        sig.generics.params.is_empty(),
-        &sig.generics.where_clause,
-    ) {
+    if let (true, Some(where_clause)) = (sig.generics.params.is_empty(), &sig.generics.where_clause)
+    {
         cx.error_spanned_by(
             where_clause,
-            format!("an #[apply] handler has no where clause: it applies one event type, {SIGNATURE}"),
+            format!(
+                "an #[apply] handler has no where clause: it applies one event type, {SIGNATURE}"
+            ),
         );
         ok = false;
     } else if !sig.generics.params.is_empty() {
@@ -468,8 +471,10 @@ fn replace_self(tokens: TokenStream, self_ty: &TokenStream) -> TokenStream {
                 proc_macro2::TokenTree::Group(group)
             }
             proc_macro2::TokenTree::Group(group) => {
-                let mut new =
-                    proc_macro2::Group::new(group.delimiter(), replace_self(group.stream(), self_ty));
+                let mut new = proc_macro2::Group::new(
+                    group.delimiter(),
+                    replace_self(group.stream(), self_ty),
+                );
                 new.set_span(group.span());
                 proc_macro2::TokenTree::Group(new)
             }
@@ -482,7 +487,9 @@ fn replace_self(tokens: TokenStream, self_ty: &TokenStream) -> TokenStream {
 /// over all of them.
 fn spans_of<T: ToTokens>(tokens: T) -> (Span, Span) {
     let tokens: Vec<proc_macro2::TokenTree> = tokens.to_token_stream().into_iter().collect();
-    let first = tokens.first().map_or_else(Span::call_site, proc_macro2::TokenTree::span);
+    let first = tokens
+        .first()
+        .map_or_else(Span::call_site, proc_macro2::TokenTree::span);
     let last = tokens.last().map_or(first, proc_macro2::TokenTree::span);
     (first, last)
 }
@@ -548,7 +555,9 @@ fn collect_path(path: &Path, opaque: bool, out: &mut Vec<Leaf>) {
                 }
             }
             syn::PathArguments::Parenthesized(args) => {
-                args.inputs.iter().for_each(|t| collect_leaves(t, opaque, out));
+                args.inputs
+                    .iter()
+                    .for_each(|t| collect_leaves(t, opaque, out));
                 if let ReturnType::Type(_, t) = &args.output {
                     collect_leaves(t, opaque, out);
                 }
@@ -607,9 +616,16 @@ impl<'ast> Visit<'ast> for Nameable {
 /// A type as a user writes it: `Vec<ItemAdded>`, not `Vec < ItemAdded >`.
 fn type_text(ty: &Type) -> String {
     let text = ty.to_token_stream().to_string();
-    [(" < ", "<"), ("< ", "<"), (" >", ">"), (" :: ", "::"), (" ,", ","), ("& ", "&")]
-        .iter()
-        .fold(text, |text, (from, to)| text.replace(from, to))
+    [
+        (" < ", "<"),
+        ("< ", "<"),
+        (" >", ">"),
+        (" :: ", "::"),
+        (" ,", ","),
+        ("& ", "&"),
+    ]
+    .iter()
+    .fold(text, |text, (from, to)| text.replace(from, to))
 }
 
 /// Removes the `#[apply]` and `#[helper]` markers, which no other macro reads, from an impl

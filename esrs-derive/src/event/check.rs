@@ -122,7 +122,10 @@ fn check_older_versions(cx: &mut Ctxt, input: &EventInput<'_>) {
         [one] => format!("version {one}"),
         [rest @ .., last] => format!(
             "versions {} and {last}",
-            rest.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+            rest.iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         [] => return,
     };

@@ -99,7 +99,9 @@ pub(super) fn expand(input: &EventInput<'_>) -> TokenStream {
     let personal_fields = if input.personal.fields.is_empty() {
         quote!(::core::option::Option::None)
     } else {
-        quote!(::core::option::Option::Some(<Self as ::esrs_core::Event>::personal_fields))
+        quote!(::core::option::Option::Some(
+            <Self as ::esrs_core::Event>::personal_fields
+        ))
     };
     let parse = quote_spanned! {ident.span()=>
         <Self as ::esrs_core::requirements::DecodableEvent>::__decode(#name, version, payload, #personal_fields)

@@ -31,12 +31,12 @@ impl Counter {
     fn add(&self) -> Outcome<Added> {
         Ok(Added(1))
     }
-    fn reset(&self) -> Refusable<Zero, String> {
+    fn zero(&self) -> Refusable<Zero, String> {
         Ok(Reset)
     }
 }
 
 fn main() {
     Counter::given_nothing().when(|c| c.add()).then([Added(1)]);
-    Counter::given([Added(1)]).when(|c| c.reset()).then([Reset]);
+    Counter::given([Added(1)]).when(|c| c.zero()).then([Reset]);
 }
