@@ -107,7 +107,10 @@ pub const fn no_version_gap(older: u32, version: u32, read: &[u32]) -> bool {
 /// Method resolution picks the method of the trait whose impl applies to the probe (by
 /// value) before the fallback (on a reference to it): each pick returns the type to check,
 /// or `()` when there is nothing to check, which meets every requirement.
-pub struct Probe<R: ?Sized, P: ?Sized, E>(PhantomData<fn() -> (PhantomData<R>, PhantomData<P>, E)>);
+pub struct Probe<R: ?Sized, P: ?Sized, E>(Probed<R, P, E>);
+
+/// The types a [`Probe`] is about, without owning any.
+type Probed<R, P, E> = PhantomData<fn() -> (PhantomData<R>, PhantomData<P>, E)>;
 
 impl<R: ?Sized, P: ?Sized, E> Probe<R, P, E> {
     /// The probe.
