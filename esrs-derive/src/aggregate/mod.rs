@@ -223,6 +223,67 @@ mod tests {
     }
 
     #[test]
+    fn helpers_are_part_of_the_fingerprint_and_other_mut_methods_are_refused() {
+        let args = "name = \"cart\", snapshot_every = 10";
+        let with_helper = |body: &str| {
+            expand_str(
+                args,
+                &CART.replace(
+                    "\n    }",
+                    &format!("\n        #[helper] fn tidy(&mut self) {{ {body} }}\n    }}"),
+                ),
+            )
+        };
+        let (sorted, deduped) = (
+            with_helper("self.items.sort()"),
+            with_helper("self.items.dedup()"),
+        );
+        assert!(!sorted.contains("compile_error"), "{sorted}");
+        assert!(
+            !sorted.contains("# [helper]"),
+            "the marker is removed: {sorted}"
+        );
+        let key = |out: &str| out[out.find("snapshot_key").unwrap()..][..60].to_owned();
+        assert_ne!(key(&sorted), key(&deduped));
+        assert_ne!(key(&sorted), key(&expand_str(args, CART)));
+
+        let refused = expand_str(
+            args,
+            &CART.replace(
+                "\n    }",
+                "\n        fn clear(&mut self) { self.items.clear() }\n    }",
+            ),
+        );
+        assert!(
+            refused.contains("compile_error") && refused.contains("#[helper]"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn every_method_returning_a_type_is_probed_by_type() {
+        let item = CART.replace(
+            "\n    }",
+            "\n        fn check_out(&self) -> Outcome<Done> { todo!() }\n        fn emit<E: Event>(&self) -> Result<Vec<E>, String> { todo!() }\n        fn count(&self) -> usize { 0 }\n    }",
+        );
+        let out = expand_str("name = \"cart\"", &item);
+        // Each method's return type is read whatever its spelling: an alias of `Result`, an
+        // alias of an event, a generic method (with its generics).
+        assert!(out.contains("fn __esrs_command_0 ()"), "{out}");
+        assert!(out.contains("Probe :: < () , Done , CartEvent >"), "{out}");
+        assert!(
+            out.contains("Probe :: < Outcome < Done > , Done , CartEvent >"),
+            "{out}"
+        );
+        assert!(
+            out.contains("fn __esrs_command_1 < E : Event > ()"),
+            "{out}"
+        );
+        assert!(out.contains("Probe :: < () , E , CartEvent >"), "{out}");
+        assert!(out.contains("Probe :: < () , usize , CartEvent >"), "{out}");
+    }
+
+    #[test]
     fn bad_input_gives_errors_and_keeps_the_item() {
         let inputs = [
             ("", "struct Cart;"),
@@ -246,6 +307,22 @@ mod tests {
             ("name = \"cart\"", "impl (A, B) {}"),
             ("name = \"cart\"", "fn cart() {}"),
             ("name = \"cart\"", "not rust at all"),
+            (
+                "name = \"cart\"",
+                "impl Cart { #[apply] #[cfg(test)] fn f(&mut self, e: &X) {} }",
+            ),
+            (
+                "name = \"cart\"",
+                "impl Cart { #[apply] fn f(&mut self, e: &X) {} #[helper] fn g(&self) {} }",
+            ),
+            (
+                "name = \"cart\"",
+                "impl Cart { #[apply] fn f(&mut self, e: &CartEvent) {} }",
+            ),
+            (
+                "name = \"cart\", event_enum = Cart",
+                "impl Cart { #[apply] fn f(&mut self, e: &X) {} }",
+            ),
         ];
         for (args, item) in inputs {
             let out = expand_str(args, item);

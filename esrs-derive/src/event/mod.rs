@@ -164,6 +164,11 @@ mod tests {
             "struct E { #[event(colour)] a: u8 }",
             "#[event(schema = false)] struct E { #[event(schema_any)] a: u8 }",
             "struct E { #[serde(deserialize_with = \"f\")] a: u8 }",
+            "#[event(version = 2)] struct E;",
+            "#[event(version = 3, upcast(from = 2, with = f))] struct E;",
+            "#[event(version = 2, oldest_version = 3)] struct E;",
+            "#[event(version = 2, skipped_versions = [2])] struct E;",
+            "#[event(version = 3, upcast(from = 1, to = 3, with = f), skipped_versions = [1])] struct E;",
         ];
         for item in inputs {
             let out = derive_str(item);
@@ -226,6 +231,27 @@ mod tests {
             !out.contains("EXPLICIT_NAME") && !out.contains("ALIASES"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn every_older_version_has_a_reader_or_is_declared_gone() {
+        for item in [
+            "#[event(version = 2, oldest_version = 2)] struct E;",
+            "#[event(version = 3, upcast(from = 2, with = f), oldest_version = 2)] struct E;",
+            "#[event(version = 3, upcast(from = 1, to = 3, with = f), skipped_versions = [2])] struct E;",
+            "#[event(version = 3, upcast(from = 1, with = f), upcast(from = 2, with = g))] struct E;",
+            "#[event(version = 3, upcast_from = Old)] struct E;",
+        ] {
+            let out = derive_str(item);
+            assert!(!out.contains("compile_error"), "{item}: {out}");
+        }
+        // With `upcast_from`, the versions between the old type's and this one are checked
+        // by the compiler, with the versions the payload upcasters and the skipped list cover.
+        let out = derive_str(
+            "#[event(version = 4, upcast_from = Old, upcast(from = 3, with = f), skipped_versions = [2])] struct E;",
+        );
+        assert!(out.contains("no_version_gap"), "{out}");
+        assert!(out.contains("& [2u32 , 3u32 , 4u32]"), "{out}");
     }
 
     #[test]
