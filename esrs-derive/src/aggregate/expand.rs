@@ -179,55 +179,71 @@ impl Generated<'_> {
 
     fn conversions(&self) -> TokenStream {
         let ident = &self.enum_ident;
-        self.handlers
-            .iter()
-            .map(|h| {
-                let (variant, event) = (&h.variant, &h.event);
-                // Spanned at the handler's event type: two handlers of one type (through an
-                // alias) make these impls collide there, at the user's code.
-                let from =
-                    quote_spanned!(event.span()=> impl ::core::convert::From<#event> for #ident);
-                quote! {
-                    #[automatically_derived]
-                    #from {
-                        fn from(event: #event) -> Self {
-                            Self::#variant(event)
-                        }
-                    }
-
-                    #[automatically_derived]
-                    impl ::esrs_core::IntoEvents<#ident> for #event {
-                        fn into_events(self) -> ::std::vec::Vec<#ident> {
-                            ::std::vec![#ident::#variant(self)]
-                        }
-                    }
-
-                    #[automatically_derived]
-                    impl ::esrs_core::IntoEvents<#ident> for ::std::vec::Vec<#event> {
-                        fn into_events(self) -> ::std::vec::Vec<#ident> {
-                            ::core::iter::Iterator::collect(
-                                ::core::iter::Iterator::map(
-                                    ::core::iter::IntoIterator::into_iter(self),
-                                    #ident::#variant,
-                                ),
-                            )
-                        }
-                    }
-
-                    #[automatically_derived]
-                    impl ::esrs_core::IntoEvents<#ident> for ::core::option::Option<#event> {
-                        fn into_events(self) -> ::std::vec::Vec<#ident> {
-                            ::core::iter::Iterator::collect(
-                                ::core::iter::Iterator::map(
-                                    ::core::iter::IntoIterator::into_iter(self),
-                                    #ident::#variant,
-                                ),
-                            )
-                        }
+        // `From` and the `IntoEvents` of a `Vec` or an `Option` are written once, for every
+        // type that has a handler: two handlers of one type (through a `type` alias or
+        // another path) then collide in one impl of `HasOneHandler`, at the second one.
+        let per_event = self.handlers.iter().map(|h| {
+            let (variant, event) = (&h.variant, &h.event);
+            // All at the event type's span, so that a collision is reported at the handler.
+            let marker = quote_spanned! {event.span()=>
+                impl HasOneHandler for #event {
+                    #[inline]
+                    fn into_event(self) -> #ident {
+                        #ident::#variant(self)
                     }
                 }
-            })
-            .collect()
+            };
+            quote! {
+                #marker
+
+                #[automatically_derived]
+                impl ::esrs_core::IntoEvents<#ident> for #event {
+                    fn into_events(self) -> ::std::vec::Vec<#ident> {
+                        ::std::vec![#ident::#variant(self)]
+                    }
+                }
+            }
+        });
+        quote! {
+            /// The event types with a handler in the aggregate, each once.
+            trait HasOneHandler {
+                /// The event as a variant of the event enum.
+                fn into_event(self) -> #ident;
+            }
+
+            #(#per_event)*
+
+            #[automatically_derived]
+            #[allow(private_bounds)]
+            impl<T: HasOneHandler> ::core::convert::From<T> for #ident {
+                #[inline]
+                fn from(event: T) -> Self {
+                    <T as HasOneHandler>::into_event(event)
+                }
+            }
+
+            #[automatically_derived]
+            #[allow(private_bounds)]
+            impl<T: HasOneHandler> ::esrs_core::IntoEvents<#ident> for ::std::vec::Vec<T> {
+                fn into_events(self) -> ::std::vec::Vec<#ident> {
+                    ::core::iter::Iterator::collect(::core::iter::Iterator::map(
+                        ::core::iter::IntoIterator::into_iter(self),
+                        <T as HasOneHandler>::into_event,
+                    ))
+                }
+            }
+
+            #[automatically_derived]
+            #[allow(private_bounds)]
+            impl<T: HasOneHandler> ::esrs_core::IntoEvents<#ident> for ::core::option::Option<T> {
+                fn into_events(self) -> ::std::vec::Vec<#ident> {
+                    ::core::iter::Iterator::collect(::core::iter::Iterator::map(
+                        ::core::iter::IntoIterator::into_iter(self),
+                        <T as HasOneHandler>::into_event,
+                    ))
+                }
+            }
+        }
     }
 
     fn fingerprint(&self) -> u64 {
