@@ -50,16 +50,16 @@ pub trait Aggregate: Default + Send + Sync + 'static {
     }
 }
 
-/// Encodes a serializable state as a snapshot payload; used by generated code.
-pub fn encode_snapshot<A: serde::Serialize>(
+/// Encodes a serializable state as a snapshot payload (see `SnapshotState`).
+pub(crate) fn encode_snapshot<A: serde::Serialize>(
     name: &'static str,
     state: &A,
 ) -> Result<Payload, EncodeError> {
     crate::event::encode_json(name, state)
 }
 
-/// Decodes a snapshot payload into a deserializable state; used by generated code.
-pub fn decode_snapshot<A: serde::de::DeserializeOwned>(
+/// Decodes a snapshot payload into a deserializable state (see `SnapshotState`).
+pub(crate) fn decode_snapshot<A: serde::de::DeserializeOwned>(
     payload: &RawValue,
 ) -> Result<A, serde_json::Error> {
     serde_json::from_str(payload.get())

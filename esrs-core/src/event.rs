@@ -107,30 +107,35 @@ pub trait IntoEvents<E> {
     fn into_events(self) -> Vec<E>;
 }
 
+#[diagnostic::do_not_recommend]
 impl<E: EventSet> IntoEvents<E> for E {
     fn into_events(self) -> Vec<E> {
         vec![self]
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl<E: EventSet> IntoEvents<E> for Vec<E> {
     fn into_events(self) -> Vec<E> {
         self
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl<E: EventSet> IntoEvents<E> for Option<E> {
     fn into_events(self) -> Vec<E> {
         self.into_iter().collect()
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl<E: EventSet, const N: usize> IntoEvents<E> for [E; N] {
     fn into_events(self) -> Vec<E> {
         self.into()
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl<E: EventSet> IntoEvents<E> for () {
     fn into_events(self) -> Vec<E> {
         Vec::new()

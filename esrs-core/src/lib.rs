@@ -55,6 +55,7 @@
 //! | operation | | [`metrics`]: the metrics esrs records (names, labels, units) and [`metrics::describe`]; `tracing` spans `esrs.*` around every operation |
 //! | time and ids | [`chrono`], [`uuid`] (the versions esrs uses) | |
 //! | tests | | [`testing`]: `given` / `when` / `then` for aggregates, policies and projections |
+//! | compile errors | | [`requirements`]: what the macros require of a program's types, as the traits their errors name |
 //!
 //! `use esrs_core::prelude::*;` brings the names most programs need.
 //!
@@ -90,6 +91,7 @@ mod position;
 mod private;
 pub mod projection;
 pub mod repository;
+pub mod requirements;
 mod snapshot;
 pub mod store;
 mod stream;
@@ -140,6 +142,5 @@ pub mod __private {
     pub use serde_json;
     pub use serde_json::value::RawValue;
 
-    pub use crate::aggregate::{decode_snapshot, encode_snapshot};
     pub use crate::private::*;
 }

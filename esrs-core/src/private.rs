@@ -2,37 +2,20 @@
 //!
 //! Re-exported through `esrs_core::__private`; not a public API.
 
-use std::fmt::Display;
 use std::marker::PhantomData;
 
-use serde_json::value::RawValue;
-
-use crate::aggregate::Aggregate;
-use crate::event::{DecodeError, EncodeError, Event, IntoEvents, Payload};
+use crate::event::{Event, IntoEvents};
 use crate::snapshot::SnapshotKey;
 
+pub use crate::catalog::schemars;
 pub use crate::catalog::{AggregateInfo, EventInfo};
 pub use inventory;
-pub use schemars;
 
 /// The JSON Schema of an event's payload, from the `JsonSchema` of the mirror of its struct
 /// that `#[derive(Event)]` declares (draft 2020-12, nested types under `$defs`).
 pub fn event_schema<T: schemars::JsonSchema>() -> serde_json::Value {
     crate::catalog::schema_of::<T>()
 }
-
-/// A field of an event has a JSON Schema.
-#[diagnostic::on_unimplemented(
-    message = "the event field type `{Self}` has no JSON Schema, which the event catalog records for every event",
-    label = "no `schemars::JsonSchema` for `{Self}`",
-    note = "add `#[derive(schemars::JsonSchema)]` to `{Self}` (with `schemars = \"1\"` in your dependencies), or mark the field `#[event(schema_any)]` (any value), or the event `#[event(schema = false)]`"
-)]
-pub trait FieldSchema: schemars::JsonSchema {}
-impl<T: schemars::JsonSchema + ?Sized> FieldSchema for T {}
-
-/// Requires `T: FieldSchema`; called by the schema function of `#[derive(Event)]` at each
-/// field, so a missing schema is reported there with what to do.
-pub const fn field_has_schema<T: FieldSchema + ?Sized>() {}
 
 /// Whether `name` is in `list`, in a constant expression.
 pub const fn str_in(name: &str, list: &[&str]) -> bool {
@@ -83,28 +66,6 @@ pub const fn snapshot_key(schema_version: u32, fingerprint: u64) -> SnapshotKey 
     }
 }
 
-/// Decodes the payload of event `T` stored at its current version.
-pub fn parse_event<T: Event + DecodableEvent>(
-    version: u32,
-    payload: &str,
-) -> Result<T, DecodeError> {
-    if T::PERSONAL {
-        return crate::personal::parse_personal(version, payload);
-    }
-    DecodeError::parse(T::NAME, version, payload)
-}
-
-/// Encodes the payload of an event stored under `name`.
-pub fn encode_event<T: Event + EncodableEvent>(
-    name: &'static str,
-    event: &T,
-) -> Result<Payload, EncodeError> {
-    if T::PERSONAL {
-        return crate::personal::encode_personal(name, event);
-    }
-    crate::event::encode_json(name, event)
-}
-
 /// The subjects of an event's personal fields, each once.
 pub fn subjects_of(fields: Vec<crate::personal::PersonalField>) -> Vec<String> {
     let mut subjects: Vec<String> = Vec::new();
@@ -116,168 +77,122 @@ pub fn subjects_of(fields: Vec<crate::personal::PersonalField>) -> Vec<String> {
     subjects
 }
 
-/// A field marked `#[event(personal)]`: of type `Personal<T>`.
-#[diagnostic::on_unimplemented(
-    message = "the field marked #[event(personal)] has type `{Self}`, which cannot say that it was forgotten",
-    label = "not `esrs_core::personal::Personal<_>`",
-    note = "give the field the type `esrs_core::personal::Personal<{Self}>`: it is `Known(value)` until the subject is forgotten, then `Forgotten`"
-)]
-pub trait PersonalValue {
-    /// The field's entry in [`Event::personal_fields`].
-    fn personal_field(&self, name: &'static str, subject: String)
-    -> crate::personal::PersonalField;
-}
-
-impl<T> PersonalValue for crate::personal::Personal<T> {
-    fn personal_field(
-        &self,
-        name: &'static str,
-        subject: String,
-    ) -> crate::personal::PersonalField {
-        crate::personal::PersonalField::new(self, name, subject)
+/// Whether every version strictly between `older` and `version` is in `read` (the versions
+/// an event's payload upcasters lead to `version` from), in a constant expression: an
+/// `upcast_from` type that reads up to `older` then leaves no stored version unread.
+pub const fn no_version_gap(older: u32, version: u32, read: &[u32]) -> bool {
+    let mut v = older.saturating_add(1);
+    while v < version {
+        let mut i = 0;
+        let mut found = false;
+        while i < read.len() {
+            if read[i] == v {
+                found = true;
+            }
+            i += 1;
+        }
+        if !found {
+            return false;
+        }
+        v += 1;
     }
+    true
 }
 
-/// The field marked `#[event(subject)]`: its text names the subject.
-#[diagnostic::on_unimplemented(
-    message = "the field marked #[event(subject)] has type `{Self}`, which does not implement `Display`",
-    label = "a subject id is written as text",
-    note = "use a `String`, a `Uuid`, a number or another type that implements `std::fmt::Display`"
-)]
-pub trait SubjectId {
-    /// The subject's id as text.
-    fn subject_id(&self) -> String;
-}
-
-impl<T: Display + ?Sized> SubjectId for T {
-    fn subject_id(&self) -> String {
-        self.to_string()
-    }
-}
-
-/// How the state of aggregate `A` is written to and read from snapshots.
-pub struct SnapshotCodec<A> {
-    /// Encodes the state.
-    pub encode: fn(&A) -> Option<Result<Payload, EncodeError>>,
-    /// Decodes the state.
-    pub decode: fn(&RawValue) -> Option<Result<A, serde_json::Error>>,
-}
-
-impl<A> std::fmt::Debug for SnapshotCodec<A> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SnapshotCodec")
-    }
-}
-
-/// The JSON snapshot codec of aggregate `A`. Both generated snapshot methods call this one
-/// function, so a state that is not serializable is reported once.
-pub fn snapshot_codec<A: Aggregate + SnapshotState>() -> SnapshotCodec<A> {
-    SnapshotCodec {
-        encode: |state| Some(crate::aggregate::encode_snapshot(A::NAME, state)),
-        decode: |payload| Some(crate::aggregate::decode_snapshot(payload)),
-    }
-}
-
-/// Runs a payload-level upcaster on a payload stored at `from`, giving the payload of a
-/// later version.
-pub fn run_payload_upcaster<E: Display>(
-    name: &'static str,
-    from: u32,
-    payload: &str,
-    upcaster: fn(serde_json::Value) -> Result<serde_json::Value, E>,
-) -> Result<Box<RawValue>, DecodeError> {
-    let value: serde_json::Value = DecodeError::parse(name, from, payload)?;
-    let value = upcaster(value).map_err(|e| DecodeError::Upcast {
-        name,
-        from,
-        message: e.to_string(),
-    })?;
-    serde_json::value::to_raw_value(&value).map_err(|source| DecodeError::Malformed {
-        name,
-        version: from,
-        source,
-    })
-}
-
-/// The previous version of an event turns into the current one.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` is the `upcast_from` of `{T}` but cannot be converted into it",
-    label = "no `From<{Self}>` for `{T}`",
-    note = "implement `From<{Self}> for {T}`: it upcasts a decoded old event to the current version"
-)]
-pub trait UpcastInto<T> {
-    /// Converts the old version into the new one.
-    fn upcast_into(self) -> T;
-}
-
-impl<P: Into<T>, T> UpcastInto<T> for P {
-    fn upcast_into(self) -> T {
-        self.into()
-    }
-}
-
-/// An event's payload can be read from JSON.
-#[diagnostic::on_unimplemented(
-    message = "the event `{Self}` cannot be decoded: it does not implement serde's `Deserialize`",
-    label = "needs `#[derive(serde::Deserialize)]`",
-    note = "add `#[derive(serde::Deserialize)]` to `{Self}`"
-)]
-pub trait DecodableEvent: serde::de::DeserializeOwned {}
-impl<T: serde::de::DeserializeOwned> DecodableEvent for T {}
-
-/// An event's payload can be written as JSON.
-#[diagnostic::on_unimplemented(
-    message = "the event `{Self}` cannot be stored: it does not implement serde's `Serialize`",
-    label = "needs `#[derive(serde::Serialize)]`",
-    note = "add `#[derive(serde::Serialize)]` to `{Self}`; every event an aggregate applies is stored"
-)]
-pub trait EncodableEvent: serde::Serialize {}
-impl<T: serde::Serialize + ?Sized> EncodableEvent for T {}
-
-/// An aggregate's state can be written to and read from a snapshot.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` has `snapshot_every` but cannot be snapshotted: it must implement serde's `Serialize` and `Deserialize`",
-    label = "the state is stored as JSON in snapshots",
-    note = "add `#[derive(serde::Serialize, serde::Deserialize)]` to `{Self}`, or remove `snapshot_every`"
-)]
-pub trait SnapshotState: serde::Serialize + serde::de::DeserializeOwned {}
-impl<T: serde::Serialize + serde::de::DeserializeOwned> SnapshotState for T {}
-
-/// Probes the success type `T` of a command of an aggregate whose event enum is `E`: when
-/// `T` is an event type, it must be one of the aggregate's events.
+/// Probes the types a method of an aggregate returns, for the checks of
+/// [`HandledEvent`](crate::requirements::HandledEvent) and
+/// [`CommandOutput`](crate::requirements::CommandOutput): `R` is the whole return type, `P`
+/// one type named in it, `E` the aggregate's event enum.
 ///
-/// Method resolution picks [`EventCommand::check_command`] when `T: Event` (and the
-/// compiler then demands `T: IntoEvents<E>`), else the no-op
-/// [`OtherCommand::check_command`]: a query returning something else is not a command.
-pub struct CommandProbe<T, E>(PhantomData<fn() -> (T, E)>);
+/// Method resolution picks the method of the trait whose impl applies to the probe (by
+/// value) before the fallback (on a reference to it): each pick returns the type to check,
+/// or `()` when there is nothing to check, which meets every requirement.
+pub struct Probe<R: ?Sized, P: ?Sized, E>(Probed<R, P, E>);
 
-impl<T, E> CommandProbe<T, E> {
+/// The types a [`Probe`] is about, without owning any.
+type Probed<R, P, E> = PhantomData<fn() -> (PhantomData<R>, PhantomData<P>, E)>;
+
+impl<R: ?Sized, P: ?Sized, E> Probe<R, P, E> {
     /// The probe.
     pub const NEW: Self = Self(PhantomData);
 }
 
-impl<T, E> std::fmt::Debug for CommandProbe<T, E> {
+impl<R: ?Sized, P: ?Sized, E> std::fmt::Debug for Probe<R, P, E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("CommandProbe")
+        f.write_str("Probe")
     }
 }
 
-/// See [`CommandProbe`].
-pub trait EventCommand<T, E> {
-    /// Requires the event returned by a command to be one of the aggregate's.
-    fn check_command(&self)
-    where
-        T: IntoEvents<E>,
-    {
+/// A type named in a method's return type is an event: it must be one of the aggregate's.
+pub trait EventLeaf {
+    /// The event.
+    type Leaf: ?Sized;
+    /// The event to check.
+    fn event_leaf(&self) -> PhantomData<Self::Leaf> {
+        PhantomData
     }
 }
 
-impl<T: Event, E> EventCommand<T, E> for CommandProbe<T, E> {}
-
-/// See [`CommandProbe`].
-pub trait OtherCommand {
-    /// Accepts anything that is not an event type.
-    fn check_command(&self) {}
+impl<R: ?Sized, P: Event, E> EventLeaf for Probe<R, P, E> {
+    type Leaf = P;
 }
 
-impl<T, E> OtherCommand for &CommandProbe<T, E> {}
+/// A type named in a method's return type that is not an event: nothing to check.
+pub trait OtherLeaf {
+    /// Nothing to check.
+    fn event_leaf(&self) -> PhantomData<()> {
+        PhantomData
+    }
+}
+
+impl<R: ?Sized, P: ?Sized, E> OtherLeaf for &Probe<R, P, E> {}
+
+/// A method returns `Result<T, _>` and `T` names events of the aggregate: `T` must be a
+/// form a command returns events in.
+pub trait EventsInResult {
+    /// The success type.
+    type Ok: ?Sized;
+    /// The success type to check.
+    fn events_in_result(&self) -> PhantomData<Self::Ok> {
+        PhantomData
+    }
+}
+
+impl<T, X, P: IntoEvents<E> + ?Sized, E> EventsInResult for Probe<Result<T, X>, P, E> {
+    type Ok = T;
+}
+
+/// Not a `Result`, or no event of the aggregate in it: nothing to check.
+pub trait OtherResult {
+    /// Nothing to check.
+    fn events_in_result(&self) -> PhantomData<()> {
+        PhantomData
+    }
+}
+
+impl<R: ?Sized, P: ?Sized, E> OtherResult for &Probe<R, P, E> {}
+
+/// A type named inside an `impl Trait` of a method's return type holds events of the
+/// aggregate.
+pub trait EventsInOpaque {
+    /// The events.
+    type Events: ?Sized;
+    /// The events to refuse.
+    fn events_in_opaque(&self) -> PhantomData<Self::Events> {
+        PhantomData
+    }
+}
+
+impl<R: ?Sized, P: IntoEvents<E> + ?Sized, E> EventsInOpaque for Probe<R, P, E> {
+    type Events = P;
+}
+
+/// No event of the aggregate: nothing to check.
+pub trait OtherOpaque {
+    /// Nothing to check.
+    fn events_in_opaque(&self) -> PhantomData<()> {
+        PhantomData
+    }
+}
+
+impl<R: ?Sized, P: ?Sized, E> OtherOpaque for &Probe<R, P, E> {}

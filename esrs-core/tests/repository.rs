@@ -625,7 +625,7 @@ async fn snapshots_every_n_events_and_are_only_an_optimisation() {
             stream.clone(),
             25,
             SnapshotKey::new(1, 7),
-            esrs_core::__private::encode_snapshot("counter", &lie).unwrap(),
+            serde_json::value::to_raw_value(&lie).unwrap(),
         ))
         .await
         .unwrap();

@@ -10,6 +10,7 @@ use crate::ctxt::Ctxt;
 
 /// Tracks the keys of one attribute so that a repeated key is reported.
 pub(crate) struct Keys {
+    /// The attribute as messages show it, e.g. `#[event(...)]`.
     attribute: &'static str,
     expected: &'static [&'static str],
     repeatable: &'static [&'static str],
@@ -48,7 +49,7 @@ impl Keys {
             cx.error_spanned_by(
                 &meta.path,
                 format!(
-                    "unknown key `{key}` in #[{}(...)]; expected {}",
+                    "unknown key `{key}` in {}; expected {}",
                     self.attribute,
                     one_of(self.expected)
                 ),
@@ -59,10 +60,7 @@ impl Keys {
         if !self.seen.insert(key.clone()) && !self.repeatable.contains(&key.as_str()) {
             cx.error_spanned_by(
                 &meta.path,
-                format!(
-                    "duplicate key `{key}` in #[{}(...)]; write it once",
-                    self.attribute
-                ),
+                format!("duplicate key `{key}` in {}; write it once", self.attribute),
             );
             skip_value(meta)?;
             return Ok(None);
@@ -209,6 +207,43 @@ pub(crate) fn string_list_value(
                     format!("expected a string literal, e.g. `{example}`"),
                 );
             }
+        }
+    }
+    Ok(values)
+}
+
+/// Parses `= [1, 2]`: each integer that fits `T`, with its span (other elements are
+/// reported and left out).
+pub(crate) fn int_list_value<T>(
+    cx: &mut Ctxt,
+    meta: &ParseNestedMeta<'_>,
+    example: &str,
+) -> syn::Result<Vec<(T, Span)>>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    let expr: Expr = meta.value()?.parse()?;
+    let Expr::Array(array) = &expr else {
+        cx.error_spanned_by(
+            &expr,
+            format!("expected a list of integer literals, e.g. `{example}`"),
+        );
+        return Ok(Vec::new());
+    };
+    let mut values = Vec::new();
+    for element in &array.elems {
+        match element {
+            Expr::Lit(ExprLit {
+                lit: Lit::Int(i), ..
+            }) => match i.base10_parse::<T>() {
+                Ok(value) => values.push((value, i.span())),
+                Err(e) => cx.error_spanned_by(i, format!("{e}; expected e.g. `{example}`")),
+            },
+            other => cx.error_spanned_by(
+                other,
+                format!("expected an integer literal, e.g. `{example}`"),
+            ),
         }
     }
     Ok(values)

@@ -221,7 +221,7 @@ fn v1_to_v3(mut value: serde_json::Value) -> Result<serde_json::Value, String> {
 
 /// Skips a version: stored version 1 is upcast straight to 3; version 2 never existed.
 #[derive(Event, Serialize, Deserialize, Debug, PartialEq)]
-#[event(name = "Shelved", version = 3, upcast(from = 1, to = 3, with = v1_to_v3))]
+#[event(name = "Shelved", version = 3, upcast(from = 1, to = 3, with = v1_to_v3), skipped_versions = [2])]
 pub struct Shelved {
     /// How many.
     pub quantity: u32,

@@ -2,7 +2,9 @@
 //! and the forms that must compile.
 //!
 //! Regenerate the expected output with `TRYBUILD=overwrite cargo test -p esrs-tests --test ui`
-//! and review the diff.
+//! and review the diff; `cargo test -p esrs-tests --test ui_messages` then checks that no
+//! message shows generated internals and that the rule tables of `esrs-derive/docs/*.md`
+//! quote each case's first error (it names every row to update).
 
 #[test]
 fn ui() {

@@ -39,6 +39,12 @@ pub use lock::{
     Lock, LockError, LockStatus, LockedAggregate, LockedEvent, LockedVersion, UPDATE_VAR,
     verify_lock, write_lock,
 };
+/// The `schemars` the catalog derives every payload's JSON Schema with: a type of your own in
+/// an event derives its `JsonSchema` (with `schemars = "1"` in your dependencies).
+pub use schemars;
+/// The `serde_json` of payloads: a payload upcaster is a
+/// `fn(serde_json::Value) -> Result<serde_json::Value, E>`.
+pub use serde_json;
 
 use std::any::TypeId;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -275,7 +281,7 @@ pub struct Catalog {
 /// use serde::{Deserialize, Serialize};
 ///
 /// #[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
-/// #[event(name = "Opened", version = 2)]
+/// #[event(name = "Opened", version = 2, oldest_version = 2)]
 /// struct Opened { at: u64 }
 ///
 /// let catalog = esrs_core::catalog::program();

@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 
 use crate::envelope::{NewEvent, RecordedEvent};
 use crate::error::EncodeError;
-use crate::event::{DecodeError, Event, EventSet};
+use crate::event::{DecodeError, EventSet};
 use crate::stream::StreamId;
 
 use super::cipher::{DataKey, KEY_LEN, NONCE_LEN, field_aad};
@@ -310,11 +310,11 @@ fn with_event<R>(
 
 /// Encodes event `T` (with personal fields) inside the current scope: its personal fields
 /// are encrypted with their subjects' keys; outside a scope, it is refused.
-pub(crate) fn encode_personal<T: Event + Serialize>(
+pub(crate) fn encode_personal<T: Serialize + ?Sized>(
     name: &'static str,
+    fields: Vec<PersonalField>,
     event: &T,
 ) -> Result<crate::event::Payload, EncodeError> {
-    let fields = event.personal_fields();
     let refuse = |field: &PersonalField, reason| EncodeError::Personal {
         name,
         field: field.name.into(),
@@ -354,17 +354,20 @@ pub(crate) fn encode_personal<T: Event + Serialize>(
     }
 }
 
-/// Decodes event `T` from `payload`, then checks that every ciphertext read sits in the
-/// field and under the subject it was sealed for.
-pub(crate) fn parse_personal<T: Event + DeserializeOwned>(
+/// Decodes event `T`, stored under `name`, from `payload`, then checks that every
+/// ciphertext read sits in the field and under the subject it was sealed for; `fields`
+/// gives the personal fields of a decoded event.
+pub(crate) fn parse_personal<T: DeserializeOwned>(
+    name: &'static str,
     version: u32,
     payload: &str,
+    fields: fn(&T) -> Vec<PersonalField>,
 ) -> Result<T, DecodeError> {
     // An upcast decodes the older version inside this decode: each looks at its own.
     let mark = with_opened(|opened| opened.len()).unwrap_or(0);
     let parsed = serde_json::from_str::<T>(payload);
     let opened = with_opened(|opened| opened.split_off(mark.min(opened.len()))).unwrap_or_default();
-    let event_name = || current_event().unwrap_or_else(|| T::NAME.to_owned());
+    let event_name = || current_event().unwrap_or_else(|| name.to_owned());
     let value = match parsed {
         Ok(value) => value,
         Err(source) => {
@@ -376,7 +379,7 @@ pub(crate) fn parse_personal<T: Event + DeserializeOwned>(
                     reason: failure.reason,
                 },
                 None => DecodeError::Malformed {
-                    name: T::NAME,
+                    name,
                     version,
                     source,
                 },
@@ -387,7 +390,7 @@ pub(crate) fn parse_personal<T: Event + DeserializeOwned>(
         // No ciphertext was read: nothing can be misplaced.
         return Ok(value);
     }
-    match misplaced(payload, &value.personal_fields(), &opened) {
+    match misplaced(payload, &fields(&value), &opened) {
         None => Ok(value),
         Some((field, subject)) => Err(DecodeError::PersonalData {
             event: event_name().into(),

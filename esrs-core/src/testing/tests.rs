@@ -493,10 +493,10 @@ impl Aggregate for Counter {
         }
     }
     fn encode_snapshot(&self) -> Option<Result<Payload, EncodeError>> {
-        Some(crate::__private::encode_snapshot("counter", self))
+        Some(crate::aggregate::encode_snapshot("counter", self))
     }
     fn decode_snapshot(payload: &RawValue) -> Option<Result<Self, serde_json::Error>> {
-        Some(crate::__private::decode_snapshot(payload))
+        Some(crate::aggregate::decode_snapshot(payload))
     }
 }
 

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use proc_macro2::Span;
 use quote::ToTokens;
+use syn::Ident;
 
 use crate::attr;
 use crate::ctxt::Ctxt;
@@ -47,7 +48,7 @@ pub(super) fn check(cx: &mut Ctxt, args: &Args, handlers: &[Handler]) {
             cx.error_spanned_by(
                 &handler.event,
                 format!(
-                    "the event types `{}` and `{}` would both be the variant `{variant}` of the event enum: import one under another name (`use … as Other{variant};`) or rename it",
+                    "the event types `{}` and `{}` would both be the variant `{variant}` of the event enum: if they are one type, keep one handler; if not, import one under another name (`use … as Other{variant};`) or rename it",
                     attr::path_text(&first.event.path),
                     attr::path_text(&handler.event.path),
                 ),
@@ -56,4 +57,45 @@ pub(super) fn check(cx: &mut Ctxt, args: &Args, handlers: &[Handler]) {
         }
         variants.insert(variant, handler);
     }
+}
+
+/// Refuses the names that would make the generated items collide with the user's: an event
+/// enum named like the state type, and handlers taking the event enum or the state itself
+/// (those handlers are left out, so that the generated enum is not recursive).
+pub(super) fn check_names(
+    cx: &mut Ctxt,
+    args: &Args,
+    self_ident: &Ident,
+    enum_ident: &Ident,
+    handlers: &mut Vec<Handler>,
+) {
+    if enum_ident == self_ident {
+        let at = args
+            .event_enum
+            .as_ref()
+            .map_or_else(|| enum_ident.span(), |(_, ident)| ident.span());
+        cx.error_at(
+            at,
+            format!("the event enum cannot be named `{self_ident}`, the name of the state type: name it e.g. `event_enum = {self_ident}Event`"),
+        );
+    }
+    handlers.retain(|handler| {
+        let path = &handler.event.path;
+        let single = path.segments.len() == 1 && path.leading_colon.is_none();
+        if handler.variant == *enum_ident {
+            cx.error_spanned_by(
+                &handler.event,
+                format!("`{enum_ident}` is the aggregate's event enum, which #[aggregate] generates from the handlers: an #[apply] handler takes one event type, e.g. `fn added(&mut self, event: &ItemAdded)`"),
+            );
+            false
+        } else if single && (handler.variant == *self_ident || handler.variant == "Self") {
+            cx.error_spanned_by(
+                &handler.event,
+                format!("an #[apply] handler takes an event, not the state `{self_ident}` itself: `fn added(&mut self, event: &ItemAdded)`"),
+            );
+            false
+        } else {
+            true
+        }
+    });
 }

@@ -1,7 +1,7 @@
 //! Expansion of a checked aggregate.
 
 use proc_macro2::TokenStream;
-use quote::{quote, quote_spanned};
+use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Ident, Type, TypePath, Visibility};
 
@@ -18,6 +18,8 @@ pub(super) struct Generated<'a> {
     pub(super) vis: TokenStream,
     pub(super) enum_ident: Ident,
     pub(super) handlers: &'a [Handler],
+    /// The canonical text of the `#[helper]` methods, part of the fold's fingerprint.
+    pub(super) helpers: &'a [String],
     pub(super) commands: &'a [Command],
 }
 
@@ -90,7 +92,15 @@ impl Generated<'_> {
         let encode = self.handlers.iter().map(|h| {
             let (variant, event) = (&h.variant, &h.event);
             let call = quote_spanned! {event.span()=>
-                #private::encode_event(<#event as ::esrs_core::Event>::NAME, event)
+                <#event as ::esrs_core::requirements::StoredEvent>::__encode(
+                    event,
+                    <#event as ::esrs_core::Event>::NAME,
+                    if <#event as ::esrs_core::Event>::PERSONAL {
+                        ::core::option::Option::Some(<#event as ::esrs_core::Event>::personal_fields(event))
+                    } else {
+                        ::core::option::Option::None
+                    },
+                )
             };
             quote!(Self::#variant(event) => #call)
         });
@@ -169,55 +179,76 @@ impl Generated<'_> {
 
     fn conversions(&self) -> TokenStream {
         let ident = &self.enum_ident;
-        self.handlers
-            .iter()
-            .map(|h| {
-                let (variant, event) = (&h.variant, &h.event);
-                quote! {
-                    #[automatically_derived]
-                    impl ::core::convert::From<#event> for #ident {
-                        fn from(event: #event) -> Self {
-                            Self::#variant(event)
-                        }
-                    }
-
-                    #[automatically_derived]
-                    impl ::esrs_core::IntoEvents<#ident> for #event {
-                        fn into_events(self) -> ::std::vec::Vec<#ident> {
-                            ::std::vec![#ident::#variant(self)]
-                        }
-                    }
-
-                    #[automatically_derived]
-                    impl ::esrs_core::IntoEvents<#ident> for ::std::vec::Vec<#event> {
-                        fn into_events(self) -> ::std::vec::Vec<#ident> {
-                            ::core::iter::Iterator::collect(
-                                ::core::iter::Iterator::map(
-                                    ::core::iter::IntoIterator::into_iter(self),
-                                    #ident::#variant,
-                                ),
-                            )
-                        }
-                    }
-
-                    #[automatically_derived]
-                    impl ::esrs_core::IntoEvents<#ident> for ::core::option::Option<#event> {
-                        fn into_events(self) -> ::std::vec::Vec<#ident> {
-                            ::core::iter::Iterator::collect(
-                                ::core::iter::Iterator::map(
-                                    ::core::iter::IntoIterator::into_iter(self),
-                                    #ident::#variant,
-                                ),
-                            )
-                        }
+        // `From` and the `IntoEvents` of a `Vec` or an `Option` are written once, for every
+        // type that has a handler: two handlers of one type (through a `type` alias or
+        // another path) then collide in one impl of `HasOneHandler`, at the second one.
+        let per_event = self.handlers.iter().map(|h| {
+            let (variant, event) = (&h.variant, &h.event);
+            // All at the event type's span, so that a collision is reported at the handler.
+            let marker = quote_spanned! {event.span()=>
+                impl HasOneHandler for #event {
+                    #[inline]
+                    fn into_event(self) -> #ident {
+                        #ident::#variant(self)
                     }
                 }
-            })
-            .collect()
+            };
+            quote! {
+                #marker
+
+                #[automatically_derived]
+                impl ::esrs_core::IntoEvents<#ident> for #event {
+                    fn into_events(self) -> ::std::vec::Vec<#ident> {
+                        ::std::vec![#ident::#variant(self)]
+                    }
+                }
+            }
+        });
+        quote! {
+            /// The event types with a handler in the aggregate, each once.
+            trait HasOneHandler {
+                /// The event as a variant of the event enum.
+                fn into_event(self) -> #ident;
+            }
+
+            #(#per_event)*
+
+            #[automatically_derived]
+            #[allow(private_bounds)]
+            impl<T: HasOneHandler> ::core::convert::From<T> for #ident {
+                #[inline]
+                fn from(event: T) -> Self {
+                    <T as HasOneHandler>::into_event(event)
+                }
+            }
+
+            #[automatically_derived]
+            #[allow(private_bounds)]
+            impl<T: HasOneHandler> ::esrs_core::IntoEvents<#ident> for ::std::vec::Vec<T> {
+                fn into_events(self) -> ::std::vec::Vec<#ident> {
+                    ::core::iter::Iterator::collect(::core::iter::Iterator::map(
+                        ::core::iter::IntoIterator::into_iter(self),
+                        <T as HasOneHandler>::into_event,
+                    ))
+                }
+            }
+
+            #[automatically_derived]
+            #[allow(private_bounds)]
+            impl<T: HasOneHandler> ::esrs_core::IntoEvents<#ident> for ::core::option::Option<T> {
+                fn into_events(self) -> ::std::vec::Vec<#ident> {
+                    ::core::iter::Iterator::collect(::core::iter::Iterator::map(
+                        ::core::iter::IntoIterator::into_iter(self),
+                        <T as HasOneHandler>::into_event,
+                    ))
+                }
+            }
+        }
     }
 
     fn fingerprint(&self) -> u64 {
         let mut codes: Vec<&str> = self.handlers.iter().map(|h| h.code.as_str()).collect();
+        codes.extend(self.helpers.iter().map(String::as_str));
         codes.sort_unstable();
         fingerprint::fnv1a(codes.join("\n").as_bytes())
     }
@@ -232,9 +263,14 @@ impl Generated<'_> {
         let snapshots = self.args.snapshot_every.map(|(every, span)| {
             let version = self.args.snapshot_version.map_or(1, |(v, _)| v);
             let fingerprint = self.fingerprint();
-            let codec = quote_spanned!(span=> #private::snapshot_codec::<Self>());
-            let encode = quote!((#codec.encode)(self));
-            let decode = quote!((#codec.decode)(payload));
+            let state = quote_spanned!(span=> <Self as ::esrs_core::requirements::SnapshotState>);
+            let encode = quote! {
+                ::core::option::Option::Some(#state::__encode_snapshot(
+                    self,
+                    <Self as ::esrs_core::Aggregate>::NAME,
+                ))
+            };
+            let decode = quote!(::core::option::Option::Some(#state::__decode_snapshot(payload)));
             quote! {
                 const SNAPSHOT_EVERY: ::core::option::Option<u64> =
                     ::core::option::Option::Some(#every);
@@ -276,75 +312,88 @@ impl Generated<'_> {
 
     fn checks(&self) -> TokenStream {
         let private = quote!(::esrs_core::__private);
+        let requirements = quote!(::esrs_core::requirements);
+        let state = self.self_ty;
         let mut checks = TokenStream::new();
+        // Checks of constants: `Satisfied<true>` implements each trait, so a failed check is
+        // a missing impl, reported with the trait's message at the handler's event type.
         for (j, later) in self.handlers.iter().enumerate() {
             let event = &later.event;
             if self.args.require_event_names {
-                let message = format!(
-                    "aggregate `{}` has `require_event_names`, but its event `{}` takes its stored name from its Rust type's name, which a rename of the type would change: give `{}` #[event(name = \"…\")] with the name it is stored under today",
-                    self.self_text,
-                    attr::path_text(&event.path),
-                    attr::path_text(&event.path),
-                );
                 checks.extend(quote_spanned! {event.span()=>
-                    const _: () = if !<#event as ::esrs_core::Event>::EXPLICIT_NAME {
-                        ::core::panic!("{}", #message)
-                    };
+                    const _: <<#requirements::Satisfied<{
+                        <#event as ::esrs_core::Event>::EXPLICIT_NAME
+                    }> as #requirements::Answer>::Is as #requirements::ExplicitEventName<#event, #state>>::Holds = ();
                 });
             }
             for earlier in &self.handlers[..j] {
                 let first = &earlier.event;
-                let message = format!(
-                    "`{}` and `{}` are stored under the same event name, so aggregate `{}` could not tell their stored events apart: give one of them its own #[event(name = \"…\")]",
-                    attr::path_text(&first.path),
-                    attr::path_text(&event.path),
-                    self.self_text,
-                );
                 checks.extend(quote_spanned! {event.span()=>
-                    const _: () = if #private::str_eq(
-                        <#first as ::esrs_core::Event>::NAME,
-                        <#event as ::esrs_core::Event>::NAME,
-                    ) {
-                        ::core::panic!("{}", #message)
-                    };
-                });
-                let message = format!(
-                    "`{}` and `{}` share a stored name or alias, so aggregate `{}` could not tell their stored events apart: an alias is a former name of one event only; remove it from one of them",
-                    attr::path_text(&first.path),
-                    attr::path_text(&event.path),
-                    self.self_text,
-                );
-                checks.extend(quote_spanned! {event.span()=>
-                    const _: () = if #private::str_in(
-                        <#first as ::esrs_core::Event>::NAME,
-                        <#event as ::esrs_core::Event>::ALIASES,
-                    ) || #private::str_in(
-                        <#event as ::esrs_core::Event>::NAME,
-                        <#first as ::esrs_core::Event>::ALIASES,
-                    ) || #private::lists_meet(
-                        <#first as ::esrs_core::Event>::ALIASES,
-                        <#event as ::esrs_core::Event>::ALIASES,
-                    ) {
-                        ::core::panic!("{}", #message)
-                    };
+                    const _: <<#requirements::Satisfied<{
+                        !#private::str_eq(
+                            <#first as ::esrs_core::Event>::NAME,
+                            <#event as ::esrs_core::Event>::NAME,
+                        )
+                    }> as #requirements::Answer>::Is as #requirements::DistinctStoredNames<#first, #event, #state>>::Holds = ();
+                    const _: <<#requirements::Satisfied<{
+                        !(#private::str_in(
+                            <#first as ::esrs_core::Event>::NAME,
+                            <#event as ::esrs_core::Event>::ALIASES,
+                        ) || #private::str_in(
+                            <#event as ::esrs_core::Event>::NAME,
+                            <#first as ::esrs_core::Event>::ALIASES,
+                        ) || #private::lists_meet(
+                            <#first as ::esrs_core::Event>::ALIASES,
+                            <#event as ::esrs_core::Event>::ALIASES,
+                        ))
+                    }> as #requirements::Answer>::Is as #requirements::DistinctAliases<#first, #event, #state>>::Holds = ();
                 });
             }
         }
         let ident = &self.enum_ident;
-        let probes = self.commands.iter().map(|c| {
-            let ok = &c.ok;
-            quote_spanned! {ok.span()=>
-                (&#private::CommandProbe::<#ok, #ident>::NEW).check_command();
+        let probes = self.commands.iter().enumerate().map(|(i, command)| {
+            let name = format_ident!("__esrs_command_{}", i);
+            let (params, where_clause) = (&command.params, &command.where_clause);
+            let leaves = command.leaves.iter().map(|leaf| {
+                let ty = &leaf.ty;
+                let (first, last) = leaf.spans;
+                // The check's path starts at the leaf's first token and ends at its last,
+                // so that the error underlines the whole type.
+                let handled = quote_spanned!(first=> <_ as #requirements::HandledEvent<#state>>::);
+                let check = quote_spanned!(last=> __check);
+                let leaf_check = quote! {
+                    #handled #check((&#private::Probe::<(), #ty, #ident>::NEW).event_leaf());
+                };
+                let form_check = if leaf.opaque {
+                    let opaque = quote_spanned!(first=> <_ as #requirements::NotInImplTrait<#state>>::);
+                    quote! {
+                        #opaque #check((&#private::Probe::<(), #ty, #ident>::NEW).events_in_opaque());
+                    }
+                } else if let Some((whole, (ok_first, ok_last))) = &command.whole {
+                    let output = quote_spanned!(*ok_first=> <_ as #requirements::CommandOutput<#state>>::);
+                    let check = quote_spanned!(*ok_last=> __check);
+                    quote! {
+                        #output #check((&#private::Probe::<#whole, #ty, #ident>::NEW).events_in_result());
+                    }
+                } else {
+                    quote!()
+                };
+                quote!(#leaf_check #form_check)
+            });
+            quote! {
+                #[allow(dead_code, non_snake_case, unused_imports, clippy::all)]
+                fn #name #params () #where_clause {
+                    use #private::{
+                        EventLeaf as _, EventsInOpaque as _, EventsInResult as _, OtherLeaf as _,
+                        OtherOpaque as _, OtherResult as _,
+                    };
+                    #(#leaves)*
+                }
             }
         });
         quote! {
             #checks
-            #[allow(dead_code)]
-            fn commands_return_events_of_the_aggregate() {
-                #[allow(unused_imports)]
-                use #private::{EventCommand as _, OtherCommand as _};
-                #(#probes)*
-            }
+            #(#probes)*
         }
     }
 }

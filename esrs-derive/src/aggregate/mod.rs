@@ -43,10 +43,24 @@ struct Handler {
     code: String,
 }
 
-/// A `&self` method returning `Result<T, _>` whose `T` is checked to be one of the
-/// aggregate's events when it is an event type at all.
+/// A method of the impl block that is not a handler, and the types its return type names.
 struct Command {
-    ok: Type,
+    /// The method's generic parameters and where clause, with `Self` as the state type.
+    params: TokenStream,
+    where_clause: TokenStream,
+    /// The whole return type, when it can be named, with the spans of its success type.
+    whole: Option<(Type, (Span, Span))>,
+    /// The path types named in the return type.
+    leaves: Vec<Leaf>,
+}
+
+/// A path type named in a method's return type.
+struct Leaf {
+    ty: Type,
+    /// Its first and last token's spans.
+    spans: (Span, Span),
+    /// Whether it is inside an `impl Trait`.
+    opaque: bool,
 }
 
 /// Expands `#[aggregate]`.
@@ -63,7 +77,8 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     };
     let mut imp = match item {
         Item::Impl(imp) if imp.trait_.is_none() => imp,
-        Item::Impl(imp) => {
+        Item::Impl(mut imp) => {
+            parse::strip_markers(&mut imp);
             if let Some((_, path, _)) = &imp.trait_ {
                 cx.error_spanned_by(
                     path,
@@ -105,14 +120,23 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
             &imp.self_ty,
             "#[aggregate] goes on the impl block of a named state type: `impl Cart { … }`",
         );
+        parse::strip_markers(&mut imp);
         let errors = cx.into_compile_errors();
         return quote!(#errors #imp);
     };
 
-    let (handlers, marked) = parse::take_handlers(&mut cx, &mut imp);
-    let commands = parse::find_commands(&imp);
+    let parse::Items {
+        mut handlers,
+        marked,
+        refused,
+        helpers,
+        others,
+    } = parse::take_handlers(&mut cx, &mut imp);
+    let commands = parse::find_commands(&imp, &others);
     check::check(&mut cx, &args, &handlers);
-    if marked == 0 {
+    // A refused `&mut self` method may be the handler whose #[apply] was forgotten: its
+    // error says so, and is enough.
+    if marked == 0 && refused == 0 {
         cx.error_spanned_by(
             &imp.self_ty,
             "an aggregate needs at least one #[apply] handler, e.g. `#[apply] fn added(&mut self, event: &ItemAdded) { … }`",
@@ -124,6 +148,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
         Some((vis, ident)) => (vis.to_token_stream(), ident.clone()),
         None => (quote!(pub), format_ident!("{}Event", self_ident)),
     };
+    check::check_names(&mut cx, &args, &self_ident, &enum_ident, &mut handlers);
     if !cx.is_ok() {
         // The user's impl (without the `#[apply]` markers) and a bare event enum, so that
         // the errors above are not followed by a cascade about missing items.
@@ -136,11 +161,17 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
                 quote!(#variant(#event))
             });
         let errors = cx.into_compile_errors();
+        // An enum named like the state would collide with it.
+        let stand_in = (enum_ident != self_ident).then(|| {
+            quote! {
+                #[allow(dead_code, missing_docs)]
+                #vis enum #enum_ident { #(#variants),* }
+            }
+        });
         return quote! {
             #errors
             #imp
-            #[allow(dead_code, missing_docs)]
-            #vis enum #enum_ident { #(#variants),* }
+            #stand_in
         };
     }
     let name = args.name.clone().unwrap_or_default();
@@ -152,6 +183,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
         vis,
         enum_ident,
         handlers: &handlers,
+        helpers: &helpers,
         commands: &commands,
     };
     let expanded = generated.expand();
@@ -191,6 +223,67 @@ mod tests {
     }
 
     #[test]
+    fn helpers_are_part_of_the_fingerprint_and_other_mut_methods_are_refused() {
+        let args = "name = \"cart\", snapshot_every = 10";
+        let with_helper = |body: &str| {
+            expand_str(
+                args,
+                &CART.replace(
+                    "\n    }",
+                    &format!("\n        #[helper] fn tidy(&mut self) {{ {body} }}\n    }}"),
+                ),
+            )
+        };
+        let (sorted, deduped) = (
+            with_helper("self.items.sort()"),
+            with_helper("self.items.dedup()"),
+        );
+        assert!(!sorted.contains("compile_error"), "{sorted}");
+        assert!(
+            !sorted.contains("# [helper]"),
+            "the marker is removed: {sorted}"
+        );
+        let key = |out: &str| out[out.find("snapshot_key").unwrap()..][..60].to_owned();
+        assert_ne!(key(&sorted), key(&deduped));
+        assert_ne!(key(&sorted), key(&expand_str(args, CART)));
+
+        let refused = expand_str(
+            args,
+            &CART.replace(
+                "\n    }",
+                "\n        fn clear(&mut self) { self.items.clear() }\n    }",
+            ),
+        );
+        assert!(
+            refused.contains("compile_error") && refused.contains("#[helper]"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn every_method_returning_a_type_is_probed_by_type() {
+        let item = CART.replace(
+            "\n    }",
+            "\n        fn check_out(&self) -> Outcome<Done> { todo!() }\n        fn emit<E: Event>(&self) -> Result<Vec<E>, String> { todo!() }\n        fn count(&self) -> usize { 0 }\n    }",
+        );
+        let out = expand_str("name = \"cart\"", &item);
+        // Each method's return type is read whatever its spelling: an alias of `Result`, an
+        // alias of an event, a generic method (with its generics).
+        assert!(out.contains("fn __esrs_command_0 ()"), "{out}");
+        assert!(out.contains("Probe :: < () , Done , CartEvent >"), "{out}");
+        assert!(
+            out.contains("Probe :: < Outcome < Done > , Done , CartEvent >"),
+            "{out}"
+        );
+        assert!(
+            out.contains("fn __esrs_command_1 < E : Event > ()"),
+            "{out}"
+        );
+        assert!(out.contains("Probe :: < () , E , CartEvent >"), "{out}");
+        assert!(out.contains("Probe :: < () , usize , CartEvent >"), "{out}");
+    }
+
+    #[test]
     fn bad_input_gives_errors_and_keeps_the_item() {
         let inputs = [
             ("", "struct Cart;"),
@@ -214,6 +307,22 @@ mod tests {
             ("name = \"cart\"", "impl (A, B) {}"),
             ("name = \"cart\"", "fn cart() {}"),
             ("name = \"cart\"", "not rust at all"),
+            (
+                "name = \"cart\"",
+                "impl Cart { #[apply] #[cfg(test)] fn f(&mut self, e: &X) {} }",
+            ),
+            (
+                "name = \"cart\"",
+                "impl Cart { #[apply] fn f(&mut self, e: &X) {} #[helper] fn g(&self) {} }",
+            ),
+            (
+                "name = \"cart\"",
+                "impl Cart { #[apply] fn f(&mut self, e: &CartEvent) {} }",
+            ),
+            (
+                "name = \"cart\", event_enum = Cart",
+                "impl Cart { #[apply] fn f(&mut self, e: &X) {} }",
+            ),
         ];
         for (args, item) in inputs {
             let out = expand_str(args, item);

@@ -46,20 +46,11 @@ pub(super) fn expand(input: &EventInput<'_>) -> TokenStream {
         }
     };
 
-    // The versions the type decodes whatever its `upcast_from` type decodes: its own and
-    // those its upcasters lead to it from (the rule of `known_versions`, at compile time).
-    let mut decoded_here = vec![version];
-    let mut steps: Vec<(u32, u32)> = input.upcasts.iter().map(|u| (u.from, u.to)).collect();
-    steps.sort_unstable_by(|a, b| b.cmp(a));
-    for (from, to) in steps {
-        if decoded_here.contains(&to) && !decoded_here.contains(&from) {
-            decoded_here.push(from);
-        }
-    }
+    let decoded_here = input.decoded_here();
     let payload_steps = input.upcasts.iter().map(|upcast| {
         let PayloadUpcast { from, to, with, .. } = upcast;
         let call = quote_spanned! {with.span()=>
-            #private::run_payload_upcaster(#name, #from, payload, #with)
+            ::esrs_core::requirements::PayloadUpcaster::__upcast(&#with, #name, #from, payload)
         };
         // An upcaster whose target is decoded only through `upcast_from` is checked
         // against the full list (a rare shape); the others need no check at run time.
@@ -79,7 +70,7 @@ pub(super) fn expand(input: &EventInput<'_>) -> TokenStream {
         let call = quote_spanned! {prev.span()=>
             ::core::result::Result::map(
                 <#prev as ::esrs_core::Event>::decode(version, payload),
-                <#prev as #private::UpcastInto<Self>>::upcast_into,
+                <#prev as ::esrs_core::requirements::UpcastInto<Self>>::__upcast_into,
             )
         };
         // A version the previous type does not know is one this type does not know: the
@@ -105,25 +96,35 @@ pub(super) fn expand(input: &EventInput<'_>) -> TokenStream {
         #(#payload_steps)*
         #previous_step
     };
+    let personal_fields = if input.personal.fields.is_empty() {
+        quote!(::core::option::Option::None)
+    } else {
+        quote!(::core::option::Option::Some(
+            <Self as ::esrs_core::Event>::personal_fields
+        ))
+    };
     let parse = quote_spanned! {ident.span()=>
-        #private::parse_event::<Self>(version, payload)
+        <Self as ::esrs_core::requirements::DecodableEvent>::__decode(#name, version, payload, #personal_fields)
     };
 
+    // Checks of constants: `Satisfied<true>` implements each trait, so a failed check is a
+    // missing impl reported with the trait's message at the `upcast_from` type.
     let previous_checks = input.upcast_from.as_ref().map(|prev| {
-        let prev_text = attr::path_text(prev);
-        let lower = format!(
-            "the `upcast_from` type `{prev_text}` must have a lower version than `{ident}` (version {version}): lower `{prev_text}`'s #[event(version = …)] or raise `{ident}`'s"
-        );
-        let same_name = format!(
-            "the `upcast_from` type `{prev_text}` must be stored under the same name as `{ident}` (\"{name}\"): give `{prev_text}` #[event(name = \"{name}\")]"
-        );
+        let requirements = quote!(::esrs_core::requirements);
+        // Versions never stored need no reader.
+        let mut read: Vec<u32> = decoded_here.clone();
+        read.extend(input.skipped_versions.iter().map(|(v, _)| *v));
+        read.sort_unstable();
         quote_spanned! {prev.span()=>
-            const _: () = if <#prev as ::esrs_core::Event>::VERSION >= #version {
-                ::core::panic!("{}", #lower)
-            };
-            const _: () = if !#private::str_eq(<#prev as ::esrs_core::Event>::NAME, #name) {
-                ::core::panic!("{}", #same_name)
-            };
+            const _: <<#requirements::Satisfied<{
+                <#prev as ::esrs_core::Event>::VERSION < #version
+            }> as #requirements::Answer>::Is as #requirements::LowerVersion<#prev, #ident>>::Holds = ();
+            const _: <<#requirements::Satisfied<{
+                #private::str_eq(<#prev as ::esrs_core::Event>::NAME, #name)
+            }> as #requirements::Answer>::Is as #requirements::SameStoredName<#prev, #ident>>::Holds = ();
+            const _: <<#requirements::Satisfied<{
+                #private::no_version_gap(<#prev as ::esrs_core::Event>::VERSION, #version, &[#(#read),*])
+            }> as #requirements::Answer>::Is as #requirements::NoVersionGap<#prev, #ident>>::Holds = ();
         }
     });
     let mut info = quote!(#private::EventInfo::of::<#ident>());
@@ -190,18 +191,17 @@ pub(super) fn expand(input: &EventInput<'_>) -> TokenStream {
 /// `PERSONAL` and `personal_fields` for an event with fields marked `#[event(personal)]`:
 /// each field checked to be a `Personal<_>` at its type, the subject to be `Display` at its.
 fn personal_items(input: &EventInput<'_>) -> TokenStream {
-    let private = quote!(::esrs_core::__private);
     let (Some((subject, subject_ty)), false) =
         (&input.personal.subject, input.personal.fields.is_empty())
     else {
         return quote!();
     };
     let subject_call = quote_spanned! {subject_ty.span()=>
-        <#subject_ty as #private::SubjectId>::subject_id(&self.#subject)
+        <#subject_ty as ::esrs_core::requirements::SubjectId>::__subject_id(&self.#subject)
     };
     let fields = input.personal.fields.iter().map(|(member, name, ty)| {
         quote_spanned! {ty.span()=>
-            <#ty as #private::PersonalValue>::personal_field(
+            <#ty as ::esrs_core::requirements::PersonalValue>::__personal_field(
                 &self.#member,
                 #name,
                 ::core::clone::Clone::clone(&subject),
@@ -245,7 +245,7 @@ fn schema_fn(ident: &syn::Ident, mirror: &Mirror<'_>) -> TokenStream {
     let assertions = mirror.fields.iter().filter_map(|field| {
         let ty = field.ty?;
         Some(quote_spanned! {ty.span()=>
-            #private::field_has_schema::<#ty>();
+            <#ty as ::esrs_core::requirements::EventFieldSchema>::__has_schema();
         })
     });
     // Schemars reads a bare `#[serde(default)]` from the struct's `Default`: the mirror's
@@ -292,8 +292,8 @@ fn schema_fn(ident: &syn::Ident, mirror: &Mirror<'_>) -> TokenStream {
             #[allow(unused_imports)]
             use #private::serde;
             #(#assertions)*
-            #[derive(#private::schemars::JsonSchema)]
-            #[schemars(crate = "::esrs_core::__private::schemars")]
+            #[derive(::esrs_core::catalog::schemars::JsonSchema)]
+            #[schemars(crate = "::esrs_core::catalog::schemars")]
             #(#attrs)*
             #[allow(dead_code, non_camel_case_types)]
             struct #ident #body
@@ -304,18 +304,20 @@ fn schema_fn(ident: &syn::Ident, mirror: &Mirror<'_>) -> TokenStream {
 }
 
 /// A stand-in impl emitted beside the errors, so that uses of the type elsewhere do not add
-/// a cascade of "not an event" errors.
-pub(super) fn stub(input: &DeriveInput) -> TokenStream {
+/// a cascade of "not an event" errors; it keeps the stored name and version when they were
+/// read, so that the checks of other types against it do not fail too.
+pub(super) fn stub(input: &DeriveInput, parsed: Option<(&str, u32)>) -> TokenStream {
     if !matches!(input.data, Data::Struct(_)) || !input.generics.params.is_empty() {
         return quote!();
     }
     let ident = &input.ident;
-    let name = ident.to_string();
+    let fallback = ident.to_string();
+    let (name, version) = parsed.unwrap_or((&fallback, 1));
     quote! {
         #[automatically_derived]
         impl ::esrs_core::Event for #ident {
             const NAME: &'static str = #name;
-            const VERSION: u32 = 1;
+            const VERSION: u32 = #version;
             fn decode(
                 version: u32,
                 _: &::core::primitive::str,

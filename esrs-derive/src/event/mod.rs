@@ -18,6 +18,8 @@ const KEYS: &[&str] = &[
     "version",
     "upcast_from",
     "upcast",
+    "oldest_version",
+    "skipped_versions",
     "schema",
 ];
 const UPCAST_KEYS: &[&str] = &["from", "to", "with"];
@@ -40,12 +42,35 @@ struct EventInput<'a> {
     /// Former stored names whose rows decode as this event.
     aliases: Vec<String>,
     version: u32,
+    /// Where `version = N` is written, if it is.
+    version_span: Option<Span>,
+    /// `oldest_version = N`: no event of a version below `N` is stored, so none is read.
+    oldest_version: Option<(u32, Span)>,
+    /// `skipped_versions = [N, …]`: versions under which no event was ever stored.
+    skipped_versions: Vec<(u32, Span)>,
     upcast_from: Option<Path>,
     upcasts: Vec<PayloadUpcast>,
     /// What the payload's JSON Schema is derived from; `None` with `schema = false`.
     schema: Option<Mirror<'a>>,
     /// The fields marked `#[event(personal)]`, and the `#[event(subject)]` field.
     personal: PersonalFields<'a>,
+}
+
+impl EventInput<'_> {
+    /// The versions the type decodes whatever its `upcast_from` type decodes: its own and
+    /// those its payload upcasters lead to it from (the rule of `known_versions`, at
+    /// compile time).
+    fn decoded_here(&self) -> Vec<u32> {
+        let mut decoded = vec![self.version];
+        let mut steps: Vec<(u32, u32)> = self.upcasts.iter().map(|u| (u.from, u.to)).collect();
+        steps.sort_unstable_by(|a, b| b.cmp(a));
+        for (from, to) in steps {
+            if decoded.contains(&to) && !decoded.contains(&from) {
+                decoded.push(from);
+            }
+        }
+        decoded
+    }
 }
 
 /// The personal-data fields of an event and the field that names their subject.
@@ -94,12 +119,13 @@ pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
     let parsed = parse::parse(&mut cx, input);
     if let Some(parsed) = &parsed {
         check::check(&mut cx, parsed);
+        check::check_versions_read(&mut cx, parsed);
     }
     match parsed {
         Some(parsed) if cx.is_ok() => expand::expand(&parsed),
-        _ => {
+        parsed => {
             let errors = cx.into_compile_errors();
-            let stub = expand::stub(input);
+            let stub = expand::stub(input, parsed.as_ref().map(|p| (p.name.as_str(), p.version)));
             quote! { #errors #stub }
         }
     }
@@ -138,6 +164,11 @@ mod tests {
             "struct E { #[event(colour)] a: u8 }",
             "#[event(schema = false)] struct E { #[event(schema_any)] a: u8 }",
             "struct E { #[serde(deserialize_with = \"f\")] a: u8 }",
+            "#[event(version = 2)] struct E;",
+            "#[event(version = 3, upcast(from = 2, with = f))] struct E;",
+            "#[event(version = 2, oldest_version = 3)] struct E;",
+            "#[event(version = 2, skipped_versions = [2])] struct E;",
+            "#[event(version = 3, upcast(from = 1, to = 3, with = f), skipped_versions = [1])] struct E;",
         ];
         for item in inputs {
             let out = derive_str(item);
@@ -200,6 +231,27 @@ mod tests {
             !out.contains("EXPLICIT_NAME") && !out.contains("ALIASES"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn every_older_version_has_a_reader_or_is_declared_gone() {
+        for item in [
+            "#[event(version = 2, oldest_version = 2)] struct E;",
+            "#[event(version = 3, upcast(from = 2, with = f), oldest_version = 2)] struct E;",
+            "#[event(version = 3, upcast(from = 1, to = 3, with = f), skipped_versions = [2])] struct E;",
+            "#[event(version = 3, upcast(from = 1, with = f), upcast(from = 2, with = g))] struct E;",
+            "#[event(version = 3, upcast_from = Old)] struct E;",
+        ] {
+            let out = derive_str(item);
+            assert!(!out.contains("compile_error"), "{item}: {out}");
+        }
+        // With `upcast_from`, the versions between the old type's and this one are checked
+        // by the compiler, with the versions the payload upcasters and the skipped list cover.
+        let out = derive_str(
+            "#[event(version = 4, upcast_from = Old, upcast(from = 3, with = f), skipped_versions = [2])] struct E;",
+        );
+        assert!(out.contains("no_version_gap"), "{out}");
+        assert!(out.contains("& [2u32 , 3u32 , 4u32]"), "{out}");
     }
 
     #[test]

@@ -48,8 +48,10 @@ pub(super) fn parse<'a>(cx: &mut Ctxt, input: &'a DeriveInput) -> Option<EventIn
     let mut schema = true;
     let mut version = None;
     let mut upcast_from = None;
+    let mut oldest_version = None;
+    let mut skipped_versions: Vec<(u32, Span)> = Vec::new();
     let mut upcasts = Vec::new();
-    let mut keys = Keys::new("event", KEYS).repeatable(&["upcast"]);
+    let mut keys = Keys::new("#[event(...)]", KEYS).repeatable(&["upcast"]);
     for attribute in input.attrs.iter().filter(|a| a.path().is_ident("event")) {
         let result = attribute.parse_nested_meta(|meta| {
             match keys.accept(cx, &meta)?.as_deref() {
@@ -94,8 +96,40 @@ pub(super) fn parse<'a>(cx: &mut Ctxt, input: &'a DeriveInput) -> Option<EventIn
                         }
                     }
                 }
+                Some("oldest_version") => {
+                    if let Some((value, span)) =
+                        attr::int_value::<u32>(cx, &meta, "oldest_version = 2")?
+                    {
+                        if value == 0 {
+                            cx.error_at(
+                                span,
+                                "event versions start at 1: `oldest_version` is 1 or higher",
+                            );
+                        } else {
+                            oldest_version = Some((value, span));
+                        }
+                    }
+                }
+                Some("skipped_versions") => {
+                    for (value, span) in
+                        attr::int_list_value::<u32>(cx, &meta, "skipped_versions = [2]")?
+                    {
+                        if skipped_versions.iter().any(|(v, _)| *v == value) {
+                            cx.error_at(span, format!("version {value} is listed twice"));
+                        } else {
+                            skipped_versions.push((value, span));
+                        }
+                    }
+                }
                 Some("upcast_from") => {
-                    upcast_from = Some(meta.value()?.parse::<Path>()?);
+                    let expr: syn::Expr = meta.value()?.parse()?;
+                    match &expr {
+                        syn::Expr::Path(p) if p.qself.is_none() => upcast_from = Some(p.path.clone()),
+                        other => cx.error_spanned_by(
+                            other,
+                            "`upcast_from` names the event type of the previous version, e.g. `upcast_from = ItemAddedV1`",
+                        ),
+                    }
                 }
                 Some("upcast") => {
                     if let Some(upcast) = parse_upcast(cx, &meta)? {
@@ -133,6 +167,9 @@ pub(super) fn parse<'a>(cx: &mut Ctxt, input: &'a DeriveInput) -> Option<EventIn
         explicit_name,
         aliases: aliases.into_iter().map(|(a, _)| a).collect(),
         version: version.map_or(1, |(v, _)| v),
+        version_span: version.map(|(_, span)| span),
+        oldest_version,
+        skipped_versions,
         upcast_from,
         upcasts,
         schema: schema.then_some(mirror),
@@ -146,7 +183,7 @@ fn name_problem(value: &str) -> Option<String> {
         Some("cannot be empty".to_owned())
     } else {
         attr::bad_name_char(value)
-            .map(|c| format!("cannot contain {c:?}: use letters, digits, `_`, `.` or `-`"))
+            .map(|c| format!("cannot contain {c:?}: a stored name has no whitespace or control characters, e.g. `ItemAdded` or `cart.item-added`"))
     }
 }
 
@@ -189,7 +226,7 @@ fn parse_mirror<'a>(
         let mut any = None;
         let mut is_personal = None;
         let mut is_subject = None;
-        let mut keys = Keys::new("event", FIELD_KEYS);
+        let mut keys = Keys::new("#[event(...)] on a field", FIELD_KEYS);
         for attribute in field.attrs.iter().filter(|a| a.path().is_ident("event")) {
             let result = attribute.parse_nested_meta(|meta| {
                 let key = keys.accept(cx, &meta)?;
@@ -197,12 +234,12 @@ fn parse_mirror<'a>(
                     return Ok(());
                 };
                 if !(meta.input.is_empty() || meta.input.peek(Token![,])) {
+                    // Reported, then read as if written right, so that no other error follows.
                     cx.error_spanned_by(
                         &meta.path,
                         format!("write `#[event({key})]`, with no value"),
                     );
                     attr::skip_value(&meta)?;
-                    return Ok(());
                 }
                 let span = Some(meta.path.span());
                 match key {
@@ -283,11 +320,12 @@ fn parse_mirror<'a>(
                 continue;
             };
             if any.is_none() {
+                // A personal field's codec is refused as such (see `stored_key`).
                 if let Some(codec) = metas
                     .iter()
                     .find(|m| SERDE_CODECS.iter().any(|c| m.path().is_ident(c)))
                 {
-                    if schema {
+                    if schema && is_personal.is_none() {
                         cx.error_spanned_by(
                             codec,
                             format!(
@@ -498,7 +536,7 @@ fn parse_upcast(
     let mut from = None;
     let mut to = None;
     let mut with = None;
-    let mut keys = Keys::new("event(upcast", UPCAST_KEYS);
+    let mut keys = Keys::new("#[event(upcast(...))]", UPCAST_KEYS);
     if !meta.input.peek(syn::token::Paren) {
         cx.error_at(
             span,

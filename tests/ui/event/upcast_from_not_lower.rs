@@ -2,7 +2,7 @@ use esrs_core::prelude::*;
 use serde::{Deserialize, Serialize};
 
 #[derive(Event, Deserialize)]
-#[event(name = "ItemAdded", version = 2)]
+#[event(name = "ItemAdded", version = 2, oldest_version = 2)]
 struct ItemAddedV2 {
     item: String,
 }

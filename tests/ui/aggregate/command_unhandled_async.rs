@@ -1,0 +1,29 @@
+use esrs_core::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+struct ItemAdded {
+    item: String,
+}
+
+#[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+struct CheckedOut;
+
+#[derive(Default)]
+struct Cart {
+    items: Vec<String>,
+}
+
+#[aggregate(name = "cart")]
+impl Cart {
+    #[apply]
+    fn added(&mut self, e: &ItemAdded) {
+        self.items.push(e.item.clone());
+    }
+
+    pub async fn check_out(&self) -> Result<CheckedOut, String> {
+        Ok(CheckedOut)
+    }
+}
+
+fn main() {}

@@ -1,0 +1,23 @@
+use esrs_core::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+struct ItemAdded {
+    item: String,
+}
+
+#[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+struct CheckedOut;
+
+#[derive(Default)]
+struct Cart {
+    items: Vec<String>,
+}
+
+#[aggregate(name = "cart")]
+impl Cart {
+    #[apply]
+    fn added(self, _e: &ItemAdded) {}
+}
+
+fn main() {}

@@ -1,0 +1,28 @@
+use esrs_core::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+struct ItemAdded {
+    item: String,
+}
+
+#[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+struct CheckedOut;
+
+#[derive(Default)]
+struct Cart {
+    items: Vec<String>,
+}
+
+#[aggregate(name = "cart")]
+impl Cart {
+    #[apply]
+    fn added(&mut self, e: &ItemAdded)
+    where
+        Self: Sized,
+    {
+        self.items.push(e.item.clone());
+    }
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+use esrs_core::prelude::*;
+
+#[aggregate(name = "cart")]
+fn cart() {}
+
+fn main() {}

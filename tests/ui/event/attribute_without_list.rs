@@ -1,0 +1,10 @@
+use esrs_core::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Event, Serialize, Deserialize)]
+#[event = "ItemAdded"]
+struct ItemAdded {
+    item: String,
+}
+
+fn main() {}

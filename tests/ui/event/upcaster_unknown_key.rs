@@ -1,0 +1,14 @@
+use esrs_core::prelude::*;
+use serde::{Deserialize, Serialize};
+
+fn upgrade(value: serde_json::Value) -> Result<serde_json::Value, String> {
+    Ok(value)
+}
+
+#[derive(Event, Serialize, Deserialize)]
+#[event(version = 2, upcast(from = 1, using = upgrade))]
+struct ItemAdded {
+    item: String,
+}
+
+fn main() {}

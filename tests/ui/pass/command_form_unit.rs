@@ -1,0 +1,34 @@
+//! A command that decides nothing happened: `Result<(), _>`.
+
+use esrs_core::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+struct Added(u32);
+
+#[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+struct Reset;
+
+#[derive(Default)]
+struct Counter(u32);
+
+#[aggregate(name = "counter")]
+impl Counter {
+    #[apply]
+    fn added(&mut self, e: &Added) {
+        self.0 += e.0;
+    }
+
+    #[apply]
+    fn reset(&mut self, _: &Reset) {
+        self.0 = 0;
+    }
+
+    fn noop(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+fn main() {
+    Counter::given_nothing().when(|c| c.noop()).then(Vec::<Added>::new());
+}

@@ -1,0 +1,12 @@
+use esrs_core::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Event, Serialize, Deserialize)]
+struct MemberJoined {
+    #[event(subject)]
+    member_id: String,
+    #[event(personal)]
+    phone: Option<Personal<String>>,
+}
+
+fn main() {}
