@@ -351,3 +351,53 @@ fn the_fold_fingerprint_is_stable_across_releases() {
         SnapshotKey::new(1, 17_343_898_703_721_969_883)
     );
 }
+
+/// A tally declared without `snapshot_every`, with a snapshot layout version of its own.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tally {
+    /// Items counted.
+    pub items: u64,
+}
+
+#[aggregate(name = "tally", snapshot_version = 2)]
+impl Tally {
+    #[apply]
+    fn added(&mut self, _: &ItemAdded) {
+        self.items += 1;
+    }
+}
+
+#[tokio::test]
+async fn an_aggregate_without_snapshot_every_has_a_snapshot_key_for_runtime_policies() {
+    use esrs_core::Aggregate;
+    use esrs_core::repository::SnapshotPolicy;
+
+    assert_eq!(Tally::SNAPSHOT_EVERY, None);
+    assert_eq!(Tally::SNAPSHOT_KEY.schema_version, 2);
+    assert_ne!(
+        Tally::SNAPSHOT_KEY.fingerprint,
+        0,
+        "the fold has a fingerprint"
+    );
+
+    let store = InMemoryStore::new();
+    let tallies =
+        Repository::<Tally, _>::new(store.clone()).with_snapshot_policy(SnapshotPolicy::every(2));
+    let id = StreamId::new("1").unwrap();
+    for item in ["a", "b", "c"] {
+        tallies
+            .execute(&id, |_| {
+                Ok::<_, std::convert::Infallible>(ItemAdded { item: item.into() })
+            })
+            .await
+            .unwrap();
+    }
+    let stream = tallies.stream_of(&id).unwrap();
+    let snapshot = store
+        .load_snapshot(&stream, Tally::SNAPSHOT_KEY)
+        .await
+        .unwrap()
+        .expect("saved under the aggregate's key");
+    assert_eq!(snapshot.version, 2);
+    assert_eq!(tallies.load(&id).await.unwrap().state.items, 3);
+}

@@ -21,12 +21,6 @@ pub(super) fn check(cx: &mut Ctxt, args: &Args, handlers: &[Handler]) {
             "missing `name`, the aggregate's stream category: write e.g. #[aggregate(name = \"cart\")]",
         );
     }
-    if let (Some((_, span)), None) = (&args.snapshot_version, &args.snapshot_every) {
-        cx.error_at(
-            *span,
-            "`snapshot_version` has no effect without `snapshot_every = N`: add it, or remove `snapshot_version`",
-        );
-    }
     let mut seen: HashMap<String, &Handler> = HashMap::new();
     let mut variants: HashMap<String, &Handler> = HashMap::new();
     for handler in handlers {

@@ -260,9 +260,17 @@ impl Generated<'_> {
             let (variant, method) = (&h.variant, &h.method);
             quote!(#ident::#variant(event) => Self::#method(self, event))
         });
-        let snapshots = self.args.snapshot_every.map(|(every, span)| {
+        // The key of the aggregate's snapshots, also without `snapshot_every`: a repository
+        // may take snapshots by a policy of its own (`Repository::with_snapshot_policy`).
+        let key = {
             let version = self.args.snapshot_version.map_or(1, |(v, _)| v);
             let fingerprint = self.fingerprint();
+            quote! {
+                const SNAPSHOT_KEY: ::esrs_core::store::SnapshotKey =
+                    #private::snapshot_key(#version, #fingerprint);
+            }
+        };
+        let snapshots = self.args.snapshot_every.map(|(every, span)| {
             let state = quote_spanned!(span=> <Self as ::esrs_core::requirements::SnapshotState>);
             let encode = quote! {
                 ::core::option::Option::Some(#state::__encode_snapshot(
@@ -274,8 +282,6 @@ impl Generated<'_> {
             quote! {
                 const SNAPSHOT_EVERY: ::core::option::Option<u64> =
                     ::core::option::Option::Some(#every);
-                const SNAPSHOT_KEY: ::esrs_core::store::SnapshotKey =
-                    #private::snapshot_key(#version, #fingerprint);
 
                 fn encode_snapshot(
                     &self,
@@ -298,6 +304,7 @@ impl Generated<'_> {
             #[automatically_derived]
             #impl_line {
                 const NAME: &'static str = #name;
+                #key
                 #snapshots
                 type Event = #ident;
 
