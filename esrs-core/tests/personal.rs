@@ -381,6 +381,14 @@ async fn a_ciphertext_copied_into_another_event_fails_authentication() {
     );
 }
 
+/// A registration's payload with its two personal fields' envelopes swapped.
+fn with_name_and_email_swapped(payload: &serde_json::Value) -> serde_json::Value {
+    let mut swapped = payload.clone();
+    swapped["name"] = payload["email"].clone();
+    swapped["email"] = payload["name"].clone();
+    swapped
+}
+
 #[tokio::test]
 async fn swapped_fields_and_altered_ciphertexts_are_refused() {
     let (store, keys) = (InMemoryStore::new(), InMemoryKeyStore::new());
@@ -388,9 +396,7 @@ async fn swapped_fields_and_altered_ciphertexts_are_refused() {
     let ada: serde_json::Value =
         serde_json::from_str(&payload_at(&store, "branch-central", 1).await).unwrap();
 
-    let mut swapped = ada.clone();
-    swapped["name"] = ada["email"].clone();
-    swapped["email"] = ada["name"].clone();
+    let swapped = with_name_and_email_swapped(&ada);
     append_raw(
         &store,
         "branch-east",
@@ -413,9 +419,7 @@ async fn swapped_fields_and_altered_ciphertexts_are_refused() {
         None => format!("A{}", &c[1..]),
     };
     altered["name"]["$personal"]["c"] = serde_json::Value::String(flipped);
-    let mut swapped_here = ada.clone();
-    swapped_here["name"] = ada["email"].clone();
-    swapped_here["email"] = ada["name"].clone();
+    let swapped_here = with_name_and_email_swapped(&ada);
     append_raw(
         &store,
         "branch-central",
@@ -452,9 +456,7 @@ async fn a_swap_spelled_with_escaped_keys_is_refused_too() {
     let repo = branch_with_members(&store, &keys).await;
     let ada: serde_json::Value =
         serde_json::from_str(&payload_at(&store, "branch-central", 1).await).unwrap();
-    let mut swapped = ada.clone();
-    swapped["name"] = ada["email"].clone();
-    swapped["email"] = ada["name"].clone();
+    let swapped = with_name_and_email_swapped(&ada);
     // The same JSON value, with both envelope keys written as `"\u0024personal"`.
     let text = swapped
         .to_string()

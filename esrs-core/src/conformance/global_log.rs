@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use super::{event, n_of, read_all, unique_stream};
+use super::{event, follow_log, n_of, read_all, unique_stream};
 use crate::store::AppendRequest;
-use crate::{EventStore, ExpectedVersion, Position, RecordedEvent};
+use crate::{EventStore, ExpectedVersion, Position};
 
 checks! {
     /// The global log holds every event once, in increasing position order; reading after a
@@ -33,22 +33,7 @@ checks! {
                 expected.push((stream.clone(), round * 2 + 1));
             }
         }
-        // A store may hold events back while older writes (of anyone) are still in flight, so
-        // the reader follows the log from where it stopped until ours are all visible.
-        let mut log = Vec::new();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
-            let after = log.last().map_or(start, |e: &RecordedEvent| e.position);
-            log.extend(read_all(&store, after).await);
-            let seen = log
-                .iter()
-                .filter(|e| e.stream == a || e.stream == b)
-                .count();
-            if seen >= 20 || std::time::Instant::now() > deadline {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        let log = follow_log(&store, start, 20, |e| e.stream == a || e.stream == b).await;
         let ours: Vec<_> = log
             .iter()
             .filter(|e| e.stream == a || e.stream == b)

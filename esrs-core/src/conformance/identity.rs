@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use super::{event, read_all, read_stream, unique_stream};
+use super::{event, follow_log, read_all, read_stream, unique_stream};
 use crate::store::AppendRequest;
 use crate::{EventStore, ExpectedVersion, Position, RecordedEvent};
 
@@ -37,19 +37,7 @@ checks! {
         let again = read_stream(&store, &a).await;
         assert!(again.iter().zip(&stored).all(|(x, y)| x.id == y.id), "a re-read gives the same ids");
 
-        // The global log may hold events back while older writes are in flight.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        let mut log = Vec::new();
-        loop {
-            let after = log.last().map_or(start, |e: &RecordedEvent| e.position);
-            log.extend(read_all(&store, after).await);
-            if log.iter().filter(|e| e.stream == a || e.stream == b).count() >= 5
-                || std::time::Instant::now() > deadline
-            {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        let log = follow_log(&store, start, 5, |e| e.stream == a || e.stream == b).await;
         for e in log.iter().filter(|e| e.stream == a || e.stream == b) {
             let same = stored
                 .iter()

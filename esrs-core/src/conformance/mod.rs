@@ -184,6 +184,27 @@ async fn read_all<S: EventStore>(store: &S, after: Position) -> Vec<RecordedEven
         .expect("read_all succeeds")
 }
 
+/// The global log after `after`, read on from where it stopped until `count` of the events
+/// `ours` picks are in it (a store may hold events back while older writes, of anyone, are
+/// still in flight), or for 30 s at most.
+async fn follow_log<S: EventStore>(
+    store: &S,
+    after: Position,
+    count: usize,
+    ours: impl Fn(&RecordedEvent) -> bool,
+) -> Vec<RecordedEvent> {
+    let mut log: Vec<RecordedEvent> = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let from = log.last().map_or(after, |e| e.position);
+        log.extend(read_all(store, from).await);
+        if log.iter().filter(|e| ours(e)).count() >= count || std::time::Instant::now() > deadline {
+            return log;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 fn n_of(e: &RecordedEvent) -> u64 {
     let v: serde_json::Value = serde_json::from_str(e.payload()).expect("payload is JSON");
     v["n"].as_u64().expect("payload has n")
