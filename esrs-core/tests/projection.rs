@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use esrs_core::error::EncodeError;
-use esrs_core::projection::{CheckpointError, Phase};
+use esrs_core::projection::{CheckpointError, LogFilter, Phase};
 use esrs_core::projection::{CheckpointStore, ErrorPolicy, InMemoryCheckpoints, ProjectionError};
 use esrs_core::store::{AppendRequest, NewEvent, Payload};
 use esrs_core::{
@@ -359,9 +359,11 @@ async fn catch_up_skips_unhandled_events_without_decoding_them() {
     let model = models.model();
     model.assert_each_applied_once();
     assert_eq!(model, expected_model(&store).await);
-    // 300 events, 60 of them noise (which would not decode as a score event).
+    // 300 events, 60 of them noise (which would not decode as a score event): the
+    // projection's filter (the names of its event enum) leaves them in the store, so they
+    // are neither read nor counted as skipped.
     let status = runner.status();
-    assert_eq!((status.handled, status.skipped), (240, 60));
+    assert_eq!((status.handled, status.skipped), (240, 0));
     assert_eq!(status.checkpoint, head);
     assert_eq!(status.head, Some(head));
     assert_eq!(runner.projection().hooks.calls.load(Ordering::SeqCst), 240);
@@ -616,9 +618,9 @@ async fn eight_concurrent_writers_while_live_equals_a_fresh_rebuild() {
     assert_eq!(model, fresh_rebuild(&store).await);
     assert_eq!(status.checkpoint, head);
     assert_eq!(
-        status.handled + status.skipped,
-        store.len() as u64,
-        "every event read exactly once"
+        (status.handled, status.skipped),
+        (expected.applied.len() as u64, 0),
+        "every event of the projection's names read exactly once, and no other"
     );
 }
 
@@ -734,6 +736,9 @@ async fn status_reports_lag_and_stop_commits_progress() {
 #[derive(Debug, Default)]
 struct NameCounter {
     seen: BTreeMap<String, u64>,
+    /// Whether it declares its names as its filter too, so that the store leaves the
+    /// others out.
+    filtered: bool,
 }
 
 impl Projection for NameCounter {
@@ -743,6 +748,13 @@ impl Projection for NameCounter {
     }
     fn handles(&self, name: &str) -> bool {
         ["Noise", "Penalised"].contains(&name)
+    }
+    fn filter(&self) -> LogFilter {
+        if self.filtered {
+            LogFilter::names(["Noise", "Penalised"])
+        } else {
+            LogFilter::all()
+        }
     }
     async fn handle(
         &mut self,
@@ -771,6 +783,32 @@ async fn a_projection_can_read_a_set_of_stored_names() {
     assert_eq!(seen.get("Penalised"), Some(&20));
     assert_eq!(seen.get("Scored"), None);
     assert_eq!(runner.status().skipped, 60);
+}
+
+#[tokio::test]
+async fn a_filtered_projection_reads_its_names_only_and_its_checkpoint_passes_the_rest() {
+    let store = InMemoryStore::new();
+    // The last of the 100 events is a `Scored`, which the projection does not read.
+    let head = seed(&store, 100, 3).await;
+    let checkpoints = InMemoryCheckpoints::new();
+    let projection = NameCounter {
+        filtered: true,
+        ..NameCounter::default()
+    };
+    let mut runner = ProjectionRunner::new(store.clone(), checkpoints.clone(), projection);
+    assert_eq!(runner.catch_up().await.unwrap(), head);
+    let seen = &runner.projection().seen;
+    assert_eq!(seen.get("Noise"), Some(&20));
+    assert_eq!(seen.get("Penalised"), Some(&20));
+    let status = runner.status();
+    assert_eq!((status.handled, status.skipped), (40, 0));
+    assert_eq!(checkpoints.get("names"), Some(head));
+
+    // Events it does not read move its checkpoint too, so a restart reads nothing again.
+    let after = append(&store, "player-0", vec![scored(1), scored(2)]).await;
+    assert_eq!(runner.catch_up().await.unwrap(), after);
+    assert_eq!(runner.status().handled, 40);
+    assert_eq!(checkpoints.get("names"), Some(after));
 }
 
 /// A store whose global reads and waits fail a given number of times first.

@@ -142,6 +142,7 @@ suite! {
     limits,
     round_trips,
     global_log,
+    filtered_log,
     snapshot,
     fold_reads,
     identity,

@@ -89,12 +89,13 @@ mod status;
 #[cfg(test)]
 mod tests;
 
+pub use crate::store::{LogFilter, Shard, ShardError};
 pub use checkpoint::{CheckpointStore, InMemoryCheckpoints, InMemoryLock};
 pub use error::{CheckpointError, ProjectionError};
 pub use policy::ErrorPolicy;
 pub(crate) use read_model::Projection;
 pub(crate) use runner::ProjectionRunner;
-pub use runner::{DEFAULT_BATCH_SIZE, DEFAULT_POLL_INTERVAL};
+pub use runner::{DEFAULT_BATCH_SIZE, DEFAULT_POLL_INTERVAL, shard_name};
 pub use running::RunningProjection;
 pub use status::{Phase, ProjectionStatus};
 
@@ -116,6 +117,12 @@ pub trait ProjectionEvents: Sized + Send + 'static {
 
     /// Decodes a recorded event whose name is handled.
     fn decode(record: &RecordedEvent) -> Result<Self, DecodeError>;
+
+    /// The events to read from the store: those stored under a handled name. The store
+    /// filters where the events are (PostgreSQL in SQL, with an index), so a projection of
+    /// rare events does not read the other rows. Must match every event
+    /// [`handles`](Self::handles) accepts.
+    fn filter() -> LogFilter;
 }
 
 impl<E: EventSet> ProjectionEvents for E {
@@ -125,6 +132,12 @@ impl<E: EventSet> ProjectionEvents for E {
 
     fn decode(record: &RecordedEvent) -> Result<Self, DecodeError> {
         record.decode::<E>()
+    }
+
+    /// The stored names of the events of the set and their aliases.
+    fn filter() -> LogFilter {
+        let aliases = E::ALIASES.iter().flat_map(|aliases| aliases.iter());
+        LogFilter::names(E::NAMES.iter().chain(aliases).copied())
     }
 }
 
@@ -139,5 +152,10 @@ impl ProjectionEvents for serde_json::Value {
             version: record.schema_version,
             source,
         })
+    }
+
+    /// Every event of the log.
+    fn filter() -> LogFilter {
+        LogFilter::all()
     }
 }

@@ -4,6 +4,7 @@ use std::future::Future;
 
 use crate::envelope::RecordedEvent;
 use crate::error::BoxError;
+use crate::store::LogFilter;
 
 use super::ProjectionEvents;
 
@@ -30,6 +31,15 @@ pub trait Projection<Tx: Send = ()>: Send + 'static {
     /// for example to a set of stored names.
     fn handles(&self, name: &str) -> bool {
         <Self::Event as ProjectionEvents>::handles(name)
+    }
+
+    /// The events the runner reads from the store. Defaults to the stored names of
+    /// [`Self::Event`] (every event for [`serde_json::Value`]). A projection that narrows
+    /// [`handles`](Self::handles) narrows this too, so that the store reads only the rows of
+    /// its names (PostgreSQL filters them in SQL, with an index on the names); it must match
+    /// every event `handles` accepts. The checkpoint still moves past the events not read.
+    fn filter(&self) -> LogFilter {
+        <Self::Event as ProjectionEvents>::filter()
     }
 
     /// Applies one event to the read model. An error stops the batch: its checkpoint is not

@@ -13,7 +13,7 @@ use crate::error::{Error, ErrorChain};
 use crate::metrics::ProjectionKeys;
 use crate::personal::{KeyRing, KeyStore, subjects_in};
 use crate::position::Position;
-use crate::store::EventStore;
+use crate::store::{EventStore, LogEntry, Shard};
 
 use super::control::{Control, aborted, asked, interrupted, pause};
 use super::*;
@@ -39,6 +39,17 @@ pub const DEFAULT_BATCH_SIZE: usize = 500;
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(5);
 /// The longest pause when the store wakes the runner without new events to read.
 pub(super) const MAX_IDLE_PAUSE: Duration = Duration::from_millis(50);
+
+/// The name the checkpoint and lock of `shard` of `projection` are kept under: the
+/// projection's name for the whole projection (shard `0/1`), else `name#index/count`, as in
+/// `balances#2/8`.
+pub fn shard_name(projection: &str, shard: Shard) -> String {
+    if shard.count() == 1 {
+        projection.to_owned()
+    } else {
+        format!("{projection}#{}/{}", shard.index(), shard.count())
+    }
+}
 
 /// Runs a [`Projection`]: catches up from its checkpoint, then follows the log live.
 ///
@@ -81,6 +92,10 @@ where
     status: watch::Sender<ProjectionStatus>,
     metrics: ProjectionKeys,
     keys: Option<Arc<dyn KeyStore>>,
+    shard: Option<Shard>,
+    /// Where a catch-up stops: the events after it are left for later (a reshard catches
+    /// every shard up to one position).
+    until: Option<Position>,
 }
 
 impl<S, C: CheckpointStore, P> std::fmt::Debug for ProjectionRunner<S, C, P> {
@@ -120,7 +135,34 @@ where
             error_policy: ErrorPolicy::Stop,
             lock_wait: None,
             keys: None,
+            shard: None,
+            until: None,
         }
+    }
+
+    /// Runs one shard of the projection: the runner reads only the events of the streams of
+    /// `shard` (filtered by the store), and keeps its own checkpoint and lock, under the name
+    /// [`shard_name`]`(name, shard)`. The shards of a projection run side by side, in one
+    /// process or several, each keeping the order of every stream; see
+    /// [`ShardedRunner`](crate::projection::ShardedRunner), which runs them all. Shard `0/1`
+    /// is the whole projection, under its own name.
+    pub fn shard(mut self, shard: Shard) -> Self {
+        self.name = shard_name(self.projection.name(), shard);
+        self.status = watch::Sender::new(ProjectionStatus::new(self.name.clone()));
+        self.metrics = ProjectionKeys::new(&self.name);
+        self.shard = Some(shard);
+        self
+    }
+
+    /// The shard the runner runs, if it runs one ([`shard`](Self::shard)).
+    pub fn shard_of(&self) -> Option<Shard> {
+        self.shard
+    }
+
+    /// The name the runner keeps its checkpoint and lock under: the projection's name, or
+    /// its shard's name.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// Decrypts the events' personal fields (`#[event(personal)]`) with the keys of `keys`;
@@ -281,7 +323,7 @@ where
         }
     }
 
-    async fn run(
+    pub(super) async fn run(
         &mut self,
         control: &mut watch::Receiver<Control>,
         mode: Mode,
@@ -473,10 +515,17 @@ where
             status,
             metrics,
             keys,
+            shard,
+            until,
             ..
         } = self;
+        let until = *until;
         let mut checkpoint = status.borrow().checkpoint;
-        let mut events = store.read_all(checkpoint);
+        let filter = match shard {
+            Some(shard) => projection.filter().in_shard(*shard),
+            None => projection.filter(),
+        };
+        let mut events = store.read_log(checkpoint, &filter);
         let mut read = 0u64;
         let mut batch: Vec<RecordedEvent> = Vec::with_capacity((*batch_size).min(4096));
         loop {
@@ -489,25 +538,40 @@ where
             let end = async {
                 let started = Instant::now();
                 let mut end = None;
+                // How far the read got past the batch's events (skipped events, or the end
+                // of a bounded catch-up).
+                let mut through = None;
                 batch.clear();
                 while batch.len() < *batch_size {
                     if interrupted(control, seen) {
                         end = Some(PassEnd::Interrupted);
                         break;
                     }
-                    let Some(record) = events.next().await else {
+                    let Some(entry) = events.next().await else {
                         end = Some(PassEnd::CaughtUp { read });
                         break;
                     };
-                    let record = record.map_err(|source| ProjectionError::EventStore {
+                    let entry = entry.map_err(|source| ProjectionError::EventStore {
                         projection: name.clone(),
                         source,
                     })?;
+                    if let Some(until) = until.filter(|until| entry.position() > *until) {
+                        // Every event up to `until` has been read.
+                        through = Some(until);
+                        end = Some(PassEnd::CaughtUp { read });
+                        break;
+                    }
                     if read == 0 {
                         status.send_modify(|s| s.phase = Phase::CatchingUp);
                     }
                     read += 1;
-                    batch.push(record);
+                    match entry {
+                        LogEntry::Event(record) => {
+                            through = None;
+                            batch.push(record);
+                        }
+                        LogEntry::Through(position) => through = Some(position),
+                    }
                 }
                 tracing::Span::current().record("events", batch.len());
 
@@ -562,6 +626,10 @@ where
                     }
                     last = record.position;
                     last_at = Some(record.recorded_at);
+                }
+                // Past the skipped events too, once every event of the batch is handled.
+                if !matches!(end, Some(PassEnd::Interrupted)) {
+                    last = through.map_or(last, |through| through.max(last));
                 }
 
                 if last != checkpoint {

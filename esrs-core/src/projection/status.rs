@@ -54,7 +54,9 @@ pub struct ProjectionStatus {
     pub head: Option<Position>,
     /// Events handled since the runner was made.
     pub handled: u64,
-    /// Events skipped (names not handled) since the runner was made.
+    /// Events read but not handled since the runner was made: read from the store, then
+    /// refused by [`Projection::handles`](crate::Projection::handles). The events left out by the projection's
+    /// [`filter`](crate::Projection::filter) are not read, and not counted.
     pub skipped: u64,
     /// Rebuilds made since the runner was made.
     pub rebuilds: u64,

@@ -14,6 +14,8 @@ use crate::position::Position;
 use crate::snapshot::{Snapshot, SnapshotKey};
 use crate::stream::{StreamId, Version};
 
+use super::log::{LogFilter, LogStream, filter_in_client};
+
 /// The default limit on the size of one event's payload: 1 MiB.
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
 
@@ -62,6 +64,18 @@ pub trait EventStore: Send + Sync + 'static {
     /// Reads the global log after `after`, in [`Position`] order, up to the events that are
     /// safely visible now: the stream ends when the reader has caught up, it does not wait.
     fn read_all(&self, after: Position) -> EventStream<'_>;
+
+    /// Reads the events of the global log after `after` that `filter` matches, like
+    /// [`read_all`](Self::read_all) (in [`Position`] order, up to the events safely visible
+    /// now), with a [`LogEntry::Through`](crate::store::LogEntry::Through) wherever the reader may move its checkpoint past
+    /// skipped events: at the latest at the end of the read, when the last events were
+    /// skipped.
+    ///
+    /// The default implementation filters the events of `read_all` in the client. A store
+    /// that can filter where the events are (in SQL, with an index) reads less.
+    fn read_log(&self, after: Position, filter: &LogFilter) -> LogStream<'_> {
+        filter_in_client(self.read_all(after), filter.clone())
+    }
 
     /// What a fold of `stream` up to version `to` needs: with `snapshot` a key, the stream's
     /// snapshot of that key first if its version lies in `from..=to`, then the events after
@@ -184,6 +198,9 @@ impl<S: EventStore> EventStore for std::sync::Arc<S> {
     }
     fn read_all(&self, after: Position) -> EventStream<'_> {
         (**self).read_all(after)
+    }
+    fn read_log(&self, after: Position, filter: &LogFilter) -> LogStream<'_> {
+        (**self).read_log(after, filter)
     }
     fn read_for_fold(
         &self,

@@ -10,14 +10,17 @@
 //! |---|---|
 //! | appending | [`AppendRequest`], [`NewEvent`], [`AppendOutcome`], [`DEFAULT_MAX_PAYLOAD_BYTES`] |
 //! | reading | [`EventStream`] (of [`RecordedEvent`](crate::RecordedEvent)), [`FoldStream`] (of [`FoldItem`]: [`FoldEvent`] or [`Snapshot`]), [`Sequence`] |
+//! | filtered reads | [`LogFilter`], [`Shard`], [`LogStream`] (of [`LogEntry`]), [`ShardError`] |
 //! | payloads | [`Payload`], [`encode_json`] |
 //! | snapshots | [`Snapshot`], [`SnapshotKey`], the rule [`keep_snapshot`], [`SNAPSHOT_KEYS_PER_STREAM`] |
 //! | idempotency | [`IdempotencyRecord`] and its [`replay`](IdempotencyRecord::replay) rule, [`RequestDigest`], [`DEFAULT_IDEMPOTENCY_RETENTION`] |
 
 pub(crate) mod event_store;
+mod log;
 
 pub(crate) use event_store::EventStore;
 pub use event_store::{DEFAULT_MAX_PAYLOAD_BYTES, EventStream, FoldItem, FoldStream};
+pub use log::{LogEntry, LogFilter, LogStream, Shard, ShardError};
 
 pub use crate::envelope::{AppendOutcome, AppendRequest, FoldEvent, NewEvent};
 pub use crate::event::{Payload, encode_json};
