@@ -103,6 +103,15 @@ pub enum ProjectionError {
         /// The projection.
         projection: String,
     },
+    /// A change of the number of shards cannot be made as asked
+    /// ([`ShardedRunner::reshard`](crate::projection::ShardedRunner::reshard)).
+    #[error("projection `{projection}` cannot be resharded: {reason}")]
+    ShardLayout {
+        /// The shard's checkpoint name.
+        projection: String,
+        /// What is in the way.
+        reason: String,
+    },
     /// A handler panicked.
     #[error("projection `{projection}` panicked: {message}")]
     Panicked {
@@ -153,6 +162,7 @@ impl ProjectionError {
             self,
             Self::AlreadyRunning { .. }
                 | Self::NotRunning { .. }
+                | Self::ShardLayout { .. }
                 | Self::Checkpoint {
                     source: CheckpointError::Moved { .. } | CheckpointError::LockLost { .. },
                     ..

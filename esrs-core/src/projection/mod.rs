@@ -85,6 +85,7 @@ mod policy;
 pub(crate) mod read_model;
 pub(crate) mod runner;
 mod running;
+mod shards;
 mod status;
 #[cfg(test)]
 mod tests;
@@ -97,6 +98,7 @@ pub(crate) use read_model::Projection;
 pub(crate) use runner::ProjectionRunner;
 pub use runner::{DEFAULT_BATCH_SIZE, DEFAULT_POLL_INTERVAL, shard_name};
 pub use running::RunningProjection;
+pub use shards::{DEFAULT_TAKEOVER_INTERVAL, RunningShards, ShardedRunner};
 pub use status::{Phase, ProjectionStatus};
 
 use self::control::Control;

@@ -278,7 +278,17 @@ where
         }
     }
 
-    fn set_phase(&self, phase: Phase) {
+    /// Makes a catch-up stop at `until`: the events after it are left for later.
+    pub(super) fn until(&mut self, until: Option<Position>) {
+        self.until = until;
+    }
+
+    /// A receiver of every change of the status.
+    pub(super) fn subscribe_status(&self) -> watch::Receiver<ProjectionStatus> {
+        self.status.subscribe()
+    }
+
+    pub(super) fn set_phase(&self, phase: Phase) {
         self.status.send_modify(|s| s.phase = phase);
     }
 
