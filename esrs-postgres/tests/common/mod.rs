@@ -130,6 +130,13 @@ impl EventStore for TestStore {
     fn read_all(&self, after: Position) -> EventStream<'_> {
         self.store.read_all(after)
     }
+    fn read_log(
+        &self,
+        after: Position,
+        filter: &esrs_core::store::LogFilter,
+    ) -> esrs_core::store::LogStream<'_> {
+        self.store.read_log(after, filter)
+    }
     fn read_for_fold(
         &self,
         stream: &StreamId,
