@@ -20,6 +20,7 @@ mod micro;
 mod personal;
 mod proxy;
 mod raw;
+mod shards;
 mod workloads;
 
 use std::process::ExitCode;
@@ -48,6 +49,8 @@ WORKLOAD is one or more of (or single runs by their id, such as w1:esrs or w2:me
   w3          load of a 10,000-event stream (without and with snapshots) and of a 10-event one
   w4          replay of 100,000 events over 1,000 streams
   batch       append of 1,000 events in one call
+  shards      W4's log into a read model that waits 50 µs per event, by 1, 2, 4 and 8
+              shards (runs shards:1 … shards:8)
   micro       fold, decode with upcasting and encode, against hand-written code and serde
   personal    encode and decode of an event with one personal (encrypted) field, against
               the same event in clear
@@ -125,6 +128,10 @@ const RUNS: &[Run] = &[
     run("w4:esrs", "w4", true),
     run("w4:esrs-read-all", "w4", true),
     run("w4:mem", "w4", false),
+    run("shards:1", "shards", true),
+    run("shards:2", "shards", true),
+    run("shards:4", "shards", true),
+    run("shards:8", "shards", true),
     run("batch:raw", "batch", true),
     run("batch:esrs", "batch", true),
     run("batch:mem", "batch", false),
@@ -136,6 +143,7 @@ const GROUPS: &[&str] = &[
     "w3",
     "w4",
     "batch",
+    "shards",
     "micro",
     "personal",
     "roundtrips",
@@ -651,7 +659,12 @@ fn child(args: &[String]) -> ExitCode {
             .map_or(Some(Recorder::None), |name| Recorder::parse(&name))
             .ok_or("child: unknown recorder")?;
         recorder.install()?;
-        let threads = if id.starts_with("w2") { 2 } else { 1 };
+        // W2's clients and the shards run on both cores.
+        let threads = if id.starts_with("w2") || id.starts_with("shards") {
+            2
+        } else {
+            1
+        };
         let mut report = runtime(threads)?.block_on(run_child(&id, url))?;
         report.peak_mib = measure::peak_rss_mib();
         Ok::<_, BoxError>(report)
@@ -726,7 +739,14 @@ async fn raw_conn(url: &Option<String>) -> Result<PgConnection, BoxError> {
 
 /// The esrs PostgreSQL store as a user opens it: default options, migrated.
 async fn pg_store(url: &Option<String>) -> Result<PgStore, BoxError> {
-    let mut options = PgStoreOptions::new();
+    pg_store_with(url, PgStoreOptions::new()).await
+}
+
+/// [`pg_store`] with `options` as the starting point.
+async fn pg_store_with(
+    url: &Option<String>,
+    mut options: PgStoreOptions,
+) -> Result<PgStore, BoxError> {
     if let Some(n) = std::env::var(PARTITIONS_ENV)
         .ok()
         .and_then(|n| n.parse().ok())
@@ -938,6 +958,17 @@ async fn run_child(id: &str, connect: Option<String>) -> Result<Report, BoxError
             workloads::prepare_log(&store, W4_STREAMS, W4_PER_STREAM).await?;
             measuring();
             workloads::project(store, "in-memory projection", W4_STREAMS * W4_PER_STREAM).await?
+        }
+        shards if shards.starts_with("shards:") => {
+            let count: u32 = shards["shards:".len()..].parse()?;
+            // Each shard reads a page on one connection while its batch's transaction
+            // holds another.
+            let options = PgStoreOptions::new().max_connections(2 * count + 2);
+            let store = pg_store_with(&connect, options).await?;
+            workloads::prepare_log(&store, W4_STREAMS, W4_PER_STREAM).await?;
+            analyze(&connect).await?;
+            measuring();
+            shards::replay(store, count, W4_STREAMS * W4_PER_STREAM).await?
         }
         "batch:raw" => {
             let mut conn = raw_conn(&connect).await?;
