@@ -120,11 +120,14 @@ pub trait ProjectionEvents: Sized + Send + 'static {
     /// Decodes a recorded event whose name is handled.
     fn decode(record: &RecordedEvent) -> Result<Self, DecodeError>;
 
-    /// The events to read from the store: those stored under a handled name. The store
-    /// filters where the events are (PostgreSQL in SQL, with an index), so a projection of
-    /// rare events does not read the other rows. Must match every event
-    /// [`handles`](Self::handles) accepts.
-    fn filter() -> LogFilter;
+    /// The events to read from the store: at least every event stored under a handled
+    /// name. The store filters where the events are (PostgreSQL in SQL, with an index), so a
+    /// projection of rare events does not read the other rows. Defaults to every event (the
+    /// others are then read and skipped by [`handles`](Self::handles)); an event set gives
+    /// its stored names.
+    fn filter() -> LogFilter {
+        LogFilter::all()
+    }
 }
 
 impl<E: EventSet> ProjectionEvents for E {
@@ -154,10 +157,5 @@ impl ProjectionEvents for serde_json::Value {
             version: record.schema_version,
             source,
         })
-    }
-
-    /// Every event of the log.
-    fn filter() -> LogFilter {
-        LogFilter::all()
     }
 }
