@@ -142,7 +142,9 @@ impl<S: EventStore> LoyaltyPolicy<S> {
             if let Some((customer, award)) = Self::award_for(&event)? {
                 let key = IdempotencyKey::new(format!("loyalty/{}", event.position))
                     .expect("a position makes a short, non-empty key");
-                let metadata = Metadata::new()
+                // Caused by the order event, in its correlation: the award's history names
+                // the event that led to it.
+                let metadata = Metadata::caused_by(&event)
                     .with_actor("loyalty-policy")
                     .with("order", format!("{}@v{}", event.stream, event.version));
                 let executed = self

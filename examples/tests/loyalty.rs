@@ -86,6 +86,16 @@ async fn the_policy_awards_each_order_once() {
         history[0].recorded.metadata.actor.as_deref(),
         Some("loyalty-policy")
     );
+    // … by its id, as its cause and in its correlation.
+    let placed = orders.history(&ada).await.unwrap();
+    assert_eq!(
+        history[0].recorded.metadata.causation_id,
+        Some(placed[0].recorded.id)
+    );
+    assert_eq!(
+        history[0].recorded.metadata.correlation_id,
+        Some(placed[0].recorded.id)
+    );
 }
 
 #[tokio::test]
