@@ -27,8 +27,11 @@ pub fn unique(prefix: &str) -> String {
 
 /// A migrated store in a new schema of the database at `url`.
 pub async fn store_at(url: &str, schema: &str) -> PgStore {
+    // Other tests of the cluster hold the global-log horizon back for moments; reads wait
+    // longer for them than the default, so that a catch-up right after an append sees it.
     let store = PgStoreOptions::new()
         .schema(schema)
+        .settle_time(std::time::Duration::from_secs(5))
         .connect(url)
         .await
         .expect("the test database is reachable");
