@@ -74,6 +74,14 @@ WORKLOAD is one or more of (or single runs by their id, such as w1:esrs or w2:me
                     partitions in the comma-separated list (default 1: one plain table),
                     side by side in every pass; one table of results per number
 --keep              keep the databases
+
+esrs-bench child RUN [--passes K] [--database-url URL]
+                    one run alone, in a fresh database it creates and drops; with
+                    --passes K (W4's runs) the set-up is done once and the measured phase
+                    K times, each inside the function `esrs_bench::measured_pass`, so that a
+                    profiler can leave the set-up out:
+                    valgrind --tool=callgrind --toggle-collect='esrs_bench::measured_pass*' \\
+                        esrs-bench child w4:esrs --passes 3
 ";
 
 /// One measured run: a workload done by one implementation, in its own process.
@@ -125,6 +133,7 @@ const RUNS: &[Run] = &[
     run("w3-short:mem", "w3", false),
     run("w3-short:mem-snap", "w3", false),
     run("w4:raw", "w4", true),
+    run("w4:raw-5col", "w4", true),
     run("w4:esrs", "w4", true),
     run("w4:esrs-read-all", "w4", true),
     run("w4:mem", "w4", false),
@@ -636,24 +645,39 @@ fn print_table(reports: &[Report], repeat: usize) {
     );
 }
 
-/// `child RUN --database-url URL --database NAME`: runs one workload and prints its report.
+/// `child RUN [--database-url URL] [--database NAME] [--passes K]`: runs one workload and
+/// prints its report. Without `--database`, the child creates a fresh database of its own on
+/// the server (`--database-url`, else `$DATABASE_URL`, else the local default) and drops it
+/// afterwards, so that a run can be started alone, under a profiler. `--passes K` (the
+/// replays, W4) prepares once, then makes the measured phase `K` times and reports the
+/// last: each pass runs inside [`measured_pass`], which a profiler can select
+/// (`valgrind --tool=callgrind --toggle-collect='esrs_bench::measured_pass*'`), leaving the
+/// set-up out.
 fn child(args: &[String]) -> ExitCode {
     let result = (|| {
         let id = args.first().ok_or("child: no run")?.clone();
         let mut url = None;
         let mut database = None;
+        let mut passes = 1u32;
         let mut rest = args[1..].iter();
         while let Some(arg) = rest.next() {
             match arg.as_str() {
                 "--database-url" => url = rest.next().cloned(),
                 "--database" => database = rest.next().cloned(),
+                "--passes" => {
+                    passes = rest
+                        .next()
+                        .and_then(|n| n.parse().ok())
+                        .filter(|n| *n > 0)
+                        .ok_or("child: --passes needs a positive number")?
+                }
                 other => return Err(format!("child: unknown argument `{other}`").into()),
             }
         }
-        let url = match (url, database) {
-            (Some(url), Some(database)) => Some(with_database(&url, &database)),
-            _ => None,
-        };
+        let run = RUNS
+            .iter()
+            .find(|r| r.id == id)
+            .ok_or_else(|| format!("child: unknown run `{id}`"))?;
         let recorder = std::env::var(RECORDER_ENV)
             .ok()
             .map_or(Some(Recorder::None), |name| Recorder::parse(&name))
@@ -665,9 +689,52 @@ fn child(args: &[String]) -> ExitCode {
         } else {
             1
         };
-        let mut report = runtime(threads)?.block_on(run_child(&id, url))?;
-        report.peak_mib = measure::peak_rss_mib();
-        Ok::<_, BoxError>(report)
+        let rt = runtime(threads)?;
+        // A database of the child's own when none is given.
+        let server = url.unwrap_or_else(|| {
+            std::env::var("DATABASE_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+        });
+        let own = (run.postgres && database.is_none())
+            .then(|| format!("esrs_bench_{}_child", std::process::id()));
+        if let Some(own) = &own {
+            rt.block_on(admin(&server, &format!("CREATE DATABASE {own}")))?;
+        }
+        let url = database
+            .as_ref()
+            .or(own.as_ref())
+            .map(|database| with_database(&server, database));
+        let result = (|| {
+            let prepared = rt.block_on(prepare(&id, &url))?;
+            let mut report = match prepared {
+                Some(mut prepared) => {
+                    measuring();
+                    let mut last = None;
+                    for pass in 1..=passes {
+                        let report = measured_pass(&rt, measure(&mut prepared))?;
+                        if passes > 1 {
+                            eprintln!(
+                                "[esrs-bench] {id} pass {pass}/{passes}: {:.0} {}/s",
+                                report.throughput(),
+                                report.unit
+                            );
+                        }
+                        last = Some(report);
+                    }
+                    last.ok_or("no pass")?
+                }
+                None => rt.block_on(run_child(&id, url))?,
+            };
+            report.peak_mib = measure::peak_rss_mib();
+            Ok::<_, BoxError>(report)
+        })();
+        if let Some(own) = &own {
+            rt.block_on(admin(
+                &server,
+                &format!("DROP DATABASE IF EXISTS {own} WITH (FORCE)"),
+            ))?;
+        }
+        result
     })();
     match result {
         Ok(report) => match serde_json::to_string(&report) {
@@ -683,6 +750,88 @@ fn child(args: &[String]) -> ExitCode {
         Err(error) => {
             eprintln!("esrs-bench child: {}", ErrorChain::new(&*error));
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs `statement` on the server of `url` (its own database), on a connection of its own.
+async fn admin(url: &str, statement: &str) -> Result<(), BoxError> {
+    let mut conn = PgConnectOptions::from_str(url)?
+        .disable_statement_logging()
+        .connect()
+        .await?;
+    conn.execute(statement).await?;
+    conn.close().await?;
+    Ok(())
+}
+
+/// The measured phase of a prepared run, once: what a profiler selects by this function's
+/// name. Never inlined, so that its frame is on the stack for every instruction of the pass.
+#[inline(never)]
+fn measured_pass<F: std::future::Future>(rt: &tokio::runtime::Runtime, pass: F) -> F::Output {
+    rt.block_on(pass)
+}
+
+/// A run whose set-up is done, ready for its measured phase (any number of times).
+enum Prepared {
+    /// W4 by hand-written sqlx, on its connection.
+    RawReplay(PgConnection),
+    /// W4 by hand-written sqlx, reading only the fold's columns.
+    RawFoldColumns(PgConnection),
+    /// W4 through the projection runner on PostgreSQL.
+    Projection(PgStore),
+    /// W4 through `read_all` alone.
+    ReadAll(PgStore),
+    /// W4 through the projection runner on the in-memory store.
+    MemProjection(InMemoryStore),
+}
+
+/// Prepares the runs that [`measure`] can repeat; `None` for the others, which
+/// [`run_child`] runs whole.
+async fn prepare(id: &str, connect: &Option<String>) -> Result<Option<Prepared>, BoxError> {
+    Ok(Some(match id {
+        "w4:raw" | "w4:raw-5col" => {
+            let mut conn = raw_conn(connect).await?;
+            raw::create_schema(&mut conn).await?;
+            raw::prepare_log(&mut conn, W4_STREAMS, W4_PER_STREAM).await?;
+            analyze(connect).await?;
+            if id == "w4:raw" {
+                Prepared::RawReplay(conn)
+            } else {
+                Prepared::RawFoldColumns(conn)
+            }
+        }
+        "w4:esrs" | "w4:esrs-read-all" => {
+            let store = pg_store(connect).await?;
+            workloads::prepare_log(&store, W4_STREAMS, W4_PER_STREAM).await?;
+            analyze(connect).await?;
+            if id == "w4:esrs" {
+                Prepared::Projection(store)
+            } else {
+                Prepared::ReadAll(store)
+            }
+        }
+        "w4:mem" => {
+            let store = InMemoryStore::new();
+            workloads::prepare_log(&store, W4_STREAMS, W4_PER_STREAM).await?;
+            Prepared::MemProjection(store)
+        }
+        _ => return Ok(None),
+    }))
+}
+
+/// The measured phase of a prepared run.
+async fn measure(prepared: &mut Prepared) -> Result<Report, BoxError> {
+    let events = W4_STREAMS * W4_PER_STREAM;
+    match prepared {
+        Prepared::RawReplay(conn) => raw::replay(conn, events).await,
+        Prepared::RawFoldColumns(conn) => raw::replay_fold_columns(conn, events).await,
+        Prepared::Projection(store) => {
+            workloads::project(store.clone(), "esrs projection", events).await
+        }
+        Prepared::ReadAll(store) => workloads::replay(store, "esrs read_all", events).await,
+        Prepared::MemProjection(store) => {
+            workloads::project(store.clone(), "in-memory projection", events).await
         }
     }
 }
@@ -930,34 +1079,6 @@ async fn run_child(id: &str, connect: Option<String>) -> Result<Report, BoxError
                 "in-memory"
             };
             workloads::loads(store, name, implementation, events, W3_LOADS, snapshot).await?
-        }
-        "w4:raw" => {
-            let mut conn = raw_conn(&connect).await?;
-            raw::create_schema(&mut conn).await?;
-            raw::prepare_log(&mut conn, W4_STREAMS, W4_PER_STREAM).await?;
-            analyze(&connect).await?;
-            measuring();
-            raw::replay(&mut conn, W4_STREAMS * W4_PER_STREAM).await?
-        }
-        "w4:esrs" => {
-            let store = pg_store(&connect).await?;
-            workloads::prepare_log(&store, W4_STREAMS, W4_PER_STREAM).await?;
-            analyze(&connect).await?;
-            measuring();
-            workloads::project(store, "esrs projection", W4_STREAMS * W4_PER_STREAM).await?
-        }
-        "w4:esrs-read-all" => {
-            let store = pg_store(&connect).await?;
-            workloads::prepare_log(&store, W4_STREAMS, W4_PER_STREAM).await?;
-            analyze(&connect).await?;
-            measuring();
-            workloads::replay(&store, "esrs read_all", W4_STREAMS * W4_PER_STREAM).await?
-        }
-        "w4:mem" => {
-            let store = InMemoryStore::new();
-            workloads::prepare_log(&store, W4_STREAMS, W4_PER_STREAM).await?;
-            measuring();
-            workloads::project(store, "in-memory projection", W4_STREAMS * W4_PER_STREAM).await?
         }
         shards if shards.starts_with("shards:") => {
             let count: u32 = shards["shards:".len()..].parse()?;
