@@ -708,15 +708,43 @@ fn child(args: &[String]) -> ExitCode {
             let prepared = rt.block_on(prepare(&id, &url))?;
             let mut report = match prepared {
                 Some(mut prepared) => {
+                    // With several passes, each pass's CPU time, the client's and the
+                    // server's (its database's backends), which the machine's other load
+                    // disturbs less than the wall-clock time.
+                    let mut probe = match (&url, passes > 1) {
+                        (Some(_), true) => Some(rt.block_on(raw_conn(&url))?),
+                        _ => None,
+                    };
                     measuring();
                     let mut last = None;
                     for pass in 1..=passes {
+                        let server_before = match &mut probe {
+                            Some(probe) => rt.block_on(backends_cpu(probe, &[]))?,
+                            None => Vec::new(),
+                        };
+                        let client_before = measure::cpu_ns(None);
                         let report = measured_pass(&rt, measure(&mut prepared))?;
+                        let client = measure::cpu_ns(None)
+                            .zip(client_before)
+                            .map(|(after, before)| after - before);
                         if passes > 1 {
+                            let server = match &mut probe {
+                                Some(probe) => {
+                                    let after = rt.block_on(backends_cpu(probe, &server_before))?;
+                                    Some(after.iter().map(|(_, ns)| ns).sum::<u64>())
+                                }
+                                None => None,
+                            };
+                            let ms = |ns: Option<u64>| {
+                                ns.map_or("-".to_owned(), |ns| format!("{:.1}", ns as f64 / 1e6))
+                            };
                             eprintln!(
-                                "[esrs-bench] {id} pass {pass}/{passes}: {:.0} {}/s",
+                                "[esrs-bench] {id} pass {pass}/{passes}: {:.0} {}/s, CPU ms: \
+                                 client {}, server {}",
                                 report.throughput(),
-                                report.unit
+                                report.unit,
+                                ms(client),
+                                ms(server),
                             );
                         }
                         last = Some(report);
@@ -752,6 +780,40 @@ fn child(args: &[String]) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The CPU time of every backend of the database `probe` is connected to (but `probe`'s
+/// own), in nanoseconds; given `since` (an earlier answer), the time each has run since,
+/// a backend started since counting from its start.
+async fn backends_cpu(
+    probe: &mut PgConnection,
+    since: &[(u32, u64)],
+) -> Result<Vec<(u32, u64)>, BoxError> {
+    let pids: Vec<i32> = sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(&mut *probe)
+    .await?;
+    Ok(pids
+        .into_iter()
+        .filter_map(|pid| {
+            let pid = pid.unsigned_abs();
+            let now = measure::cpu_ns(Some(pid))?;
+            let before = since
+                .iter()
+                .find(|(p, _)| *p == pid)
+                .map_or(0, |(_, ns)| *ns);
+            Some((
+                pid,
+                if since.is_empty() {
+                    now
+                } else {
+                    now.saturating_sub(before)
+                },
+            ))
+        })
+        .collect())
 }
 
 /// Runs `statement` on the server of `url` (its own database), on a connection of its own.

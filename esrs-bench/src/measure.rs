@@ -81,6 +81,22 @@ pub(crate) async fn timed<T>(latencies: &mut Latencies, f: impl IntoFuture<Outpu
     out
 }
 
+/// CPU time a task has run, in nanoseconds (Linux: the first field of
+/// `/proc/<pid>/schedstat`; `None` for this process's main thread), or `None` where the
+/// kernel does not tell.
+pub(crate) fn cpu_ns(pid: Option<u32>) -> Option<u64> {
+    let path = match pid {
+        Some(pid) => format!("/proc/{pid}/schedstat"),
+        None => "/proc/self/schedstat".to_owned(),
+    };
+    std::fs::read_to_string(path)
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// The process's peak resident set size (`VmHWM`), in MiB.
 pub(crate) fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;

@@ -820,6 +820,8 @@ struct FlakyStore {
     head_failures: Arc<AtomicU64>,
     /// Calls of `read_all` so far.
     reads: Arc<AtomicU64>,
+    /// Calls of `head_position` so far.
+    heads: Arc<AtomicU64>,
 }
 
 fn take_one(counter: &AtomicU64) -> bool {
@@ -898,6 +900,7 @@ impl EventStore for FlakyStore {
         self.inner.wait_for_events(after, timeout).await
     }
     async fn head_position(&self) -> esrs_core::Result<Option<Position>> {
+        self.heads.fetch_add(1, Ordering::SeqCst);
         if take_one(&self.head_failures) {
             return Err(unavailable());
         }
@@ -917,6 +920,7 @@ async fn a_failed_head_read_does_not_stop_the_runner() {
         wait_failures: Arc::new(AtomicU64::new(0)),
         head_failures: Arc::new(AtomicU64::new(1)),
         reads: Arc::default(),
+        heads: Arc::default(),
     };
     let models = ModelStore::default();
     let mut runner = ProjectionRunner::new(store.clone(), models.clone(), TxScores::default());
@@ -933,6 +937,40 @@ async fn a_failed_head_read_does_not_stop_the_runner() {
     assert_eq!(runner.status().checkpoint, last);
 }
 
+/// A runner catching up reads the head of the log for its lag report now and then, not
+/// after every batch (on a database, that is a query per batch); its status still ends at
+/// the head.
+#[tokio::test]
+async fn catching_up_reads_the_head_now_and_then() {
+    let inner = InMemoryStore::new();
+    let last = seed(&inner, 2_000, 10).await;
+    let store = FlakyStore {
+        inner: inner.clone(),
+        read_failures: Arc::new(AtomicU64::new(0)),
+        wait_failures: Arc::new(AtomicU64::new(0)),
+        head_failures: Arc::new(AtomicU64::new(0)),
+        reads: Arc::default(),
+        heads: Arc::default(),
+    };
+    let models = ModelStore::default();
+    let mut runner =
+        ProjectionRunner::new(store.clone(), models.clone(), TxScores::default()).batch_size(10);
+    assert_eq!(runner.catch_up().await.expect("caught up"), last);
+    let heads = store.heads.load(Ordering::SeqCst);
+    assert!(
+        (1..50).contains(&heads),
+        "{heads} head reads for 200 batches"
+    );
+    assert_eq!(runner.status().head, Some(last));
+    assert_eq!(runner.status().events_behind(), Some(0));
+
+    // Caught up: a pass of one batch reads the head once, at its end.
+    let next = append(&inner, "player-late", vec![scored(3)]).await;
+    assert_eq!(runner.catch_up().await.expect("caught up"), next);
+    assert_eq!(store.heads.load(Ordering::SeqCst), heads + 1);
+    assert_eq!(runner.status().head, Some(next));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_failures_follow_the_error_policy() {
     let inner = InMemoryStore::new();
@@ -943,6 +981,7 @@ async fn store_failures_follow_the_error_policy() {
         wait_failures: Arc::new(AtomicU64::new(0)),
         head_failures: Arc::new(AtomicU64::new(0)),
         reads: Arc::default(),
+        heads: Arc::default(),
     };
 
     // Stop: the read error ends the runner; the events read before it are not committed.
@@ -1027,6 +1066,7 @@ async fn a_dropped_handle_leaves_the_runner_following_without_spinning() {
         wait_failures: Arc::default(),
         head_failures: Arc::default(),
         reads: Arc::default(),
+        heads: Arc::default(),
     };
     let projection = ExternalScores::default();
     let model = projection.model.clone();

@@ -39,6 +39,11 @@ pub const DEFAULT_BATCH_SIZE: usize = 500;
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(5);
 /// The longest pause when the store wakes the runner without new events to read.
 pub(super) const MAX_IDLE_PAUSE: Duration = Duration::from_millis(50);
+/// How often, at most, a runner catching up reads the head of the log for its lag report
+/// (a query on a database store): after the first committed batch of a pass, then after a
+/// batch at least this long after the last read, after one that reaches the head it
+/// knows, and after the last batch of the pass.
+const HEAD_REFRESH: Duration = Duration::from_millis(100);
 
 /// The name the checkpoint and lock of `shard` of `projection` are kept under: the
 /// projection's name for the whole projection (shard `0/1`), else `name#index/count`, as in
@@ -537,6 +542,9 @@ where
         };
         let mut events = store.read_log(checkpoint, &filter);
         let mut read = 0u64;
+        // When this pass last read the head, and whether a batch was committed since.
+        let mut head_read: Option<Instant> = None;
+        let mut head_stale = false;
         let mut batch: Vec<RecordedEvent> = Vec::with_capacity((*batch_size).min(4096));
         loop {
             let span = tracing::debug_span!(
@@ -642,7 +650,8 @@ where
                     last = through.map_or(last, |through| through.max(last));
                 }
 
-                if last != checkpoint {
+                let committed = last != checkpoint;
+                if committed {
                     let checkpoint_error = |source| ProjectionError::Checkpoint {
                         projection: name.clone(),
                         source,
@@ -665,6 +674,13 @@ where
                         s.skipped += skipped;
                     });
                     metrics.batch(handled, skipped, started.elapsed(), checkpoint.sequence);
+                }
+                head_stale |= committed;
+                let head_due = head_stale
+                    && (end.is_some()
+                        || head_read.is_none_or(|at| at.elapsed() >= HEAD_REFRESH)
+                        || status.borrow().head.is_none_or(|head| head <= checkpoint));
+                if head_due {
                     // The head only feeds the lag report: a failure to read it must not stop
                     // a runner whose batch is committed.
                     match store.head_position().await {
@@ -673,6 +689,10 @@ where
                             tracing::debug!(projection = %name, error = %ErrorChain::new(&error), "cannot read the head of the log")
                         }
                     }
+                    head_read = Some(Instant::now());
+                    head_stale = false;
+                }
+                if committed {
                     let status = status.borrow();
                     metrics.lag(status.events_behind(), status.time_behind());
                 }

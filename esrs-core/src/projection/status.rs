@@ -50,7 +50,10 @@ pub struct ProjectionStatus {
     /// When the event at the checkpoint was recorded, if the runner has committed one.
     pub last_recorded_at: Option<DateTime<Utc>>,
     /// The head of the store's log when the runner last asked, if the store tells
-    /// ([`EventStore::head_position`](crate::EventStore::head_position)).
+    /// ([`EventStore::head_position`](crate::EventStore::head_position)). A runner asks
+    /// after the first batch it commits in a pass of the log, then at most every 100 ms
+    /// while it catches up (sooner when its checkpoint reaches the head it knows), and
+    /// after the pass's last batch.
     pub head: Option<Position>,
     /// Events handled since the runner was made.
     pub handled: u64,
