@@ -53,10 +53,15 @@ const MIGRATIONS: &[Migration] = &[
         description: "event ids: a unique, stable id for every event",
         sql: include_str!("migrations/0007_event_ids.sql"),
     },
+    Migration {
+        version: 8,
+        description: "event names in global order: filtered reads of the log walk the index name by name",
+        sql: include_str!("migrations/0008_event_names.sql"),
+    },
 ];
 
 /// The newest schema version this code applies.
-pub(crate) const LATEST_VERSION: i32 = 7;
+pub(crate) const LATEST_VERSION: i32 = 8;
 
 /// Migration 1 for an events table of `partitions` hash partitions of `stream_id` (1: the
 /// migration as released). The global order's index cannot be unique on a partitioned table

@@ -50,8 +50,12 @@ pub use options::{
 use std::sync::Arc;
 use std::time::Duration;
 
-use esrs_core::store::{AppendOutcome, AppendRequest, EventStream, Snapshot, SnapshotKey};
+use esrs_core::store::{
+    AppendOutcome, AppendRequest, EventStream, LogEntry, LogFilter, LogStream, Snapshot,
+    SnapshotKey,
+};
 use esrs_core::{EventStore, IdempotencyKey, Position, StreamId, Version};
+use futures_util::TryStreamExt;
 use sqlx::postgres::PgPool;
 use tracing::Instrument;
 
@@ -203,6 +207,13 @@ impl EventStore for PgStore {
 
     fn read_all(&self, after: Position) -> EventStream<'_> {
         read::read_all(self, after)
+    }
+
+    fn read_log(&self, after: Position, filter: &LogFilter) -> LogStream<'_> {
+        if filter.is_all() {
+            return Box::pin(read::read_all(self, after).map_ok(LogEntry::Event));
+        }
+        read::read_log(self, after, filter)
     }
 
     fn read_for_fold(

@@ -4,12 +4,16 @@
 //! long its result.
 
 mod decode;
+mod filtered;
 mod log;
 mod stream;
 
 #[cfg(test)]
 pub(crate) use decode::{EVENT_COLUMNS, FOLD_EVENT_COLUMNS};
 pub(crate) use decode::{Xid8, fingerprint, payload, signed, unsigned};
+pub(super) use filtered::read_log;
+#[cfg(test)]
+pub(crate) use filtered::{HORIZON_COLUMNS, WINDOW_COLUMNS};
 pub(super) use log::read_all;
 #[cfg(test)]
 pub(crate) use log::{
@@ -41,6 +45,9 @@ enum Page<'a> {
     /// older open transaction holds some of them back; [`Pages::read_on`] hears whether
     /// to read on (after a pause of `pause` if events are held back).
     Settle { check: PgQuery<'a>, pause: Duration },
+    /// Runs a query of one row and hands the row to [`Pages::fetched`] (what the next page
+    /// query needs to know first), then asks for the next page.
+    Fetch(PgQuery<'a>),
     /// The read is complete.
     Done,
 }
@@ -50,13 +57,20 @@ trait Pages<'a>: Send + 'a {
     type Item: Send + 'a;
     /// What to do next.
     fn next_page(&mut self) -> Page<'a>;
-    /// Decodes one row and moves the cursor past it.
-    fn decode(&mut self, row: &PgRow) -> esrs_core::Result<Self::Item>;
+    /// Decodes one row and moves the cursor past it: the item the row holds, if it holds
+    /// one.
+    fn decode(&mut self, row: &PgRow) -> esrs_core::Result<Option<Self::Item>>;
+    /// The row of a [`Page::Fetch`].
+    fn fetched(&mut self, _row: &PgRow) -> esrs_core::Result<()> {
+        Ok(())
+    }
     /// The answer of a [`Page::Settle`] check: whether committed events lie beyond the
     /// cursor (the read goes on), or not (the read is complete).
     fn read_on(&mut self, _beyond: bool) {}
-    /// A query returned all its rows.
-    fn complete(&mut self) {}
+    /// A query returned all its rows; the item that says so, if any.
+    fn complete(&mut self) -> Option<Self::Item> {
+        None
+    }
 }
 
 type Items<'a, T> = Pin<Box<dyn Stream<Item = esrs_core::Result<T>> + Send + 'a>>;
@@ -85,7 +99,8 @@ fn paged<'a, P: Pages<'a>>(
                     let failed = loop {
                         match rows.next().await {
                             Some(Ok(row)) => match pages.decode(&row) {
-                                Ok(item) => yield Ok(item),
+                                Ok(Some(item)) => yield Ok(item),
+                                Ok(None) => {}
                                 // The rest of the answer is unread: the lease returns the
                                 // connection to the pool, which recovers it.
                                 Err(error) => break Some(error),
@@ -99,11 +114,25 @@ fn paged<'a, P: Pages<'a>>(
                     drop(rows);
                     drop(lease);
                     match failed {
-                        None => pages.complete(),
+                        None => {
+                            if let Some(item) = pages.complete() {
+                                yield Ok(item);
+                            }
+                        }
                         Some(error) => {
                             yield Err(error);
                             break;
                         }
+                    }
+                }
+                Page::Fetch(query) => {
+                    let row = match store.connections().lease().await {
+                        Ok(mut lease) => query.fetch_one(&mut lease).await.map_err(to_core),
+                        Err(error) => Err(to_core(error)),
+                    };
+                    if let Err(error) = row.and_then(|row| pages.fetched(&row)) {
+                        yield Err(error);
+                        break;
                     }
                 }
                 Page::Settle { check, pause } => {

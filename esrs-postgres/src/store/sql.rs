@@ -20,7 +20,8 @@ use super::lock::{EPOCH_COLUMNS, LOCK_HELD_COLUMNS};
 #[cfg(test)]
 use super::read::{
     EVENT_COLUMNS, EVENTS_AFTER_COLUMNS, EVENTS_BEYOND_COLUMNS, FOLD_EVENT_COLUMNS,
-    FOLD_WITH_SNAPSHOT_COLUMNS, HEAD_POSITION_COLUMNS, LOG_COLUMNS, STREAM_VERSION_COLUMNS,
+    FOLD_WITH_SNAPSHOT_COLUMNS, HEAD_POSITION_COLUMNS, HORIZON_COLUMNS, LOG_COLUMNS,
+    STREAM_VERSION_COLUMNS, WINDOW_COLUMNS,
 };
 #[cfg(test)]
 use super::snapshot::SNAPSHOT_COLUMNS;
@@ -167,6 +168,12 @@ statements! {
     read_stream = "sql/read_stream.sql" => EVENT_COLUMNS;
     /// A page of the global log.
     read_all = "sql/read_all.sql" => LOG_COLUMNS;
+    /// A window of the global log for a filtered read, each row with whether it is matched.
+    read_log_window = "sql/read_log_window.sql" => WINDOW_COLUMNS;
+    /// A page of the events of some names, name by name, below a horizon.
+    read_log_names = "sql/read_log_names.sql" => LOG_COLUMNS;
+    /// The horizon of a filtered read's next page, and the last position below it.
+    log_horizon = "sql/log_horizon.sql" => HORIZON_COLUMNS;
     /// Whether events after a position are readable now.
     events_after = "sql/events_after.sql" => EVENTS_AFTER_COLUMNS;
     /// Whether committed events lie after a position, and whether some are held back.

@@ -20,7 +20,7 @@ pub(crate) const LOG_COLUMNS: &[Column] =
     &concat::<10>(&[EVENT_COLUMNS, &[Column::new("stream_id", TEXT)]]);
 
 /// Where a page's row holds its event, and its stream.
-const LOG_EVENT: usize = offset(LOG_COLUMNS, EVENT_COLUMNS);
+pub(super) const LOG_EVENT: usize = offset(LOG_COLUMNS, EVENT_COLUMNS);
 const LOG_STREAM_ID: usize = index(LOG_COLUMNS, "stream_id");
 
 /// The column of `events_after.sql`: whether events after the position are readable now.
@@ -42,8 +42,8 @@ const HEAD_TRANSACTION_ID: usize = index(HEAD_POSITION_COLUMNS, "transaction_id"
 const HEAD_SEQUENCE: usize = index(HEAD_POSITION_COLUMNS, "sequence");
 
 /// The first and the longest pause of a read waiting for an older transaction.
-const MIN_SETTLE_BACKOFF: Duration = Duration::from_millis(1);
-const MAX_SETTLE_BACKOFF: Duration = Duration::from_millis(25);
+pub(super) const MIN_SETTLE_BACKOFF: Duration = Duration::from_millis(1);
+pub(super) const MAX_SETTLE_BACKOFF: Duration = Duration::from_millis(25);
 
 /// The global log after a position, up to the oldest running transaction.
 ///
@@ -109,7 +109,7 @@ impl<'a> Pages<'a> for LogPages<'a> {
         }
     }
 
-    fn decode(&mut self, row: &PgRow) -> esrs_core::Result<RecordedEvent> {
+    fn decode(&mut self, row: &PgRow) -> esrs_core::Result<Option<RecordedEvent>> {
         // Consecutive events of one stream share its id.
         let stream: &str = row.try_get_unchecked(LOG_STREAM_ID).map_err(to_core)?;
         let stream = match &self.last_stream {
@@ -123,7 +123,7 @@ impl<'a> Pages<'a> for LogPages<'a> {
         let event = decode_event(row, LOG_EVENT, stream)?;
         self.in_page += 1;
         self.after = event.position;
-        Ok(event)
+        Ok(Some(event))
     }
 }
 

@@ -52,17 +52,18 @@ impl<'a, I: Send + 'a> Pages<'a> for StreamPages<'a, I> {
         )
     }
 
-    fn decode(&mut self, row: &PgRow) -> esrs_core::Result<I> {
+    fn decode(&mut self, row: &PgRow) -> esrs_core::Result<Option<I>> {
         let (item, version) = (self.event)(row, &self.stream)?;
         self.last = version;
-        Ok(item)
+        Ok(Some(item))
     }
 
-    fn complete(&mut self) {
+    fn complete(&mut self) -> Option<I> {
         self.store
             .inner
             .seen
             .record(&self.stream, self.last, self.table);
+        None
     }
 }
 
@@ -124,7 +125,22 @@ impl<'a, I: Send + 'a> Pages<'a> for SnapshotPages<'a, I> {
         )
     }
 
-    fn decode(&mut self, row: &PgRow) -> esrs_core::Result<I> {
+    fn decode(&mut self, row: &PgRow) -> esrs_core::Result<Option<I>> {
+        self.decode_row(row).map(Some)
+    }
+
+    fn complete(&mut self) -> Option<I> {
+        self.store
+            .inner
+            .seen
+            .record(&self.stream, self.last, self.table);
+        None
+    }
+}
+
+impl<I> SnapshotPages<'_, I> {
+    /// A row of the snapshot read: the snapshot, or an event after it.
+    fn decode_row(&mut self, row: &PgRow) -> esrs_core::Result<I> {
         let is_snapshot: bool = row.try_get_unchecked(IS_SNAPSHOT).map_err(to_core)?;
         let version: i64 = row.try_get_unchecked(SNAPSHOT_VERSION).map_err(to_core)?;
         self.last = unsigned(version);
@@ -145,13 +161,6 @@ impl<'a, I: Send + 'a> Pages<'a> for SnapshotPages<'a, I> {
             self.key,
             payload,
         )))
-    }
-
-    fn complete(&mut self) {
-        self.store
-            .inner
-            .seen
-            .record(&self.stream, self.last, self.table);
     }
 }
 
