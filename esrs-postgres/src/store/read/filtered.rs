@@ -8,7 +8,9 @@
 //!   rows in commit-safe order, as `read_all` reads them, each with whether the filter
 //!   matches it; a skipped row carries its position alone (no payload crosses the wire).
 //!   A shard's reads always go this way: which streams are in a shard is a hash, which no
-//!   index orders.
+//!   index orders. After a full window whose every row is matched (a projection of every
+//!   name of the log), the next pages are `read_all`'s, the names checked in the client,
+//!   until one has a row to skip.
 //! - **Name by name** while they are rare (fewer than a quarter of a full window's rows):
 //!   the next `page_size` events of the names, each name's walked through the index on
 //!   (name, transaction id, sequence), so that the rows of other names are not read at all.
@@ -47,7 +49,8 @@ const WINDOW_SEQUENCE: usize = index(WINDOW_COLUMNS, "sequence");
 const WINDOW_TRANSACTION_ID: usize = index(WINDOW_COLUMNS, "transaction_id");
 const WINDOW_STREAM_ID: usize = index(WINDOW_COLUMNS, "stream_id");
 
-/// Where a row of `read_log_names.sql` ([`LOG_COLUMNS`]) holds its stream.
+/// Where a row of `read_log_names.sql` and of `read_all.sql` ([`LOG_COLUMNS`]) holds its
+/// stream.
 const LOG_STREAM_ID: usize = index(LOG_COLUMNS, "stream_id");
 
 /// The columns of `log_horizon.sql`: the horizon, and the last position of the log below it
@@ -64,6 +67,9 @@ const HORIZON_SEQUENCE: usize = index(HORIZON_COLUMNS, "sequence");
 /// How a filtered read reads its next page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Way {
+    /// Every row, whole, as `read_all` reads it, the names checked in the client: while
+    /// every row of the windows is matched.
+    All,
     /// A window of the log, every row with whether it is matched.
     Window,
     /// The events of the names, name by name.
@@ -79,6 +85,7 @@ const FREQUENT: u64 = 2;
 
 struct FilteredPages<'a> {
     store: &'a PgStore,
+    filter: LogFilter,
     /// The names matched, sorted (`None`: every name).
     names: Option<Vec<String>>,
     /// The shard's count and index (`None`: every stream).
@@ -158,6 +165,12 @@ impl<'a> Pages<'a> for FilteredPages<'a> {
         self.page_start = self.after;
         if !short {
             return match self.way {
+                Way::All => Page::Query(
+                    sqlx::query(&self.store.sql().read_all)
+                        .bind(Xid8(self.after.transaction_id))
+                        .bind(signed(self.after.sequence))
+                        .bind(i64::from(page_size)),
+                ),
                 Way::Window => Page::Query(
                     sqlx::query(&self.store.sql().read_log_window)
                         .bind(Xid8(self.after.transaction_id))
@@ -211,6 +224,18 @@ impl<'a> Pages<'a> for FilteredPages<'a> {
 
     fn decode(&mut self, row: &PgRow) -> esrs_core::Result<Option<LogEntry>> {
         self.rows += 1;
+        if self.way == Way::All {
+            let stream = self.stream(row, LOG_STREAM_ID)?;
+            let event = decode_event(row, LOG_EVENT, stream)?;
+            self.after = event.position;
+            if !self.filter.matches_name(&event.name) {
+                self.skipped = Some(self.after);
+                return Ok(None);
+            }
+            self.matched += 1;
+            self.skipped = None;
+            return Ok(Some(LogEntry::Event(event)));
+        }
         if self.way == Way::Names {
             let stream = self.stream(row, LOG_STREAM_ID)?;
             let event = decode_event(row, LOG_EVENT, stream)?;
@@ -239,12 +264,23 @@ impl<'a> Pages<'a> for FilteredPages<'a> {
     fn complete(&mut self) -> Option<LogEntry> {
         let page_size = self.store.inner.page_size;
         match self.way {
+            Way::All => {
+                if self.matched < self.rows {
+                    self.way = Way::Window;
+                }
+                self.skipped.take().map(LogEntry::Through)
+            }
             Way::Window => {
                 if self.names.is_some()
                     && self.rows == page_size
                     && u64::from(self.matched) * RARE < u64::from(self.rows)
                 {
                     self.way = Way::Names;
+                } else if self.shard.is_none()
+                    && self.rows == page_size
+                    && self.matched == self.rows
+                {
+                    self.way = Way::All;
                 }
                 self.skipped.take().map(LogEntry::Through)
             }
@@ -288,6 +324,7 @@ pub(in crate::store) fn read_log<'a>(
         store,
         FilteredPages {
             store,
+            filter: filter.clone(),
             names,
             shard,
             way,
