@@ -35,7 +35,8 @@ use sqlx::{ConnectOptions, Connection, Executor};
 
 use crate::measure::Report;
 use crate::workloads::{
-    BATCH_EVENTS, BATCHES, BoxError, W1, W2, W3_LOADS, W3_LONG, W3_SHORT, W4_PER_STREAM, W4_STREAMS,
+    BATCH_EVENTS, BATCHES, BoxError, W1, W2, W3_LOADS, W3_LONG, W3_SHORT, W4_PER_STREAM,
+    W4_STREAMS, W5_EVENTS, W5_HANDLED, W5_NAMES, W5_TAIL,
 };
 
 const USAGE: &str = "\
@@ -48,6 +49,9 @@ WORKLOAD is one or more of (or single runs by their id, such as w1:esrs or w2:me
   w2          8 concurrent clients, 20,000 commands over 1,000 streams
   w3          load of a 10,000-event stream (without and with snapshots) and of a 10-event one
   w4          replay of 100,000 events over 1,000 streams
+  w5          a projection of 1 event name of 10 over 1,000,000 events: filtered in SQL,
+              unfiltered (every row read, the others skipped) and raw SQL, and a restart over
+              100,000 skipped events
   batch       append of 1,000 events in one call
   shards      W4's log into a read model that waits 50 µs per event, by 1, 2, 4 and 8
               shards (runs shards:1 … shards:8)
@@ -137,6 +141,9 @@ const RUNS: &[Run] = &[
     run("w4:esrs", "w4", true),
     run("w4:esrs-read-all", "w4", true),
     run("w4:mem", "w4", false),
+    run("w5:raw", "w5", true),
+    run("w5:esrs-filtered", "w5", true),
+    run("w5:esrs-unfiltered", "w5", true),
     run("shards:1", "shards", true),
     run("shards:2", "shards", true),
     run("shards:4", "shards", true),
@@ -151,6 +158,7 @@ const GROUPS: &[&str] = &[
     "w2",
     "w3",
     "w4",
+    "w5",
     "batch",
     "shards",
     "micro",
@@ -1141,6 +1149,34 @@ async fn run_child(id: &str, connect: Option<String>) -> Result<Report, BoxError
                 "in-memory"
             };
             workloads::loads(store, name, implementation, events, W3_LOADS, snapshot).await?
+        }
+        "w5:raw" => {
+            let mut conn = raw_conn(&connect).await?;
+            raw::create_schema(&mut conn).await?;
+            conn.execute(raw::QUIET_INDEX).await?;
+            conn.execute(workloads::w5_insert("raw_events", 0, W5_EVENTS, false).as_str())
+                .await?;
+            analyze(&connect).await?;
+            measuring();
+            raw::quiet(&mut conn, W5_HANDLED, W5_EVENTS / W5_NAMES).await?
+        }
+        "w5:esrs-filtered" | "w5:esrs-unfiltered" => {
+            let store = pg_store(&connect).await?;
+            let table = format!("{}.events", store.schema());
+            store
+                .pool()
+                .execute(workloads::w5_insert(&table, 0, W5_EVENTS, false).as_str())
+                .await?;
+            analyze(&connect).await?;
+            measuring();
+            let tail = async {
+                store
+                    .pool()
+                    .execute(workloads::w5_insert(&table, W5_EVENTS, W5_TAIL, true).as_str())
+                    .await?;
+                analyze(&connect).await
+            };
+            workloads::quiet(store.clone(), id == "w5:esrs-filtered", tail).await?
         }
         shards if shards.starts_with("shards:") => {
             let count: u32 = shards["shards:".len()..].parse()?;

@@ -456,3 +456,65 @@ pub(crate) async fn round_trip_pooled(pool: &PgPool, stream: &str) -> Result<(),
     let appended = append(&mut *pool.acquire().await?, stream, version, &account).await?;
     ensure(appended, "no concurrent writer")
 }
+
+/// W5: the events of one name, with the whole envelope, in commit-safe order, through an
+/// index on (name, transaction id, sequence) as esrs's.
+const QUIET: &str = "SELECT sequence, transaction_id, version, name, event_version, payload::text, \
+                     metadata, recorded_at, event_id, stream_id FROM raw_events \
+                     WHERE name = $1 \
+                       AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+                     ORDER BY transaction_id, sequence";
+
+/// W5 set-up: the name index esrs's events table has.
+pub(crate) const QUIET_INDEX: &str =
+    "CREATE INDEX raw_events_name_global_order ON raw_events (name, transaction_id, sequence)";
+
+/// W5: one streamed SELECT of the events of one name, each decoded (envelope and payload,
+/// as a `serde_json::Value`) and summed per stream.
+pub(crate) async fn quiet(
+    conn: &mut PgConnection,
+    name: &str,
+    expected: u64,
+) -> Result<Report, BoxError> {
+    let started = Instant::now();
+    let mut sums: HashMap<Arc<str>, i64> = HashMap::new();
+    let mut rows = sqlx::query(QUIET).bind(name).fetch(conn);
+    let mut count = 0u64;
+    while let Some(row) = rows.try_next().await? {
+        let sequence: i64 = row.try_get(0)?;
+        let transaction = xid8(&row, 1)?;
+        let _version: i64 = row.try_get(2)?;
+        let _name: &str = row.try_get(3)?;
+        let _event_version: i32 = row.try_get(4)?;
+        let payload: &str = row.try_get(5)?;
+        let metadata: Option<sqlx::types::Json<esrs_core::Metadata>> = row.try_get(6)?;
+        let recorded_at: sqlx::types::chrono::DateTime<sqlx::types::chrono::Utc> =
+            row.try_get(7)?;
+        let id: sqlx::types::Uuid = row.try_get(8)?;
+        let stream: &str = row.try_get(9)?;
+        std::hint::black_box((&metadata, recorded_at, id, transaction, sequence));
+        let event: serde_json::Value = serde_json::from_str(payload)?;
+        let amount = event["amount"].as_i64().ok_or("an amount")?;
+        match sums.get_mut(stream) {
+            Some(sum) => *sum += amount,
+            None => {
+                sums.insert(Arc::from(stream), amount);
+            }
+        }
+        count += 1;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    ensure(
+        count == expected,
+        format!("read {count} events, expected {expected}"),
+    )?;
+    std::hint::black_box(&sums);
+    Ok(done(
+        "W5 1 name of 10",
+        "raw sqlx",
+        "event",
+        count,
+        seconds,
+        Latencies::default(),
+    ))
+}
