@@ -467,7 +467,7 @@ const QUIET: &str = "SELECT sequence, transaction_id, version, name, event_versi
 
 /// W5 set-up: the name index esrs's events table has.
 pub(crate) const QUIET_INDEX: &str =
-    "CREATE INDEX raw_events_name_global_order ON raw_events (name, transaction_id, sequence)";
+    "CREATE INDEX raw_events_by_name ON raw_events (name, transaction_id, sequence)";
 
 /// W5: one streamed SELECT of the events of one name, each decoded (envelope and payload,
 /// as a `serde_json::Value`) and summed per stream.

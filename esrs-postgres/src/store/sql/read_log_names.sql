@@ -1,6 +1,6 @@
 -- A page of a filtered read whose events are rare: the next $5 events after the position
 -- stored under one of the names $4, below the horizon $3 (a transaction id below which every
--- transaction has ended), found name by name through events_name_global_order, so that the
+-- transaction has ended), found name by name through events_by_name, so that the
 -- rows of other names are not read. $6, $7: the shard's count and index (NULL: every
 -- stream), as in read_log_window.sql.
 SELECT e.sequence, e.transaction_id, e.version, e.name, e.event_version, e.payload,
