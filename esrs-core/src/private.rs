@@ -9,6 +9,14 @@ use crate::snapshot::SnapshotKey;
 
 pub use crate::catalog::schemars;
 pub use crate::catalog::{AggregateInfo, EventInfo};
+
+/// The catalog entry of the aggregate stored under `name`, whose events are `E`.
+pub const fn aggregate_info<E: crate::event::EventSet>(
+    name: &'static str,
+    rust_type: fn() -> &'static str,
+) -> AggregateInfo {
+    AggregateInfo::new(name, rust_type, E::NAMES, E::ALIASES)
+}
 pub use inventory;
 
 /// The JSON Schema of an event's payload, from the `JsonSchema` of the mirror of its struct

@@ -9,7 +9,9 @@
 //! |---|---|
 //! | an event an aggregate applies implements `Serialize` | [`StoredEvent`] |
 //! | an event implements `Deserialize` | [`DecodableEvent`] |
+//! | the state implements `Default`, the start of its fold | [`DefaultState`] |
 //! | a snapshotted state implements `Serialize` and `Deserialize` | [`SnapshotState`] |
+//! | an event implements what the event enum's default derives need | [`EventDebug`], [`EventClone`], [`EventPartialEq`] |
 //! | an event's field type has a JSON Schema | [`EventFieldSchema`] |
 //! | an `upcast_from` type converts into the event | [`UpcastInto`] |
 //! | a payload upcaster has the upcaster's signature | [`PayloadUpcaster`] |
@@ -94,6 +96,85 @@ impl<T: serde::de::DeserializeOwned> DecodableEvent for T {
             Some(fields) => crate::personal::parse_personal(name, version, payload, fields),
             None => DecodeError::parse(name, version, payload),
         }
+    }
+}
+
+/// The state of an aggregate implements `Default`: its fold starts from
+/// `Default::default()` and applies the stored events in order.
+#[diagnostic::on_unimplemented(
+    message = "the aggregate state `{Self}` does not implement `Default`, the state its fold starts from",
+    label = "needs `#[derive(Default)]`",
+    note = "add `#[derive(Default)]` to `{Self}`, or implement `Default` for it: a stream with no events yet is `{Self}::default()`, and every load applies the stored events to it"
+)]
+pub trait DefaultState {
+    /// Names the requirement at the state type.
+    #[doc(hidden)]
+    fn __check() {}
+}
+
+#[diagnostic::do_not_recommend]
+impl<T: Default> DefaultState for T {}
+
+/// An event of an aggregate whose event enum has the default derives implements `Debug`.
+#[diagnostic::on_unimplemented(
+    message = "the event `{Self}` does not implement `Debug`, which the aggregate's event enum derives",
+    label = "needs `#[derive(Debug)]`",
+    note = "add `#[derive(Debug)]` to `{Self}`, or choose the event enum's derives with #[aggregate(derive(...))]"
+)]
+pub trait EventDebug {
+    /// The event as a `Debug` value.
+    #[doc(hidden)]
+    fn __as_debug(&self) -> &dyn std::fmt::Debug;
+}
+
+#[diagnostic::do_not_recommend]
+impl<T: std::fmt::Debug> EventDebug for T {
+    #[inline]
+    fn __as_debug(&self) -> &dyn std::fmt::Debug {
+        self
+    }
+}
+
+/// An event of an aggregate whose event enum has the default derives implements `Clone`.
+#[diagnostic::on_unimplemented(
+    message = "the event `{Self}` does not implement `Clone`, which the aggregate's event enum derives",
+    label = "needs `#[derive(Clone)]`",
+    note = "add `#[derive(Clone)]` to `{Self}`, or choose the event enum's derives with #[aggregate(derive(...))]"
+)]
+pub trait EventClone: Sized {
+    /// A copy of the event.
+    #[doc(hidden)]
+    fn __clone(&self) -> Self;
+}
+
+// Bounded by `DecodableEvent` too, which no reference implements: an event without `Clone`
+// is then not told to clone a reference to it instead.
+#[diagnostic::do_not_recommend]
+impl<T: Clone + DecodableEvent> EventClone for T {
+    #[inline]
+    fn __clone(&self) -> Self {
+        self.clone()
+    }
+}
+
+/// An event of an aggregate whose event enum has the default derives implements
+/// `PartialEq`.
+#[diagnostic::on_unimplemented(
+    message = "the event `{Self}` does not implement `PartialEq`, which the aggregate's event enum derives",
+    label = "needs `#[derive(PartialEq)]`",
+    note = "add `#[derive(PartialEq)]` to `{Self}` (tests compare the events a command returns), or choose the event enum's derives with #[aggregate(derive(Debug, Clone))]"
+)]
+pub trait EventPartialEq {
+    /// Whether two events are equal.
+    #[doc(hidden)]
+    fn __eq(&self, other: &Self) -> bool;
+}
+
+#[diagnostic::do_not_recommend]
+impl<T: PartialEq> EventPartialEq for T {
+    #[inline]
+    fn __eq(&self, other: &Self) -> bool {
+        self == other
     }
 }
 

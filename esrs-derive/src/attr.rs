@@ -2,11 +2,66 @@
 
 use std::collections::HashSet;
 
-use proc_macro2::Span;
+use proc_macro2::{Span, TokenStream, TokenTree};
 use syn::meta::ParseNestedMeta;
 use syn::{Expr, ExprLit, Lit, Token};
 
 use crate::ctxt::Ctxt;
+
+/// The arguments of an attribute, split at their top-level commas.
+pub(crate) fn arguments(tokens: TokenStream) -> Vec<TokenStream> {
+    let mut arguments = Vec::new();
+    let mut current = TokenStream::new();
+    for token in tokens {
+        match &token {
+            TokenTree::Punct(p) if p.as_char() == ',' => {
+                if !current.is_empty() {
+                    arguments.push(std::mem::take(&mut current));
+                }
+            }
+            _ => current.extend([token]),
+        }
+    }
+    if !current.is_empty() {
+        arguments.push(current);
+    }
+    arguments
+}
+
+/// The key an argument starts with, if it starts with one.
+pub(crate) fn argument_key(argument: &TokenStream) -> Option<String> {
+    match argument.clone().into_iter().next() {
+        Some(TokenTree::Ident(ident)) => Some(ident.to_string()),
+        _ => None,
+    }
+}
+
+/// Parses each argument of an attribute (`key = value`, `key(...)` or `key`) with `each`,
+/// which is given the whole argument to report its errors at. An argument that does not
+/// start with a key, or that `each` cannot parse, is reported at the whole argument with
+/// the text `form` gives for its key (`None` when there is no key), unless `each` already
+/// reported it.
+pub(crate) fn parse_arguments<F>(
+    cx: &mut Ctxt,
+    tokens: TokenStream,
+    form: impl Fn(Option<&str>) -> String,
+    mut each: F,
+) where
+    F: FnMut(&mut Ctxt, &TokenStream, &ParseNestedMeta<'_>) -> syn::Result<()>,
+{
+    use syn::parse::Parser as _;
+    for argument in arguments(tokens) {
+        let Some(key) = argument_key(&argument) else {
+            cx.error_spanned_by(&argument, form(None));
+            continue;
+        };
+        let before = cx.len();
+        let result = syn::meta::parser(|meta| each(cx, &argument, &meta)).parse2(argument.clone());
+        if result.is_err() && cx.len() == before {
+            cx.error_spanned_by(&argument, form(Some(&key)));
+        }
+    }
+}
 
 /// Tracks the keys of one attribute so that a repeated key is reported.
 pub(crate) struct Keys {
@@ -104,6 +159,7 @@ pub(crate) fn skip_value(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
 /// Parses `= "text"`.
 pub(crate) fn string_value(
     cx: &mut Ctxt,
+    argument: &TokenStream,
     meta: &ParseNestedMeta<'_>,
     example: &str,
 ) -> syn::Result<Option<(String, Span)>> {
@@ -114,7 +170,7 @@ pub(crate) fn string_value(
         }) => Ok(Some((s.value(), s.span()))),
         _ => {
             cx.error_spanned_by(
-                &expr,
+                argument,
                 format!("expected a string literal, e.g. `{example}`"),
             );
             Ok(None)
@@ -125,6 +181,7 @@ pub(crate) fn string_value(
 /// Parses `= N` with an integer literal that fits `T`.
 pub(crate) fn int_value<T>(
     cx: &mut Ctxt,
+    argument: &TokenStream,
     meta: &ParseNestedMeta<'_>,
     example: &str,
 ) -> syn::Result<Option<(T, Span)>>
@@ -139,13 +196,13 @@ where
         }) => match i.base10_parse::<T>() {
             Ok(value) => Ok(Some((value, i.span()))),
             Err(e) => {
-                cx.error_spanned_by(i, format!("{e}; expected e.g. `{example}`"));
+                cx.error_spanned_by(argument, format!("{e}; expected e.g. `{example}`"));
                 Ok(None)
             }
         },
         _ => {
             cx.error_spanned_by(
-                &expr,
+                argument,
                 format!("expected an integer literal, e.g. `{example}`"),
             );
             Ok(None)
@@ -161,6 +218,7 @@ pub(crate) fn bad_name_char(name: &str) -> Option<char> {
 /// Parses `= true` or `= false`.
 pub(crate) fn bool_value(
     cx: &mut Ctxt,
+    argument: &TokenStream,
     meta: &ParseNestedMeta<'_>,
     example: &str,
 ) -> syn::Result<Option<(bool, Span)>> {
@@ -171,7 +229,7 @@ pub(crate) fn bool_value(
         }) => Ok(Some((b.value, b.span))),
         _ => {
             cx.error_spanned_by(
-                &expr,
+                argument,
                 format!("expected `true` or `false`, e.g. `{example}`"),
             );
             Ok(None)
@@ -183,13 +241,14 @@ pub(crate) fn bool_value(
 /// reported and left out).
 pub(crate) fn string_list_value(
     cx: &mut Ctxt,
+    argument: &TokenStream,
     meta: &ParseNestedMeta<'_>,
     example: &str,
 ) -> syn::Result<Vec<(String, Span)>> {
     let expr: Expr = meta.value()?.parse()?;
     let Expr::Array(array) = &expr else {
         cx.error_spanned_by(
-            &expr,
+            argument,
             format!("expected a list of string literals, e.g. `{example}`"),
         );
         return Ok(Vec::new());
@@ -216,6 +275,7 @@ pub(crate) fn string_list_value(
 /// reported and left out).
 pub(crate) fn int_list_value<T>(
     cx: &mut Ctxt,
+    argument: &TokenStream,
     meta: &ParseNestedMeta<'_>,
     example: &str,
 ) -> syn::Result<Vec<(T, Span)>>
@@ -226,7 +286,7 @@ where
     let expr: Expr = meta.value()?.parse()?;
     let Expr::Array(array) = &expr else {
         cx.error_spanned_by(
-            &expr,
+            argument,
             format!("expected a list of integer literals, e.g. `{example}`"),
         );
         return Ok(Vec::new());

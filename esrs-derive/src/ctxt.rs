@@ -26,6 +26,11 @@ impl Ctxt {
         self.errors.push(error);
     }
 
+    /// How many errors have been recorded.
+    pub(crate) fn len(&self) -> usize {
+        self.errors.len()
+    }
+
     /// Whether no error has been recorded.
     pub(crate) fn is_ok(&self) -> bool {
         self.errors.is_empty()

@@ -221,6 +221,22 @@ impl AggregateInfo {
         }
     }
 
+    /// The entry of the aggregate stored under `name`, of Rust type `rust_type`, with its
+    /// events' stored names and aliases.
+    pub(crate) const fn new(
+        name: &'static str,
+        rust_type: fn() -> &'static str,
+        events: &'static [&'static str],
+        aliases: &'static [&'static [&'static str]],
+    ) -> Self {
+        Self {
+            name,
+            rust_type,
+            events,
+            aliases,
+        }
+    }
+
     /// The aggregate's stream category.
     pub fn name(&self) -> &'static str {
         self.name

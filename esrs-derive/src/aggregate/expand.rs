@@ -31,7 +31,7 @@ impl Generated<'_> {
         let conversions = self.conversions();
         let aggregate = self.aggregate();
         let checks = self.checks();
-        let self_ty = self.self_ty;
+        let (self_ty, enum_ident, name) = (self.self_ty, &self.enum_ident, self.name);
         quote! {
             #enum_def
             const _: () = {
@@ -40,7 +40,10 @@ impl Generated<'_> {
                 #aggregate
                 #checks
                 ::esrs_core::__private::inventory::submit! {
-                    ::esrs_core::__private::AggregateInfo::of::<#self_ty>()
+                    ::esrs_core::__private::aggregate_info::<#enum_ident>(
+                        #name,
+                        ::core::any::type_name::<#self_ty>,
+                    )
                 }
             };
         }
@@ -58,13 +61,12 @@ impl Generated<'_> {
             Some((Visibility::Inherited, _)) | None => quote!(#[allow(private_interfaces)]),
             Some(_) => quote!(),
         };
-        let derives = match &self.args.derive {
-            Some(paths) => quote!(#(#paths),*),
-            None => quote!(
-                ::core::fmt::Debug,
-                ::core::clone::Clone,
-                ::core::cmp::PartialEq
-            ),
+        // The default derives are written out, each through a requirement of the event
+        // types, so that an event without one is reported once, at its handler, in the
+        // user's terms.
+        let (derives, default_impls) = match &self.args.derive {
+            Some(paths) => (quote!(#[derive(#(#paths),*)]), quote!()),
+            None => (quote!(), self.default_derives()),
         };
         let variants = self.handlers.iter().map(|h| {
             let (variant, event) = (&h.variant, &h.event);
@@ -76,10 +78,71 @@ impl Generated<'_> {
         });
         quote! {
             #[doc = #doc]
-            #[derive(#derives)]
+            #derives
             #allow
             #vis enum #ident {
                 #(#variants,)*
+            }
+            #default_impls
+        }
+    }
+
+    /// `Debug`, `Clone` and `PartialEq` for the event enum, as their derives would write
+    /// them, each variant through the requirement trait of its event type.
+    fn default_derives(&self) -> TokenStream {
+        let ident = &self.enum_ident;
+        let requirements = quote!(::esrs_core::requirements);
+        let debug = self.handlers.iter().map(|h| {
+            let (variant, event) = (&h.variant, &h.event);
+            let name = variant.to_string();
+            let field = quote_spanned!(event.span()=> <#event as #requirements::EventDebug>::__as_debug(event));
+            quote! {
+                Self::#variant(event) => ::core::fmt::DebugTuple::finish(::core::fmt::DebugTuple::field(
+                    &mut ::core::fmt::Formatter::debug_tuple(f, #name),
+                    #field,
+                ))
+            }
+        });
+        let clone = self.handlers.iter().map(|h| {
+            let (variant, event) = (&h.variant, &h.event);
+            let copy = quote_spanned!(event.span()=> <#event as #requirements::EventClone>::__clone(event));
+            quote!(Self::#variant(event) => Self::#variant(#copy))
+        });
+        let eq = self.handlers.iter().map(|h| {
+            let (variant, event) = (&h.variant, &h.event);
+            let eq = quote_spanned!(event.span()=> <#event as #requirements::EventPartialEq>::__eq(event, other));
+            quote!((Self::#variant(event), Self::#variant(other)) => #eq)
+        });
+        quote! {
+            #[automatically_derived]
+            impl ::core::fmt::Debug for #ident {
+                fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                    match self {
+                        #(#debug,)*
+                    }
+                }
+            }
+
+            #[automatically_derived]
+            impl ::core::clone::Clone for #ident {
+                #[inline]
+                fn clone(&self) -> Self {
+                    match self {
+                        #(#clone,)*
+                    }
+                }
+            }
+
+            #[automatically_derived]
+            impl ::core::cmp::PartialEq for #ident {
+                #[inline]
+                fn eq(&self, other: &Self) -> bool {
+                    #[allow(unreachable_patterns)]
+                    match (self, other) {
+                        #(#eq,)*
+                        _ => false,
+                    }
+                }
             }
         }
     }
@@ -299,7 +362,14 @@ impl Generated<'_> {
                 }
             }
         });
-        let impl_line = quote_spanned!(self_ty.span()=> impl ::esrs_core::Aggregate for #self_ty);
+        // The impl holds when the state implements `Default`, by a bound that is only
+        // checked where the impl is used: a state without it is then reported once, by the
+        // check of `DefaultState` at the state type, in the user's terms.
+        let impl_line = quote_spanned! {self_ty.span()=>
+            impl ::esrs_core::Aggregate for #self_ty
+            where
+                for<'state> #self_ty: ::core::default::Default
+        };
         quote! {
             #[automatically_derived]
             #impl_line {
@@ -321,7 +391,12 @@ impl Generated<'_> {
         let private = quote!(::esrs_core::__private);
         let requirements = quote!(::esrs_core::requirements);
         let state = self.self_ty;
-        let mut checks = TokenStream::new();
+        let mut checks = quote_spanned! {state.span()=>
+            #[allow(dead_code)]
+            fn default_state() {
+                <#state as #requirements::DefaultState>::__check();
+            }
+        };
         // Checks of constants: `Satisfied<true>` implements each trait, so a failed check is
         // a missing impl, reported with the trait's message at the handler's event type.
         for (j, later) in self.handlers.iter().enumerate() {
@@ -360,7 +435,21 @@ impl Generated<'_> {
         let ident = &self.enum_ident;
         let probes = self.commands.iter().enumerate().map(|(i, command)| {
             let name = format_ident!("__esrs_command_{}", i);
-            let (params, where_clause) = (&command.params, &command.where_clause);
+            let params = &command.params;
+            // The probe sees the `Aggregate` impl under its bound, so that a state without
+            // `Default` is reported once, by its own check.
+            let default = quote!(for<'state> #state: ::core::default::Default);
+            let where_clause = match command.where_clause.clone().into_iter().last() {
+                None => quote!(where #default),
+                Some(proc_macro2::TokenTree::Punct(p)) if p.as_char() == ',' => {
+                    let clause = &command.where_clause;
+                    quote!(#clause #default)
+                }
+                Some(_) => {
+                    let clause = &command.where_clause;
+                    quote!(#clause, #default)
+                }
+            };
             let leaves = command.leaves.iter().map(|leaf| {
                 let ty = &leaf.ty;
                 let (first, last) = leaf.spans;

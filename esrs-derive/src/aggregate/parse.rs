@@ -2,7 +2,6 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, quote};
-use syn::parse::Parser;
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::visit::Visit;
@@ -21,11 +20,21 @@ use super::{Args, Command, Handler, KEYS, Leaf};
 pub(super) fn parse_args(cx: &mut Ctxt, tokens: TokenStream) -> Args {
     let mut args = Args::default();
     let mut keys = Keys::new("#[aggregate(...)]", KEYS);
-    let parser = syn::meta::parser(|meta| {
-        match keys.accept(cx, &meta)?.as_deref() {
+    // `#[aggregate("cart")]`: the category without its key, reported as such.
+    let positional_name = attr::arguments(tokens.clone()).iter().any(|argument| {
+        matches!(
+            syn::parse2::<syn::Lit>(argument.clone()),
+            Ok(syn::Lit::Str(_))
+        )
+    });
+    args.name_given |= positional_name;
+    attr::parse_arguments(cx, tokens, form, |cx, argument, meta| {
+        match keys.accept(cx, meta)?.as_deref() {
             Some("name") => {
                 args.name_given = true;
-                if let Some((value, span)) = attr::string_value(cx, &meta, "name = \"cart\"")? {
+                if let Some((value, span)) =
+                    attr::string_value(cx, argument, meta, "name = \"cart\"")?
+                {
                     if value.is_empty() {
                         cx.error_at(
                             span,
@@ -48,7 +57,7 @@ pub(super) fn parse_args(cx: &mut Ctxt, tokens: TokenStream) -> Args {
             }
             Some("snapshot_every") => {
                 if let Some((value, span)) =
-                    attr::int_value::<u64>(cx, &meta, "snapshot_every = 100")?
+                    attr::int_value::<u64>(cx, argument, meta, "snapshot_every = 100")?
                 {
                     if value == 0 {
                         cx.error_at(
@@ -62,7 +71,7 @@ pub(super) fn parse_args(cx: &mut Ctxt, tokens: TokenStream) -> Args {
             }
             Some("snapshot_version") => {
                 if let Some((value, span)) =
-                    attr::int_value::<u32>(cx, &meta, "snapshot_version = 2")?
+                    attr::int_value::<u32>(cx, argument, meta, "snapshot_version = 2")?
                 {
                     if value == 0 {
                         cx.error_at(
@@ -77,35 +86,20 @@ pub(super) fn parse_args(cx: &mut Ctxt, tokens: TokenStream) -> Args {
             Some("event_enum") => {
                 let input = meta.value()?;
                 let vis: Visibility = input.parse()?;
-                match input.parse::<Ident>() {
-                    Ok(ident) => args.event_enum = Some((vis, ident)),
-                    Err(e) => {
-                        cx.error_at(
-                            e.span(),
-                            "`event_enum` is the name of the enum to generate, with an optional visibility: `event_enum = CartEvents` or `event_enum = pub(crate) CartEvents`",
-                        );
-                        attr::skip_value(&meta)?;
-                    }
-                }
+                args.event_enum = Some((vis, input.parse::<Ident>()?));
             }
             Some("require_event_names") => {
                 if meta.input.is_empty() || meta.input.peek(Token![,]) {
                     args.require_event_names = true;
                 } else {
-                    cx.error_spanned_by(
-                        &meta.path,
-                        "write `require_event_names`, with no value: #[aggregate(name = \"cart\", require_event_names)]",
-                    );
-                    attr::skip_value(&meta)?;
+                    cx.error_spanned_by(argument, form(Some("require_event_names")));
+                    attr::skip_value(meta)?;
                 }
             }
             Some("derive") => {
                 if !meta.input.peek(syn::token::Paren) {
-                    cx.error_spanned_by(
-                        &meta.path,
-                        "write the event enum's derives in parentheses: `derive(Debug, Clone)`",
-                    );
-                    attr::skip_value(&meta)?;
+                    cx.error_spanned_by(argument, form(Some("derive")));
+                    attr::skip_value(meta)?;
                     return Ok(());
                 }
                 let content;
@@ -117,10 +111,22 @@ pub(super) fn parse_args(cx: &mut Ctxt, tokens: TokenStream) -> Args {
         }
         Ok(())
     });
-    if let Err(e) = parser.parse2(tokens) {
-        cx.syn_error(e);
-    }
     args
+}
+
+/// How an argument of `#[aggregate(...)]` is written, for the error at an argument that is
+/// not (`None`: one without a key).
+fn form(key: Option<&str>) -> String {
+    match key {
+        Some("name") => "`name` is the aggregate's stream category, a string literal: `name = \"cart\"`",
+        Some("snapshot_every") => "`snapshot_every` is the number of events between snapshots, an integer literal: `snapshot_every = 100`",
+        Some("snapshot_version") => "`snapshot_version` is the snapshot layout's version, an integer literal: `snapshot_version = 2`",
+        Some("event_enum") => "`event_enum` is the name of the enum to generate, with an optional visibility: `event_enum = CartEvents` or `event_enum = pub(crate) CartEvents`",
+        Some("require_event_names") => "write `require_event_names`, with no value: #[aggregate(name = \"cart\", require_event_names)]",
+        Some("derive") => "write the event enum's derives in parentheses, as paths: `derive(Debug, Clone)`",
+        Some(_) | None => "#[aggregate(...)] takes `key = value` arguments, the stream category first: #[aggregate(name = \"cart\")]",
+    }
+    .to_owned()
 }
 
 /// What the impl block holds besides its other items: the checked handlers, how many items

@@ -53,11 +53,18 @@ pub(super) fn parse<'a>(cx: &mut Ctxt, input: &'a DeriveInput) -> Option<EventIn
     let mut upcasts = Vec::new();
     let mut keys = Keys::new("#[event(...)]", KEYS).repeatable(&["upcast"]);
     for attribute in input.attrs.iter().filter(|a| a.path().is_ident("event")) {
-        let result = attribute.parse_nested_meta(|meta| {
-            match keys.accept(cx, &meta)?.as_deref() {
+        let tokens = match attribute.meta.require_list() {
+            Ok(list) => list.tokens.clone(),
+            Err(e) => {
+                cx.error_at(e.span(), "expected parentheses: #[event(...)]");
+                continue;
+            }
+        };
+        attr::parse_arguments(cx, tokens, form, |cx, argument, meta| {
+            match keys.accept(cx, meta)?.as_deref() {
                 Some("name") => {
                     if let Some((value, span)) =
-                        attr::string_value(cx, &meta, "name = \"ItemAdded\"")?
+                        attr::string_value(cx, argument, meta, "name = \"ItemAdded\"")?
                     {
                         if let Some(problem) = name_problem(&value) {
                             cx.error_at(span, format!("the stored name {problem}"));
@@ -67,8 +74,12 @@ pub(super) fn parse<'a>(cx: &mut Ctxt, input: &'a DeriveInput) -> Option<EventIn
                     }
                 }
                 Some("aliases") => {
-                    let values =
-                        attr::string_list_value(cx, &meta, "aliases = [\"ProductAdded\"]")?;
+                    let values = attr::string_list_value(
+                        cx,
+                        argument,
+                        meta,
+                        "aliases = [\"ProductAdded\"]",
+                    )?;
                     for (value, span) in values {
                         if let Some(problem) = name_problem(&value) {
                             cx.error_at(span, format!("an alias {problem}"));
@@ -80,12 +91,16 @@ pub(super) fn parse<'a>(cx: &mut Ctxt, input: &'a DeriveInput) -> Option<EventIn
                     }
                 }
                 Some("schema") => {
-                    if let Some((value, _)) = attr::bool_value(cx, &meta, "schema = false")? {
+                    if let Some((value, _)) =
+                        attr::bool_value(cx, argument, meta, "schema = false")?
+                    {
                         schema = value;
                     }
                 }
                 Some("version") => {
-                    if let Some((value, span)) = attr::int_value::<u32>(cx, &meta, "version = 2")? {
+                    if let Some((value, span)) =
+                        attr::int_value::<u32>(cx, argument, meta, "version = 2")?
+                    {
                         if value == 0 {
                             cx.error_at(
                                 span,
@@ -98,7 +113,7 @@ pub(super) fn parse<'a>(cx: &mut Ctxt, input: &'a DeriveInput) -> Option<EventIn
                 }
                 Some("oldest_version") => {
                     if let Some((value, span)) =
-                        attr::int_value::<u32>(cx, &meta, "oldest_version = 2")?
+                        attr::int_value::<u32>(cx, argument, meta, "oldest_version = 2")?
                     {
                         if value == 0 {
                             cx.error_at(
@@ -112,7 +127,7 @@ pub(super) fn parse<'a>(cx: &mut Ctxt, input: &'a DeriveInput) -> Option<EventIn
                 }
                 Some("skipped_versions") => {
                     for (value, span) in
-                        attr::int_list_value::<u32>(cx, &meta, "skipped_versions = [2]")?
+                        attr::int_list_value::<u32>(cx, argument, meta, "skipped_versions = [2]")?
                     {
                         if skipped_versions.iter().any(|(v, _)| *v == value) {
                             cx.error_at(span, format!("version {value} is listed twice"));
@@ -124,15 +139,14 @@ pub(super) fn parse<'a>(cx: &mut Ctxt, input: &'a DeriveInput) -> Option<EventIn
                 Some("upcast_from") => {
                     let expr: syn::Expr = meta.value()?.parse()?;
                     match &expr {
-                        syn::Expr::Path(p) if p.qself.is_none() => upcast_from = Some(p.path.clone()),
-                        other => cx.error_spanned_by(
-                            other,
-                            "`upcast_from` names the event type of the previous version, e.g. `upcast_from = ItemAddedV1`",
-                        ),
+                        syn::Expr::Path(p) if p.qself.is_none() => {
+                            upcast_from = Some(p.path.clone())
+                        }
+                        _ => cx.error_spanned_by(argument, form(Some("upcast_from"))),
                     }
                 }
                 Some("upcast") => {
-                    if let Some(upcast) = parse_upcast(cx, &meta)? {
+                    if let Some(upcast) = parse_upcast(cx, argument, meta)? {
                         upcasts.push(upcast);
                     }
                 }
@@ -140,9 +154,6 @@ pub(super) fn parse<'a>(cx: &mut Ctxt, input: &'a DeriveInput) -> Option<EventIn
             }
             Ok(())
         });
-        if let Err(e) = result {
-            cx.syn_error(e);
-        }
     }
     let explicit_name = name.is_some();
     let name = name.unwrap_or_else(|| input.ident.to_string());
@@ -528,8 +539,37 @@ fn serde_metas(attribute: &Attribute) -> Option<Punctuated<Meta, Token![,]>> {
         .ok()
 }
 
+/// How an argument of `#[event(...)]` is written, for the error at an argument that is not
+/// (`None`: one without a key).
+fn form(key: Option<&str>) -> String {
+    match key {
+        Some("name") => "`name` is the event's stored name, a string literal: `name = \"ItemAdded\"`",
+        Some("aliases") => "`aliases` lists the event's former stored names as string literals: `aliases = [\"ProductAdded\"]`",
+        Some("version") => "`version` is the event's version, an integer literal: `version = 2`",
+        Some("oldest_version") => "`oldest_version` is the oldest stored version still read, an integer literal: `oldest_version = 2`",
+        Some("skipped_versions") => "`skipped_versions` lists versions never stored, as integer literals: `skipped_versions = [2]`",
+        Some("schema") => "`schema` is `true` or `false`: `schema = false`",
+        Some("upcast_from") => "`upcast_from` names the event type of the previous version, e.g. `upcast_from = ItemAddedV1`",
+        Some("upcast") => "write a payload upcaster as `upcast(from = 1, with = path::to::function)`",
+        Some(_) | None => "#[event(...)] takes `key = value` arguments, e.g. #[event(name = \"ItemAdded\", version = 2)]",
+    }
+    .to_owned()
+}
+
+/// How an argument of `upcast(...)` is written.
+fn upcast_form(key: Option<&str>) -> String {
+    match key {
+        Some("from") => "`from` is the stored version the upcaster reads, an integer literal: `from = 1`",
+        Some("to") => "`to` is the version the upcaster writes, an integer literal: `to = 2`",
+        Some("with") => "`with` names the upcaster function by its path, without quotes: `with = path::to::function`",
+        Some(_) | None => "write a payload upcaster as `upcast(from = 1, with = path::to::function)`",
+    }
+    .to_owned()
+}
+
 fn parse_upcast(
     cx: &mut Ctxt,
+    argument: &TokenStream,
     meta: &syn::meta::ParseNestedMeta<'_>,
 ) -> syn::Result<Option<PayloadUpcast>> {
     let span = meta.path.span();
@@ -538,22 +578,26 @@ fn parse_upcast(
     let mut with = None;
     let mut keys = Keys::new("#[event(upcast(...))]", UPCAST_KEYS);
     if !meta.input.peek(syn::token::Paren) {
-        cx.error_at(
-            span,
-            "write a payload upcaster as `upcast(from = 1, with = path::to::function)`",
-        );
+        cx.error_spanned_by(argument, form(Some("upcast")));
         attr::skip_value(meta)?;
         return Ok(None);
     }
-    meta.parse_nested_meta(|inner| {
-        match keys.accept(cx, &inner)?.as_deref() {
-            Some("from") => from = attr::int_value::<u32>(cx, &inner, "from = 1")?,
-            Some("to") => to = attr::int_value::<u32>(cx, &inner, "to = 2")?,
+    let content;
+    syn::parenthesized!(content in meta.input);
+    let tokens: TokenStream = content.parse()?;
+    let before = cx.len();
+    attr::parse_arguments(cx, tokens, upcast_form, |cx, inner_argument, inner| {
+        match keys.accept(cx, inner)?.as_deref() {
+            Some("from") => from = attr::int_value::<u32>(cx, inner_argument, inner, "from = 1")?,
+            Some("to") => to = attr::int_value::<u32>(cx, inner_argument, inner, "to = 2")?,
             Some("with") => with = Some(inner.value()?.parse::<Path>()?),
             _ => {}
         }
         Ok(())
-    })?;
+    });
+    if cx.len() != before {
+        return Ok(None);
+    }
     let Some((from, from_span)) = from else {
         cx.error_at(
             span,
