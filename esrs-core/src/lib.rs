@@ -103,7 +103,7 @@ pub mod conformance;
 pub use aggregate::Aggregate;
 pub use envelope::{Metadata, RecordedEvent};
 pub use error::runtime::{BoxError, Conflict, Error, Result};
-pub use esrs_derive::{Event, aggregate};
+pub use esrs_derive::{Event, aggregate, apply, helper};
 pub use event::{DecodeError, Event, EventSet, IntoEvents};
 pub use idempotency::IdempotencyKey;
 pub use memory::InMemoryStore;
@@ -130,7 +130,7 @@ pub mod prelude {
         Aggregate, Event, EventSet, EventStore, ExecuteError, ExpectedVersion, IdempotencyKey,
         InMemoryStore, Metadata, Projection, ProjectionRunner, Repository, StreamId,
     };
-    pub use esrs_derive::aggregate;
+    pub use esrs_derive::{aggregate, apply, helper};
     /// Reads an [`EventStream`](crate::store::EventStream) (`try_next`, `try_collect`, …).
     pub use futures_util::TryStreamExt;
 }

@@ -24,3 +24,21 @@ pub fn derive_event(input: TokenStream) -> TokenStream {
 pub fn aggregate(args: TokenStream, item: TokenStream) -> TokenStream {
     aggregate::expand(args.into(), item.into()).into()
 }
+
+/// Marks an event handler, `fn name(&mut self, event: &SomeEvent)`, in the impl block of an
+/// aggregate's state, which `#[aggregate]` reads (and removes the mark from).
+///
+/// Anywhere else it is an error that says to put `#[aggregate]` on the impl block.
+#[proc_macro_attribute]
+pub fn apply(args: TokenStream, item: TokenStream) -> TokenStream {
+    aggregate::marker_outside_block("apply", args.into(), item.into()).into()
+}
+
+/// Marks a `&mut self` method that the event handlers of an `#[aggregate]` impl block call;
+/// see `#[aggregate]`.
+///
+/// Anywhere else it is an error that says to put `#[aggregate]` on the impl block.
+#[proc_macro_attribute]
+pub fn helper(args: TokenStream, item: TokenStream) -> TokenStream {
+    aggregate::marker_outside_block("helper", args.into(), item.into()).into()
+}

@@ -63,6 +63,24 @@ struct Leaf {
     opaque: bool,
 }
 
+/// `#[apply]` or `#[helper]` where `#[aggregate]` did not remove it: on a method of an impl
+/// block without `#[aggregate]`, or on another item. The item is kept as written.
+pub(crate) fn marker_outside_block(
+    marker: &str,
+    _args: TokenStream,
+    item: TokenStream,
+) -> TokenStream {
+    let what = match marker {
+        "apply" => "an event handler",
+        _ => "a method the event handlers call",
+    };
+    let message = format!(
+        "#[{marker}] marks {what} in the impl block of an aggregate's state, and this one has no #[aggregate]: put #[aggregate(name = \"…\")] on the impl block that holds it"
+    );
+    let error = syn::Error::new(Span::call_site(), message).into_compile_error();
+    quote!(#error #item)
+}
+
 /// Expands `#[aggregate]`.
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let mut cx = Ctxt::default();
@@ -104,6 +122,22 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
             return quote!(#errors #other);
         }
     };
+
+    // A second `#[aggregate]` on the same block would expand over this one's output.
+    let (again, attrs): (Vec<_>, Vec<_>) =
+        std::mem::take(&mut imp.attrs).into_iter().partition(|a| {
+            a.path()
+                .segments
+                .last()
+                .is_some_and(|s| s.ident == "aggregate")
+        });
+    imp.attrs = attrs;
+    for attribute in &again {
+        cx.error_spanned_by(
+            attribute,
+            "#[aggregate] is written twice on this impl block: keep one, with every argument in it",
+        );
+    }
 
     if !imp.generics.params.is_empty() {
         cx.error_spanned_by(
