@@ -23,15 +23,13 @@
 //! Either way, a short page is followed by the settle check of `read_all` (committed events
 //! held back by an older open transaction are waited for, up to the store's settle time).
 
-use std::time::Instant;
-
 use esrs_core::store::{LogEntry, LogFilter, LogStream};
 use esrs_core::{Position, StreamId};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
 use super::decode::{Xid8, decode_event, signed, unsigned};
-use super::log::{LOG_COLUMNS, LOG_EVENT, MAX_SETTLE_BACKOFF, MIN_SETTLE_BACKOFF};
+use super::log::{LOG_COLUMNS, LOG_EVENT, Settle};
 use super::{Page, Pages, paged};
 use crate::error::to_core;
 use crate::store::PgStore;
@@ -110,8 +108,7 @@ struct FilteredPages<'a> {
     /// A settle check found events after the cursor: read the next page.
     retry: bool,
     caught_up: bool,
-    settle_until: Option<Instant>,
-    backoff: std::time::Duration,
+    settle: Settle,
     last_stream: Option<StreamId>,
 }
 
@@ -186,21 +183,7 @@ impl<'a> Pages<'a> for FilteredPages<'a> {
         if self.caught_up {
             return Page::Done;
         }
-        let now = Instant::now();
-        let until = *self
-            .settle_until
-            .get_or_insert(now + self.store.inner.settle_time);
-        if now >= until {
-            return Page::Done;
-        }
-        let pause = self.backoff.min(until - now);
-        self.backoff = (self.backoff * 2).min(MAX_SETTLE_BACKOFF);
-        Page::Settle {
-            check: sqlx::query(&self.store.sql().events_beyond)
-                .bind(Xid8(self.after.transaction_id))
-                .bind(signed(self.after.sequence)),
-            pause,
-        }
+        self.settle.next(self.store, self.after)
     }
 
     fn fetched(&mut self, row: &PgRow) -> esrs_core::Result<()> {
@@ -338,8 +321,7 @@ pub(in crate::store) fn read_log<'a>(
             started: false,
             retry: false,
             caught_up: false,
-            settle_until: None,
-            backoff: MIN_SETTLE_BACKOFF,
+            settle: Settle::new(),
             last_stream: None,
         },
         span,

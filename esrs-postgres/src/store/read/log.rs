@@ -42,8 +42,43 @@ const HEAD_TRANSACTION_ID: usize = index(HEAD_POSITION_COLUMNS, "transaction_id"
 const HEAD_SEQUENCE: usize = index(HEAD_POSITION_COLUMNS, "sequence");
 
 /// The first and the longest pause of a read waiting for an older transaction.
-pub(super) const MIN_SETTLE_BACKOFF: Duration = Duration::from_millis(1);
-pub(super) const MAX_SETTLE_BACKOFF: Duration = Duration::from_millis(25);
+const MIN_SETTLE_BACKOFF: Duration = Duration::from_millis(1);
+const MAX_SETTLE_BACKOFF: Duration = Duration::from_millis(25);
+
+/// The wait of a log read whose page came back short, for older transactions still open:
+/// a settle check with a growing pause, up to the store's settle time.
+#[derive(Debug)]
+pub(super) struct Settle {
+    until: Option<Instant>,
+    backoff: Duration,
+}
+
+impl Settle {
+    pub(super) fn new() -> Self {
+        Self {
+            until: None,
+            backoff: MIN_SETTLE_BACKOFF,
+        }
+    }
+
+    /// The next page of a read at `after` that reached the end of what is readable: a
+    /// settle check, or the end once the settle time is up.
+    pub(super) fn next<'a>(&mut self, store: &'a PgStore, after: Position) -> Page<'a> {
+        let now = Instant::now();
+        let until = *self.until.get_or_insert(now + store.inner.settle_time);
+        if now >= until {
+            return Page::Done;
+        }
+        let pause = self.backoff.min(until - now);
+        self.backoff = (self.backoff * 2).min(MAX_SETTLE_BACKOFF);
+        Page::Settle {
+            check: sqlx::query(&store.sql().events_beyond)
+                .bind(Xid8(after.transaction_id))
+                .bind(signed(after.sequence)),
+            pause,
+        }
+    }
+}
 
 /// The global log after a position, up to the oldest running transaction.
 ///
@@ -59,8 +94,7 @@ struct LogPages<'a> {
     /// A settle check found events after the cursor: read the next page.
     retry: bool,
     caught_up: bool,
-    settle_until: Option<Instant>,
-    backoff: Duration,
+    settle: Settle,
     last_stream: Option<StreamId>,
 }
 
@@ -84,21 +118,7 @@ impl<'a> Pages<'a> for LogPages<'a> {
         if self.caught_up {
             return Page::Done;
         }
-        let now = Instant::now();
-        let until = *self
-            .settle_until
-            .get_or_insert(now + self.store.inner.settle_time);
-        if now >= until {
-            return Page::Done;
-        }
-        let pause = self.backoff.min(until - now);
-        self.backoff = (self.backoff * 2).min(MAX_SETTLE_BACKOFF);
-        Page::Settle {
-            check: sqlx::query(&self.store.sql().events_beyond)
-                .bind(Xid8(self.after.transaction_id))
-                .bind(signed(self.after.sequence)),
-            pause,
-        }
+        self.settle.next(self.store, self.after)
     }
 
     fn read_on(&mut self, beyond: bool) {
@@ -149,8 +169,7 @@ pub(in crate::store) fn read_all(store: &PgStore, after: Position) -> EventStrea
             started: false,
             retry: false,
             caught_up: false,
-            settle_until: None,
-            backoff: MIN_SETTLE_BACKOFF,
+            settle: Settle::new(),
             last_stream: None,
         },
         span,
