@@ -856,7 +856,7 @@ enum Prepared {
     MemProjection(InMemoryStore),
 }
 
-/// Prepares the runs that [`measure`] can repeat; `None` for the others, which
+/// Prepares the runs that [`measure()`] can repeat; `None` for the others, which
 /// [`run_child`] runs whole.
 async fn prepare(id: &str, connect: &Option<String>) -> Result<Option<Prepared>, BoxError> {
     Ok(Some(match id {
