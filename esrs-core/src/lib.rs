@@ -103,7 +103,7 @@ pub mod conformance;
 pub use aggregate::Aggregate;
 pub use envelope::{Metadata, RecordedEvent};
 pub use error::runtime::{BoxError, Conflict, Error, Result};
-pub use esrs_derive::{Event, aggregate, apply, helper};
+pub use esrs_derive::{Event, aggregate};
 pub use event::{DecodeError, Event, EventSet, IntoEvents};
 pub use idempotency::IdempotencyKey;
 pub use memory::InMemoryStore;
