@@ -11,7 +11,7 @@ use std::time::Duration;
 use esrs_core::conformance::event;
 use esrs_core::store::{AppendRequest, LogEntry, LogFilter, Shard};
 use esrs_core::{EventStore, ExpectedVersion, Position, RecordedEvent, StreamId};
-use esrs_postgres::sqlx::{self, Row};
+use esrs_postgres::sqlx;
 use futures_util::TryStreamExt;
 
 /// Appends one event of `name` to each of `streams`, one append each.
@@ -263,14 +263,7 @@ async fn a_page_of_rare_names_walks_the_name_index() {
             .replace("$5", "5000")
             .replace("$6", "NULL")
             .replace("$7", "NULL");
-        let plan: Vec<String> = sqlx::query(&format!("EXPLAIN {page}"))
-            .fetch_all(store.pool())
-            .await
-            .unwrap()
-            .iter()
-            .map(|row| row.get::<String, _>(0))
-            .collect();
-        let plan = plan.join("\n");
+        let plan = common::explain(&store, &page).await;
         println!("{names}:\n{plan}");
         assert!(!plan.contains("Seq Scan"), "{plan}");
         // Every index read is the name index (the global order's is not walked over the

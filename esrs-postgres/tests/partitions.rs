@@ -9,7 +9,7 @@ mod common;
 use esrs_core::conformance::event;
 use esrs_core::store::AppendRequest;
 use esrs_core::{EventStore, ExpectedVersion, Position, StreamId};
-use esrs_postgres::sqlx::{self, Row};
+use esrs_postgres::sqlx;
 use esrs_postgres::{Error, PgStoreOptions};
 use futures_util::TryStreamExt;
 
@@ -75,14 +75,7 @@ async fn streams_spread_over_the_partitions_and_the_log_is_read_through_their_in
         .replace("$1", &format!("'{}'::xid8", middle.transaction_id))
         .replace("$2", &middle.sequence.to_string())
         .replace("$3", "5000");
-    let plan: Vec<String> = sqlx::query(&format!("EXPLAIN {page}"))
-        .fetch_all(store.pool())
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get::<String, _>(0))
-        .collect();
-    let plan = plan.join("\n");
+    let plan = common::explain(&store, &page).await;
     println!("{plan}");
     assert!(plan.contains("Merge Append"), "{plan}");
     assert!(

@@ -75,6 +75,19 @@ pub async fn fresh_store_with(
     TestStore { store }
 }
 
+/// The plan PostgreSQL chooses for `sql`, one line per plan node, joined.
+pub async fn explain(store: &PgStore, sql: &str) -> String {
+    use esrs_postgres::sqlx::Row;
+    esrs_postgres::sqlx::query(&format!("EXPLAIN {sql}"))
+        .fetch_all(store.pool())
+        .await
+        .expect("EXPLAIN runs")
+        .iter()
+        .map(|row| row.get::<String, _>(0))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// A [`PgStore`] whose schema is dropped when it is.
 #[derive(Debug)]
 pub struct TestStore {
