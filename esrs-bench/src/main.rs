@@ -41,7 +41,7 @@ use crate::workloads::{
 
 const USAGE: &str = "\
 usage: esrs-bench [WORKLOAD...] [--database-url URL] [--repeat N] [--pg-page-size N]
-                  [--recorder prometheus|none|both] [--pg-partitions N[,N...]] [--keep]
+                  [--pg-max-page-size N] [--recorder prometheus|none|both] [--pg-partitions N[,N...]] [--keep]
 
 WORKLOAD is one or more of (or single runs by their id, such as w1:esrs or w2:mem-personal):
   all         every workload below (the default)
@@ -65,8 +65,11 @@ WORKLOAD is one or more of (or single runs by their id, such as w1:esrs or w2:me
                     esrs_bench_<pid>_<n> on it and drops it afterwards
 --repeat N          run every measured run N times, interleaved (default 3), and report
                     the run with the median throughput of each workload and implementation
---pg-page-size N    the PgStore option `page_size` (rows per query of a read) for the esrs
-                    runs; the default is PgStore's own
+--pg-page-size N    the PgStore option `page_size` (rows of a read's first query) for the
+                    esrs runs; the default is PgStore's own
+--pg-max-page-size N
+                    the PgStore option `max_page_size` (rows a read's pages grow to); the
+                    default is PgStore's own
 --recorder R        `prometheus`: every run installs the Prometheus recorder of
                     metrics-exporter-prometheus (without its HTTP listener; its upkeep
                     runs every 5 s, as a scrape would), so that esrs's metrics are recorded;
@@ -86,6 +89,14 @@ esrs-bench child RUN [--passes K] [--database-url URL]
                     profiler can leave the set-up out:
                     valgrind --tool=callgrind --toggle-collect='esrs_bench::measured_pass*' \\
                         esrs-bench child w4:esrs --passes 3
+esrs-bench child RUN+RUN[+RUN...] --passes K
+                    W4's runs side by side in one process and one database: all set up
+                    first, then K rounds, each running every run once (in an order that
+                    rotates from round to round); prints each round's throughputs and the
+                    ratio of each run to the first in the round, and the median ratio over
+                    the rounds: the same-run comparison least disturbed by a shared
+                    machine, whose load changes between runs seconds apart:
+                        esrs-bench child w4:raw+w4:esrs+w4:esrs-read-all --passes 15
 ";
 
 /// One measured run: a workload done by one implementation, in its own process.
@@ -244,6 +255,7 @@ struct Options {
     keep: bool,
     repeat: usize,
     page_size: Option<u32>,
+    max_page_size: Option<u32>,
     /// The recorders every run is made with, in the order of the first pass.
     recorders: Vec<Recorder>,
     /// The numbers of partitions of the events table every run is made with.
@@ -255,6 +267,8 @@ struct Options {
 
 /// How the parent passes `--pg-page-size` to its children.
 const PAGE_SIZE_ENV: &str = "ESRS_BENCH_PG_PAGE_SIZE";
+/// How the parent passes `--pg-max-page-size` to its children.
+const MAX_PAGE_SIZE_ENV: &str = "ESRS_BENCH_PG_MAX_PAGE_SIZE";
 
 /// How the parent passes the number of partitions of a run to its child.
 const PARTITIONS_ENV: &str = "ESRS_BENCH_PG_PARTITIONS";
@@ -312,6 +326,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         keep: false,
         repeat: 3,
         page_size: None,
+        max_page_size: None,
         recorders: vec![Recorder::None],
         partitions: vec![1],
         groups: Vec::new(),
@@ -333,6 +348,14 @@ fn parse(args: &[String]) -> Result<Options, String> {
                         .and_then(|n| n.parse().ok())
                         .filter(|n| *n > 0)
                         .ok_or("--pg-page-size needs a positive number")?,
+                )
+            }
+            "--pg-max-page-size" => {
+                options.max_page_size = Some(
+                    args.next()
+                        .and_then(|n| n.parse().ok())
+                        .filter(|n| *n > 0)
+                        .ok_or("--pg-max-page-size needs a positive number")?,
                 )
             }
             "--recorder" => {
@@ -492,6 +515,11 @@ fn parent(options: &Options) -> Result<(), BoxError> {
             .args(["child", run.id, "--database-url", &options.database_url])
             .args(["--database", &database])
             .envs(options.page_size.map(|n| (PAGE_SIZE_ENV, n.to_string())))
+            .envs(
+                options
+                    .max_page_size
+                    .map(|n| (MAX_PAGE_SIZE_ENV, n.to_string())),
+            )
             .env(RECORDER_ENV, recorder.name())
             .env(PARTITIONS_ENV, partitions.to_string())
             .stderr(std::process::Stdio::inherit())
@@ -662,6 +690,15 @@ fn print_table(reports: &[Report], repeat: usize) {
 /// (`valgrind --tool=callgrind --toggle-collect='esrs_bench::measured_pass*'`), leaving the
 /// set-up out.
 fn child(args: &[String]) -> ExitCode {
+    if args.first().is_some_and(|id| id.contains('+')) {
+        return match paired(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("esrs-bench child: {}", ErrorChain::new(&*error));
+                ExitCode::FAILURE
+            }
+        };
+    }
     let result = (|| {
         let id = args.first().ok_or("child: no run")?.clone();
         let mut url = None;
@@ -788,6 +825,103 @@ fn child(args: &[String]) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `child RUN+RUN[+RUN...] --passes K [--database-url URL]`: the runs (W4's, which
+/// [`prepare`] can repeat) set up side by side in one fresh database, then `K` rounds of
+/// every run once, the order rotating by round; prints every round and, for each run after
+/// the first, the median over the rounds of its throughput divided by the first run's in
+/// the same round.
+fn paired(args: &[String]) -> Result<(), BoxError> {
+    let ids: Vec<String> = args[0].split('+').map(str::to_owned).collect();
+    let mut url = None;
+    let mut rounds = 9u32;
+    let mut rest = args[1..].iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--database-url" => url = rest.next().cloned(),
+            "--passes" => {
+                rounds = rest
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .filter(|n| *n > 0)
+                    .ok_or("child: --passes needs a positive number")?
+            }
+            other => return Err(format!("child: unknown argument `{other}`").into()),
+        }
+    }
+    let rt = runtime(1)?;
+    let server = url.unwrap_or_else(|| {
+        std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+    });
+    let own = format!("esrs_bench_{}_pairs", std::process::id());
+    rt.block_on(admin(&server, &format!("CREATE DATABASE {own}")))?;
+    let url = Some(with_database(&server, &own));
+    let result = (|| {
+        let mut prepared: Vec<Prepared> = Vec::new();
+        for id in &ids {
+            // The runs of one implementation share its set-up (one log, read both ways).
+            let shared = prepared.iter().find_map(|p| match p {
+                Prepared::Projection(store) | Prepared::ReadAll(store) => Some(store.clone()),
+                _ => None,
+            });
+            let raw_ready = prepared
+                .iter()
+                .any(|p| matches!(p, Prepared::RawReplay(_) | Prepared::RawFoldColumns(_)));
+            let run = match (id.as_str(), shared) {
+                ("w4:esrs", Some(store)) => Prepared::Projection(store),
+                ("w4:esrs-read-all", Some(store)) => Prepared::ReadAll(store),
+                ("w4:raw", _) if raw_ready => Prepared::RawReplay(rt.block_on(raw_conn(&url))?),
+                ("w4:raw-5col", _) if raw_ready => {
+                    Prepared::RawFoldColumns(rt.block_on(raw_conn(&url))?)
+                }
+                _ => rt
+                    .block_on(prepare(id, &url))?
+                    .ok_or_else(|| format!("child: `{id}` cannot run side by side"))?,
+            };
+            prepared.push(run);
+        }
+        measuring();
+        let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); ids.len()];
+        for round in 0..rounds as usize {
+            let mut throughput = vec![0.0; ids.len()];
+            for k in 0..ids.len() {
+                let at = (round + k) % ids.len();
+                let report = measured_pass(&rt, measure(&mut prepared[at]))?;
+                throughput[at] = report.throughput();
+            }
+            let line: Vec<String> = ids
+                .iter()
+                .zip(&throughput)
+                .map(|(id, t)| format!("{id} {t:.0}"))
+                .collect();
+            eprintln!(
+                "[esrs-bench] round {}/{rounds}: {}",
+                round + 1,
+                line.join(", ")
+            );
+            for (k, t) in throughput.iter().enumerate() {
+                ratios[k].push(t / throughput[0]);
+            }
+        }
+        for (id, mut ratio) in ids.iter().zip(ratios).skip(1) {
+            ratio.sort_by(f64::total_cmp);
+            eprintln!(
+                "[esrs-bench] {id} / {}: median {:.3} [{:.3}-{:.3}] over {rounds} rounds",
+                ids[0],
+                ratio[ratio.len() / 2],
+                ratio[0],
+                ratio[ratio.len() - 1],
+            );
+        }
+        Ok::<_, BoxError>(())
+    })();
+    rt.block_on(admin(
+        &server,
+        &format!("DROP DATABASE IF EXISTS {own} WITH (FORCE)"),
+    ))?;
+    result
 }
 
 /// The CPU time of every backend of the database `probe` is connected to (but `probe`'s
@@ -977,6 +1111,12 @@ async fn pg_store_with(
         .and_then(|n| n.parse().ok())
     {
         options = options.page_size(rows);
+    }
+    if let Some(rows) = std::env::var(MAX_PAGE_SIZE_ENV)
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        options = options.max_page_size(rows);
     }
     let store = options.connect(needs_url(url)?).await?;
     store.migrate().await?;

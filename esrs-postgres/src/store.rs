@@ -111,6 +111,7 @@ struct Inner {
     notify_interval: Duration,
     poll_interval: Duration,
     page_size: u32,
+    max_page_size: u32,
     settle_time: Duration,
     sql: Sql,
     notifier: notify::Notifier,
@@ -129,6 +130,7 @@ impl std::fmt::Debug for PgStore {
             .field("notify_interval", &self.inner.notify_interval)
             .field("poll_interval", &self.inner.poll_interval)
             .field("page_size", &self.inner.page_size)
+            .field("max_page_size", &self.inner.max_page_size)
             .field("settle_time", &self.inner.settle_time)
             .field("partitions", &self.inner.partitions)
             .field(

@@ -16,9 +16,12 @@ pub const DEFAULT_SCHEMA: &str = "esrs";
 /// `_events` suffix of the notification channel.
 pub const MAX_SCHEMA_LEN: usize = 56;
 
-/// How many rows one query of a read of the global log returns at most; the read pages
-/// through longer results.
+/// How many rows the first query of a read of the global log returns at most; the read
+/// pages through longer results.
 const DEFAULT_PAGE_SIZE: u32 = 5000;
+
+/// How many rows a page of a read of the global log grows to at most.
+const DEFAULT_MAX_PAGE_SIZE: u32 = 80_000;
 
 /// How long a read of the global log waits for older open transactions.
 const DEFAULT_SETTLE_TIME: Duration = Duration::from_secs(1);
@@ -56,6 +59,7 @@ pub struct PgStoreOptions {
     notify_interval: Duration,
     poll_interval: Duration,
     page_size: u32,
+    max_page_size: u32,
     settle_time: Duration,
     max_connections: u32,
     acquire_timeout: Duration,
@@ -88,6 +92,7 @@ impl PgStoreOptions {
             notify_interval: DEFAULT_NOTIFY_INTERVAL,
             poll_interval: DEFAULT_POLL_INTERVAL,
             page_size: DEFAULT_PAGE_SIZE,
+            max_page_size: DEFAULT_MAX_PAGE_SIZE,
             settle_time: DEFAULT_SETTLE_TIME,
             max_connections: 10,
             acquire_timeout: Duration::from_secs(30),
@@ -159,20 +164,34 @@ impl PgStoreOptions {
         self
     }
 
-    /// How many rows one query of a read of the global log
-    /// ([`read_all`](esrs_core::EventStore::read_all)) returns at most (at least 1; 5,000 by default).
+    /// How many rows the first query of a read of the global log
+    /// ([`read_all`](esrs_core::EventStore::read_all),
+    /// [`read_log`](esrs_core::EventStore::read_log)) returns at most, and the smallest
+    /// page a read goes back to (at least 1; 5,000 by default).
     ///
     /// Every page is a query of its own that sees the transactions committed when it
     /// starts, so smaller pages let a long replay see new commits sooner and keep each
-    /// query short, at the price of a round trip per page. The rows of a page are decoded
-    /// as they arrive, so the page size does not change a read's memory. A page is an
-    /// index scan when PostgreSQL has statistics of the events table (autovacuum gathers
-    /// them; run `ANALYZE` after a bulk import): without them the planner may sort the rest
-    /// of the log for each large page. A stream read
+    /// query short, at the price of a round trip and a query's start-up per page. A read
+    /// adapts its pages to its reader: a full page whose rows the reader took within 100 ms
+    /// makes the next page twice as large, up to [`max_page_size`](Self::max_page_size); a
+    /// page that took longer than a second makes the next one half as large again. The
+    /// rows of a page are decoded as they arrive, so the page size does not change a
+    /// read's memory. A page is an index scan when PostgreSQL has statistics of the events
+    /// table (autovacuum gathers them; run `ANALYZE` after a bulk import): without them the
+    /// planner may sort the rest of the log for each large page. A stream read
     /// ([`read_stream`](esrs_core::EventStore::read_stream), with or without a snapshot) is one query
     /// whatever its length.
     pub fn page_size(mut self, rows: u32) -> Self {
         self.page_size = rows.max(1);
+        self
+    }
+
+    /// How many rows a page of a read of the global log grows to at most, while its reader
+    /// takes full pages quickly (80,000 by default; a value below
+    /// [`page_size`](Self::page_size) keeps every page at `page_size`). A replay of a long
+    /// log at a million events a second pays for one query every 80 ms at most.
+    pub fn max_page_size(mut self, rows: u32) -> Self {
+        self.max_page_size = rows.max(1);
         self
     }
 
@@ -332,6 +351,7 @@ impl PgStoreOptions {
                 notify_interval: self.notify_interval,
                 poll_interval: self.poll_interval,
                 page_size: self.page_size,
+                max_page_size: self.max_page_size,
                 settle_time: self.settle_time,
                 slow_appends: super::slow::SlowAppends::new(self.slow_append_threshold),
                 partitions: self.partitions,

@@ -29,7 +29,7 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 
 use super::decode::{Xid8, decode_event, signed, unsigned};
-use super::log::{LOG_COLUMNS, LOG_EVENT, Settle};
+use super::log::{LOG_COLUMNS, LOG_EVENT, PageLimit, Settle};
 use super::{Page, Pages, paged};
 use crate::error::to_core;
 use crate::store::PgStore;
@@ -89,6 +89,7 @@ struct FilteredPages<'a> {
     /// The shard's count and index (`None`: every stream).
     shard: Option<(i64, i64)>,
     way: Way,
+    limit: PageLimit,
     /// The last position the read got through: the last row of a window, the last event
     /// given, or the position of the last `Through`.
     after: Position,
@@ -140,9 +141,10 @@ impl<'a> Pages<'a> for FilteredPages<'a> {
     type Item = LogEntry;
 
     fn next_page(&mut self) -> Page<'a> {
-        let page_size = self.store.inner.page_size;
+        let page_size = self.limit.rows();
         if let Some((horizon, tail)) = self.horizon.take() {
             self.tail = tail;
+            self.limit.start();
             return Page::Query(
                 sqlx::query(&self.store.sql().read_log_names)
                     .bind(Xid8(self.after.transaction_id))
@@ -155,12 +157,19 @@ impl<'a> Pages<'a> for FilteredPages<'a> {
             );
         }
         let short = self.started && self.rows < page_size && !self.retry;
+        if self.started {
+            self.limit.end(self.rows);
+        }
+        let page_size = self.limit.rows();
         self.started = true;
         self.retry = false;
         self.rows = 0;
         self.matched = 0;
         self.page_start = self.after;
         if !short {
+            if self.way != Way::Names {
+                self.limit.start();
+            }
             return match self.way {
                 Way::All => Page::Query(
                     sqlx::query(&self.store.sql().read_all)
@@ -245,7 +254,7 @@ impl<'a> Pages<'a> for FilteredPages<'a> {
     }
 
     fn complete(&mut self) -> Option<LogEntry> {
-        let page_size = self.store.inner.page_size;
+        let page_size = self.limit.rows();
         match self.way {
             Way::All => {
                 if self.matched < self.rows {
@@ -311,6 +320,7 @@ pub(in crate::store) fn read_log<'a>(
             names,
             shard,
             way,
+            limit: PageLimit::new(store),
             after,
             page_start: after,
             rows: 0,

@@ -45,6 +45,61 @@ const HEAD_SEQUENCE: usize = index(HEAD_POSITION_COLUMNS, "sequence");
 const MIN_SETTLE_BACKOFF: Duration = Duration::from_millis(1);
 const MAX_SETTLE_BACKOFF: Duration = Duration::from_millis(25);
 
+/// A full page read in less than this makes the next page of a log read twice as large.
+const GROW_WITHIN: Duration = Duration::from_millis(100);
+/// A page that took longer than this makes the next page of a log read half as large.
+const SHRINK_AFTER: Duration = Duration::from_secs(1);
+
+/// How many rows the next page of a log read asks for: the store's `page_size` first;
+/// after a full page read quickly (its rows decoded and taken by the reader within
+/// [`GROW_WITHIN`]), twice as many, up to its `max_page_size`; after a page that took longer
+/// than [`SHRINK_AFTER`] (a slow reader), half as many, down to `page_size` again. A fast
+/// replay so pays for few queries and their round trips, while a page's query stays short
+/// in time however slow its reader.
+#[derive(Debug)]
+pub(super) struct PageLimit {
+    rows: u32,
+    min: u32,
+    max: u32,
+    started: Instant,
+}
+
+impl PageLimit {
+    pub(super) fn new(store: &PgStore) -> Self {
+        Self::between(store.inner.page_size, store.inner.max_page_size)
+    }
+
+    /// Pages of `min` rows first, growing up to `max` (at least `min`).
+    fn between(min: u32, max: u32) -> Self {
+        Self {
+            rows: min,
+            min,
+            max: max.max(min),
+            started: Instant::now(),
+        }
+    }
+
+    /// The rows of the next page.
+    pub(super) fn rows(&self) -> u32 {
+        self.rows
+    }
+
+    /// A page of [`rows`](Self::rows) starts, now.
+    pub(super) fn start(&mut self) {
+        self.started = Instant::now();
+    }
+
+    /// The page that started last came back with `rows` rows, all taken by the reader.
+    pub(super) fn end(&mut self, rows: u32) {
+        let took = self.started.elapsed();
+        if rows >= self.rows && took < GROW_WITHIN {
+            self.rows = self.rows.saturating_mul(2).min(self.max);
+        } else if took > SHRINK_AFTER {
+            self.rows = (self.rows / 2).max(self.min);
+        }
+    }
+}
+
 /// The wait of a log read whose page came back short, for older transactions still open:
 /// a settle check with a growing pause, up to the store's settle time.
 #[derive(Debug)]
@@ -89,6 +144,7 @@ impl Settle {
 struct LogPages<'a> {
     store: &'a PgStore,
     after: Position,
+    limit: PageLimit,
     in_page: u32,
     started: bool,
     /// A settle check found events after the cursor: read the next page.
@@ -102,17 +158,20 @@ impl<'a> Pages<'a> for LogPages<'a> {
     type Item = RecordedEvent;
 
     fn next_page(&mut self) -> Page<'a> {
-        let page_size = self.store.inner.page_size;
-        let short = self.started && self.in_page < page_size && !self.retry;
+        let short = self.started && self.in_page < self.limit.rows() && !self.retry;
+        if self.started {
+            self.limit.end(self.in_page);
+        }
         self.started = true;
         self.retry = false;
         self.in_page = 0;
         if !short {
+            self.limit.start();
             return Page::Query(
                 sqlx::query(&self.store.sql().read_all)
                     .bind(Xid8(self.after.transaction_id))
                     .bind(signed(self.after.sequence))
-                    .bind(i64::from(page_size)),
+                    .bind(i64::from(self.limit.rows())),
             );
         }
         if self.caught_up {
@@ -165,6 +224,7 @@ pub(in crate::store) fn read_all(store: &PgStore, after: Position) -> EventStrea
         LogPages {
             store,
             after,
+            limit: PageLimit::new(store),
             in_page: 0,
             started: false,
             retry: false,
@@ -209,5 +269,46 @@ impl PgStore {
             .await
             .map_err(to_core)?;
         row.try_get(READABLE).map_err(to_core)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A page that took `took`, with `rows` rows.
+    fn page(limit: &mut PageLimit, rows: u32, took: Duration) {
+        limit.started = Instant::now().checked_sub(took).expect("a past instant");
+        limit.end(rows);
+    }
+
+    #[test]
+    fn pages_grow_while_full_and_quick_and_shrink_when_slow() {
+        let mut limit = PageLimit::between(100, 700);
+        let quick = Duration::from_millis(1);
+        page(&mut limit, 100, quick);
+        assert_eq!(limit.rows(), 200);
+        page(&mut limit, 200, quick);
+        page(&mut limit, 400, quick);
+        assert_eq!(limit.rows(), 700, "up to the largest page");
+        page(&mut limit, 700, quick);
+        assert_eq!(limit.rows(), 700);
+        // A short page (the end of the log) or a full one that took a while keeps the size.
+        page(&mut limit, 699, quick);
+        page(&mut limit, 700, Duration::from_millis(500));
+        assert_eq!(limit.rows(), 700);
+        // A slow reader halves it, down to the first page's size.
+        page(&mut limit, 700, Duration::from_secs(2));
+        assert_eq!(limit.rows(), 350);
+        page(&mut limit, 10, Duration::from_secs(2));
+        page(&mut limit, 10, Duration::from_secs(2));
+        assert_eq!(limit.rows(), 100);
+    }
+
+    #[test]
+    fn a_largest_page_below_the_first_keeps_every_page_at_the_first() {
+        let mut limit = PageLimit::between(100, 10);
+        page(&mut limit, 100, Duration::from_millis(1));
+        assert_eq!(limit.rows(), 100);
     }
 }
