@@ -22,7 +22,8 @@ pub fn derive_event(input: TokenStream) -> TokenStream {
 #[doc = include_str!("../docs/aggregate.md")]
 #[proc_macro_attribute]
 pub fn aggregate(args: TokenStream, item: TokenStream) -> TokenStream {
-    aggregate::expand(args.into(), item.into()).into()
+    let site = aggregate::Site::of(proc_macro2::Span::call_site());
+    aggregate::expand(args.into(), item.into(), site.as_ref()).into()
 }
 
 /// Marks an event handler, `fn name(&mut self, event: &SomeEvent)`, in the impl block of an

@@ -5,6 +5,9 @@
 mod check;
 mod expand;
 mod parse;
+mod source;
+
+pub(crate) use source::Site;
 
 use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, format_ident, quote};
@@ -81,8 +84,8 @@ pub(crate) fn marker_outside_block(
     quote!(#error #item)
 }
 
-/// Expands `#[aggregate]`.
-pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
+/// Expands `#[aggregate]` written at `site` (when it is known).
+pub(crate) fn expand(args: TokenStream, item: TokenStream, site: Option<&Site>) -> TokenStream {
     let mut cx = Ctxt::default();
     let args = parse::parse_args(&mut cx, args);
     let item: Item = match syn::parse2(item.clone()) {
@@ -123,14 +126,27 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
         }
     };
 
+    // A second block on the state type would expand over the first one's output: it is
+    // reported alone, and kept as a plain impl so that its methods exist.
+    let self_text = imp.self_ty.to_token_stream().to_string();
+    if site.is_some_and(|site| source::earlier_block(site, &self_text)) {
+        imp.attrs.retain(|a| !source::is_aggregate(a));
+        parse::strip_markers(&mut imp);
+        let shown = match &*imp.self_ty {
+            Type::Path(TypePath { qself: None, path }) => crate::attr::path_text(path),
+            _ => self_text,
+        };
+        let message = format!(
+            "`{shown}` already has an #[aggregate] impl block in this module, and an aggregate has one: move the methods of this block into it"
+        );
+        let error = syn::Error::new(Span::call_site(), message).into_compile_error();
+        return quote!(#error #imp);
+    }
+
     // A second `#[aggregate]` on the same block would expand over this one's output.
-    let (again, attrs): (Vec<_>, Vec<_>) =
-        std::mem::take(&mut imp.attrs).into_iter().partition(|a| {
-            a.path()
-                .segments
-                .last()
-                .is_some_and(|s| s.ident == "aggregate")
-        });
+    let (again, attrs): (Vec<_>, Vec<_>) = std::mem::take(&mut imp.attrs)
+        .into_iter()
+        .partition(source::is_aggregate);
     imp.attrs = attrs;
     for attribute in &again {
         cx.error_spanned_by(
@@ -232,7 +248,7 @@ mod tests {
     use super::*;
 
     fn expand_str(args: &str, item: &str) -> String {
-        expand(args.parse().unwrap(), item.parse().unwrap()).to_string()
+        expand(args.parse().unwrap(), item.parse().unwrap(), None).to_string()
     }
 
     const CART: &str = "impl Cart {
