@@ -34,11 +34,13 @@ impl Generated<'_> {
         let (self_ty, enum_ident, name) = (self.self_ty, &self.enum_ident, self.name);
         quote! {
             #enum_def
+            // The checks first: rustc reports errors in the order of the items, and a broken
+            // requirement may make the items below collide.
             const _: () = {
+                #checks
                 #event_set
                 #conversions
                 #aggregate
-                #checks
                 ::esrs_core::__private::inventory::submit! {
                     ::esrs_core::__private::aggregate_info::<#enum_ident>(
                         #name,
@@ -244,7 +246,9 @@ impl Generated<'_> {
         let ident = &self.enum_ident;
         // `From` and the `IntoEvents` of a `Vec` or an `Option` are written once, for every
         // type that has a handler: two handlers of one type (through a `type` alias or
-        // another path) then collide in one impl of `HasOneHandler`, at the second one.
+        // another path) then collide in the impls of `HasOneHandler` and `IntoEvents` of
+        // the second one, reported after the check of stored names (which comes first in
+        // the expansion) says what to do.
         let per_event = self.handlers.iter().map(|h| {
             let (variant, event) = (&h.variant, &h.event);
             // All at the event type's span, so that a collision is reported at the handler.
@@ -256,16 +260,15 @@ impl Generated<'_> {
                     }
                 }
             };
-            quote! {
-                #marker
-
+            let into_events = quote_spanned! {event.span()=>
                 #[automatically_derived]
                 impl ::esrs_core::IntoEvents<#ident> for #event {
                     fn into_events(self) -> ::std::vec::Vec<#ident> {
                         ::std::vec![#ident::#variant(self)]
                     }
                 }
-            }
+            };
+            quote!(#marker #into_events)
         });
         quote! {
             /// The event types with a handler in the aggregate, each once.
@@ -387,6 +390,27 @@ impl Generated<'_> {
         }
     }
 
+    /// The answer of the check that two events are stored under distinct names, and the
+    /// trait it implements when they are: `DistinctStoredNames<First, Later, State>`;
+    /// spanned at the later event type.
+    fn distinct_names(&self, first: &TypePath, later: &TypePath) -> (TokenStream, TokenStream) {
+        let private = quote!(::esrs_core::__private);
+        let requirements = quote!(::esrs_core::requirements);
+        let state = self.self_ty;
+        let answer = quote_spanned! {later.span()=>
+            <#requirements::Satisfied<{
+                !#private::str_eq(
+                    <#first as ::esrs_core::Event>::NAME,
+                    <#later as ::esrs_core::Event>::NAME,
+                )
+            }> as #requirements::Answer>::Is
+        };
+        let holds = quote_spanned! {later.span()=>
+            #requirements::DistinctStoredNames<#first, #later, #state>
+        };
+        (answer, holds)
+    }
+
     fn checks(&self) -> TokenStream {
         let private = quote!(::esrs_core::__private);
         let requirements = quote!(::esrs_core::requirements);
@@ -410,15 +434,17 @@ impl Generated<'_> {
             }
             for earlier in &self.handlers[..j] {
                 let first = &earlier.event;
+                let (answer, holds) = self.distinct_names(first, event);
+                checks.extend(quote_spanned! {event.span()=>
+                    const _: <#answer as #holds>::Holds = ();
+                });
+                // Two events under one name are reported by the check of names alone.
                 checks.extend(quote_spanned! {event.span()=>
                     const _: <<#requirements::Satisfied<{
-                        !#private::str_eq(
+                        #private::str_eq(
                             <#first as ::esrs_core::Event>::NAME,
                             <#event as ::esrs_core::Event>::NAME,
-                        )
-                    }> as #requirements::Answer>::Is as #requirements::DistinctStoredNames<#first, #event, #state>>::Holds = ();
-                    const _: <<#requirements::Satisfied<{
-                        !(#private::str_in(
+                        ) || !(#private::str_in(
                             <#first as ::esrs_core::Event>::NAME,
                             <#event as ::esrs_core::Event>::ALIASES,
                         ) || #private::str_in(
