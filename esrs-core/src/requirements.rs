@@ -12,7 +12,7 @@
 //! | the state implements `Default`, the start of its fold | [`DefaultState`] |
 //! | a snapshotted state implements `Serialize` and `Deserialize` | [`SnapshotState`] |
 //! | an event implements what the event enum's default derives need | [`EventDebug`], [`EventClone`], [`EventPartialEq`] |
-//! | an event's field type has a JSON Schema | [`EventFieldSchema`] |
+//! | an event's field type has a JSON Schema | [`EventFieldSchema`], through [`FieldSchema`] |
 //! | an `upcast_from` type converts into the event | [`UpcastInto`] |
 //! | a payload upcaster has the upcaster's signature | [`PayloadUpcaster`] |
 //! | a `#[event(personal)]` field is a `Personal<T>`; its subject is `Display` | [`PersonalValue`], [`SubjectId`] |
@@ -213,14 +213,50 @@ impl<T: serde::Serialize + serde::de::DeserializeOwned> SnapshotState for T {
     label = "no `schemars::JsonSchema` for `{Self}`",
     note = "add `#[derive(schemars::JsonSchema)]` to `{Self}` (with `schemars = \"1\"` in your dependencies), or mark the field `#[event(schema_any)]` (any value), or the event `#[event(schema = false)]`"
 )]
-pub trait EventFieldSchema {
-    /// Names the requirement at the field.
+pub trait EventFieldSchema: schemars::JsonSchema {
+    /// Names the requirement at a field whose schema is not read through [`FieldSchema`].
     #[doc(hidden)]
     fn __has_schema() {}
 }
 
 #[diagnostic::do_not_recommend]
 impl<T: schemars::JsonSchema + ?Sized> EventFieldSchema for T {}
+
+/// The JSON Schema of an event's field of type `T`: `T`'s own, when `T` meets
+/// [`EventFieldSchema`].
+///
+/// The schema of an event is derived with each field's schema taken from here, so that a
+/// type without a schema is reported once, by [`EventFieldSchema`].
+#[derive(Debug)]
+pub struct FieldSchema<T: ?Sized>(std::marker::PhantomData<T>);
+
+impl<T: EventFieldSchema + ?Sized> schemars::JsonSchema for FieldSchema<T> {
+    fn inline_schema() -> bool {
+        T::inline_schema()
+    }
+
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        T::schema_name()
+    }
+
+    fn schema_id() -> std::borrow::Cow<'static, str> {
+        T::schema_id()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        T::json_schema(generator)
+    }
+
+    fn _schemars_private_non_optional_json_schema(
+        generator: &mut schemars::SchemaGenerator,
+    ) -> schemars::Schema {
+        T::_schemars_private_non_optional_json_schema(generator)
+    }
+
+    fn _schemars_private_is_option() -> bool {
+        T::_schemars_private_is_option()
+    }
+}
 
 /// The `upcast_from` type of an event turns into the event.
 #[diagnostic::on_unimplemented(

@@ -225,29 +225,33 @@ fn personal_items(input: &EventInput<'_>) -> TokenStream {
 fn schema_fn(ident: &syn::Ident, mirror: &Mirror<'_>) -> TokenStream {
     let private = quote!(::esrs_core::__private);
     let attrs = &mirror.attrs;
+    // Schemars reads each field's schema from its type named through the requirement of
+    // a schema, so that a type without one is reported once, at the field, with what to
+    // do, rather than by schemars' own bound.
     let fields = mirror.fields.iter().map(|field| {
         let field_attrs = &field.attrs;
-        let ty = match field.ty {
-            Some(ty) => quote!(#ty),
-            None => quote!(#private::serde_json::Value),
+        let (ty, with) = match field.ty {
+            Some(ty) => (quote!(#ty), schema_with(ty).unwrap_or_default()),
+            None => (quote!(#private::serde_json::Value), quote!()),
         };
         match &field.member {
-            syn::Member::Named(name) => quote!(#(#field_attrs)* #name: #ty),
-            syn::Member::Unnamed(_) => quote!(#(#field_attrs)* #ty),
+            syn::Member::Named(name) => quote!(#with #(#field_attrs)* #name: #ty),
+            syn::Member::Unnamed(_) => quote!(#with #(#field_attrs)* #ty),
         }
+    });
+    // A type schemars cannot read back from its text (a `$crate` path of a `macro_rules!`)
+    // keeps its own schema, checked at the field.
+    let assertions = mirror.fields.iter().filter_map(|field| {
+        let ty = field.ty.filter(|ty| schema_with(ty).is_none())?;
+        Some(quote_spanned! {ty.span()=>
+            <#ty as ::esrs_core::requirements::EventFieldSchema>::__has_schema();
+        })
     });
     let body = match mirror.style {
         Style::Named => quote!({ #(#fields,)* }),
         Style::Tuple => quote!((#(#fields,)*);),
         Style::Unit => quote!(;),
     };
-    // A field type without a JSON Schema is reported at the field, with what to do.
-    let assertions = mirror.fields.iter().filter_map(|field| {
-        let ty = field.ty?;
-        Some(quote_spanned! {ty.span()=>
-            <#ty as ::esrs_core::requirements::EventFieldSchema>::__has_schema();
-        })
-    });
     // Schemars reads a bare `#[serde(default)]` from the struct's `Default`: the mirror's
     // is the event's, field by field.
     let default = mirror.default.then(|| {
@@ -301,6 +305,17 @@ fn schema_fn(ident: &syn::Ident, mirror: &Mirror<'_>) -> TokenStream {
             #private::event_schema::<#ident>()
         }
     }
+}
+
+/// `#[schemars(with = "::esrs_core::requirements::FieldSchema<Type>")]` for a field's type,
+/// when its text reads back as a type; spanned at the type, which schemars gives to the
+/// tokens it parses from the string.
+fn schema_with(ty: &syn::Type) -> Option<TokenStream> {
+    let text = quote!(::esrs_core::requirements::FieldSchema<#ty>).to_string();
+    syn::parse_str::<syn::Type>(&text).ok()?;
+    let mut schema = proc_macro2::Literal::string(&text);
+    schema.set_span(ty.span());
+    Some(quote!(#[schemars(with = #schema)]))
 }
 
 /// A stand-in impl emitted beside the errors, so that uses of the type elsewhere do not add

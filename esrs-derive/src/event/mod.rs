@@ -198,6 +198,13 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("# [serde (default)] a_b : u8"), "{out}");
+        // Its schema is read through the requirement of one, checked at the field.
+        assert!(
+            out.contains(
+                "# [schemars (with = \":: esrs_core :: requirements :: FieldSchema < u8 >\")]"
+            ),
+            "{out}"
+        );
         let decode = &out[out.find("fn decode").unwrap()..out.find("const _").unwrap()];
         assert!(!decode.contains("schema"), "{decode}");
 
