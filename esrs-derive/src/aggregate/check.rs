@@ -53,6 +53,63 @@ pub(super) fn check(cx: &mut Ctxt, args: &Args, handlers: &[Handler]) {
     }
 }
 
+/// Refuses two handlers of one event type where one names it through a `type` alias of the
+/// block's module (`aliases`: by name, the canonical text of the type it names), which the
+/// macro sees in the block's source file: the generated impls of the two would collide.
+pub(super) fn check_aliases(
+    cx: &mut Ctxt,
+    handlers: &[Handler],
+    aliases: &HashMap<String, String>,
+) {
+    if aliases.is_empty() {
+        return;
+    }
+    let resolve = |text: &str| {
+        let mut text = text.to_owned();
+        // Bounded: aliases that name each other do not compile anyway.
+        for _ in 0..aliases.len() {
+            match aliases.get(&text) {
+                Some(named) => text = named.clone(),
+                None => break,
+            }
+        }
+        text
+    };
+    let mut seen: HashMap<String, (&Handler, String)> = HashMap::new();
+    for handler in handlers {
+        let text = fingerprint::canonical_text(handler.event.to_token_stream());
+        let resolved = resolve(&text);
+        if let Some((first, first_text)) = seen.get(&resolved) {
+            // The same spelling twice is the duplicate that `check` reports.
+            if *first_text != text {
+                let shown = |h: &Handler| attr::path_text(&h.event.path);
+                let message = if text != resolved {
+                    let target = if *first_text == resolved {
+                        shown(first)
+                    } else {
+                        resolved.trim().to_owned()
+                    };
+                    format!(
+                        "`{}` is a `type` alias of `{target}`, whose #[apply] handler is `{}`: an event type has one handler; merge them",
+                        shown(handler),
+                        first.method
+                    )
+                } else {
+                    format!(
+                        "a second #[apply] handler for `{}`, whose first handler `{}` names it through the `type` alias `{}`: an event type has one handler; merge them",
+                        shown(handler),
+                        first.method,
+                        shown(first)
+                    )
+                };
+                cx.error_spanned_by(&handler.event, message);
+            }
+            continue;
+        }
+        seen.insert(resolved, (handler, text));
+    }
+}
+
 /// Refuses the names that would make the generated items collide with the user's: an event
 /// enum named like the state type, and handlers taking the event enum or the state itself
 /// (those handlers are left out, so that the generated enum is not recursive).

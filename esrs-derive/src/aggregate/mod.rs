@@ -128,8 +128,12 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream, site: Option<&Site>) 
 
     // A second block on the state type would expand over the first one's output: it is
     // reported alone, and kept as a plain impl so that its methods exist.
+    let file = site.and_then(source::File::read);
     let self_text = imp.self_ty.to_token_stream().to_string();
-    if site.is_some_and(|site| source::earlier_block(site, &self_text)) {
+    if file
+        .as_ref()
+        .is_some_and(|file| file.earlier_block(&self_text))
+    {
         imp.attrs.retain(|a| !source::is_aggregate(a));
         parse::strip_markers(&mut imp);
         let shown = match &*imp.self_ty {
@@ -184,6 +188,13 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream, site: Option<&Site>) 
     } = parse::take_handlers(&mut cx, &mut imp);
     let commands = parse::find_commands(&imp, &others);
     check::check(&mut cx, &args, &handlers);
+    if let Some(file) = &file {
+        let names: Vec<String> = handlers
+            .iter()
+            .map(|h| crate::fingerprint::canonical_text(h.event.to_token_stream()))
+            .collect();
+        check::check_aliases(&mut cx, &handlers, &file.aliases(&names));
+    }
     // A refused `&mut self` method may be the handler whose #[apply] was forgotten: its
     // error says so, and is enough.
     if marked == 0 && refused == 0 {

@@ -1,6 +1,7 @@
-//! What the source file of an `#[aggregate]` block shows about the other blocks of its
-//! module: a second `#[aggregate]` block on one state type is reported there, once, instead
-//! of as the collisions of the two expansions.
+//! What the source file of an `#[aggregate]` block shows about the rest of its module, for
+//! the mistakes whose expansion would collide with another item, reported once here
+//! instead: a second `#[aggregate]` block on one state type, and an event type that two
+//! handlers name, one through a `type` alias of the module.
 //!
 //! The macro sees its own block only; the file is read from disk and parsed again. Where it
 //! cannot be (no file on disk, a block written by another macro, a file that does not parse),
@@ -15,6 +16,8 @@ use proc_macro2::Span;
 use quote::ToTokens;
 use syn::visit::Visit;
 use syn::{Attribute, Item, ItemImpl};
+
+use crate::fingerprint;
 
 /// Where an `#[aggregate]` attribute is written.
 pub(crate) struct Site {
@@ -41,86 +44,155 @@ impl Site {
 /// The attribute inserted at the site, to find the block in the parsed file.
 const MARK: &str = "__esrs_this_aggregate_block";
 
-/// The self types of [`repeated_types`] in a file, with the text they were read from.
-type Repeated = (String, Rc<HashSet<String>>);
+/// What a file's items show, read once per file.
+#[derive(Default)]
+struct Summary {
+    /// The self types (as token text) with two `#[aggregate]` blocks or more in one module.
+    repeated: HashSet<String>,
+    /// The names of the file's `type` aliases, in any module (as canonical text).
+    aliases: HashSet<String>,
+}
 
 thread_local! {
-    /// [`Repeated`] by file.
-    static REPEATED: RefCell<HashMap<PathBuf, Repeated>> = RefCell::new(HashMap::new());
+    /// The [`Summary`] of each file read, with the text it was read from.
+    static SUMMARIES: RefCell<HashMap<PathBuf, (String, Rc<Summary>)>> =
+        RefCell::new(HashMap::new());
 }
 
-/// Whether the module of the block at `site`, on `self_ty`, holds an earlier
-/// `#[aggregate]` block on the same type.
+/// The source file of an `#[aggregate]` block, as far as the block's checks need it.
 ///
 /// Reading a large file's items costs tens of milliseconds in a macro, so the file is read
-/// in full once, for the types with more than one block in a module (kept per file for
-/// the compiler's process); only a block on one of them looks for itself in the file.
-pub(super) fn earlier_block(site: &Site, self_ty: &str) -> bool {
-    let Ok(source) = std::fs::read_to_string(&site.file) else {
-        return false;
-    };
-    let known = REPEATED.with(|cache| {
-        cache
-            .borrow()
-            .get(&site.file)
-            .filter(|(text, _)| *text == source)
-            .map(|(_, types)| Rc::clone(types))
-    });
-    let repeated = match known {
-        Some(types) => types,
-        None => {
-            let types = Rc::new(repeated_types(&source));
-            REPEATED.with(|cache| {
-                cache
-                    .borrow_mut()
-                    .insert(site.file.clone(), (source.clone(), Rc::clone(&types)))
-            });
-            types
-        }
-    };
-    repeated.contains(self_ty) && earlier_block_in(&source, site.line, site.column)
+/// in full once, into a [`Summary`] (kept per file for the compiler's process); only a block
+/// that the summary says may be concerned looks for itself in the file.
+pub(super) struct File<'a> {
+    site: &'a Site,
+    source: String,
+    summary: Rc<Summary>,
 }
 
-/// The self types (as token text) with two `#[aggregate]` blocks or more in one module.
-fn repeated_types(source: &str) -> HashSet<String> {
+impl<'a> File<'a> {
+    /// The file of the block at `site`, when it can be read.
+    pub(super) fn read(site: &'a Site) -> Option<Self> {
+        let source = std::fs::read_to_string(&site.file).ok()?;
+        let known = SUMMARIES.with(|cache| {
+            cache
+                .borrow()
+                .get(&site.file)
+                .filter(|(text, _)| *text == source)
+                .map(|(_, summary)| Rc::clone(summary))
+        });
+        let summary = match known {
+            Some(summary) => summary,
+            None => {
+                let summary = Rc::new(summary(&source));
+                SUMMARIES.with(|cache| {
+                    cache
+                        .borrow_mut()
+                        .insert(site.file.clone(), (source.clone(), Rc::clone(&summary)))
+                });
+                summary
+            }
+        };
+        Some(File {
+            site,
+            source,
+            summary,
+        })
+    }
+
+    /// Whether the module of the block, on `self_ty`, holds an earlier `#[aggregate]`
+    /// block on the same type.
+    pub(super) fn earlier_block(&self, self_ty: &str) -> bool {
+        self.summary.repeated.contains(self_ty)
+            && earlier_block_in(&self.source, self.site.line, self.site.column)
+    }
+
+    /// The `type` aliases of the block's module, when one of the types `names` (as
+    /// canonical text) may be one: by alias name, the type it names, as canonical text.
+    pub(super) fn aliases(&self, names: &[String]) -> HashMap<String, String> {
+        if !names.iter().any(|name| self.summary.aliases.contains(name)) {
+            return HashMap::new();
+        }
+        aliases_in(&self.source, self.site.line, self.site.column)
+    }
+}
+
+/// The [`Summary`] of a file's text.
+fn summary(source: &str) -> Summary {
     let Ok(file) = syn::parse_file(source) else {
-        return HashSet::new();
+        return Summary::default();
     };
-    let mut repeated = HashSet::new();
+    let mut summary = Summary::default();
     for scope in scopes(&file) {
         let mut seen = HashSet::new();
-        for imp in scope.into_iter().filter(|imp| counted(imp)) {
+        for imp in impls(&scope).filter(|imp| counted(imp)) {
             let self_ty = imp.self_ty.to_token_stream().to_string();
             if !seen.insert(self_ty.clone()) {
-                repeated.insert(self_ty);
+                summary.repeated.insert(self_ty);
             }
         }
+        summary
+            .aliases
+            .extend(type_aliases(&scope).map(|(name, _)| name));
     }
-    repeated
+    summary
+}
+
+/// The items of the module of the block whose attribute starts at `line` and `column`, in
+/// the text of a file, with the block's index among them (`None` when the block is not
+/// found), handed to `f`.
+fn with_module<T>(
+    source: &str,
+    line: usize,
+    column: usize,
+    f: impl FnOnce(&[&Item], usize) -> T,
+) -> Option<T> {
+    let source = source.strip_prefix('\u{feff}').unwrap_or(source);
+    let at = offset(source, line, column).filter(|&at| source[at..].starts_with('#'))?;
+    let marked = format!("{}#[{MARK}] {}", &source[..at], &source[at..]);
+    let file = syn::parse_file(&marked).ok()?;
+    let scopes = scopes(&file);
+    let (scope, at) = scopes.iter().find_map(|scope| {
+        let at = scope.iter().position(|item| {
+            matches!(item, Item::Impl(imp) if imp.attrs.iter().any(|a| a.path().is_ident(MARK)))
+        })?;
+        Some((scope, at))
+    })?;
+    Some(f(scope, at))
 }
 
 /// Whether the block whose attribute starts at `line` and `column` has an earlier
 /// `#[aggregate]` block on its self type in its module, in the text of a file.
 fn earlier_block_in(source: &str, line: usize, column: usize) -> bool {
-    let source = source.strip_prefix('\u{feff}').unwrap_or(source);
-    let Some(at) = offset(source, line, column).filter(|&at| source[at..].starts_with('#')) else {
-        return false;
-    };
-    let marked = format!("{}#[{MARK}] {}", &source[..at], &source[at..]);
-    let Ok(file) = syn::parse_file(&marked) else {
-        return false;
-    };
-    scopes(&file).into_iter().any(|scope| {
-        let Some(at) = scope
-            .iter()
-            .position(|imp| imp.attrs.iter().any(|a| a.path().is_ident(MARK)))
-        else {
+    with_module(source, line, column, |items, at| {
+        let Item::Impl(this) = items[at] else {
             return false;
         };
-        let self_ty = scope[at].self_ty.to_token_stream().to_string();
-        scope[..at]
-            .iter()
+        let self_ty = this.self_ty.to_token_stream().to_string();
+        impls(&items[..at])
             .any(|other| counted(other) && other.self_ty.to_token_stream().to_string() == self_ty)
+    })
+    .unwrap_or(false)
+}
+
+/// The `type` aliases of the module of the block whose attribute starts at `line` and
+/// `column`, in the text of a file.
+fn aliases_in(source: &str, line: usize, column: usize) -> HashMap<String, String> {
+    with_module(source, line, column, |items, _| {
+        type_aliases(items).collect()
+    })
+    .unwrap_or_default()
+}
+
+/// The non-generic `type` aliases among `items`: the canonical text of the name and of the
+/// type.
+fn type_aliases<'a>(items: &'a [&'a Item]) -> impl Iterator<Item = (String, String)> + 'a {
+    items.iter().filter_map(|item| match item {
+        Item::Type(alias) if alias.generics.params.is_empty() => Some((
+            fingerprint::canonical_text(alias.ident.to_token_stream()),
+            fingerprint::canonical_text(alias.ty.to_token_stream()),
+        )),
+        _ => None,
     })
 }
 
@@ -146,40 +218,42 @@ fn counted(imp: &ItemImpl) -> bool {
             .any(|a| a.path().is_ident("cfg") || a.path().is_ident("cfg_attr"))
 }
 
-/// The impl blocks of every list of items of a file (the file, each inline module, each
-/// block of statements), list by list.
-fn scopes(file: &syn::File) -> Vec<Vec<&ItemImpl>> {
-    let mut scopes = Scopes(vec![impls(&file.items)]);
+/// Every list of items of a file (the file, each inline module, each block of
+/// statements), list by list.
+fn scopes(file: &syn::File) -> Vec<Vec<&Item>> {
+    let mut scopes = Scopes(vec![file.items.iter().collect()]);
     scopes.visit_file(file);
     scopes.0
 }
 
-fn impls<'a>(items: impl IntoIterator<Item = &'a Item>) -> Vec<&'a ItemImpl> {
-    items
-        .into_iter()
-        .filter_map(|item| match item {
-            Item::Impl(imp) => Some(imp),
-            _ => None,
-        })
-        .collect()
+fn impls<'a>(items: &'a [&'a Item]) -> impl Iterator<Item = &'a ItemImpl> + 'a {
+    items.iter().filter_map(|item| match item {
+        Item::Impl(imp) => Some(imp),
+        _ => None,
+    })
 }
 
-struct Scopes<'ast>(Vec<Vec<&'ast ItemImpl>>);
+struct Scopes<'ast>(Vec<Vec<&'ast Item>>);
 
 impl<'ast> Visit<'ast> for Scopes<'ast> {
     fn visit_item_mod(&mut self, module: &'ast syn::ItemMod) {
         if let Some((_, items)) = &module.content {
-            self.0.push(impls(items));
+            self.0.push(items.iter().collect());
         }
         syn::visit::visit_item_mod(self, module);
     }
 
     fn visit_block(&mut self, block: &'ast syn::Block) {
-        self.0
-            .push(impls(block.stmts.iter().filter_map(|stmt| match stmt {
-                syn::Stmt::Item(item) => Some(item),
-                _ => None,
-            })));
+        self.0.push(
+            block
+                .stmts
+                .iter()
+                .filter_map(|stmt| match stmt {
+                    syn::Stmt::Item(item) => Some(item),
+                    _ => None,
+                })
+                .collect(),
+        );
         syn::visit::visit_block(self, block);
     }
 }
@@ -207,7 +281,7 @@ impl Cart {}
 ";
 
     fn repeated(source: &str) -> Vec<String> {
-        let mut types: Vec<String> = repeated_types(source).into_iter().collect();
+        let mut types: Vec<String> = summary(source).repeated.into_iter().collect();
         types.sort();
         types
     }
@@ -241,6 +315,22 @@ impl Cart {}
         let in_fn = "fn f() {\n    #[aggregate(name = \"a\")]\n    impl Cart {}\n    #[aggregate(name = \"b\")]\n    impl Cart {}\n}\n";
         assert_eq!(repeated(in_fn), ["Cart"]);
         assert!(earlier_block_in(in_fn, 4, 4));
+    }
+
+    #[test]
+    fn the_aliases_of_the_block_s_module_are_read() {
+        let text = "type Added = ItemAdded;\nmod other {\n    type Gone = crate::Removed;\n    #[aggregate(name = \"a\")]\n    impl Cart {}\n}\ntype Generic<T> = Vec<T>;\n#[aggregate(name = \"b\")]\nimpl Cart {}\n";
+        let canonical = |text: &str| fingerprint::canonical_text(text.parse().unwrap());
+        let mut names: Vec<String> = summary(text).aliases.into_iter().collect();
+        names.sort();
+        assert_eq!(names, [canonical("Added"), canonical("Gone")]);
+        let root = aliases_in(text, 8, 0);
+        assert_eq!(root.len(), 1);
+        assert_eq!(root[&canonical("Added")], canonical("ItemAdded"));
+        let other = aliases_in(text, 4, 4);
+        assert_eq!(other.len(), 1);
+        assert_eq!(other[&canonical("Gone")], canonical("crate::Removed"));
+        assert!(aliases_in(text, 2, 0).is_empty());
     }
 
     #[test]
