@@ -701,24 +701,11 @@ fn child(args: &[String]) -> ExitCode {
     }
     let result = (|| {
         let id = args.first().ok_or("child: no run")?.clone();
-        let mut url = None;
-        let mut database = None;
-        let mut passes = 1u32;
-        let mut rest = args[1..].iter();
-        while let Some(arg) = rest.next() {
-            match arg.as_str() {
-                "--database-url" => url = rest.next().cloned(),
-                "--database" => database = rest.next().cloned(),
-                "--passes" => {
-                    passes = rest
-                        .next()
-                        .and_then(|n| n.parse().ok())
-                        .filter(|n| *n > 0)
-                        .ok_or("child: --passes needs a positive number")?
-                }
-                other => return Err(format!("child: unknown argument `{other}`").into()),
-            }
-        }
+        let ChildArgs {
+            server,
+            database,
+            passes,
+        } = ChildArgs::parse(&args[1..], 1)?;
         let run = RUNS
             .iter()
             .find(|r| r.id == id)
@@ -736,10 +723,6 @@ fn child(args: &[String]) -> ExitCode {
         };
         let rt = runtime(threads)?;
         // A database of the child's own when none is given.
-        let server = url.unwrap_or_else(|| {
-            std::env::var("DATABASE_URL")
-                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
-        });
         let own = (run.postgres && database.is_none())
             .then(|| format!("esrs_bench_{}_child", std::process::id()));
         if let Some(own) = &own {
@@ -827,6 +810,46 @@ fn child(args: &[String]) -> ExitCode {
     }
 }
 
+/// The options of `child`: the server (`--database-url`, else `$DATABASE_URL`, else the
+/// local default), the database (`--database`), and the passes (`--passes`).
+struct ChildArgs {
+    server: String,
+    database: Option<String>,
+    passes: u32,
+}
+
+impl ChildArgs {
+    fn parse(args: &[String], passes: u32) -> Result<Self, BoxError> {
+        let mut parsed = Self {
+            server: std::env::var("DATABASE_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned()),
+            database: None,
+            passes,
+        };
+        let mut rest = args.iter();
+        while let Some(arg) = rest.next() {
+            match arg.as_str() {
+                "--database-url" => {
+                    parsed.server = rest
+                        .next()
+                        .cloned()
+                        .ok_or("child: --database-url needs a value")?
+                }
+                "--database" => parsed.database = rest.next().cloned(),
+                "--passes" => {
+                    parsed.passes = rest
+                        .next()
+                        .and_then(|n| n.parse().ok())
+                        .filter(|n| *n > 0)
+                        .ok_or("child: --passes needs a positive number")?
+                }
+                other => return Err(format!("child: unknown argument `{other}`").into()),
+            }
+        }
+        Ok(parsed)
+    }
+}
+
 /// `child RUN+RUN[+RUN...] --passes K [--database-url URL]`: the runs (W4's, which
 /// [`prepare`] can repeat) set up side by side in one fresh database, then `K` rounds of
 /// every run once, the order rotating by round; prints every round and, for each run after
@@ -834,27 +857,15 @@ fn child(args: &[String]) -> ExitCode {
 /// the same round.
 fn paired(args: &[String]) -> Result<(), BoxError> {
     let ids: Vec<String> = args[0].split('+').map(str::to_owned).collect();
-    let mut url = None;
-    let mut rounds = 9u32;
-    let mut rest = args[1..].iter();
-    while let Some(arg) = rest.next() {
-        match arg.as_str() {
-            "--database-url" => url = rest.next().cloned(),
-            "--passes" => {
-                rounds = rest
-                    .next()
-                    .and_then(|n| n.parse().ok())
-                    .filter(|n| *n > 0)
-                    .ok_or("child: --passes needs a positive number")?
-            }
-            other => return Err(format!("child: unknown argument `{other}`").into()),
-        }
+    let ChildArgs {
+        server,
+        database,
+        passes: rounds,
+    } = ChildArgs::parse(&args[1..], 9)?;
+    if database.is_some() {
+        return Err("child: runs side by side make a database of their own".into());
     }
     let rt = runtime(1)?;
-    let server = url.unwrap_or_else(|| {
-        std::env::var("DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
-    });
     let own = format!("esrs_bench_{}_pairs", std::process::id());
     rt.block_on(admin(&server, &format!("CREATE DATABASE {own}")))?;
     let url = Some(with_database(&server, &own));
