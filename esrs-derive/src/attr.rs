@@ -164,7 +164,7 @@ pub(crate) fn string_value(
     example: &str,
 ) -> syn::Result<Option<(String, Span)>> {
     let expr: Expr = meta.value()?.parse()?;
-    match &expr {
+    match peel_expr(&expr) {
         Expr::Lit(ExprLit {
             lit: Lit::Str(s), ..
         }) => Ok(Some((s.value(), s.span()))),
@@ -190,7 +190,7 @@ where
     T::Err: std::fmt::Display,
 {
     let expr: Expr = meta.value()?.parse()?;
-    match &expr {
+    match peel_expr(&expr) {
         Expr::Lit(ExprLit {
             lit: Lit::Int(i), ..
         }) => match i.base10_parse::<T>() {
@@ -210,6 +210,23 @@ where
     }
 }
 
+/// `expr` without the invisible group around a `macro_rules!` fragment (`$v:literal`,
+/// `$path:path`), which the compiler passes to the macro as written.
+pub(crate) fn peel_expr(mut expr: &Expr) -> &Expr {
+    while let Expr::Group(group) = expr {
+        expr = &group.expr;
+    }
+    expr
+}
+
+/// `ty` without the invisible group around a `macro_rules!` fragment (`$ty:ty`).
+pub(crate) fn peel_type(mut ty: &syn::Type) -> &syn::Type {
+    while let syn::Type::Group(group) = ty {
+        ty = &group.elem;
+    }
+    ty
+}
+
 /// Characters a stored name or category must not contain.
 pub(crate) fn bad_name_char(name: &str) -> Option<char> {
     name.chars().find(|c| c.is_control() || c.is_whitespace())
@@ -223,7 +240,7 @@ pub(crate) fn bool_value(
     example: &str,
 ) -> syn::Result<Option<(bool, Span)>> {
     let expr: Expr = meta.value()?.parse()?;
-    match &expr {
+    match peel_expr(&expr) {
         Expr::Lit(ExprLit {
             lit: Lit::Bool(b), ..
         }) => Ok(Some((b.value, b.span))),
@@ -246,7 +263,7 @@ pub(crate) fn string_list_value(
     example: &str,
 ) -> syn::Result<Vec<(String, Span)>> {
     let expr: Expr = meta.value()?.parse()?;
-    let Expr::Array(array) = &expr else {
+    let Expr::Array(array) = peel_expr(&expr) else {
         cx.error_spanned_by(
             argument,
             format!("expected a list of string literals, e.g. `{example}`"),
@@ -256,7 +273,7 @@ pub(crate) fn string_list_value(
     // The good strings are kept beside the errors, so that their own checks run too.
     let mut values = Vec::new();
     for element in &array.elems {
-        match element {
+        match peel_expr(element) {
             Expr::Lit(ExprLit {
                 lit: Lit::Str(s), ..
             }) => values.push((s.value(), s.span())),
@@ -284,7 +301,7 @@ where
     T::Err: std::fmt::Display,
 {
     let expr: Expr = meta.value()?.parse()?;
-    let Expr::Array(array) = &expr else {
+    let Expr::Array(array) = peel_expr(&expr) else {
         cx.error_spanned_by(
             argument,
             format!("expected a list of integer literals, e.g. `{example}`"),
@@ -293,7 +310,7 @@ where
     };
     let mut values = Vec::new();
     for element in &array.elems {
-        match element {
+        match peel_expr(element) {
             Expr::Lit(ExprLit {
                 lit: Lit::Int(i), ..
             }) => match i.base10_parse::<T>() {

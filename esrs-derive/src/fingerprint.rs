@@ -16,7 +16,9 @@ pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
         .fold(OFFSET, |hash, b| (hash ^ u64::from(*b)).wrapping_mul(PRIME))
 }
 
-/// The canonical text of `tokens`: one space between tokens, delimiters as written.
+/// The canonical text of `tokens`: one space between tokens, delimiters as written, and
+/// the invisible group around a `macro_rules!` fragment left out (a block a macro writes
+/// reads as the same block written out).
 pub(crate) fn canonical_text(tokens: TokenStream) -> String {
     let mut text = String::new();
     write_tokens(&mut text, tokens);
@@ -31,7 +33,10 @@ fn write_tokens(text: &mut String, tokens: TokenStream) {
                     Delimiter::Parenthesis => ("(", ")"),
                     Delimiter::Brace => ("{", "}"),
                     Delimiter::Bracket => ("[", "]"),
-                    Delimiter::None => ("", ""),
+                    Delimiter::None => {
+                        write_tokens(text, group.stream());
+                        continue;
+                    }
                 };
                 text.push_str(open);
                 text.push(' ');
@@ -64,5 +69,13 @@ mod tests {
         let c: TokenStream = "fn f(&mut self) { self.n += 2 }".parse().unwrap();
         assert_eq!(canonical_text(a.clone()), canonical_text(b));
         assert_ne!(canonical_text(a), canonical_text(c));
+    }
+
+    #[test]
+    fn canonical_text_reads_through_fragments() {
+        let written: TokenStream = "fn f(&mut self, e: &Added) {}".parse().unwrap();
+        let fragment = proc_macro2::Group::new(Delimiter::None, "Added".parse().unwrap());
+        let generated = quote::quote!(fn f(&mut self, e: &#fragment) {});
+        assert_eq!(canonical_text(written), canonical_text(generated));
     }
 }

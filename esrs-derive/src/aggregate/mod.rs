@@ -126,6 +126,12 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream, site: Option<&Site>) 
         }
     };
 
+    // A state type passed through a `macro_rules!` fragment (`impl $state { … }`) is read
+    // as the type it holds.
+    if let Type::Group(_) = &*imp.self_ty {
+        *imp.self_ty = crate::attr::peel_type(&imp.self_ty).clone();
+    }
+
     // A second block on the state type would expand over the first one's output: it is
     // reported alone, and kept as a plain impl so that its methods exist.
     let file = site.and_then(source::File::read);

@@ -356,8 +356,8 @@ fn check_handler(cx: &mut Ctxt, f: &ImplItemFn) -> Option<Handler> {
         );
         return None;
     };
-    let event = match &*arg.ty {
-        Type::Reference(r) if r.mutability.is_none() => match &*r.elem {
+    let event = match attr::peel_type(&arg.ty) {
+        Type::Reference(r) if r.mutability.is_none() => match attr::peel_type(&r.elem) {
             Type::Path(p) if p.qself.is_none() => Some(p.clone()),
             other => {
                 cx.error_spanned_by(

@@ -138,7 +138,7 @@ pub(super) fn parse<'a>(cx: &mut Ctxt, input: &'a DeriveInput) -> Option<EventIn
                 }
                 Some("upcast_from") => {
                     let expr: syn::Expr = meta.value()?.parse()?;
-                    match &expr {
+                    match attr::peel_expr(&expr) {
                         syn::Expr::Path(p) if p.qself.is_none() => {
                             upcast_from = Some(p.path.clone())
                         }
