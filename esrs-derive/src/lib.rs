@@ -9,6 +9,7 @@ mod attr;
 mod ctxt;
 mod event;
 mod fingerprint;
+mod hygiene;
 
 use proc_macro::TokenStream;
 

@@ -7,6 +7,7 @@ use syn::{Ident, Type, TypePath, Visibility};
 
 use crate::attr;
 use crate::fingerprint;
+use crate::hygiene::{local, local_at, receiver};
 
 use super::{Args, Command, Handler};
 
@@ -94,31 +95,37 @@ impl Generated<'_> {
     fn default_derives(&self) -> TokenStream {
         let ident = &self.enum_ident;
         let requirements = quote!(::esrs_core::requirements);
+        let (value, other) = (local("event"), local("other"));
+        let f = local("f");
         let debug = self.handlers.iter().map(|h| {
             let (variant, event) = (&h.variant, &h.event);
             let name = variant.to_string();
-            let field = quote_spanned!(event.span()=> <#event as #requirements::EventDebug>::__as_debug(event));
+            let at = local_at("event", event.span());
+            let field = quote_spanned!(event.span()=> <#event as #requirements::EventDebug>::__as_debug(#at));
             quote! {
-                Self::#variant(event) => ::core::fmt::DebugTuple::finish(::core::fmt::DebugTuple::field(
-                    &mut ::core::fmt::Formatter::debug_tuple(f, #name),
+                Self::#variant(#value) => ::core::fmt::DebugTuple::finish(::core::fmt::DebugTuple::field(
+                    &mut ::core::fmt::Formatter::debug_tuple(#f, #name),
                     #field,
                 ))
             }
         });
         let clone = self.handlers.iter().map(|h| {
             let (variant, event) = (&h.variant, &h.event);
-            let copy = quote_spanned!(event.span()=> <#event as #requirements::EventClone>::__clone(event));
-            quote!(Self::#variant(event) => Self::#variant(#copy))
+            let at = local_at("event", event.span());
+            let copy =
+                quote_spanned!(event.span()=> <#event as #requirements::EventClone>::__clone(#at));
+            quote!(Self::#variant(#value) => Self::#variant(#copy))
         });
         let eq = self.handlers.iter().map(|h| {
             let (variant, event) = (&h.variant, &h.event);
-            let eq = quote_spanned!(event.span()=> <#event as #requirements::EventPartialEq>::__eq(event, other));
-            quote!((Self::#variant(event), Self::#variant(other)) => #eq)
+            let (at, other_at) = (local_at("event", event.span()), local_at("other", event.span()));
+            let eq = quote_spanned!(event.span()=> <#event as #requirements::EventPartialEq>::__eq(#at, #other_at));
+            quote!((Self::#variant(#value), Self::#variant(#other)) => #eq)
         });
         quote! {
             #[automatically_derived]
             impl ::core::fmt::Debug for #ident {
-                fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                fn fmt(&self, #f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
                     match self {
                         #(#debug,)*
                     }
@@ -138,9 +145,9 @@ impl Generated<'_> {
             #[automatically_derived]
             impl ::core::cmp::PartialEq for #ident {
                 #[inline]
-                fn eq(&self, other: &Self) -> bool {
+                fn eq(&self, #other: &Self) -> bool {
                     #[allow(unreachable_patterns)]
-                    match (self, other) {
+                    match (self, #other) {
                         #(#eq,)*
                         _ => false,
                     }
@@ -154,30 +161,34 @@ impl Generated<'_> {
         let private = quote!(::esrs_core::__private);
         let events: Vec<&TypePath> = self.handlers.iter().map(|h| &h.event).collect();
         let variants: Vec<&Ident> = self.handlers.iter().map(|h| &h.variant).collect();
+        let value = local("event");
         let encode = self.handlers.iter().map(|h| {
             let (variant, event) = (&h.variant, &h.event);
+            let at = local_at("event", event.span());
             let call = quote_spanned! {event.span()=>
                 <#event as ::esrs_core::requirements::StoredEvent>::__encode(
-                    event,
+                    #at,
                     <#event as ::esrs_core::Event>::NAME,
                     if <#event as ::esrs_core::Event>::PERSONAL {
-                        ::core::option::Option::Some(<#event as ::esrs_core::Event>::personal_fields(event))
+                        ::core::option::Option::Some(<#event as ::esrs_core::Event>::personal_fields(#at))
                     } else {
                         ::core::option::Option::None
                     },
                 )
             };
-            quote!(Self::#variant(event) => #call)
+            quote!(Self::#variant(#value) => #call)
         });
         // Spanned at the event type like `encode`: a type that is not an event is reported
         // once, there.
         let subjects = self.handlers.iter().map(|h| {
             let (variant, event) = (&h.variant, &h.event);
+            let at = local_at("event", event.span());
             let fields = quote_spanned! {event.span()=>
-                <#event as ::esrs_core::Event>::personal_fields(event)
+                <#event as ::esrs_core::Event>::personal_fields(#at)
             };
-            quote!(Self::#variant(event) => #private::subjects_of(#fields))
+            quote!(Self::#variant(#value) => #private::subjects_of(#fields))
         });
+        let (name, version, payload) = (local("name"), local("version"), local("payload"));
         quote! {
             #[automatically_derived]
             impl ::esrs_core::EventSet for #ident {
@@ -215,26 +226,26 @@ impl Generated<'_> {
                 }
 
                 fn decode(
-                    name: &str,
-                    version: u32,
-                    payload: &::core::primitive::str,
+                    #name: &str,
+                    #version: u32,
+                    #payload: &::core::primitive::str,
                 ) -> ::core::result::Result<Self, ::esrs_core::DecodeError> {
                     #(
-                        if name == <#events as ::esrs_core::Event>::NAME {
-                            return <#events as ::esrs_core::Event>::decode(version, payload)
+                        if #name == <#events as ::esrs_core::Event>::NAME {
+                            return <#events as ::esrs_core::Event>::decode(#version, #payload)
                                 .map(Self::#variants);
                         }
                     )*
                     // Rows stored under a former name: looked at only once no current name
                     // matched, so decoding current names costs nothing more.
                     #(
-                        if <#events as ::esrs_core::Event>::ALIASES.contains(&name) {
-                            return <#events as ::esrs_core::Event>::decode(version, payload)
+                        if <#events as ::esrs_core::Event>::ALIASES.contains(&#name) {
+                            return <#events as ::esrs_core::Event>::decode(#version, #payload)
                                 .map(Self::#variants);
                         }
                     )*
                     ::core::result::Result::Err(::esrs_core::DecodeError::UnknownName {
-                        name: ::std::borrow::ToOwned::to_owned(name),
+                        name: ::std::borrow::ToOwned::to_owned(#name),
                         known: <Self as ::esrs_core::EventSet>::NAMES.to_vec(),
                     })
                 }
@@ -244,6 +255,7 @@ impl Generated<'_> {
 
     fn conversions(&self) -> TokenStream {
         let ident = &self.enum_ident;
+        let value = local("event");
         // `From` and the `IntoEvents` of a `Vec` or an `Option` are written once, for every
         // type that has a handler: two handlers of one type (through a `type` alias or
         // another path) then collide in the impls of `HasOneHandler` and `IntoEvents` of
@@ -252,11 +264,12 @@ impl Generated<'_> {
         let per_event = self.handlers.iter().map(|h| {
             let (variant, event) = (&h.variant, &h.event);
             // All at the event type's span, so that a collision is reported at the handler.
+            let this = receiver(event.span());
             let marker = quote_spanned! {event.span()=>
                 impl HasOneHandler for #event {
                     #[inline]
-                    fn into_event(self) -> #ident {
-                        #ident::#variant(self)
+                    fn into_event(#this) -> #ident {
+                        #ident::#variant(#this)
                     }
                 }
             };
@@ -283,8 +296,8 @@ impl Generated<'_> {
             #[allow(private_bounds)]
             impl<T: HasOneHandler> ::core::convert::From<T> for #ident {
                 #[inline]
-                fn from(event: T) -> Self {
-                    <T as HasOneHandler>::into_event(event)
+                fn from(#value: T) -> Self {
+                    <T as HasOneHandler>::into_event(#value)
                 }
             }
 
@@ -322,9 +335,10 @@ impl Generated<'_> {
     fn aggregate(&self) -> TokenStream {
         let (self_ty, ident, name) = (self.self_ty, &self.enum_ident, self.name);
         let private = quote!(::esrs_core::__private);
+        let event = local("event");
         let arms = self.handlers.iter().map(|h| {
             let (variant, method) = (&h.variant, &h.method);
-            quote!(#ident::#variant(event) => Self::#method(self, event))
+            quote!(#ident::#variant(#event) => Self::#method(self, #event))
         });
         // The key of the aggregate's snapshots, also without `snapshot_every`: a repository
         // may take snapshots by a policy of its own (`Repository::with_snapshot_policy`).
@@ -344,7 +358,8 @@ impl Generated<'_> {
                     <Self as ::esrs_core::Aggregate>::NAME,
                 ))
             };
-            let decode = quote!(::core::option::Option::Some(#state::__decode_snapshot(payload)));
+            let payload = local("payload");
+            let decode = quote!(::core::option::Option::Some(#state::__decode_snapshot(#payload)));
             quote! {
                 const SNAPSHOT_EVERY: ::core::option::Option<u64> =
                     ::core::option::Option::Some(#every);
@@ -358,7 +373,7 @@ impl Generated<'_> {
                 }
 
                 fn decode_snapshot(
-                    payload: &#private::RawValue,
+                    #payload: &#private::RawValue,
                 ) -> ::core::option::Option<::core::result::Result<Self, #private::serde_json::Error>>
                 {
                     #decode
@@ -381,8 +396,8 @@ impl Generated<'_> {
                 #snapshots
                 type Event = #ident;
 
-                fn apply(&mut self, event: &#ident) {
-                    match event {
+                fn apply(&mut self, #event: &#ident) {
+                    match #event {
                         #(#arms,)*
                     }
                 }

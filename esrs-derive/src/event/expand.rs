@@ -6,6 +6,7 @@ use syn::spanned::Spanned;
 use syn::{Data, DeriveInput};
 
 use crate::attr;
+use crate::hygiene::{local, local_at, receiver};
 
 use super::{EventInput, Mirror, PayloadUpcast, Style};
 
@@ -16,32 +17,36 @@ pub(super) fn expand(input: &EventInput<'_>) -> TokenStream {
     let name = &input.name;
     let version = input.version;
     let private = quote!(::esrs_core::__private);
+    // The parameters of `decode`, and the bindings of the generated bodies.
+    let (version_arg, payload_arg) = (local("version"), local("payload"));
+    let known_list = local("known");
 
     let known_versions = if input.upcast_from.is_none() && input.upcasts.is_empty() {
         quote!()
     } else {
         let previous = input.upcast_from.as_ref().map(|prev| {
+            let known = local_at("known", prev.span());
             quote_spanned! {prev.span()=>
-                ::core::iter::Extend::extend(&mut known, <#prev as ::esrs_core::Event>::known_versions());
+                ::core::iter::Extend::extend(&mut #known, <#prev as ::esrs_core::Event>::known_versions());
             }
         });
         let mut steps: Vec<(u32, u32)> = input.upcasts.iter().map(|u| (u.from, u.to)).collect();
         steps.sort_unstable_by(|a, b| b.cmp(a));
         let step = steps.iter().map(|(from, to)| {
             quote! {
-                if known.contains(&#to) && !known.contains(&#from) {
-                    known.push(#from);
+                if #known_list.contains(&#to) && !#known_list.contains(&#from) {
+                    #known_list.push(#from);
                 }
             }
         });
         quote! {
             fn known_versions() -> ::std::vec::Vec<u32> {
-                let mut known = ::std::vec![#version];
+                let mut #known_list = ::std::vec![#version];
                 #previous
                 #(#step)*
-                known.sort_unstable();
-                known.dedup();
-                known
+                #known_list.sort_unstable();
+                #known_list.dedup();
+                #known_list
             }
         }
     };
@@ -49,45 +54,52 @@ pub(super) fn expand(input: &EventInput<'_>) -> TokenStream {
     let decoded_here = input.decoded_here();
     let payload_steps = input.upcasts.iter().map(|upcast| {
         let PayloadUpcast { from, to, with, .. } = upcast;
+        let payload = local_at("payload", with.span());
         let call = quote_spanned! {with.span()=>
-            ::esrs_core::requirements::PayloadUpcaster::__upcast(&#with, #name, #from, payload)
+            ::esrs_core::requirements::PayloadUpcaster::__upcast(&#with, #name, #from, #payload)
         };
         // An upcaster whose target is decoded only through `upcast_from` is checked
         // against the full list (a rare shape); the others need no check at run time.
         let known = if decoded_here.contains(from) {
             quote!()
         } else {
-            quote!(&&<Self as ::esrs_core::Event>::known_versions().contains(&version))
+            quote!(&&<Self as ::esrs_core::Event>::known_versions().contains(&#version_arg))
         };
+        let upcast = local("upcast");
         quote! {
-            if version == #from #known {
-                let upcast = #call?;
-                return <Self as ::esrs_core::Event>::decode(#to, #private::RawValue::get(&upcast));
+            if #version_arg == #from #known {
+                let #upcast = #call?;
+                return <Self as ::esrs_core::Event>::decode(#to, #private::RawValue::get(&#upcast));
             }
         }
     });
     let previous_step = input.upcast_from.as_ref().map(|prev| {
+        let (version_at, payload_at) = (
+            local_at("version", prev.span()),
+            local_at("payload", prev.span()),
+        );
         let call = quote_spanned! {prev.span()=>
             ::core::result::Result::map(
-                <#prev as ::esrs_core::Event>::decode(version, payload),
+                <#prev as ::esrs_core::Event>::decode(#version_at, #payload_at),
                 <#prev as ::esrs_core::requirements::UpcastInto<Self>>::__upcast_into,
             )
         };
         // A version the previous type does not know is one this type does not know: the
         // error lists this type's versions.
+        let (error, unknown, other) = (local("error"), local("unknown"), local("other"));
         quote! {
-            if version < #version {
-                return ::core::result::Result::map_err(#call, |error| match error {
-                    ::esrs_core::DecodeError::UnknownVersion { version: unknown, .. }
-                        if unknown == version =>
+            if #version_arg < #version {
+                return ::core::result::Result::map_err(#call, |#error| match #error {
+                    ::esrs_core::DecodeError::UnknownVersion { version: #unknown, .. }
+                        if #unknown == #version_arg =>
                     {
                         ::esrs_core::DecodeError::UnknownVersion {
                             name: #name,
-                            version,
+                            version: #version_arg,
                             known: <Self as ::esrs_core::Event>::known_versions(),
                         }
                     }
-                    other => other,
+                    #other => #other,
                 });
             }
         }
@@ -103,8 +115,14 @@ pub(super) fn expand(input: &EventInput<'_>) -> TokenStream {
             <Self as ::esrs_core::Event>::personal_fields
         ))
     };
-    let parse = quote_spanned! {ident.span()=>
-        <Self as ::esrs_core::requirements::DecodableEvent>::__decode(#name, version, payload, #personal_fields)
+    let parse = {
+        let (version_at, payload_at) = (
+            local_at("version", ident.span()),
+            local_at("payload", ident.span()),
+        );
+        quote_spanned! {ident.span()=>
+            <Self as ::esrs_core::requirements::DecodableEvent>::__decode(#name, #version_at, #payload_at, #personal_fields)
+        }
     };
 
     // Checks of constants: `Satisfied<true>` implements each trait, so a failed check is a
@@ -165,16 +183,16 @@ pub(super) fn expand(input: &EventInput<'_>) -> TokenStream {
             #known_versions
 
             fn decode(
-                version: u32,
-                payload: &::core::primitive::str,
+                #version_arg: u32,
+                #payload_arg: &::core::primitive::str,
             ) -> ::core::result::Result<Self, ::esrs_core::DecodeError> {
-                if version == #version {
+                if #version_arg == #version {
                     return #parse;
                 }
                 #decode_older
                 ::core::result::Result::Err(::esrs_core::DecodeError::UnknownVersion {
                     name: #name,
-                    version,
+                    version: #version_arg,
                     known: <Self as ::esrs_core::Event>::known_versions(),
                 })
             }
@@ -196,23 +214,28 @@ fn personal_items(input: &EventInput<'_>) -> TokenStream {
     else {
         return quote!();
     };
-    let subject_call = quote_spanned! {subject_ty.span()=>
-        <#subject_ty as ::esrs_core::requirements::SubjectId>::__subject_id(&self.#subject)
+    let subject_call = {
+        let this = receiver(subject_ty.span());
+        quote_spanned! {subject_ty.span()=>
+            <#subject_ty as ::esrs_core::requirements::SubjectId>::__subject_id(&#this.#subject)
+        }
     };
     let fields = input.personal.fields.iter().map(|(member, name, ty)| {
+        let (this, subject) = (receiver(ty.span()), local_at("subject", ty.span()));
         quote_spanned! {ty.span()=>
             <#ty as ::esrs_core::requirements::PersonalValue>::__personal_field(
-                &self.#member,
+                &#this.#member,
                 #name,
-                ::core::clone::Clone::clone(&subject),
+                ::core::clone::Clone::clone(&#subject),
             )
         }
     });
+    let subject = local("subject");
     quote! {
         const PERSONAL: ::core::primitive::bool = true;
 
         fn personal_fields(&self) -> ::std::vec::Vec<::esrs_core::personal::PersonalField> {
-            let subject: ::std::string::String = #subject_call;
+            let #subject: ::std::string::String = #subject_call;
             ::std::vec![#(#fields),*]
         }
     }
@@ -257,7 +280,7 @@ fn schema_fn(ident: &syn::Ident, mirror: &Mirror<'_>) -> TokenStream {
     let default = mirror.default.then(|| {
         let members: Vec<&syn::Member> = mirror.fields.iter().map(|f| &f.member).collect();
         let bindings: Vec<syn::Ident> = (0..members.len())
-            .map(|i| quote::format_ident!("__field{}", i))
+            .map(|i| local(&format!("__field{i}")))
             .collect();
         let patterns = mirror.fields.iter().zip(&bindings).map(|(field, binding)| {
             if field.ty.is_some() {
@@ -328,18 +351,19 @@ pub(super) fn stub(input: &DeriveInput, parsed: Option<(&str, u32)>) -> TokenStr
     let ident = &input.ident;
     let fallback = ident.to_string();
     let (name, version) = parsed.unwrap_or((&fallback, 1));
+    let version_arg = local("version");
     quote! {
         #[automatically_derived]
         impl ::esrs_core::Event for #ident {
             const NAME: &'static str = #name;
             const VERSION: u32 = #version;
             fn decode(
-                version: u32,
+                #version_arg: u32,
                 _: &::core::primitive::str,
             ) -> ::core::result::Result<Self, ::esrs_core::DecodeError> {
                 ::core::result::Result::Err(::esrs_core::DecodeError::UnknownVersion {
                     name: #name,
-                    version,
+                    version: #version_arg,
                     known: ::std::vec::Vec::new(),
                 })
             }

@@ -76,8 +76,27 @@ impl From<OddV1> for Odd {
     }
 }
 
+// An upcaster named like the generated `decode`'s parameter: the generated code's bindings
+// do not shadow the user's items.
+fn payload(v: serde_json::Value) -> Result<serde_json::Value, String> {
+    Ok(serde_json::json!({ "text": v["t"] }))
+}
+
+#[derive(Event, Serialize, Deserialize)]
+#[event(version = 2, upcast(from = 1, with = payload))]
+pub struct Noted {
+    pub text: String,
+}
+
 fn main() {
     assert_eq!(<Odd as Event>::known_versions(), [1, 2]);
     assert_eq!(<Priced as Event>::known_versions(), [1, 2, 3, 4]);
     assert_eq!(<Counted as Event>::known_versions(), [1, 2, 3]);
+
+    // Each older version through its reader: the typed chain, then the payload upcaster.
+    let v1 = <Priced as Event>::decode(1, r#"{"cents":5}"#).unwrap();
+    assert_eq!((v1.cents, v1.currency.as_str(), v1.tax), (5, "EUR", 0));
+    let v3 = <Priced as Event>::decode(3, r#"{"cents":5,"currency":"USD"}"#).unwrap();
+    assert_eq!((v3.currency.as_str(), v3.tax), ("USD", 0));
+    assert_eq!(<Noted as Event>::decode(1, r#"{"t":"x"}"#).unwrap().text, "x");
 }
