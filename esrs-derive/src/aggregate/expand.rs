@@ -386,7 +386,7 @@ impl Generated<'_> {
         let impl_line = quote_spanned! {self_ty.span()=>
             impl ::esrs_core::Aggregate for #self_ty
             where
-                for<'state> #self_ty: ::core::default::Default
+                for<'__esrs_state> #self_ty: ::core::default::Default
         };
         quote! {
             #[automatically_derived]
@@ -479,7 +479,9 @@ impl Generated<'_> {
             let params = &command.params;
             // The probe sees the `Aggregate` impl under its bound, so that a state without
             // `Default` is reported once, by its own check.
-            let default = quote!(for<'state> #state: ::core::default::Default);
+            // Lifetimes have no mixed-site hygiene: the bound's binder takes a name that the
+            // method's own lifetimes (`fn add<'state>`) do not use.
+            let default = quote!(for<'__esrs_state> #state: ::core::default::Default);
             let where_clause = match command.where_clause.clone().into_iter().last() {
                 None => quote!(where #default),
                 Some(proc_macro2::TokenTree::Punct(p)) if p.as_char() == ',' => {
