@@ -276,8 +276,8 @@ impl Generated<'_> {
             let into_events = quote_spanned! {event.span()=>
                 #[automatically_derived]
                 impl ::esrs_core::IntoEvents<#ident> for #event {
-                    fn into_events(self) -> ::std::vec::Vec<#ident> {
-                        ::std::vec![#ident::#variant(self)]
+                    fn into_events(#this) -> ::std::vec::Vec<#ident> {
+                        ::std::vec![#ident::#variant(#this)]
                     }
                 }
             };
