@@ -81,7 +81,7 @@ impl Metadata {
     /// ```
     /// # use esrs_core::{Metadata, RecordedEvent, Position, StreamId};
     /// # let event = RecordedEvent::new(Position::new(1, 1), StreamId::new("order-1").unwrap(),
-    /// #     1, "OrderPlaced".into(), 1, "{}", Metadata::new().with_actor("alice"),
+    /// #     1, "OrderPlaced", 1, "{}", Metadata::new().with_actor("alice"),
     /// #     esrs_core::chrono::Utc::now()).with_id(esrs_core::uuid::Uuid::new_v4());
     /// let follow_up = Metadata::caused_by(&event);
     /// assert_eq!(follow_up.causation_id, Some(event.id));
@@ -397,8 +397,8 @@ pub struct RecordedEvent {
     pub stream: StreamId,
     /// Its version in the stream (1 for the first event).
     pub version: Version,
-    /// Its stored name.
-    pub name: String,
+    /// Its stored name (shared with the other events of its name that a read gives).
+    pub name: crate::store::EventName,
     /// The schema version of its payload (its event type's version when it was written).
     pub schema_version: u32,
     /// The JSON payload, as stored. Stores hold only valid JSON (the payloads they were
@@ -419,7 +419,7 @@ impl RecordedEvent {
         position: Position,
         stream: StreamId,
         version: Version,
-        name: String,
+        name: impl Into<crate::store::EventName>,
         schema_version: u32,
         payload: impl Into<Box<str>>,
         metadata: Metadata,
@@ -430,7 +430,7 @@ impl RecordedEvent {
             position,
             stream,
             version,
-            name,
+            name: name.into(),
             schema_version,
             payload: payload.into(),
             metadata,
@@ -465,8 +465,8 @@ impl RecordedEvent {
 pub struct FoldEvent {
     /// Its version in the stream (1 for the first event).
     pub version: Version,
-    /// Its stored name.
-    pub name: String,
+    /// Its stored name (shared with the other events of its name that a read gives).
+    pub name: crate::store::EventName,
     /// The schema version of its payload (its event type's version when it was written).
     pub schema_version: u32,
     /// The JSON payload as stored. It is not parsed until [`decode`](Self::decode), which
@@ -479,13 +479,13 @@ impl FoldEvent {
     /// Assembles a fold event; used by store implementations.
     pub fn new(
         version: Version,
-        name: String,
+        name: impl Into<crate::store::EventName>,
         schema_version: u32,
         payload: impl Into<Box<str>>,
     ) -> Self {
         Self {
             version,
-            name,
+            name: name.into(),
             schema_version,
             payload: payload.into(),
         }

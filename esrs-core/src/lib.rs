@@ -83,6 +83,7 @@ pub mod catalog;
 mod envelope;
 pub mod error;
 mod event;
+mod event_name;
 mod idempotency;
 mod memory;
 pub mod metrics;

@@ -67,6 +67,8 @@ struct State {
     key_ages: VecDeque<(Instant, IdempotencyKey)>,
     retention: Duration,
     commits: u64,
+    /// The stored names of the events, one shared text per name.
+    names: HashMap<&'static str, crate::store::EventName>,
 }
 
 /// An idempotency key's record and when it was stored.
@@ -206,12 +208,17 @@ impl InMemoryStore {
             for (i, event) in request.events.into_iter().enumerate() {
                 let position = Position::new(commit, (start + i + 1) as u64);
                 positions = Some((positions.map_or(position, |(first, _)| first), position));
+                let name = state
+                    .names
+                    .entry(event.name)
+                    .or_insert_with(|| event.name.into())
+                    .clone();
                 state.log.push(
                     RecordedEvent::new(
                         position,
                         request.stream.clone(),
                         current + i as Version + 1,
-                        event.name.to_owned(),
+                        name,
                         event.schema_version,
                         event.payload,
                         request.metadata.clone(),

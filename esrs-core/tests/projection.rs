@@ -763,7 +763,7 @@ impl Projection for NameCounter {
         envelope: &RecordedEvent,
     ) -> Result<(), BoxError> {
         assert!(event.is_object());
-        *self.seen.entry(envelope.name.clone()).or_default() += 1;
+        *self.seen.entry(envelope.name.to_string()).or_default() += 1;
         Ok(())
     }
 }

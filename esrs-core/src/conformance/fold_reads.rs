@@ -4,7 +4,9 @@
 use futures_util::TryStreamExt;
 
 use super::{event, payload, unique_stream};
-use crate::store::{AppendRequest, FoldEvent, FoldItem, NewEvent, Snapshot, SnapshotKey};
+use crate::store::{
+    AppendRequest, EventName, FoldEvent, FoldItem, NewEvent, Snapshot, SnapshotKey,
+};
 use crate::{EventStore, ExpectedVersion, RecordedEvent, StreamId, Version};
 
 checks! {
@@ -164,7 +166,7 @@ checks! {
 }
 
 /// What a fold sees of an event: version, name, event version, payload text.
-type FoldView = (Version, String, u32, String);
+type FoldView = (Version, EventName, u32, String);
 
 fn fold_view_of_recorded(e: &RecordedEvent) -> FoldView {
     (

@@ -9,7 +9,7 @@
 //! | what | items |
 //! |---|---|
 //! | appending | [`AppendRequest`], [`NewEvent`], [`AppendOutcome`], [`DEFAULT_MAX_PAYLOAD_BYTES`] |
-//! | reading | [`EventStream`] (of [`RecordedEvent`](crate::RecordedEvent)), [`FoldStream`] (of [`FoldItem`]: [`FoldEvent`] or [`Snapshot`]), [`Sequence`] |
+//! | reading | [`EventStream`] (of [`RecordedEvent`](crate::RecordedEvent), named by [`EventName`]), [`FoldStream`] (of [`FoldItem`]: [`FoldEvent`] or [`Snapshot`]), [`Sequence`] |
 //! | filtered reads | [`LogFilter`], [`Shard`], [`LogStream`] (of [`LogEntry`]), [`ShardError`] |
 //! | payloads | [`Payload`], [`encode_json`] |
 //! | snapshots | [`Snapshot`], [`SnapshotKey`], the rule [`keep_snapshot`], [`SNAPSHOT_KEYS_PER_STREAM`] |
@@ -24,6 +24,7 @@ pub use log::{LogEntry, LogFilter, LogStream, Shard, ShardError};
 
 pub use crate::envelope::{AppendOutcome, AppendRequest, FoldEvent, NewEvent};
 pub use crate::event::{Payload, encode_json};
+pub use crate::event_name::EventName;
 pub use crate::idempotency::{DEFAULT_IDEMPOTENCY_RETENTION, IdempotencyRecord, RequestDigest};
 pub use crate::position::Sequence;
 pub use crate::snapshot::{SNAPSHOT_KEYS_PER_STREAM, Snapshot, SnapshotKey, keep_snapshot};

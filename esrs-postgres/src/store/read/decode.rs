@@ -2,7 +2,7 @@
 //! store decodes itself.
 
 use chrono::{DateTime, Utc};
-use esrs_core::store::{FoldEvent, Payload};
+use esrs_core::store::{EventName, FoldEvent, Payload};
 use esrs_core::{DecodeError, Metadata, Position, RecordedEvent, StreamId, Version};
 use serde_json::value::RawValue;
 use sqlx::postgres::{PgArgumentBuffer, PgRow, PgTypeInfo, PgValueFormat, PgValueRef};
@@ -121,6 +121,36 @@ pub(super) fn malformed<'a>(
     }
 }
 
+/// The names a read has decoded, so that its events of one name share one [`EventName`]
+/// instead of each allocating its own copy of the text: a log has few names, and a read
+/// meets the same ones row after row.
+#[derive(Debug, Default)]
+pub(super) struct Names {
+    known: Vec<EventName>,
+    /// The slot the next new name takes once every slot is used.
+    next: usize,
+}
+
+/// The most names a read keeps at once.
+const KEPT_NAMES: usize = 16;
+
+impl Names {
+    /// The name `name`, shared with the read's earlier events of that name.
+    fn get(&mut self, name: &str) -> EventName {
+        if let Some(known) = self.known.iter().find(|known| known.as_str() == name) {
+            return known.clone();
+        }
+        let new = EventName::from(name);
+        if self.known.len() < KEPT_NAMES {
+            self.known.push(new.clone());
+        } else {
+            self.known[self.next] = new.clone();
+            self.next = (self.next + 1) % KEPT_NAMES;
+        }
+        new
+    }
+}
+
 /// An event version as stored (`integer`), which must fit the API's `u32`.
 fn stored_event_version(value: i32) -> Result<u32, sqlx::Error> {
     u32::try_from(value).map_err(|e| sqlx::Error::ColumnDecode {
@@ -163,6 +193,7 @@ pub(super) fn decode_event(
     row: &PgRow,
     base: usize,
     stream: StreamId,
+    names: &mut Names,
 ) -> Result<RecordedEvent, esrs_core::Error> {
     let version: i64 = row.try_get_unchecked(base + VERSION).map_err(to_core)?;
     let version = unsigned(version);
@@ -173,7 +204,8 @@ pub(super) fn decode_event(
     let transaction: Xid8 = row
         .try_get_unchecked(base + TRANSACTION_ID)
         .map_err(bad(TRANSACTION_ID))?;
-    let name: String = row.try_get_unchecked(base + NAME).map_err(bad(NAME))?;
+    let name: &str = row.try_get_unchecked(base + NAME).map_err(bad(NAME))?;
+    let name = names.get(name);
     let event_version = row
         .try_get_unchecked(base + EVENT_VERSION)
         .and_then(stored_event_version)
@@ -231,15 +263,17 @@ pub(super) fn decode_fold_event(
     row: &PgRow,
     base: usize,
     stream: &StreamId,
+    names: &mut Names,
 ) -> Result<FoldEvent, esrs_core::Error> {
     let version: i64 = row
         .try_get_unchecked(base + FOLD_VERSION)
         .map_err(to_core)?;
     let version = unsigned(version);
     let bad = |column: usize| malformed(stream, version, FOLD_EVENT_COLUMNS[column].name);
-    let name: String = row
+    let name: &str = row
         .try_get_unchecked(base + FOLD_NAME)
         .map_err(bad(FOLD_NAME))?;
+    let name = names.get(name);
     let event_version = row
         .try_get_unchecked(base + FOLD_EVENT_VERSION)
         .and_then(stored_event_version)

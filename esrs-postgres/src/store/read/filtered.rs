@@ -28,7 +28,7 @@ use esrs_core::{Position, StreamId};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
-use super::decode::{Xid8, decode_event, signed, unsigned};
+use super::decode::{Names, Xid8, decode_event, signed, unsigned};
 use super::log::{LOG_COLUMNS, LOG_EVENT, PageLimit, Settle};
 use super::{Page, Pages, paged};
 use crate::error::to_core;
@@ -111,6 +111,8 @@ struct FilteredPages<'a> {
     caught_up: bool,
     settle: Settle,
     last_stream: Option<StreamId>,
+    /// The stored names decoded so far, shared by their events.
+    decoded_names: Names,
 }
 
 impl FilteredPages<'_> {
@@ -218,7 +220,7 @@ impl<'a> Pages<'a> for FilteredPages<'a> {
         self.rows += 1;
         if self.way == Way::All {
             let stream = self.stream(row, LOG_STREAM_ID)?;
-            let event = decode_event(row, LOG_EVENT, stream)?;
+            let event = decode_event(row, LOG_EVENT, stream, &mut self.decoded_names)?;
             self.after = event.position;
             if !self.filter.matches_name(&event.name) {
                 self.skipped = Some(self.after);
@@ -230,7 +232,7 @@ impl<'a> Pages<'a> for FilteredPages<'a> {
         }
         if self.way == Way::Names {
             let stream = self.stream(row, LOG_STREAM_ID)?;
-            let event = decode_event(row, LOG_EVENT, stream)?;
+            let event = decode_event(row, LOG_EVENT, stream, &mut self.decoded_names)?;
             self.matched += 1;
             self.after = event.position;
             return Ok(Some(LogEntry::Event(event)));
@@ -238,7 +240,7 @@ impl<'a> Pages<'a> for FilteredPages<'a> {
         let matched: bool = row.try_get_unchecked(WINDOW_MATCHED).map_err(to_core)?;
         if matched {
             let stream = self.stream(row, WINDOW_STREAM_ID)?;
-            let event = decode_event(row, WINDOW_LOG, stream)?;
+            let event = decode_event(row, WINDOW_LOG, stream, &mut self.decoded_names)?;
             self.matched += 1;
             self.after = event.position;
             self.skipped = None;
@@ -333,6 +335,7 @@ pub(in crate::store) fn read_log<'a>(
             caught_up: false,
             settle: Settle::new(),
             last_stream: None,
+            decoded_names: Names::default(),
         },
         span,
     )

@@ -8,7 +8,7 @@ use esrs_core::{Position, RecordedEvent, StreamId};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
-use super::decode::{EVENT_COLUMNS, Xid8, decode_event, signed, unsigned};
+use super::decode::{EVENT_COLUMNS, Names, Xid8, decode_event, signed, unsigned};
 use super::{Page, Pages, paged};
 use crate::error::to_core;
 use crate::store::PgStore;
@@ -152,6 +152,7 @@ struct LogPages<'a> {
     caught_up: bool,
     settle: Settle,
     last_stream: Option<StreamId>,
+    names: Names,
 }
 
 impl<'a> Pages<'a> for LogPages<'a> {
@@ -199,7 +200,7 @@ impl<'a> Pages<'a> for LogPages<'a> {
                 id
             }
         };
-        let event = decode_event(row, LOG_EVENT, stream)?;
+        let event = decode_event(row, LOG_EVENT, stream, &mut self.names)?;
         self.in_page += 1;
         self.after = event.position;
         Ok(Some(event))
@@ -231,6 +232,7 @@ pub(in crate::store) fn read_all(store: &PgStore, after: Position) -> EventStrea
             caught_up: false,
             settle: Settle::new(),
             last_stream: None,
+            names: Names::default(),
         },
         span,
     )
