@@ -121,31 +121,46 @@ pub(super) fn malformed<'a>(
     }
 }
 
-/// The names a read has decoded, so that its events of one name share one [`EventName`]
-/// instead of each allocating its own copy of the text: a log has few names, and a read
-/// meets the same ones row after row.
+/// What the events of one read share instead of each allocating its own copy: the id of
+/// the stream of consecutive events, and the stored names decoded so far (a log has few
+/// names, and a read meets the same ones row after row).
 #[derive(Debug, Default)]
-pub(super) struct Names {
-    known: Vec<EventName>,
+pub(super) struct Shared {
+    last_stream: Option<StreamId>,
+    names: Vec<EventName>,
     /// The slot the next new name takes once every slot is used.
-    next: usize,
+    next_name: usize,
 }
 
 /// The most names a read keeps at once.
 const KEPT_NAMES: usize = 16;
 
-impl Names {
+impl Shared {
+    /// The stream of a row whose stream id is in column `at`, shared with the previous
+    /// row's when it is the same stream.
+    pub(super) fn stream(&mut self, row: &PgRow, at: usize) -> esrs_core::Result<StreamId> {
+        let stream: &str = row.try_get_unchecked(at).map_err(to_core)?;
+        Ok(match &self.last_stream {
+            Some(last) if last.as_str() == stream => last.clone(),
+            _ => {
+                let id = StreamId::from_stored(stream);
+                self.last_stream = Some(id.clone());
+                id
+            }
+        })
+    }
+
     /// The name `name`, shared with the read's earlier events of that name.
-    fn get(&mut self, name: &str) -> EventName {
-        if let Some(known) = self.known.iter().find(|known| known.as_str() == name) {
+    fn name(&mut self, name: &str) -> EventName {
+        if let Some(known) = self.names.iter().find(|known| known.as_str() == name) {
             return known.clone();
         }
         let new = EventName::from(name);
-        if self.known.len() < KEPT_NAMES {
-            self.known.push(new.clone());
+        if self.names.len() < KEPT_NAMES {
+            self.names.push(new.clone());
         } else {
-            self.known[self.next] = new.clone();
-            self.next = (self.next + 1) % KEPT_NAMES;
+            self.names[self.next_name] = new.clone();
+            self.next_name = (self.next_name + 1) % KEPT_NAMES;
         }
         new
     }
@@ -193,7 +208,7 @@ pub(super) fn decode_event(
     row: &PgRow,
     base: usize,
     stream: StreamId,
-    names: &mut Names,
+    shared: &mut Shared,
 ) -> Result<RecordedEvent, esrs_core::Error> {
     let version: i64 = row.try_get_unchecked(base + VERSION).map_err(to_core)?;
     let version = unsigned(version);
@@ -205,7 +220,7 @@ pub(super) fn decode_event(
         .try_get_unchecked(base + TRANSACTION_ID)
         .map_err(bad(TRANSACTION_ID))?;
     let name: &str = row.try_get_unchecked(base + NAME).map_err(bad(NAME))?;
-    let name = names.get(name);
+    let name = shared.name(name);
     let event_version = row
         .try_get_unchecked(base + EVENT_VERSION)
         .and_then(stored_event_version)
@@ -263,7 +278,7 @@ pub(super) fn decode_fold_event(
     row: &PgRow,
     base: usize,
     stream: &StreamId,
-    names: &mut Names,
+    shared: &mut Shared,
 ) -> Result<FoldEvent, esrs_core::Error> {
     let version: i64 = row
         .try_get_unchecked(base + FOLD_VERSION)
@@ -273,7 +288,7 @@ pub(super) fn decode_fold_event(
     let name: &str = row
         .try_get_unchecked(base + FOLD_NAME)
         .map_err(bad(FOLD_NAME))?;
-    let name = names.get(name);
+    let name = shared.name(name);
     let event_version = row
         .try_get_unchecked(base + FOLD_EVENT_VERSION)
         .and_then(stored_event_version)

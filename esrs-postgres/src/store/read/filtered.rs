@@ -23,12 +23,12 @@
 //! Either way, a short page is followed by the settle check of `read_all` (committed events
 //! held back by an older open transaction are waited for, up to the store's settle time).
 
+use esrs_core::Position;
 use esrs_core::store::{LogEntry, LogFilter, LogStream};
-use esrs_core::{Position, StreamId};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
-use super::decode::{Names, Xid8, decode_event, signed, unsigned};
+use super::decode::{Shared, Xid8, decode_event, signed, unsigned};
 use super::log::{LOG_COLUMNS, LOG_EVENT, PageLimit, Settle};
 use super::{Page, Pages, paged};
 use crate::error::to_core;
@@ -110,26 +110,10 @@ struct FilteredPages<'a> {
     retry: bool,
     caught_up: bool,
     settle: Settle,
-    last_stream: Option<StreamId>,
-    /// The stored names decoded so far, shared by their events.
-    decoded_names: Names,
+    shared: Shared,
 }
 
 impl FilteredPages<'_> {
-    /// The stream of a row whose stream id is in column `at`: consecutive events of one
-    /// stream share its id.
-    fn stream(&mut self, row: &PgRow, at: usize) -> esrs_core::Result<StreamId> {
-        let stream: &str = row.try_get_unchecked(at).map_err(to_core)?;
-        Ok(match &self.last_stream {
-            Some(last) if last.as_str() == stream => last.clone(),
-            _ => {
-                let id = StreamId::from_stored(stream);
-                self.last_stream = Some(id.clone());
-                id
-            }
-        })
-    }
-
     fn shard_count(&self) -> Option<i64> {
         self.shard.map(|(count, _)| count)
     }
@@ -219,8 +203,8 @@ impl<'a> Pages<'a> for FilteredPages<'a> {
     fn decode(&mut self, row: &PgRow) -> esrs_core::Result<Option<LogEntry>> {
         self.rows += 1;
         if self.way == Way::All {
-            let stream = self.stream(row, LOG_STREAM_ID)?;
-            let event = decode_event(row, LOG_EVENT, stream, &mut self.decoded_names)?;
+            let stream = self.shared.stream(row, LOG_STREAM_ID)?;
+            let event = decode_event(row, LOG_EVENT, stream, &mut self.shared)?;
             self.after = event.position;
             if !self.filter.matches_name(&event.name) {
                 self.skipped = Some(self.after);
@@ -231,16 +215,16 @@ impl<'a> Pages<'a> for FilteredPages<'a> {
             return Ok(Some(LogEntry::Event(event)));
         }
         if self.way == Way::Names {
-            let stream = self.stream(row, LOG_STREAM_ID)?;
-            let event = decode_event(row, LOG_EVENT, stream, &mut self.decoded_names)?;
+            let stream = self.shared.stream(row, LOG_STREAM_ID)?;
+            let event = decode_event(row, LOG_EVENT, stream, &mut self.shared)?;
             self.matched += 1;
             self.after = event.position;
             return Ok(Some(LogEntry::Event(event)));
         }
         let matched: bool = row.try_get_unchecked(WINDOW_MATCHED).map_err(to_core)?;
         if matched {
-            let stream = self.stream(row, WINDOW_STREAM_ID)?;
-            let event = decode_event(row, WINDOW_LOG, stream, &mut self.decoded_names)?;
+            let stream = self.shared.stream(row, WINDOW_STREAM_ID)?;
+            let event = decode_event(row, WINDOW_LOG, stream, &mut self.shared)?;
             self.matched += 1;
             self.after = event.position;
             self.skipped = None;
@@ -334,8 +318,7 @@ pub(in crate::store) fn read_log<'a>(
             retry: false,
             caught_up: false,
             settle: Settle::new(),
-            last_stream: None,
-            decoded_names: Names::default(),
+            shared: Shared::default(),
         },
         span,
     )

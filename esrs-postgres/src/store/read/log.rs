@@ -4,11 +4,11 @@
 use std::time::{Duration, Instant};
 
 use esrs_core::store::EventStream;
-use esrs_core::{Position, RecordedEvent, StreamId};
+use esrs_core::{Position, RecordedEvent};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
-use super::decode::{EVENT_COLUMNS, Names, Xid8, decode_event, signed, unsigned};
+use super::decode::{EVENT_COLUMNS, Shared, Xid8, decode_event, signed, unsigned};
 use super::{Page, Pages, paged};
 use crate::error::to_core;
 use crate::store::PgStore;
@@ -151,8 +151,7 @@ struct LogPages<'a> {
     retry: bool,
     caught_up: bool,
     settle: Settle,
-    last_stream: Option<StreamId>,
-    names: Names,
+    shared: Shared,
 }
 
 impl<'a> Pages<'a> for LogPages<'a> {
@@ -190,17 +189,8 @@ impl<'a> Pages<'a> for LogPages<'a> {
     }
 
     fn decode(&mut self, row: &PgRow) -> esrs_core::Result<Option<RecordedEvent>> {
-        // Consecutive events of one stream share its id.
-        let stream: &str = row.try_get_unchecked(LOG_STREAM_ID).map_err(to_core)?;
-        let stream = match &self.last_stream {
-            Some(last) if last.as_str() == stream => last.clone(),
-            _ => {
-                let id = StreamId::from_stored(stream);
-                self.last_stream = Some(id.clone());
-                id
-            }
-        };
-        let event = decode_event(row, LOG_EVENT, stream, &mut self.names)?;
+        let stream = self.shared.stream(row, LOG_STREAM_ID)?;
+        let event = decode_event(row, LOG_EVENT, stream, &mut self.shared)?;
         self.in_page += 1;
         self.after = event.position;
         Ok(Some(event))
@@ -231,8 +221,7 @@ pub(in crate::store) fn read_all(store: &PgStore, after: Position) -> EventStrea
             retry: false,
             caught_up: false,
             settle: Settle::new(),
-            last_stream: None,
-            names: Names::default(),
+            shared: Shared::default(),
         },
         span,
     )

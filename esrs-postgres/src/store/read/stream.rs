@@ -7,7 +7,7 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 
 use super::decode::{
-    FOLD_EVENT_COLUMNS, Names, decode_event, decode_fold_event, fingerprint, payload, signed,
+    FOLD_EVENT_COLUMNS, Shared, decode_event, decode_fold_event, fingerprint, payload, signed,
     unsigned,
 };
 use super::{Page, Pages, paged};
@@ -17,7 +17,7 @@ use crate::store::sql::pg_type::{BOOL, INT8};
 use crate::store::sql::{Column, concat, index, offset};
 
 /// Decodes a row of a stream read into an item and its version.
-type DecodeRow<I> = fn(&PgRow, &StreamId, &mut Names) -> esrs_core::Result<(I, Version)>;
+type DecodeRow<I> = fn(&PgRow, &StreamId, &mut Shared) -> esrs_core::Result<(I, Version)>;
 
 /// The events of one stream with versions `from..=to`, in one query: with full envelopes
 /// (`read_stream`) or only what a fold needs (`read_for_fold` without a snapshot).
@@ -30,7 +30,7 @@ struct StreamPages<'a, I> {
     started: bool,
     /// Decodes a row, giving the item and its version.
     event: DecodeRow<I>,
-    names: Names,
+    shared: Shared,
     /// The last version read.
     last: Version,
     /// The events table as the store knew it when the query started.
@@ -55,7 +55,7 @@ impl<'a, I: Send + 'a> Pages<'a> for StreamPages<'a, I> {
     }
 
     fn decode(&mut self, row: &PgRow) -> esrs_core::Result<Option<I>> {
-        let (item, version) = (self.event)(row, &self.stream, &mut self.names)?;
+        let (item, version) = (self.event)(row, &self.stream, &mut self.shared)?;
         self.last = version;
         Ok(Some(item))
     }
@@ -99,8 +99,8 @@ struct SnapshotPages<'a, I> {
     /// Events were returned: a snapshot row after them is out of order.
     events: bool,
     /// Decodes an event row.
-    event: fn(&PgRow, &StreamId, &mut Names) -> esrs_core::Result<I>,
-    names: Names,
+    event: fn(&PgRow, &StreamId, &mut Shared) -> esrs_core::Result<I>,
+    shared: Shared,
     snapshot: fn(Snapshot) -> I,
     /// The last version read (of an event, or the snapshot's), in the version column of
     /// both kinds of rows.
@@ -149,7 +149,7 @@ impl<I> SnapshotPages<'_, I> {
         self.last = unsigned(version);
         if !is_snapshot {
             self.events = true;
-            return (self.event)(row, &self.stream, &mut self.names);
+            return (self.event)(row, &self.stream, &mut self.shared);
         }
         if self.events {
             // The snapshot must come first, or a fold would skip the events before it.
@@ -184,13 +184,13 @@ pub(in crate::store) fn read_stream<'a>(
             from: signed(from.max(1)),
             to: signed(to),
             started: false,
-            event: |row, stream, names| {
-                decode_event(row, 0, stream.clone(), names).map(|e| {
+            event: |row, stream, shared| {
+                decode_event(row, 0, stream.clone(), shared).map(|e| {
                     let v = e.version;
                     (e, v)
                 })
             },
-            names: Names::default(),
+            shared: Shared::default(),
             last: 0,
             table: 0,
         },
@@ -218,13 +218,13 @@ pub(in crate::store) fn read_for_fold<'a>(
                 from: signed(from.max(1)),
                 to: signed(to),
                 started: false,
-                event: |row, stream, names| {
-                    decode_fold_event(row, 0, stream, names).map(|e| {
+                event: |row, stream, shared| {
+                    decode_fold_event(row, 0, stream, shared).map(|e| {
                         let v = e.version;
                         (FoldItem::Event(e), v)
                     })
                 },
-                names: Names::default(),
+                shared: Shared::default(),
                 last: 0,
                 table: 0,
             },
@@ -252,10 +252,10 @@ pub(in crate::store) fn read_for_fold<'a>(
             stream: stream.clone(),
             started: false,
             events: false,
-            event: |row, stream, names| {
-                decode_fold_event(row, FOLD_EVENT, stream, names).map(FoldItem::Event)
+            event: |row, stream, shared| {
+                decode_fold_event(row, FOLD_EVENT, stream, shared).map(FoldItem::Event)
             },
-            names: Names::default(),
+            shared: Shared::default(),
             snapshot: FoldItem::Snapshot,
             last: 0,
             table: 0,
@@ -296,10 +296,10 @@ impl PgStore {
             .bind(signed(to))
             .fetch_all(conn)
             .await?;
-        let mut names = Names::default();
+        let mut shared = Shared::default();
         rows.iter()
             .map(|row| {
-                decode_event(row, 0, stream.clone(), &mut names)
+                decode_event(row, 0, stream.clone(), &mut shared)
                     .map_err(|e| sqlx::Error::Decode(Box::new(e)))
             })
             .collect()
