@@ -143,10 +143,23 @@ if [ -z "${NATS_SERVER_BIN:-}" ]; then
     fi
 fi
 
+# A test that hangs fails the run after ESRS_TEST_TIMEOUT seconds (default 40 minutes; the
+# whole run takes about 10), with the test that hung named in cargo's "has been running for
+# over 60 seconds" lines above, rather than holding the machine until an outer limit.
+test_timeout=${ESRS_TEST_TIMEOUT:-2400}
+run_tests() {
+    local rc=0
+    timeout -k 30 "$test_timeout" "$@" || rc=$?
+    if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+        log "the tests did not finish within ${test_timeout}s: a test hung (see 'has been running for over 60 seconds' above)"
+    fi
+    return "$rc"
+}
+
 log "cargo test --workspace --all-features $*"
-cargo test --workspace --all-features "$@"
+run_tests cargo test --workspace --all-features "$@"
 
 # The PostgreSQL store's guarantees again, on an events table of 8 hash partitions.
 log "ESRS_TEST_PARTITIONS=8 cargo test -p esrs-postgres (conformance and guarantees, partitioned)"
-ESRS_TEST_PARTITIONS=8 cargo test -p esrs-postgres --all-features \
+ESRS_TEST_PARTITIONS=8 run_tests cargo test -p esrs-postgres --all-features \
     --test conformance --test guarantees --test idempotency --test partitions "$@"

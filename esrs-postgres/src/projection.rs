@@ -186,6 +186,10 @@ impl CheckpointStore for PgCheckpoints {
         tx.commit().await.map_err(store_error)
     }
 
+    async fn rollback(&self, tx: PgTransaction) {
+        end_transaction(tx).await;
+    }
+
     async fn try_lock(&self, projection: &str) -> Result<Option<ProjectionLock>, CheckpointError> {
         let max_connections = self.store.pool().options().get_max_connections();
         if max_connections < RUNNER_CONNECTIONS {
@@ -234,24 +238,57 @@ impl PgStore {
             source: to_core(source),
         };
         let mut tx = self.connections().begin().await.map_err(store_error)?;
-        let stream = request.stream.clone();
-        let outcome = self.append_in(&mut tx, request).await.map_err(|source| {
-            ProjectionError::EventStore {
-                projection: name.clone(),
-                source,
+        match self
+            .append_and_apply(&mut tx, request, projection, &name)
+            .await
+        {
+            Ok(outcome) if outcome.deduplicated => {
+                // The original append applied its events; this transaction wrote nothing.
+                end_transaction(tx).await;
+                Ok(outcome)
             }
-        })?;
+            Ok(outcome) => {
+                tx.commit().await.map_err(store_error)?;
+                Ok(outcome)
+            }
+            Err(error) => {
+                // Rolled back here rather than when the connection goes back to the pool:
+                // the refused append's locks (its versions, its idempotency key, the rows
+                // the handlers wrote) are released before the caller sees the error.
+                end_transaction(tx).await;
+                Err(error)
+            }
+        }
+    }
+
+    /// The body of [`append_inline`](Self::append_inline), in its transaction.
+    async fn append_and_apply<P>(
+        &self,
+        tx: &mut PgTransaction,
+        request: AppendRequest,
+        projection: &mut P,
+        name: &str,
+    ) -> Result<AppendOutcome, ProjectionError>
+    where
+        P: Projection<PgTransaction>,
+    {
+        let store_error = |source: sqlx::Error| ProjectionError::EventStore {
+            projection: name.to_owned(),
+            source: to_core(source),
+        };
+        let stream = request.stream.clone();
+        let outcome =
+            self.append_in(tx, request)
+                .await
+                .map_err(|source| ProjectionError::EventStore {
+                    projection: name.to_owned(),
+                    source,
+                })?;
         if outcome.deduplicated {
-            // The original append applied its events; this transaction wrote nothing.
             return Ok(outcome);
         }
         let written = self
-            .events_in(
-                &mut tx,
-                &stream,
-                outcome.first_version,
-                outcome.last_version,
-            )
+            .events_in(tx, &stream, outcome.first_version, outcome.last_version)
             .await
             .map_err(store_error)?;
         for record in written {
@@ -259,14 +296,23 @@ impl PgStore {
                 continue;
             }
             let event = <P::Event as ProjectionEvents>::decode(&record)
-                .map_err(|source| ProjectionError::decode(&name, &record, source))?;
+                .map_err(|source| ProjectionError::decode(name, &record, source))?;
             projection
-                .handle(&mut tx, event, &record)
+                .handle(tx, event, &record)
                 .await
-                .map_err(|source| ProjectionError::handler(&name, &record, source))?;
+                .map_err(|source| ProjectionError::handler(name, &record, source))?;
         }
-        tx.commit().await.map_err(store_error)?;
         Ok(outcome)
+    }
+}
+
+/// Rolls `tx` back now, rather than when its connection goes back to the pool, so that
+/// its locks are released before the caller goes on. A rollback that fails leaves the
+/// connection to the pool, which closes it (the server ends the transaction with the
+/// session).
+async fn end_transaction(tx: PgTransaction) {
+    if let Err(error) = tx.rollback().await {
+        tracing::debug!(error = %error, "rolling back a transaction failed");
     }
 }
 

@@ -120,6 +120,12 @@ async fn the_events_and_the_read_model_commit_together_and_a_refusal_appends_not
         ),
         "{refused:?}"
     );
+    // The refused append's transaction has ended by the time the error is returned: its
+    // locks do not wait for the runtime to hand the connection back to the pool.
+    assert!(
+        common::lockable_now(&format!("{}.events", store.schema())),
+        "the refused append still holds its locks"
+    );
     assert_eq!(store.stream_version(&stream).await.expect("version"), 2);
     assert_eq!(count(&store, "basket-1").await, Some(2));
     assert_eq!(

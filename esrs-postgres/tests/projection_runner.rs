@@ -334,3 +334,63 @@ async fn a_runner_that_lost_its_lock_stops_at_its_next_save_and_the_new_holder_g
     assert_eq!(applied.count(&store).await, 110);
     applied.assert_each_once(&store).await;
 }
+
+/// Writes each event's row like [`Applied`], and fails on the events of version `fails_at`.
+struct FailsAt {
+    applied: Applied,
+    fails_at: u64,
+}
+
+impl Projection<PgTransaction> for FailsAt {
+    type Event = serde_json::Value;
+    fn name(&self) -> &str {
+        "fails_at"
+    }
+    async fn handle(
+        &mut self,
+        tx: &mut PgTransaction,
+        event: serde_json::Value,
+        envelope: &RecordedEvent,
+    ) -> Result<(), BoxError> {
+        self.applied.handle(tx, event, envelope).await?;
+        if envelope.version == self.fails_at {
+            return Err("the read model refuses this event".into());
+        }
+        Ok(())
+    }
+}
+
+/// A batch whose handler fails is rolled back before the runner reports the failure: the
+/// rows its earlier events wrote are gone and hold no lock, even on a runtime that runs
+/// nothing else until the caller lets it (here the test's current-thread runtime, blocked
+/// while the table's locks are checked).
+#[tokio::test]
+async fn a_failed_batch_is_rolled_back_before_the_failure_is_reported() {
+    let store = fresh_store().await;
+    seed(&store, 3, 3).await;
+    let applied = Applied::new(&store).await;
+    let table = applied.table.clone();
+    let projection = FailsAt {
+        applied,
+        fails_at: 3,
+    };
+    let mut runner =
+        ProjectionRunner::new(store.store.clone(), PgCheckpoints::new(&store), projection);
+    let error = runner.catch_up().await.expect_err("the handler fails");
+    assert!(
+        matches!(error, ProjectionError::Handler { .. }),
+        "{error:?}"
+    );
+    assert!(
+        common::lockable_now(&table),
+        "the failed batch still holds its locks"
+    );
+    let checkpoints = PgCheckpoints::new(&store);
+    assert_eq!(
+        esrs_core::projection::CheckpointStore::load(&checkpoints, "fails_at")
+            .await
+            .expect("load"),
+        Position::START
+    );
+    assert_eq!(runner.projection().applied.count(&store).await, 0);
+}

@@ -15,8 +15,9 @@ use super::*;
 /// set: it fails with [`CheckpointError::Moved`] if the checkpoint is not at `from`, and
 /// with [`CheckpointError::LockLost`] if the runner's lock is no longer the current one),
 /// [`commit`](Self::commit). A rebuild goes: `begin`, `save(…, Position::START)`,
-/// [`Projection::reset`], `commit`. A store whose `Tx` is a real transaction makes the
-/// handlers' effects and the checkpoint atomic.
+/// [`Projection::reset`], `commit`. A unit of work whose handler, reset or save fails goes
+/// to [`rollback`](Self::rollback) instead of `commit`. A store whose `Tx` is a real
+/// transaction makes the handlers' effects and the checkpoint atomic.
 pub trait CheckpointStore: Send + Sync + 'static {
     /// The unit of work handed to handlers and committed with the checkpoint.
     type Tx: Send;
@@ -49,8 +50,15 @@ pub trait CheckpointStore: Send + Sync + 'static {
         to: Position,
     ) -> impl Future<Output = Result<(), CheckpointError>> + Send;
 
-    /// Commits the unit of work. Dropping it instead abandons it.
+    /// Commits the unit of work.
     fn commit(&self, tx: Self::Tx) -> impl Future<Output = Result<(), CheckpointError>> + Send;
+
+    /// Abandons the unit of work, as a runner does when a handler or a save fails: nothing
+    /// of it takes effect. The default drops it; a store whose `Tx` holds locks until it
+    /// ends rolls back here, so that they are released before the failure is reported.
+    fn rollback(&self, tx: Self::Tx) -> impl Future<Output = ()> + Send {
+        async move { drop(tx) }
+    }
 
     /// Takes the exclusive right to run `projection`, or returns `None` if another runner
     /// holds it.

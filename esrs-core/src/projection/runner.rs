@@ -482,17 +482,24 @@ where
             .begin()
             .await
             .map_err(|e| self.checkpoint_error(e))?;
-        self.checkpoints
-            .save(&mut tx, lock, &self.name, from, Position::START)
-            .await
-            .map_err(|e| self.checkpoint_error(e))?;
-        self.projection
-            .reset(&mut tx)
-            .await
-            .map_err(|source| ProjectionError::Reset {
-                projection: self.name.clone(),
-                source,
-            })?;
+        let reset = async {
+            self.checkpoints
+                .save(&mut tx, lock, &self.name, from, Position::START)
+                .await
+                .map_err(|e| self.checkpoint_error(e))?;
+            self.projection
+                .reset(&mut tx)
+                .await
+                .map_err(|source| ProjectionError::Reset {
+                    projection: self.name.clone(),
+                    source,
+                })
+        }
+        .await;
+        if let Err(error) = reset {
+            self.checkpoints.rollback(tx).await;
+            return Err(error);
+        }
         self.checkpoints
             .commit(tx)
             .await
@@ -553,6 +560,9 @@ where
                 after = %checkpoint,
                 events = tracing::field::Empty,
             );
+            // The batch's unit of work, once a handler needs it; abandoned through the
+            // store if the batch fails.
+            let mut tx: Option<C::Tx> = None;
             let end = async {
                 let started = Instant::now();
                 let mut end = None;
@@ -593,7 +603,6 @@ where
                 }
                 tracing::Span::current().record("events", batch.len());
 
-                let mut tx = None;
                 let mut last = checkpoint;
                 let mut last_at = None;
                 let (mut handled, mut skipped) = (0u64, 0u64);
@@ -656,15 +665,18 @@ where
                         projection: name.clone(),
                         source,
                     };
-                    let mut tx = match tx {
-                        Some(tx) => tx,
-                        None => checkpoints.begin().await.map_err(checkpoint_error)?,
-                    };
-                    checkpoints
-                        .save(&mut tx, lock, name, checkpoint, last)
-                        .await
-                        .map_err(checkpoint_error)?;
-                    checkpoints.commit(tx).await.map_err(checkpoint_error)?;
+                    if tx.is_none() {
+                        tx = Some(checkpoints.begin().await.map_err(checkpoint_error)?);
+                    }
+                    if let Some(unit) = tx.as_mut() {
+                        checkpoints
+                            .save(unit, lock, name, checkpoint, last)
+                            .await
+                            .map_err(checkpoint_error)?;
+                    }
+                    if let Some(unit) = tx.take() {
+                        checkpoints.commit(unit).await.map_err(checkpoint_error)?;
+                    }
                     checkpoint = last;
                     *attempt = 0;
                     status.send_modify(|s| {
@@ -702,7 +714,16 @@ where
                 Ok::<_, ProjectionError>(end)
             }
             .instrument(span)
-            .await?;
+            .await;
+            let end = match end {
+                Ok(end) => end,
+                Err(error) => {
+                    if let Some(tx) = tx.take() {
+                        checkpoints.rollback(tx).await;
+                    }
+                    return Err(error);
+                }
+            };
             if let Some(end) = end {
                 return Ok(end);
             }

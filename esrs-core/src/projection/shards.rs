@@ -278,10 +278,14 @@ where
                     });
                 }
                 let mut tx = self.checkpoints.begin().await.map_err(&error)?;
-                self.checkpoints
+                let saved = self
+                    .checkpoints
                     .save(&mut tx, &lock, &shard_name, Position::START, until)
-                    .await
-                    .map_err(&error)?;
+                    .await;
+                if let Err(e) = saved {
+                    self.checkpoints.rollback(tx).await;
+                    return Err(error(e));
+                }
                 self.checkpoints.commit(tx).await.map_err(&error)
             }
             .await;

@@ -64,7 +64,12 @@ pub struct SchemaGuard(pub String);
 
 impl Drop for SchemaGuard {
     fn drop(&mut self) {
-        let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.0);
+        // The test's runtime is blocked while this runs: a transaction of the test still
+        // open cannot end meanwhile, so its locks are waited for a while only.
+        let sql = format!(
+            "SET lock_timeout = '20s'; DROP SCHEMA IF EXISTS {} CASCADE",
+            self.0
+        );
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

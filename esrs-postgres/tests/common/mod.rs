@@ -111,23 +111,55 @@ impl Drop for TestStore {
 /// Runs `sql` on a connection of its own, ignoring failures: the clean-up of a test's
 /// schema or role, from a `Drop` that runs inside the test's runtime (so it gets a thread
 /// and runtime of its own).
+///
+/// The test's runtime is blocked meanwhile, so a transaction of the test still open then
+/// cannot end until the clean-up does: its locks are waited for [`CLEAN_UP_LOCK_WAIT`] at
+/// most, after which the schema is left behind rather than the test hanging.
 pub fn clean_up(sql: String) {
-    let _ = std::thread::spawn(move || {
+    let _ = run_apart(format!(
+        "SET lock_timeout = '{}ms'; {sql}",
+        CLEAN_UP_LOCK_WAIT.as_millis()
+    ));
+}
+
+/// How long a clean-up waits for the locks it needs.
+pub const CLEAN_UP_LOCK_WAIT: Duration = Duration::from_secs(20);
+
+/// Runs `sql` (statements separated by `;`, in one implicit transaction) on a connection of
+/// its own, from a thread and runtime of its own, blocking the calling thread until it is
+/// done: the test's runtime runs nothing meanwhile.
+pub fn run_apart(sql: String) -> Result<(), String> {
+    std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("a runtime");
         runtime.block_on(async move {
             use esrs_postgres::sqlx::{Connection, Executor};
-            if let Ok(mut conn) =
-                esrs_postgres::sqlx::PgConnection::connect_with(&connect_options()).await
-            {
-                let _ = conn.execute(&*sql).await;
-                let _ = conn.close().await;
-            }
-        });
+            let mut conn = esrs_postgres::sqlx::PgConnection::connect_with(&connect_options())
+                .await
+                .map_err(|e| e.to_string())?;
+            let result = conn
+                .execute(&*sql)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string());
+            let _ = conn.close().await;
+            result
+        })
     })
-    .join();
+    .join()
+    .map_err(|_| "the thread panicked".to_owned())?
+}
+
+/// Whether `table` can be locked exclusively at once, checked while the test's runtime runs
+/// nothing: `false` if a transaction of the test (or another) still holds a lock on it, which
+/// only that transaction's end would release.
+pub fn lockable_now(table: &str) -> bool {
+    run_apart(format!(
+        "SET lock_timeout = '1s'; BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE; ROLLBACK"
+    ))
+    .is_ok()
 }
 
 impl EventStore for TestStore {
