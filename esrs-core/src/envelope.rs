@@ -97,6 +97,17 @@ impl Metadata {
         }
     }
 
+    /// The metadata a command run now starts from: while a projection's handler runs (a
+    /// policy reacting to an event, see [`reacting_to`](crate::projection::reacting_to)),
+    /// [`Metadata::caused_by`] the event it handles; elsewhere, empty.
+    ///
+    /// [`Repository::execute`](crate::Repository::execute) starts from it, so the events a
+    /// policy's command produces name the event that caused them by default. Give it to an
+    /// [`AppendRequest`] built by hand in a handler to do the same.
+    pub fn inherited() -> Self {
+        crate::projection::reaction::current().unwrap_or_default()
+    }
+
     /// Sets the actor.
     pub fn with_actor(mut self, actor: impl Into<String>) -> Self {
         self.actor = Some(actor.into());

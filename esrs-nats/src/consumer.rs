@@ -249,35 +249,41 @@ where
             return Ok(0);
         }
         let span = tracing::debug_span!("esrs_nats.consumer.batch", projection = %self.name, messages = batch.len());
-        async {
-            let mut tx = self
-                .checkpoints
-                .begin()
-                .await
-                .map_err(|source| self.checkpoint_error(source))?;
+        let mut tx = self
+            .checkpoints
+            .begin()
+            .await
+            .map_err(|source| self.checkpoint_error(source))?;
+        let applied = async {
             let mut last = *checkpoint;
             for message in &batch {
-                let sequence = message.info().map_err(|e| self.fetch_error(e))?.stream_sequence;
+                let sequence = message
+                    .info()
+                    .map_err(|e| self.fetch_error(e))?
+                    .stream_sequence;
                 if sequence <= last.sequence {
                     // Delivered again (after an ack was lost, or a redelivery): applied.
                     continue;
                 }
-                let record = headers::decode(message.headers.as_ref(), &message.payload)
-                    .map_err(|source| ConsumerError::Message {
+                let record = headers::decode(message.headers.as_ref(), &message.payload).map_err(
+                    |source| ConsumerError::Message {
                         projection: self.name.clone(),
                         sequence,
                         source,
-                    })?;
+                    },
+                )?;
                 if self.projection.handles(&record.name) {
                     let event = <P::Event as ProjectionEvents>::decode(&record).map_err(|e| {
                         ConsumerError::Projection(ProjectionError::decode(&self.name, &record, e))
                     })?;
-                    self.projection
-                        .handle(&mut tx, event, &record)
-                        .await
-                        .map_err(|e| {
-                            ConsumerError::Projection(ProjectionError::handler(&self.name, &record, e))
-                        })?;
+                    esrs_core::projection::reacting_to(
+                        &record,
+                        self.projection.handle(&mut tx, event, &record),
+                    )
+                    .await
+                    .map_err(|e| {
+                        ConsumerError::Projection(ProjectionError::handler(&self.name, &record, e))
+                    })?;
                 }
                 last = Position::new(0, sequence);
             }
@@ -286,11 +292,28 @@ where
                     .save(&mut tx, lock, &self.name, *checkpoint, last)
                     .await
                     .map_err(|source| self.checkpoint_error(source))?;
+            }
+            Ok::<_, ConsumerError>(last)
+        }
+        .instrument(span.clone())
+        .await;
+        let last = match applied {
+            Ok(last) => last,
+            Err(error) => {
+                // Abandoned now, so that its locks go before the failure is reported.
+                self.checkpoints.rollback(tx).await;
+                return Err(error);
+            }
+        };
+        async {
+            if last != *checkpoint {
                 self.checkpoints
                     .commit(tx)
                     .await
                     .map_err(|source| self.checkpoint_error(source))?;
                 *checkpoint = last;
+            } else {
+                self.checkpoints.rollback(tx).await;
             }
             // After the commit: a lost ack only means a redelivery, which is skipped.
             if let Some(message) = batch.last() {

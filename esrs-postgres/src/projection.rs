@@ -297,8 +297,7 @@ impl PgStore {
             }
             let event = <P::Event as ProjectionEvents>::decode(&record)
                 .map_err(|source| ProjectionError::decode(name, &record, source))?;
-            projection
-                .handle(tx, event, &record)
+            esrs_core::projection::reacting_to(&record, projection.handle(tx, event, &record))
                 .await
                 .map_err(|source| ProjectionError::handler(name, &record, source))?;
         }

@@ -14,7 +14,12 @@ use serde_json::value::RawValue;
 use crate::error::EncodeError;
 use crate::repository::SnapshotPolicy;
 use crate::store::{Payload, Snapshot, SnapshotKey, encode_json};
-use crate::{Aggregate, DecodeError, EventSet, EventStore, ExecuteError, Repository, StreamId, Version};
+use super::read_stream;
+use crate::projection::{InMemoryCheckpoints, Projection, ProjectionRunner};
+use crate::{
+    Aggregate, BoxError, DecodeError, EventSet, EventStore, ExecuteError, Metadata, RecordedEvent,
+    Repository, StreamId, Version,
+};
 
 /// The stored name of the suite's one event.
 const COUNTED: &str = "conformance.Counted";
@@ -142,6 +147,42 @@ async fn plant<A: Aggregate + Serialize, S: EventStore>(
         .save_snapshot(Snapshot::new(stream, version, A::SNAPSHOT_KEY, payload))
         .await
         .expect("the snapshot saves");
+}
+
+/// A policy: each `Counted` of a source tally is counted again on the tally `mirror-<id>`,
+/// through the repository, from the handler. Its odd numbers run the command as it is; its
+/// even ones with metadata of the policy's own (an actor and a custom field).
+struct Mirror<S: EventStore> {
+    repo: Repository<Tally, Arc<S>>,
+}
+
+impl<S: EventStore> Projection for Mirror<S> {
+    type Event = Counted;
+
+    fn name(&self) -> &str {
+        "conformance_mirror"
+    }
+
+    async fn handle(
+        &mut self,
+        _tx: &mut (),
+        event: Counted,
+        envelope: &RecordedEvent,
+    ) -> Result<(), BoxError> {
+        let Some(source) = envelope.stream.as_str().strip_prefix("tally-src") else {
+            return Ok(()); // a mirror's own event, or another check's
+        };
+        let mirror = StreamId::new(format!("mirror{source}"))?;
+        let n = event.n;
+        let command = self.repo.execute(&mirror, move |_| Ok::<_, Infallible>(Counted { n }));
+        let command = if n % 2 == 0 {
+            command.metadata(Metadata::new().with_actor("mirror-policy").with("via", "mirror"))
+        } else {
+            command
+        };
+        command.await.map_err(|e| e.to_string())?;
+        Ok(())
+    }
 }
 
 checks! {
@@ -334,5 +375,50 @@ checks! {
             .await
             .expect("the command succeeds");
         assert_eq!((done.version(), done.state.total), (1, 5));
+    }
+
+    /// A policy (a projection whose handler runs a command) propagates correlation and
+    /// causation by default: the runner hands each event to the handler as its cause, so the
+    /// command's events are caused by the handled event (its id), in its correlation (its own,
+    /// or the event itself when it has none) and by its actor; metadata the policy sets keeps
+    /// the causation and correlation it leaves unset. Commands outside a handler are caused by
+    /// nothing.
+    pub async fn policy_commands_are_caused_by_the_event<S: EventStore>(store: S) {
+        let store = Arc::new(store);
+        let repo = Repository::<Tally, _>::new(store.clone());
+        let source = StreamId::new(format!("src{}", uuid::Uuid::new_v4().simple())).expect("valid");
+        let correlation = uuid::Uuid::new_v4();
+        repo.execute(&source, |_| Ok::<_, Infallible>(Counted { n: 1 }))
+            .metadata(Metadata::new().with_correlation_id(correlation).with_actor("alice"))
+            .await
+            .expect("the first source command");
+        repo.execute(&source, |_| Ok::<_, Infallible>(Counted { n: 2 }))
+            .await
+            .expect("the second source command");
+        let causes = read_stream(&*store, &repo.stream_of(&source).expect("valid")).await;
+        assert!(
+            causes.iter().all(|e| e.metadata.causation_id.is_none()),
+            "a command outside a handler is caused by nothing"
+        );
+
+        let mirror = Mirror { repo: Repository::new(store.clone()) };
+        let mut runner = ProjectionRunner::new(store.clone(), InMemoryCheckpoints::new(), mirror);
+        runner.catch_up().await.expect("the policy runs");
+
+        let mirror_id = StreamId::new(format!("mirror{}", &source.as_str()[3..])).expect("valid");
+        let caused = read_stream(&*store, &repo.stream_of(&mirror_id).expect("valid")).await;
+        assert_eq!(caused.len(), 2, "one command per source event");
+        let (first, second) = (&caused[0].metadata, &caused[1].metadata);
+        assert_eq!(first.causation_id, Some(causes[0].id), "caused by the handled event");
+        assert_eq!(first.correlation_id, Some(correlation), "in the handled event's correlation");
+        assert_eq!(first.actor.as_deref(), Some("alice"), "by the handled event's actor");
+        assert_eq!(second.causation_id, Some(causes[1].id));
+        assert_eq!(
+            second.correlation_id,
+            Some(causes[1].id),
+            "an event without a correlation starts one"
+        );
+        assert_eq!(second.actor.as_deref(), Some("mirror-policy"), "the policy's own actor");
+        assert_eq!(second.custom.get("via"), Some(&serde_json::json!("mirror")));
     }
 }

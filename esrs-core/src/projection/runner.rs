@@ -420,7 +420,7 @@ where
                     *rebuild = false;
                 }
                 let PassEnd::CaughtUp { read } =
-                    self.pass(control, lock, seen, &mut attempt).await?
+                    super::reaction::handlers(self.pass(control, lock, seen, &mut attempt)).await?
                 else {
                     return Ok(false);
                 };
@@ -642,6 +642,7 @@ where
                             })?);
                         }
                         if let Some(tx) = tx.as_mut() {
+                            super::reaction::handling(record);
                             projection
                                 .handle(tx, event, record)
                                 .await

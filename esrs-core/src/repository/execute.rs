@@ -71,7 +71,8 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// returns, expecting the version it loaded.
     ///
     /// The returned builder sets an idempotency key, metadata and retries; `.await` it to
-    /// run the command.
+    /// run the command. Run from a projection's handler (a policy), the command's events are
+    /// caused by the event being handled, in its correlation ([`Metadata::inherited`]).
     pub fn execute<F, R, E>(&self, id: &StreamId, command: F) -> Execute<'_, A, S, SyncCommand<F>>
     where
         F: FnMut(&A) -> std::result::Result<R, E> + Send,
@@ -159,7 +160,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             id: id.clone(),
             command,
             key: None,
-            metadata: Metadata::default(),
+            metadata: Metadata::inherited(),
             retries: None,
         }
     }
@@ -562,8 +563,23 @@ impl<A, S, F> Execute<'_, A, S, F> {
     }
 
     /// Metadata stored with every event the command produces.
+    ///
+    /// The correlation, causation and actor it leaves unset keep the command's own: a
+    /// command run while a projection's handler runs (a policy) starts caused by the event
+    /// being handled ([`Metadata::inherited`]), and one given
+    /// [`caused_by`](Self::caused_by) by that event. Its custom fields replace those set so
+    /// far.
     pub fn metadata(mut self, metadata: Metadata) -> Self {
-        self.metadata = metadata;
+        let Metadata {
+            correlation_id,
+            causation_id,
+            actor,
+            custom,
+        } = metadata;
+        self.metadata.correlation_id = correlation_id.or(self.metadata.correlation_id);
+        self.metadata.causation_id = causation_id.or(self.metadata.causation_id);
+        self.metadata.actor = actor.or(self.metadata.actor.take());
+        self.metadata.custom = custom;
         self
     }
 
@@ -571,6 +587,10 @@ impl<A, S, F> Execute<'_, A, S, F> {
     /// events it produces are caused by `event` and belong to its correlation, by its actor
     /// ([`Metadata::caused_by`]). Replaces the metadata set so far; set more after it with
     /// [`metadata`](Self::metadata).
+    ///
+    /// A command run in a projection's handler is caused by the event being handled
+    /// without it (see [`Metadata::inherited`]): call it for another event, or where the
+    /// command runs outside the handler's task.
     pub fn caused_by(mut self, event: &RecordedEvent) -> Self {
         self.metadata = Metadata::caused_by(event);
         self
