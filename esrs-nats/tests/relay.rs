@@ -12,9 +12,10 @@ use esrs_core::{
 use esrs_nats::{JetStreamProjection, Outbox, Relay, RelayError};
 use esrs_postgres::PgCheckpoints;
 
-/// Remembers every event it is handed.
+/// Remembers every event it is handed, and the metadata a command run by its handler would
+/// start from ([`Metadata::inherited`]).
 #[derive(Debug, Default)]
-struct Collect(Vec<RecordedEvent>);
+struct Collect(Vec<RecordedEvent>, Vec<Metadata>);
 
 impl Projection for Collect {
     type Event = serde_json::Value;
@@ -28,6 +29,7 @@ impl Projection for Collect {
         envelope: &RecordedEvent,
     ) -> Result<(), BoxError> {
         self.0.push(envelope.clone());
+        self.1.push(Metadata::inherited());
         Ok(())
     }
 }
@@ -75,6 +77,11 @@ async fn ten_thousand_events_arrive_exactly_once_and_in_stream_order() {
     assert_eq!(progress.checkpoint.sequence, 10_000);
     let seen = &consumer.projection().0;
     assert_eq!(seen.len(), 10_000);
+    // Each handler ran with its event as the cause of what it would run (a policy's
+    // command), as under a ProjectionRunner.
+    for (record, inherited) in seen.iter().zip(&consumer.projection().1) {
+        assert_eq!(*inherited, Metadata::caused_by(record));
+    }
     // Each stream's events in the log's order (across streams, a batch may interleave
     // them differently: the relay holds a stream's next event until its last one is
     // acknowledged).
