@@ -169,7 +169,8 @@ impl PgKeyStore {
         .await
         .map_err(backend)?;
         if forgotten {
-            drop(tx);
+            // Ended now, so that the subject's lock goes before the refusal is returned.
+            tx.rollback().await.map_err(backend)?;
             self.remember_forgotten(subject);
             return Err(KeyStoreError::SubjectForgotten {
                 subject: subject.to_owned(),
