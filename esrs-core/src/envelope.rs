@@ -89,10 +89,24 @@ impl Metadata {
     /// assert_eq!(follow_up.actor.as_deref(), Some("alice"));
     /// ```
     pub fn caused_by(event: &RecordedEvent) -> Self {
+        Self::caused_by_parts(
+            event.id,
+            event.metadata.correlation_id,
+            event.metadata.actor.clone(),
+        )
+    }
+
+    /// [`caused_by`](Self::caused_by) an event known by its id, its correlation and its
+    /// actor.
+    pub(crate) fn caused_by_parts(
+        id: uuid::Uuid,
+        correlation_id: Option<uuid::Uuid>,
+        actor: Option<String>,
+    ) -> Self {
         Self {
-            correlation_id: Some(event.metadata.correlation_id.unwrap_or(event.id)),
-            causation_id: Some(event.id),
-            actor: event.metadata.actor.clone(),
+            correlation_id: Some(correlation_id.unwrap_or(id)),
+            causation_id: Some(id),
+            actor,
             custom: serde_json::Map::new(),
         }
     }

@@ -169,8 +169,10 @@ impl PgKeyStore {
         .await
         .map_err(backend)?;
         if forgotten {
-            // Ended now, so that the subject's lock goes before the refusal is returned.
-            tx.rollback().await.map_err(backend)?;
+            // Ended now, so that the subject's lock goes before the refusal is returned. A
+            // rollback that fails leaves the connection to the pool, which closes it; the
+            // refusal stands either way.
+            let _ = tx.rollback().await;
             self.remember_forgotten(subject);
             return Err(KeyStoreError::SubjectForgotten {
                 subject: subject.to_owned(),

@@ -242,21 +242,18 @@ impl PgStore {
             .append_and_apply(&mut tx, request, projection, &name)
             .await
         {
-            Ok(outcome) if outcome.deduplicated => {
-                // The original append applied its events; this transaction wrote nothing.
-                end_transaction(tx).await;
-                Ok(outcome)
-            }
-            Ok(outcome) => {
+            Ok(outcome) if !outcome.deduplicated => {
                 tx.commit().await.map_err(store_error)?;
                 Ok(outcome)
             }
-            Err(error) => {
-                // Rolled back here rather than when the connection goes back to the pool:
-                // the refused append's locks (its versions, its idempotency key, the rows
-                // the handlers wrote) are released before the caller sees the error.
+            // A repeated key (the original append applied its events and this transaction
+            // wrote nothing) or a refusal: rolled back here rather than when the connection
+            // goes back to the pool, so that the refused append's locks (its versions, its
+            // idempotency key, the rows the handlers wrote) are released before the caller
+            // sees the outcome.
+            other => {
                 end_transaction(tx).await;
-                Err(error)
+                other
             }
         }
     }

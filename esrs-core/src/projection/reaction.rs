@@ -12,7 +12,7 @@ tokio::task_local! {
 }
 
 /// What a command inherits of the event being handled.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Cause {
     id: uuid::Uuid,
     correlation_id: Option<uuid::Uuid>,
@@ -75,11 +75,7 @@ pub(crate) fn current() -> Option<Metadata> {
     REACTING_TO
         .try_with(|cause| {
             cause.borrow().as_ref().map(|cause| {
-                let mut metadata = Metadata::new();
-                metadata.correlation_id = Some(cause.correlation_id.unwrap_or(cause.id));
-                metadata.causation_id = Some(cause.id);
-                metadata.actor = cause.actor.clone();
-                metadata
+                Metadata::caused_by_parts(cause.id, cause.correlation_id, cause.actor.clone())
             })
         })
         .ok()
